@@ -1,0 +1,25 @@
+"""The NAS-Bench-201 search space: the :class:`Arch` value type and helpers."""
+
+from nasnc.space._arch import (
+    EDGES,
+    NUM_ARCHS,
+    NUM_EDGES,
+    NUM_UNIQUE,
+    OPS,
+    Arch,
+    all_archs,
+    canonical_classes,
+    sample_archs,
+)
+
+__all__ = [
+    "EDGES",
+    "NUM_ARCHS",
+    "NUM_EDGES",
+    "NUM_UNIQUE",
+    "OPS",
+    "Arch",
+    "all_archs",
+    "canonical_classes",
+    "sample_archs",
+]

@@ -1,0 +1,5 @@
+"""The ``nasnc`` command line."""
+
+from search.cli._main import main
+
+__all__ = ["main"]

@@ -1,0 +1,110 @@
+"""Command objects and output helpers shared by every ``nasnc`` command.
+
+A command is a small object with a space-separated ``name`` (``"space show"``),
+a one-line ``help``, ``add_arguments(parser)`` and ``run(args) -> int``. The
+main entry point builds nested sub-parsers from the names. Commands print;
+library code only logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TextIO
+
+__all__ = ["Command", "UsageError", "emit", "format_table", "to_jsonable"]
+
+
+class UsageError(Exception):
+    """A command-line mistake: printed as one line, exit status 2."""
+
+
+class Command(ABC):
+    """One ``nasnc`` sub-command."""
+
+    name: str = ""
+    help: str = ""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:  # noqa: B027
+        """Declare the command's options (none by default)."""
+
+    @abstractmethod
+    def run(self, args: argparse.Namespace) -> int:
+        """Execute; return the exit status."""
+
+
+def to_jsonable(value: Any) -> Any:
+    """Numpy scalars/arrays and non-finite floats made JSON-safe (NaN/inf -> None)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalar or array, torch tensor
+        return to_jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _cell(value: Any, digits: int) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, digits: int = 4
+) -> str:
+    """A plain aligned text table (numbers right-aligned)."""
+    cells = [[_cell(row.get(c), digits) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    numeric = [
+        all(isinstance(row.get(c), (int, float)) or row.get(c) is None for row in rows)
+        for c in columns
+    ]
+
+    def line(values: Iterable[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
+        return "  ".join(parts).rstrip()
+
+    out = [line(columns), line("-" * w for w in widths)]
+    out.extend(line(r) for r in cells)
+    return "\n".join(out)
+
+
+def emit(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    fmt: str,
+    *,
+    stream: TextIO | None = None,
+    json_payload: Any = None,
+) -> None:
+    """Print ``rows`` as ``table``, ``csv`` or ``json`` (``json_payload`` overrides rows)."""
+    stream = stream or sys.stdout
+    if fmt == "json":
+        payload = rows if json_payload is None else json_payload
+        stream.write(json.dumps(to_jsonable(payload), indent=2) + "\n")
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: to_jsonable(row.get(c)) for c in columns})
+        stream.write(buf.getvalue())
+    elif fmt == "table":
+        stream.write(format_table(rows, columns) + "\n")
+    else:  # argparse choices prevent this
+        raise UsageError(f"unknown format {fmt!r}")

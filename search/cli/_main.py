@@ -1,0 +1,100 @@
+"""Entry point of the ``nasnc`` console script."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from nasnc import NasncError, __version__
+from nasnc._errors import ArchError, ConfigError
+from search.cli._base import Command, UsageError
+from search.cli._space import SpaceInfo, SpaceShow
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: Every command, in help order. Add new commands here.
+COMMANDS: tuple[Command, ...] = (
+    SpaceInfo(),
+    SpaceShow(),
+)
+
+_USAGE_ERRORS = (UsageError, ArchError, ConfigError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nasnc",
+        description="Search and rank NAS-Bench-201 architectures with neural capacitance.",
+    )
+    parser.add_argument("--version", action="version", version=f"nasnc {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--debug", action="store_true", help="debug logs and full tracebacks")
+    groups: dict[tuple[str, ...], argparse._SubParsersAction] = {}
+    parsers: dict[tuple[str, ...], argparse.ArgumentParser] = {(): parser}
+    for command in COMMANDS:
+        words = tuple(command.name.split())
+        for depth in range(1, len(words) + 1):
+            prefix, path = words[: depth - 1], words[:depth]
+            if path in parsers:
+                continue
+            if prefix not in groups:
+                groups[prefix] = parsers[prefix].add_subparsers(
+                    title="commands", metavar="COMMAND", dest=f"_cmd{depth}"
+                )
+                groups[prefix].required = True
+            leaf = depth == len(words)
+            sub = groups[prefix].add_parser(
+                path[-1],
+                help=command.help if leaf else f"{' '.join(path)} commands",
+                description=command.help if leaf else None,
+            )
+            parsers[path] = sub
+            if leaf:
+                command.add_arguments(sub)
+                sub.set_defaults(_command=command, _parser=sub)
+    return parser
+
+
+def _configure_logging(verbose: bool, debug: bool) -> None:
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status (0 ok, 1 failure, 2 usage error, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.debug)
+    command: Command = args._command
+    try:
+        return command.run(args)
+    except _USAGE_ERRORS as exc:
+        if args.debug:
+            raise
+        print(f"nasnc {command.name}: error: {exc}", file=sys.stderr)
+        return 2
+    except NasncError as exc:
+        if args.debug:
+            raise
+        print(f"nasnc {command.name}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"nasnc {command.name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"nasnc {command.name}: internal error: {type(exc).__name__}: {exc} "
+            "(rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

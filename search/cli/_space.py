@@ -1,0 +1,90 @@
+"""``nasnc space info`` and ``nasnc space show``."""
+
+from __future__ import annotations
+
+import argparse
+
+from nasnc.models import arch_params, build_network, count_macs
+from nasnc.space import NUM_ARCHS, OPS, Arch, all_archs, canonical_classes
+from search.cli._base import Command, emit
+
+#: Dataset name -> (classes, input resolution) as the benchmark trains them.
+DATASET_SHAPES: dict[str, tuple[int, int]] = {
+    "cifar10": (10, 32),
+    "cifar10-valid": (10, 32),
+    "cifar100": (100, 32),
+    "ImageNet16-120": (120, 16),
+}
+
+
+class SpaceInfo(Command):
+    name = "space info"
+    help = "counts of the NAS-Bench-201 search space"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--format", choices=("table", "json"), default="table")
+
+    def run(self, args: argparse.Namespace) -> int:
+        info = {
+            "architectures": len(all_archs()),
+            "unique": len(canonical_classes()),
+            "edges": 6,
+            "ops": list(OPS),
+        }
+        assert info["architectures"] == NUM_ARCHS
+        if args.format == "json":
+            emit([], [], "json", json_payload=info)
+        else:
+            print(f"architectures      {info['architectures']}")
+            print(f"unique (canonical) {info['unique']}")
+            print(f"edges per cell     {info['edges']}")
+            print(f"operations         {', '.join(OPS)}")
+        return 0
+
+
+class SpaceShow(Command):
+    name = "space show"
+    help = "canonical form, parameters and MACs of one architecture"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "arch", help="benchmark string '|op~0|+|op~0|op~1|+...' or 6-digit op code"
+        )
+        parser.add_argument(
+            "--dataset",
+            choices=tuple(DATASET_SHAPES),
+            default="cifar10",
+            help="sets the classes and input resolution (default: cifar10)",
+        )
+        parser.add_argument("--channels", type=int, default=16)
+        parser.add_argument("--cells-per-stage", type=int, default=5)
+        parser.add_argument("--format", choices=("table", "json"), default="table")
+
+    def run(self, args: argparse.Namespace) -> int:
+        arch = Arch.parse(args.arch)
+        classes, resolution = DATASET_SHAPES[args.dataset]
+        net = build_network(
+            arch, channels=args.channels, cells_per_stage=args.cells_per_stage, num_classes=classes
+        )
+        info = {
+            "arch": str(arch),
+            "code": arch.code,
+            "canonical": arch.canonical(),
+            "class_size": len(canonical_classes()[arch.canonical()]),
+            "dataset": args.dataset,
+            "params": arch_params(
+                arch,
+                channels=args.channels,
+                cells_per_stage=args.cells_per_stage,
+                num_classes=classes,
+            ),
+            "macs": count_macs(net, resolution),
+            "resolution": resolution,
+        }
+        if args.format == "json":
+            emit([], [], "json", json_payload=info)
+        else:
+            width = max(len(k) for k in info)
+            for key, value in info.items():
+                print(f"{key.ljust(width)}  {value}")
+        return 0

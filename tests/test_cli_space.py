@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from search.cli import main
+
+
+def test_space_info(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["space", "info", "--format", "json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["architectures"] == 15625
+    assert info["unique"] == 6466
+
+
+def test_space_show_json(capsys: pytest.CaptureFixture[str]) -> None:
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"
+    assert main(["space", "show", arch, "--format", "json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["arch"] == arch
+    assert set(info) >= {"arch", "canonical", "params", "macs"}
+    assert info["params"] > 0 and info["macs"] > 0
+    assert main(["space", "show", arch, "--dataset", "ImageNet16-120", "--format", "json"]) == 0
+    small = json.loads(capsys.readouterr().out)
+    assert small["macs"] < info["macs"]
+
+
+def test_usage_error_is_one_line_and_status_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["space", "show", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|"]) == 2
+    err = capsys.readouterr().err
+    assert "'conv'" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_missing_subcommand_exits_2() -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["space"])
+    assert exc.value.code == 2

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from nasnc.capacitance import CapacitanceProbe, dense_chain
+from nasnc.models import arch_params, build_network, count_macs, count_params
+from nasnc.space import Arch, sample_archs
+
+THREE = [
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+    "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
+    "|avg_pool_3x3~0|+|nor_conv_1x1~0|none~1|+|none~0|avg_pool_3x3~1|nor_conv_1x1~2|",
+]
+
+
+@pytest.mark.parametrize("arch", THREE)
+@pytest.mark.parametrize("resolution", [32, 16])
+def test_forward_backward(arch: str, resolution: int) -> None:
+    torch.manual_seed(0)
+    net = build_network(arch, channels=8, cells_per_stage=1, num_classes=10, probe=(32, 16))
+    x = torch.randn(4, 3, resolution, resolution)
+    logits = net(x)
+    assert logits.shape == (4, 10)
+    assert net.features(x).shape == (4, 32)
+    loss = torch.nn.functional.cross_entropy(logits, torch.arange(4))
+    loss.backward()
+    grads = [p.grad for p in net.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert net.stem[0].weight.grad.abs().sum() > 0
+
+
+def test_zero_cell_still_trains_the_rest() -> None:
+    net = build_network(Arch(("none",) * 6), channels=4, cells_per_stage=1)
+    out = net(torch.randn(2, 3, 16, 16))
+    assert out.shape == (2, 10)
+
+
+@pytest.mark.parametrize("num_classes", [10, 100, 120])
+def test_arch_params_equals_built_model(num_classes: int) -> None:
+    for arch in sample_archs(6, seed=num_classes):
+        net = build_network(arch, num_classes=num_classes)
+        assert arch_params(arch, num_classes=num_classes) == count_params(net)
+
+
+def test_parameter_parity_with_benchmark(nb201_csv: Path) -> None:
+    with nb201_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    agree = {}
+    for column, classes in (
+        ("params_m_cifar10", 10),
+        ("params_m_cifar100", 100),
+        ("params_m_imagenet16", 120),
+    ):
+        ok = sum(
+            abs(arch_params(r["arch_str"], num_classes=classes) / 1e6 - float(r[column])) <= 1e-6
+            for r in rows
+        )
+        agree[column] = ok / len(rows)
+    print("parameter agreement with the benchmark:", agree)
+    assert all(v >= 0.99 for v in agree.values()), agree
+
+
+def test_probe_start_is_independent_of_backbone() -> None:
+    a, b = sample_archs(2, seed=11)
+    torch.manual_seed(1)
+    na = build_network(a, channels=4, cells_per_stage=1, probe=(16,), probe_seed=5)
+    torch.manual_seed(2)
+    nb = build_network(b, channels=4, cells_per_stage=1, probe=(16,), probe_seed=5)
+    for wa, wb in zip(dense_chain(na), dense_chain(nb)):
+        assert torch.equal(wa, wb)
+    nc = build_network(b, channels=4, cells_per_stage=1, probe=(16,), probe_seed=6)
+    assert not torch.equal(dense_chain(nb)[0], dense_chain(nc)[0])
+
+
+def test_dense_chain_returns_views() -> None:
+    net = build_network(THREE[0], channels=4, cells_per_stage=1, probe=(8, 6))
+    chain = dense_chain(net)
+    assert [tuple(w.shape) for w in chain] == [(8, 16), (6, 8), (10, 6)]
+    probe = next(m for m in net.modules() if isinstance(m, CapacitanceProbe))
+    assert chain[0].data_ptr() == probe.layers[0].weight.data_ptr()
+    with pytest.raises(ValueError, match="CapacitanceProbe"):
+        dense_chain(build_network(THREE[0], channels=4, cells_per_stage=1))
+
+
+def test_macs_scale_with_resolution_and_ops() -> None:
+    conv = build_network(THREE[0])
+    skip = build_network(THREE[1])
+    assert count_macs(conv, 32) > count_macs(skip, 32)
+    assert count_macs(conv, 32) == pytest.approx(4 * count_macs(conv, 16), rel=0.01)
+
+
+def test_builder_validates() -> None:
+    with pytest.raises(ValueError, match="channels=0"):
+        build_network(THREE[0], channels=0)
+    with pytest.raises(ValueError, match="widths"):
+        CapacitanceProbe(8, 10, hidden=(0,))

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nasnc import ArchError
+from nasnc.space import (
+    NUM_ARCHS,
+    NUM_UNIQUE,
+    OPS,
+    Arch,
+    all_archs,
+    canonical_classes,
+    sample_archs,
+)
+
+INDEX0 = (
+    "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|"
+    "+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
+)
+
+
+def test_round_trip_of_benchmark_string() -> None:
+    arch = Arch.from_str(INDEX0)
+    assert str(arch) == INDEX0
+    assert arch.ops == (
+        "avg_pool_3x3",
+        "nor_conv_1x1",
+        "skip_connect",
+        "nor_conv_1x1",
+        "skip_connect",
+        "skip_connect",
+    )
+    assert arch.op(3, 2) == "skip_connect"
+    assert Arch.parse(arch.code) == arch
+
+
+@given(st.tuples(*[st.sampled_from(OPS)] * 6))
+def test_round_trip_every_arch(ops: tuple[str, ...]) -> None:
+    arch = Arch(ops)
+    assert Arch.from_str(str(arch)) == arch
+    assert Arch.from_indices(arch.op_indices) == arch
+
+
+@pytest.mark.parametrize(
+    ("text", "culprit"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|", "'conv'"),
+        ("|none~1|+|none~0|none~1|+|none~0|none~1|none~2|", "'none~1'"),
+        ("|none~0|+|none~0|none~1|", "got 2"),
+        ("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|+|none~0|", "got 4"),
+        ("|none~0|+|none~0||none~1|+|none~0|none~1|none~2|", "extra '|'"),
+        ("|none~0|+|none~0|none~1|+|none~0|none~1|", "needs 3"),
+        ("|none~0|+|none~0|none~1|+none~0|none~1|none~2|", "must be written"),
+        ("|none0|+|none~0|none~1|+|none~0|none~1|none~2|", "'none0'"),
+        ("|none~0|++|none~0|none~1|", "extra '+'"),
+    ],
+)
+def test_parser_names_the_culprit(text: str, culprit: str) -> None:
+    with pytest.raises(ArchError, match=culprit if culprit.startswith("'") else None) as err:
+        Arch.from_str(text)
+    assert culprit in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
+def test_constructor_and_indices_validate() -> None:
+    with pytest.raises(ArchError, match="6 operations"):
+        Arch(("none",) * 5)
+    with pytest.raises(ArchError, match="'conv'"):
+        Arch(("conv",) * 6)
+    with pytest.raises(ArchError, match="out of range"):
+        Arch.from_indices([0, 1, 2, 3, 4, 5])
+
+
+def test_space_size_and_unique_count() -> None:
+    archs = all_archs()
+    assert len(archs) == NUM_ARCHS == 15625
+    assert len(set(archs)) == NUM_ARCHS
+    assert len(canonical_classes()) == NUM_UNIQUE == 6466
+
+
+def test_canonical_form_merges_what_it_should() -> None:
+    # a conv on node 1 whose only way out is a none edge does not matter
+    a = Arch.from_str("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    b = Arch.from_str("|avg_pool_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    assert a.canonical() == b.canonical()
+    # the order of the terms of a sum does not matter
+    c = Arch.from_str(
+        "|nor_conv_3x3~0|+|avg_pool_3x3~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"
+    )
+    d = Arch.from_str(
+        "|avg_pool_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"
+    )
+    assert c.canonical() == d.canonical()
+    # but different ops do
+    e = Arch.from_str(
+        "|nor_conv_1x1~0|+|avg_pool_3x3~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"
+    )
+    assert e.canonical() != c.canonical()
+
+
+def test_is_zero() -> None:
+    assert Arch(("none",) * 6).is_zero
+    assert Arch.from_str("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|").is_zero
+    assert not Arch.from_str("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|").is_zero
+    assert sum(a.is_zero for a in all_archs()) > 0
+
+
+def test_sampling_is_seeded_and_unique() -> None:
+    assert sample_archs(10, seed=3) == sample_archs(10, seed=3)
+    assert sample_archs(10, seed=3) != sample_archs(10, seed=4)
+    uniq = sample_archs(200, seed=0, unique=True, exclude_zero=True)
+    assert len({a.canonical() for a in uniq}) == 200
+    assert not any(a.is_zero for a in uniq)
+    with pytest.raises(ValueError, match="n=-1"):
+        sample_archs(-1, seed=0)
+    with pytest.raises(ValueError, match="unique"):
+        sample_archs(NUM_UNIQUE + 1, seed=0, unique=True)
+
+
+def test_benchmark_table_strings_all_parse(nb201_csv: Path) -> None:
+    with nb201_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    parsed = {Arch.from_str(r["arch_str"]) for r in rows}
+    assert len(rows) == NUM_ARCHS
+    assert parsed == set(all_archs())
+    assert rows[0]["arch_str"] == INDEX0
