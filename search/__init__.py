@@ -6,4 +6,6 @@ never does.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from search._pruner import CapacitancePruner
+
+__all__ = ["CapacitancePruner"]

@@ -1,0 +1,161 @@
+"""``CapacitancePruner``: prune trials whose βeff is low relative to their peers.
+
+The pruner is stateless and follows Optuna's ``BasePruner`` contract, so it can
+be used in any study that reports a score with ``trial.report(value, step)``.
+At a report step it compares the trial's value with the values that finished
+trials reported *at the same step*:
+
+1. **percentile rule** — prune when the value lies below the ``percentile``-th
+   percentile of the finished trials' values at that step (above it for a
+   minimising study), after ``n_startup_trials`` finished trials and
+   ``n_warmup_steps`` steps, checked every ``interval_steps``;
+2. **uncertainty guard** (``use_uncertainty=True``) — additionally require the
+   trial's upper bound ``mean + z·std`` to lie below the ``k``-th best lower
+   bound ``mean − z·std`` among the finished trials at that step. The standard
+   deviations are read from the user attribute :data:`STD_ATTR` (a mapping
+   ``str(step) -> std``) that the nasnc objective writes at each report; a
+   trial without it counts as having no uncertainty (std 0).
+
+A non-finite reported value is always pruned (after startup and warm-up).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import optuna
+from optuna.pruners import BasePruner
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["STD_ATTR", "CapacitancePruner"]
+
+#: User attribute holding ``{str(step): std}`` of the reported estimate.
+STD_ATTR = "beta_eff_std_at"
+
+
+def _std_at(trial: FrozenTrial, step: int) -> float:
+    table = trial.user_attrs.get(STD_ATTR)
+    if not isinstance(table, Mapping):
+        return 0.0
+    value = table.get(str(step))
+    try:
+        std = float(value) if value is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+    return std if math.isfinite(std) and std > 0 else 0.0
+
+
+class CapacitancePruner(BasePruner):
+    """Prune a trial whose reported βeff is low among the finished trials at that step.
+
+    Parameters
+    ----------
+    percentile : float, default 25.0
+        Prune below this percentile (0–100) of the finished trials' values at
+        the same step (for a maximising study).
+    n_startup_trials : int, default 5
+        No pruning until this many trials have finished (COMPLETE).
+    n_warmup_steps : int, default 0
+        No pruning at steps below this.
+    interval_steps : int, default 1
+        Check only every ``interval_steps`` steps after the warm-up.
+    n_min_trials : int, default 1
+        Minimum number of finished trials that reported at this step.
+    use_uncertainty : bool, default False
+        Also require ``mean + z·std`` to be below the ``k``-th best
+        ``mean − z·std`` of the finished trials at that step.
+    k : int, default 1
+        Which best lower bound the uncertainty guard compares with.
+    z : float, default 1.0
+        Width of the bounds in standard deviations.
+
+    Examples
+    --------
+    >>> import optuna
+    >>> pruner = CapacitancePruner(percentile=30.0, n_startup_trials=3)
+    >>> study = optuna.create_study(direction="maximize", pruner=pruner)
+    """
+
+    def __init__(
+        self,
+        percentile: float = 25.0,
+        *,
+        n_startup_trials: int = 5,
+        n_warmup_steps: int = 0,
+        interval_steps: int = 1,
+        n_min_trials: int = 1,
+        use_uncertainty: bool = False,
+        k: int = 1,
+        z: float = 1.0,
+    ) -> None:
+        if not 0.0 <= percentile <= 100.0:
+            raise ValueError(f"percentile must be in [0, 100], but got {percentile=}.")
+        if n_startup_trials < 0:
+            raise ValueError(f"n_startup_trials must be >= 0, but got {n_startup_trials=}.")
+        if n_warmup_steps < 0:
+            raise ValueError(f"n_warmup_steps must be >= 0, but got {n_warmup_steps=}.")
+        if interval_steps < 1:
+            raise ValueError(f"interval_steps must be >= 1, but got {interval_steps=}.")
+        if n_min_trials < 1:
+            raise ValueError(f"n_min_trials must be >= 1, but got {n_min_trials=}.")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, but got {k=}.")
+        if not (math.isfinite(z) and z >= 0):
+            raise ValueError(f"z must be finite and >= 0, but got {z=}.")
+        self._percentile = float(percentile)
+        self._n_startup_trials = int(n_startup_trials)
+        self._n_warmup_steps = int(n_warmup_steps)
+        self._interval_steps = int(interval_steps)
+        self._n_min_trials = int(n_min_trials)
+        self._use_uncertainty = bool(use_uncertainty)
+        self._k = int(k)
+        self._z = float(z)
+
+    def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(finished) < self._n_startup_trials:
+            return False
+        if step < self._n_warmup_steps:
+            return False
+        if (step - self._n_warmup_steps) % self._interval_steps != 0:
+            return False
+
+        value = float(trial.intermediate_values[step])
+        if not math.isfinite(value):
+            return True
+
+        peers = [t for t in finished if step in t.intermediate_values]
+        values = np.array([t.intermediate_values[step] for t in peers], dtype=float)
+        keep = np.isfinite(values)
+        peers = [t for t, ok in zip(peers, keep) if ok]
+        values = values[keep]
+        if len(values) < self._n_min_trials:
+            return False
+
+        maximize = study.direction == StudyDirection.MAXIMIZE
+        if maximize:
+            threshold = float(np.percentile(values, self._percentile))
+            below = value < threshold
+        else:
+            threshold = float(np.percentile(values, 100.0 - self._percentile))
+            below = value > threshold
+        if not below:
+            return False
+        if not self._use_uncertainty:
+            return True
+
+        own = self._z * _std_at(trial, step)
+        spreads = np.array([self._z * _std_at(t, step) for t in peers])
+        if maximize:
+            bounds = np.sort(values - spreads)[::-1]  # lower bounds, best first
+            kth = bounds[min(self._k, len(bounds)) - 1]
+            return value + own < kth
+        bounds = np.sort(values + spreads)  # upper bounds, best (lowest) first
+        kth = bounds[min(self._k, len(bounds)) - 1]
+        return value - own > kth
