@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from nasnc import NasncError, __version__
 from nasnc._errors import ArchError, ConfigError
 from search.cli._base import Command, UsageError
+from search.cli._search import Search
 from search.cli._space import SpaceInfo, SpaceShow
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -18,6 +19,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: tuple[Command, ...] = (
     SpaceInfo(),
     SpaceShow(),
+    Search(),
 )
 
 _USAGE_ERRORS = (UsageError, ArchError, ConfigError)

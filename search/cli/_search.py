@@ -1,0 +1,114 @@
+"""``nasnc search CONFIG``: run or resume an Optuna study."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from search.cli._base import Command, emit
+
+
+class Search(Command):
+    name = "search"
+    help = "run or resume a search study (options override the config file)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("config", help="study config, e.g. configs/quickstart.yaml")
+        parser.add_argument("--storage", help="sqlite:///FILE, journal:FILE or postgresql+psycopg://...")
+        parser.add_argument("--study", dest="study_name", help="study name")
+        parser.add_argument("--n-trials", type=int, help="total trials of the study")
+        parser.add_argument("--workers", type=int, help="worker processes on this machine")
+        parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+        parser.add_argument("--cache", help="HDF5 trajectory cache")
+        parser.add_argument("--data-root", help="folder holding the dataset (else $NASNC_DATA_DIR)")
+        parser.add_argument("--seed", type=int)
+        parser.add_argument("--benchmark", help="ground truth for the summary: builtin or FILE")
+        parser.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
+        parser.add_argument("--top", type=int, default=10, help="rows of the summary table")
+        parser.add_argument("--format", choices=("table", "json"), default="table")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def run(self, args: argparse.Namespace) -> int:
+        # heavy imports (torch, optuna) only when the command runs: `nasnc --help` stays fast
+        import optuna
+        from optuna.trial import TrialState
+        from tqdm import tqdm
+
+        from search._config import apply_overrides, load_config
+        from search._study import open_study, run_search, summarize
+
+        config = load_config(args.config)
+        config = apply_overrides(
+            config,
+            {
+                "storage": args.storage,
+                "study_name": args.study_name,
+                "n_trials": args.n_trials,
+                "workers": args.workers,
+                "device": args.device,
+                "cache": args.cache,
+                "data_root": args.data_root,
+                "seed": args.seed,
+                "benchmark": args.benchmark,
+                "timeout": args.timeout,
+            },
+        )
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        bar = None
+        if not args.no_progress and args.format == "table":
+            bar = tqdm(total=config.n_trials, desc=f"study {config.study_name}", unit="trial",
+                       file=sys.stderr, dynamic_ncols=True)
+
+        def progress(study: optuna.Study) -> None:
+            if bar is None:
+                return
+            trials = study.get_trials(deepcopy=False)
+            states = [t.state for t in trials]
+            done = sum(s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for s in states)
+            bar.n = min(done, config.n_trials)
+            postfix: dict[str, Any] = {
+                "pruned": states.count(TrialState.PRUNED),
+                "failed": states.count(TrialState.FAIL),
+            }
+            best = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+            if best:
+                postfix["best βeff"] = f"{max(best):.4g}"
+            bar.set_postfix(postfix, refresh=False)
+            bar.refresh()
+
+        interrupted = False
+        try:
+            study = run_search(config, progress=progress)
+        except KeyboardInterrupt:
+            interrupted = True
+            study = open_study(config)
+        finally:
+            if bar is not None:
+                bar.close()
+        summary = summarize(study, config, top_k=args.top)
+        if args.format == "json":
+            emit([], [], "json", json_payload=summary.to_dict())
+        else:
+            print(
+                f"study {summary.study_name} ({summary.storage}): {summary.completed} completed, "
+                f"{summary.pruned} pruned, {summary.failed} failed, "
+                f"{summary.cache_hits} served from the cache"
+                + (f", {summary.running} still running" if summary.running else "")
+            )
+            columns = ["trial", "arch", "beta_eff", "beta_eff_std", "proxy_valid_acc", "cost_s"]
+            if summary.benchmark:
+                columns.append("true_acc")
+            if summary.top:
+                emit(summary.top, columns, "table")
+            if summary.regret is not None:
+                print(
+                    f"regret of the top-1 pick vs the best in the space "
+                    f"({summary.best_in_space:.2f} %): {summary.regret:.2f} points"
+                )
+            print(f"cache: {config.cache}")
+        if interrupted:
+            print("interrupted: completed trials are kept; rerun the same command to resume",
+                  file=sys.stderr)
+            return 130
+        return 0
