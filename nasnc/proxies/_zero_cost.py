@@ -1,0 +1,364 @@
+"""Zero-cost proxies: scores of an untrained network from one batch of data.
+
+Definitions follow Abdelfattah et al., "Zero-Cost Proxies for Lightweight
+NAS" (ICLR 2021) and their reference implementation, and Mellor et al.,
+"Neural Architecture Search without Training" (ICML 2021) for NASWOT. Every
+score is oriented so that **higher predicts better accuracy** (or is the
+published orientation, see :func:`grasp`) and is computed on a deep copy of
+the caller's model: the caller's parameters, buffers, gradients, mode and
+hooks are never touched. Hooks used internally live on the copy and are
+removed in ``finally``.
+
+Common conventions (those of the reference implementation):
+
+* the copy is put in training mode, so BatchNorm normalises with the
+  statistics of the batch (the running statistics of the copy change, the
+  caller's do not);
+* the summed layers are the convolutions and linear layers (``nn.Conv1d``,
+  ``nn.Conv2d``, ``nn.Conv3d``, ``nn.Linear``), their ``weight`` only;
+* the loss is the mean cross-entropy of the logits against ``labels``.
+
+A non-finite result is returned as ``nan`` and a warning naming the proxy is
+logged; it is never replaced by a finite stand-in.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from nasnc.models import count_macs, count_params
+
+__all__ = [
+    "fisher",
+    "flops",
+    "grad_norm",
+    "grasp",
+    "jacob_cov",
+    "naswot",
+    "params",
+    "snip",
+    "synflow",
+]
+
+logger = logging.getLogger(__name__)
+
+_WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+#: Ridge added to the eigenvalues of the Jacobian correlation matrix (reference value).
+JACOB_COV_EPS = 1e-5
+
+
+# --------------------------------------------------------------------- helpers
+def _finite(name: str, value: float) -> float:
+    """Return ``value``, or ``nan`` with a logged warning when it is not finite."""
+    if math.isfinite(value):
+        return value
+    logger.warning("proxy %r is not finite (%r); reported as nan", name, value)
+    return math.nan
+
+
+def _working_copy(model: nn.Module) -> nn.Module:
+    """A deep copy in training mode, without gradients, every weight differentiable."""
+    work = copy.deepcopy(model)
+    work.train()
+    for p in work.parameters():
+        p.grad = None
+        p.requires_grad_(True)
+    return work
+
+
+def _weighted_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, _WEIGHTED)]
+
+
+def _weight(layer: nn.Module) -> torch.Tensor:
+    w = layer.weight
+    assert isinstance(w, torch.Tensor)
+    return w
+
+
+@contextmanager
+def _hooks(handles: list[RemovableHandle]) -> Iterator[list[RemovableHandle]]:
+    """Yield a list to fill with hook handles; remove every one of them on exit."""
+    try:
+        yield handles
+    finally:
+        for h in handles:
+            h.remove()
+        handles.clear()
+
+
+def _strip_batchnorm(model: nn.Module) -> None:
+    """Replace every BatchNorm layer of ``model`` (in place) by ``nn.Identity``."""
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, _BATCHNORM):
+                setattr(module, child_name, nn.Identity())
+
+
+def _loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model(images), labels)
+
+
+# -------------------------------------------------------------- architecture
+def params(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Number of trainable parameters (BatchNorm affine and biases included).
+
+    Sign: higher = better (larger NAS-Bench-201 cells are more accurate).
+    ``images`` and ``labels`` are unused; the signature matches the table.
+    """
+    del images, labels
+    return float(count_params(model))
+
+
+def flops(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Multiply-accumulates of one forward pass on one image of ``images``' size.
+
+    Counts convolutions and linear layers (:func:`nasnc.models.count_macs`,
+    the benchmark's FLOP convention). Sign: higher = better. Needs square
+    images (``H == W``).
+    """
+    del labels
+    return float(count_macs(copy.deepcopy(model), resolution=int(images.shape[-1])))
+
+
+# ----------------------------------------------------------------- synflow
+def synflow(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, bn: bool = False
+) -> float:
+    """Synaptic flow (Tanaka et al. 2020) as used by Abdelfattah et al.
+
+    On a float64 copy whose parameters and buffers are replaced by their
+    absolute values, one all-ones input of ``images``' shape (batch 1) is
+    passed forward; the sum of the outputs is back-propagated and the score is
+    ``sum_l sum |θ_l ⊙ ∂R/∂θ_l|`` over convolution and linear weights. The
+    data is not used, only its shape.
+
+    Parameters
+    ----------
+    bn : bool, default False
+        ``False`` removes every BatchNorm layer first (the reference's
+        ``bn=False``); ``True`` keeps them, normalising with the statistics
+        of the single all-ones input. (The reference's NAS-Bench-201 model
+        drops BN from the stem, cells and last layer but its residual
+        reduction blocks keep theirs; ``benchmarks/zero_cost_reproduction.py``
+        measures that variant too.)
+
+    Sign: higher = better.
+    """
+    del labels
+    work = _working_copy(model)
+    if not bn:
+        _strip_batchnorm(work)
+    work.double()
+    with torch.no_grad():
+        for tensor in work.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.abs_()
+    ones = torch.ones((1, *images.shape[1:]), dtype=torch.float64, device=images.device)
+    work.zero_grad(set_to_none=True)
+    torch.sum(work(ones)).backward()
+    total = torch.zeros((), dtype=torch.float64, device=images.device)
+    for layer in _weighted_layers(work):
+        w = _weight(layer)
+        if w.grad is not None:
+            total += (w.detach() * w.grad).abs().sum()
+    return _finite("synflow", float(total))
+
+
+# ------------------------------------------------- gradient-based (one pass)
+def _fisher_hooks(
+    layers: Sequence[nn.Module], handles: list[RemovableHandle], acc: dict[int, torch.Tensor]
+) -> None:
+    """Hooks accumulating the channel Fisher information of each layer's output."""
+
+    def make(index: int) -> Callable[[nn.Module, object, torch.Tensor], None]:
+        def forward_hook(_m: nn.Module, _inp: object, out: torch.Tensor) -> None:
+            act = out.detach()
+
+            def grad_hook(grad: torch.Tensor) -> None:
+                prod = act * grad
+                g_nk = prod.sum(dim=tuple(range(2, prod.dim()))) if prod.dim() > 2 else prod
+                del_k = 0.5 * g_nk.pow(2).mean(0)
+                prev = acc.get(index)
+                acc[index] = del_k if prev is None else prev + del_k
+
+            if out.requires_grad:
+                out.register_hook(grad_hook)
+
+        return forward_hook
+
+    for i, layer in enumerate(layers):
+        handles.append(layer.register_forward_hook(make(i)))
+
+
+def _gradient_scores(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, which: Sequence[str]
+) -> dict[str, float]:
+    """snip, grad_norm and fisher from one forward/backward pass of the loss."""
+    work = _working_copy(model)
+    layers = _weighted_layers(work)
+    fisher_acc: dict[int, torch.Tensor] = {}
+    with _hooks([]) as handles:
+        if "fisher" in which:
+            _fisher_hooks(layers, handles, fisher_acc)
+        _loss(work, images, labels).backward()
+    out: dict[str, float] = {}
+    with torch.no_grad():
+        zero = torch.zeros((), dtype=torch.float64, device=images.device)
+        if "snip" in which:
+            total = zero.clone()
+            for layer in layers:
+                w = _weight(layer)
+                if w.grad is not None:
+                    total += (w * w.grad).abs().sum().double()
+            out["snip"] = _finite("snip", float(total))
+        if "grad_norm" in which:
+            total = zero.clone()
+            for layer in layers:
+                w = _weight(layer)
+                if w.grad is not None:
+                    total += w.grad.norm().double()
+            out["grad_norm"] = _finite("grad_norm", float(total))
+        if "fisher" in which:
+            total = zero.clone()
+            for value in fisher_acc.values():
+                total += value.sum().double()
+            out["fisher"] = _finite("fisher", float(total))
+    return out
+
+
+def snip(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """SNIP saliency (Lee et al. 2019) summed over the network.
+
+    ``sum_l sum |θ_l ⊙ ∂L/∂θ_l|`` for the cross-entropy ``L`` of the batch,
+    in training mode. Sign: higher = better.
+    """
+    return _gradient_scores(model, images, labels, ("snip",))["snip"]
+
+
+def grad_norm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Sum over layers of the Euclidean norm of each layer's weight gradient.
+
+    ``sum_l ||∂L/∂θ_l||_2`` (per-layer norms added, not the global norm), as in
+    Abdelfattah et al. Sign: higher = better.
+    """
+    return _gradient_scores(model, images, labels, ("grad_norm",))["grad_norm"]
+
+
+def fisher(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Channel Fisher information (Turner et al. 2020) summed over the network.
+
+    For every convolution/linear output ``a`` (before BatchNorm) with loss
+    gradient ``g``: ``sum_k 0.5 * mean_n (sum_{hw} a ⊙ g)_{nk}^2``, added
+    over layers. Sign: higher = better (as published).
+    """
+    return _gradient_scores(model, images, labels, ("fisher",))["fisher"]
+
+
+# ------------------------------------------------------------------- grasp
+def grasp(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """GraSP (Wang et al. 2020) summed over the network: ``sum -θ ⊙ (H g)``.
+
+    ``g`` is the loss gradient of the weights, ``H g`` the Hessian-gradient
+    product (double back-propagation, temperature 1), both in training
+    mode. The orientation is the reference implementation's; Abdelfattah et
+    al. report its rank correlation in absolute value, and
+    ``benchmarks/zero_cost_reproduction.py`` prints the signed one.
+    """
+    work = _working_copy(model)
+    layers = _weighted_layers(work)
+    weights = [_weight(layer) for layer in layers]
+    first = torch.autograd.grad(_loss(work, images, labels), weights, allow_unused=True)
+    second = torch.autograd.grad(
+        _loss(work, images, labels), weights, create_graph=True, allow_unused=True
+    )
+    z = torch.zeros((), device=images.device)
+    for g, gf in zip(first, second):
+        if g is not None and gf is not None:
+            z = z + (g.detach() * gf).sum()
+    for w in weights:
+        w.grad = None
+    if z.requires_grad:
+        z.backward()
+    total = torch.zeros((), dtype=torch.float64, device=images.device)
+    with torch.no_grad():
+        for w in weights:
+            if w.grad is not None:
+                total += (-w * w.grad).sum().double()
+    return _finite("grasp", float(total))
+
+
+# --------------------------------------------------------------- jacob_cov
+def jacob_cov(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Jacobian covariance score (Mellor et al. 2020, v1), as in Abdelfattah et al.
+
+    ``J`` is the gradient of the summed logits with respect to each input
+    image (training mode), flattened per image; ``C = corrcoef(J)`` over
+    the batch, with eigenvalues ``λ``; the score is
+    ``-sum(log(λ + k) + 1 / (λ + k))`` with ``k = 1e-5``. It is maximal when
+    the images' Jacobians are uncorrelated. ``nan`` when a Jacobian is
+    constant (e.g. a cell that never reaches its output). Sign: higher =
+    better.
+    """
+    del labels
+    work = _working_copy(model)
+    x = images.detach().clone().requires_grad_(True)
+    y = work(x)
+    if y.requires_grad:
+        y.backward(torch.ones_like(y))
+    grad = x.grad if x.grad is not None else torch.zeros_like(x)  # output ignores the input
+    jac = grad.detach().reshape(x.shape[0], -1).double().cpu().numpy()
+    with np.errstate(all="ignore"):
+        corr = np.corrcoef(jac)
+        if not np.all(np.isfinite(corr)):
+            return _finite("jacob_cov", math.nan)
+        lam = np.linalg.eigvalsh(corr)
+        score = -np.sum(np.log(lam + JACOB_COV_EPS) + 1.0 / (lam + JACOB_COV_EPS))
+    return _finite("jacob_cov", float(score))
+
+
+# ------------------------------------------------------------------ naswot
+def naswot(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """NASWOT (Mellor et al. 2021): log-determinant of the activation-pattern kernel.
+
+    For each image the binary code ``c`` records which inputs of every
+    ``nn.ReLU`` module are positive (functional ``relu`` calls are not
+    seen). ``K[i, j]`` counts the units where images ``i`` and ``j`` agree
+    (``c_i·c_j + (1-c_i)·(1-c_j)``) and the score is ``log|det K|``, in
+    training mode, in float64. Identical images, or no ReLU at all, make
+    ``K`` singular: ``-inf``, reported as ``nan``. Sign: higher = better.
+    """
+    del labels
+    work = _working_copy(model)
+    n = images.shape[0]
+    kernel = torch.zeros((n, n), dtype=torch.float64, device=images.device)
+
+    def pre_hook(_m: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
+        nonlocal kernel
+        # agreements c_i.c_j + (1-c_i).(1-c_j) = U - s_i - s_j + 2 c_i.c_j with s = row sums;
+        # float32 counts are exact integers below 2**24 units per sample and layer.
+        code = (inp[0].detach().reshape(n, -1) > 0).float()
+        units = code.shape[1]
+        s = code.sum(1, dtype=torch.float64)
+        agree = 2.0 * (code @ code.T).double() - s[:, None] - s[None, :] + units
+        kernel = kernel + agree
+
+    with _hooks([]) as handles:
+        for m in work.modules():
+            if isinstance(m, nn.ReLU):
+                handles.append(m.register_forward_pre_hook(pre_hook))
+        with torch.no_grad():
+            work(images)
+    _sign, logdet = torch.linalg.slogdet(kernel)
+    return _finite("naswot", float(logdet))
