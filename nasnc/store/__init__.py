@@ -1,0 +1,112 @@
+"""HDF5 trajectory cache: one entry per evaluated (architecture, dataset, config, seed).
+
+A cache hit means "do not train again": :meth:`Store.get` by key,
+:meth:`Store.put` an :class:`Entry`, list with :meth:`Store.entries` /
+:meth:`Store.index`, rank with :meth:`Store.top` / :meth:`Store.rank`.
+
+Design
+------
+HDF5 allows one writer per file, and a process killed while writing an HDF5
+file can leave it unreadable. The cache therefore never writes a file that a
+reader can see. It is a directory of **immutable** HDF5 files:
+
+* ``put`` writes one small *entry file* under a unique temporary name in
+  ``tmp/``, flushes it (``fsync`` unless ``durable=False``) and
+  ``os.replace``-s it to ``entries/<key>.h5``. The rename is atomic, so any
+  number of writer processes (on one machine, or several sharing a POSIX file
+  system) never contend for a file, readers see the whole entry or none, and
+  ``SIGKILL`` at any moment loses at most the entry in flight (its temporary
+  file is ignored and removable with :meth:`Store.clean`).
+* One file per entry makes ranking 10,000 entries slow (opening each file
+  costs milliseconds), so once ``compact_every`` entry files exist, ``put``
+  *compacts* them into a read-only *packed shard* ``packs/pack-<ns>-<id>.h5``
+  holding many entries column-wise with a compact summary index. Compaction
+  is crash-safe: the shard is written to ``tmp/``, fsync-ed and renamed into
+  ``packs/`` before the merged files are deleted; an entry briefly present in
+  both places is read once (entry files beat shards, newer shards beat older
+  ones). Only one compaction runs at a time (``flock`` on ``compact.lock``;
+  released by the kernel if the compactor dies); writers never wait for it.
+  More than ``max_packs`` shards are merged into one.
+* Readers list ``entries/`` before ``packs/`` (what compaction removed from
+  the first listing is in the second), cache each shard's index in memory by
+  (inode, size, mtime) and rescan if a file vanishes under them. No handle is
+  held between calls; each call uses ``with h5py.File(...)``.
+
+Alternatives considered: per-writer append shards need a writer id that
+survives restarts, and a writer killed mid-append leaves its shard
+unreadable (HDF5 metadata is not journalled); SWMR allows one writer only and
+its files need ``h5clear`` after a crash; a single writer process adds a
+service to run. Immutable files plus rename need none of that.
+
+HDF5 file locking: visible files never change, so readers open them with
+``locking=False`` and work on file systems without ``flock`` (some NFS or
+Lustre mounts); ``HDF5_USE_FILE_LOCKING``, when set, takes precedence inside
+HDF5. Files use the HDF5 1.10 object format (checksummed metadata) and
+Fletcher-32 checksums on every array, so corruption is detected rather than
+read as numbers. A corrupt or truncated file, or an unknown
+``schema_version``, makes :meth:`Store.get` of its key raise
+:class:`~nasnc.StoreError` naming the file; listings skip it with a logged
+warning and report it in :attr:`Store.damaged`, so one damaged file never
+hides the others. No pickle anywhere: datasets and attributes only.
+
+On-disk layout (``schema_version`` 1)::
+
+    <cache>/
+    ├── nasnc-store.h5           marker: attrs schema_version=1, kind="store",
+    │                            nasnc_version, created
+    ├── entries/<key>.h5         one entry file per recent put
+    ├── packs/pack-<ns>-<id>.h5  packed shards (read-only)
+    ├── tmp/                     files being written (ignored by readers)
+    └── compact.lock             flock held while compacting
+
+    entries/<key>.h5
+    ├── attrs: schema_version=1, kind="entry", key, arch, canonical, dataset,
+    │          seed (int64), config (canonical JSON), config_hash,
+    │          nasnc_version, created (unix s, float64), writer
+    ├── trajectory/              attrs: n_points; one row per report point
+    │   ├── step        float64 (n,)   chunked, maxshape (None,), fletcher32
+    │   ├── epoch, train_loss, train_acc, valid_acc, wall_s
+    │   └── beta_eff, beta_eff_chain, ...   every observer column
+    ├── summary/                 scalar datasets (float64, int64 or bool)
+    │   └── beta_eff, beta_eff_std, beta_eff_last, proxy_valid_acc,
+    │       cost_s, diverged (bool), ...
+    └── scores/                  scalar float64 datasets, NaN allowed
+        └── params, synflow, naswot, ...
+
+    packs/pack-<ns>-<id>.h5     N entries, T trajectory rows in total
+    ├── attrs: schema_version=1, kind="pack", n_entries=N, created,
+    │          nasnc_version, writer
+    ├── index/
+    │   ├── key, arch, canonical, dataset, config, config_hash,
+    │   │   nasnc_version          utf-8 strings (N,)
+    │   ├── seed int64 (N,), created float64 (N,)
+    │   ├── offset int64 (N+1,)    entry i owns trajectory rows offset[i]:offset[i+1]
+    │   ├── layouts                utf-8 JSON strings: the columns, summary types
+    │   │                          and score names an entry has
+    │   └── layout_id int32 (N,)   row into layouts
+    ├── summary/<name>  float64 (N,)   NaN where an entry lacks it
+    ├── scores/<name>   float64 (N,)
+    └── trajectory/<column>  float64 (T,)   chunked, fletcher32
+
+Keys are 24 hex digits of SHA-256 over the canonical architecture, dataset,
+:func:`config_hash` of the resolved proxy config and seed
+(:func:`make_key`): isomorphic cells share a key, any config change gives a
+new one. Trajectory columns are stored as float64; configs as canonical JSON
+(sorted keys), so tuples come back as lists.
+"""
+
+from nasnc.store._entry import REQUIRED_SUMMARY, Entry, canonical_json, config_hash, make_key
+from nasnc.store._hdf5 import SCHEMA_VERSION, EntryInfo
+from nasnc.store._store import Damage, Store
+
+__all__ = [
+    "REQUIRED_SUMMARY",
+    "SCHEMA_VERSION",
+    "Damage",
+    "Entry",
+    "EntryInfo",
+    "Store",
+    "canonical_json",
+    "config_hash",
+    "make_key",
+]

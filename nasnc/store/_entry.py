@@ -1,0 +1,346 @@
+"""The :class:`Entry` record, its key, and validation before it is written.
+
+A key names one evaluation: the canonical architecture (isomorphic cells share
+it), the dataset, the hash of the resolved proxy configuration and the seed.
+Keys are 24 lowercase hex digits (96 bits of SHA-256), safe as file names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nasnc._errors import ArchError, ConfigError, StoreError
+from nasnc.space import Arch
+
+__all__ = [
+    "KEY_PATTERN",
+    "REQUIRED_SUMMARY",
+    "Entry",
+    "canonical_json",
+    "config_hash",
+    "make_key",
+]
+
+#: Summary scalars every entry carries.
+REQUIRED_SUMMARY: tuple[str, ...] = (
+    "beta_eff",
+    "beta_eff_std",
+    "beta_eff_last",
+    "proxy_valid_acc",
+    "cost_s",
+    "diverged",
+)
+#: What a key looks like (also what makes a file name in the cache an entry).
+KEY_PATTERN = re.compile(r"[0-9a-f]{24}")
+_KEY_FORMAT = 1  # bump only with a migration: changing it changes every key
+
+
+def _default_version() -> str:
+    from nasnc import __version__
+
+    return __version__
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable: {value!r}")
+
+
+def canonical_json(config: Mapping[str, Any]) -> str:
+    """The canonical JSON text of ``config``: sorted keys, no spaces, no NaN.
+
+    Numpy scalars and arrays become plain numbers and lists. ``1`` and ``1.0``
+    stay different (they hash differently).
+
+    Raises
+    ------
+    ConfigError
+        ``config`` is not a mapping or holds something JSON cannot represent
+        (NaN, infinity, arbitrary objects).
+    """
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"a config must be a mapping, but got {type(config).__name__}.")
+    try:
+        return json.dumps(
+            config,
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=True,
+            allow_nan=False,
+            default=_json_default,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config is not JSON-serialisable ({exc}): {config!r}") from None
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """A stable 16-hex-digit hash of the canonical JSON of ``config``.
+
+    Key order does not matter; any change of a value does.
+
+    >>> config_hash({"lr": 0.1, "epochs": 8}) == config_hash({"epochs": 8, "lr": 0.1})
+    True
+    """
+    return hashlib.sha256(canonical_json(config).encode("ascii")).hexdigest()[:16]
+
+
+def make_key(canonical: str, dataset: str, config: Mapping[str, Any], seed: int) -> str:
+    """The cache key of one evaluation.
+
+    Parameters
+    ----------
+    canonical : str
+        ``Arch.canonical()``; isomorphic cells share it and so share the key.
+    dataset : str
+    config : mapping
+        The resolved proxy configuration (JSON-serialisable).
+    seed : int
+
+    Returns
+    -------
+    str
+        24 lowercase hex digits.
+    """
+    if not isinstance(canonical, str) or not canonical:
+        raise ConfigError(f"canonical must be a non-empty str, but got {canonical=}.")
+    if not isinstance(dataset, str) or not dataset:
+        raise ConfigError(f"dataset must be a non-empty str, but got {dataset=}.")
+    seed = _as_seed(seed)
+    payload = json.dumps([_KEY_FORMAT, canonical, dataset, config_hash(config), seed])
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
+
+
+def _as_seed(seed: Any) -> int:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"seed must be an int, but got {seed=}.")
+    return int(seed)
+
+
+@dataclass(eq=False)
+class Entry:
+    """One cached evaluation: metadata, trajectory columns and summary scalars.
+
+    Attributes
+    ----------
+    arch : str
+        The benchmark string of the evaluated cell.
+    canonical : str
+        ``Arch.parse(arch).canonical()``.
+    dataset : str
+    seed : int
+    config : dict
+        The resolved proxy configuration, JSON-serialisable.
+    trajectory : dict of str to ndarray
+        Equal-length 1-D float columns, one row per report point (``step``,
+        ``epoch``, ``train_loss``, ``train_acc``, ``valid_acc``, ``wall_s`` and
+        every observer key such as ``beta_eff``). Stored as float64.
+    summary : dict of str to float, int or bool
+        At least :data:`REQUIRED_SUMMARY`. Bools and ints keep their type.
+    scores : dict of str to float
+        Baseline proxies (higher is better); NaN allowed.
+    created : float
+        Unix time of the evaluation.
+    nasnc_version : str
+        Version of nasnc that produced it.
+
+    Entries compare by identity (they hold arrays); compare :attr:`key` and
+    fields explicitly.
+    """
+
+    arch: str
+    canonical: str
+    dataset: str
+    seed: int
+    config: dict[str, Any]
+    trajectory: dict[str, np.ndarray]
+    summary: dict[str, float | bool]
+    scores: dict[str, float] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+    nasnc_version: str = field(default_factory=_default_version)
+
+    @property
+    def key(self) -> str:
+        """``make_key(canonical, dataset, config, seed)``."""
+        return make_key(self.canonical, self.dataset, self.config, self.seed)
+
+    @property
+    def config_hash(self) -> str:
+        """``config_hash(config)``."""
+        return config_hash(self.config)
+
+    @property
+    def n_points(self) -> int:
+        """Number of trajectory rows."""
+        return len(next(iter(self.trajectory.values()))) if self.trajectory else 0
+
+    @classmethod
+    def from_arch(
+        cls,
+        arch: Arch | str,
+        *,
+        dataset: str,
+        seed: int,
+        config: Mapping[str, Any],
+        trajectory: Mapping[str, Any],
+        summary: Mapping[str, float | bool],
+        scores: Mapping[str, float] | None = None,
+    ) -> Entry:
+        """Build an entry, deriving ``arch`` and ``canonical`` from one :class:`Arch`."""
+        a = Arch.parse(arch)
+        return cls(
+            arch=str(a),
+            canonical=a.canonical(),
+            dataset=dataset,
+            seed=seed,
+            config=dict(config),
+            trajectory={k: np.asarray(v, dtype=np.float64) for k, v in trajectory.items()},
+            summary=dict(summary),
+            scores=dict(scores or {}),
+        )
+
+
+# ------------------------------------------------------------------ validation
+def _check_name(kind: str, name: Any, where: str) -> str:
+    if (
+        not isinstance(name, str)
+        or not name
+        or "/" in name
+        or "\x00" in name
+        or name in (".", "..")
+        or name != name.strip()
+    ):
+        raise StoreError(
+            f"cannot store {where}: {kind} names must be non-empty strings without '/', "
+            f"but got {name!r}."
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """An entry's fields in the exact form they are written."""
+
+    key: str
+    arch: str
+    canonical: str
+    dataset: str
+    seed: int
+    config_json: str
+    config_hash: str
+    trajectory: dict[str, np.ndarray]
+    summary: dict[str, float | int | bool]
+    scores: dict[str, float]
+    created: float
+    nasnc_version: str
+
+
+def _check(entry: Entry) -> _Checked:
+    """Validate ``entry`` at the public boundary (``Store.put``) and normalise it."""
+    if not isinstance(entry, Entry):
+        raise StoreError(f"Store.put expects an Entry, but got {type(entry).__name__}.")
+    if not isinstance(entry.arch, str):
+        raise ArchError(f"entry.arch must be a benchmark string, but got {entry.arch!r}.")
+    arch = Arch.from_str(entry.arch)
+    if entry.canonical != arch.canonical():
+        raise ArchError(
+            f"entry.canonical {entry.canonical!r} is not the canonical form of "
+            f"{entry.arch!r} ({arch.canonical()!r})."
+        )
+    key = make_key(entry.canonical, entry.dataset, entry.config, entry.seed)
+    where = f"entry {key} ({entry.arch}, {entry.dataset}, seed {entry.seed})"
+    if "\x00" in entry.dataset:
+        raise StoreError(f"cannot store {where}: dataset contains NUL, got {entry.dataset!r}.")
+    text = canonical_json(entry.config)
+
+    if not isinstance(entry.trajectory, Mapping):
+        raise StoreError(f"cannot store {where}: trajectory must be a mapping of columns.")
+    trajectory: dict[str, np.ndarray] = {}
+    length: int | None = None
+    for name, values in entry.trajectory.items():
+        _check_name("trajectory column", name, where)
+        try:
+            column = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise StoreError(
+                f"cannot store {where}: trajectory column {name!r} is not numeric."
+            ) from None
+        if column.ndim != 1:
+            raise StoreError(
+                f"cannot store {where}: trajectory column {name!r} must be 1-D, "
+                f"but got shape {column.shape}."
+            )
+        if length is None:
+            length = len(column)
+        elif len(column) != length:
+            raise StoreError(
+                f"cannot store {where}: trajectory columns differ in length "
+                f"({name!r} has {len(column)} rows, earlier columns {length})."
+            )
+        trajectory[name] = np.ascontiguousarray(column)
+
+    if not isinstance(entry.summary, Mapping):
+        raise StoreError(f"cannot store {where}: summary must be a mapping.")
+    missing = [k for k in REQUIRED_SUMMARY if k not in entry.summary]
+    if missing:
+        raise StoreError(f"cannot store {where}: summary lacks {', '.join(map(repr, missing))}.")
+    summary: dict[str, float | int | bool] = {}
+    for name, value in entry.summary.items():
+        _check_name("summary", name, where)
+        if isinstance(value, (bool, np.bool_)):
+            summary[name] = bool(value)
+        elif isinstance(value, (int, np.integer)):
+            summary[name] = int(value)
+        elif isinstance(value, (float, np.floating)):
+            summary[name] = float(value)
+        else:
+            raise StoreError(
+                f"cannot store {where}: summary {name!r} must be a float, int or bool, "
+                f"but got {value!r}."
+            )
+
+    if not isinstance(entry.scores, Mapping):
+        raise StoreError(f"cannot store {where}: scores must be a mapping.")
+    scores: dict[str, float] = {}
+    for name, value in entry.scores.items():
+        _check_name("score", name, where)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)
+        ):
+            raise StoreError(
+                f"cannot store {where}: score {name!r} must be a float, got {value!r}."
+            )
+        scores[name] = float(value)
+
+    created = entry.created
+    if isinstance(created, bool) or not isinstance(created, (int, float)):
+        raise StoreError(f"cannot store {where}: created must be a unix time, got {created!r}.")
+    if not math.isfinite(created):
+        raise StoreError(f"cannot store {where}: created must be finite, got {created!r}.")
+    if not isinstance(entry.nasnc_version, str):
+        raise StoreError(f"cannot store {where}: nasnc_version must be a str.")
+    return _Checked(
+        key=key,
+        arch=entry.arch,
+        canonical=entry.canonical,
+        dataset=entry.dataset,
+        seed=int(entry.seed),
+        config_json=text,
+        config_hash=config_hash(entry.config),
+        trajectory=trajectory,
+        summary=summary,
+        scores=scores,
+        created=float(created),
+        nasnc_version=entry.nasnc_version,
+    )

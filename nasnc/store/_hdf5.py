@@ -1,0 +1,444 @@
+"""Reading and writing the three kinds of HDF5 file a cache holds.
+
+The trees are drawn in :mod:`nasnc.store`. Every function here takes a path,
+opens it with ``with h5py.File(...)`` and closes it before returning: no
+handle outlives a call, so a :class:`~nasnc.store.Store` can be pickled into
+worker processes and never holds a file open between operations.
+
+A file that cannot be read raises :class:`Damaged` (the reason, without the
+path; the caller decides between raising :class:`~nasnc.StoreError` and
+skipping it). A file that disappeared between listing and reading raises
+:class:`FileNotFoundError` (compaction removes merged files; callers rescan).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from nasnc.store._entry import Entry, _Checked
+
+__all__ = [
+    "LIBVER",
+    "SCHEMA_VERSION",
+    "Damaged",
+    "EntryInfo",
+    "PackIndex",
+    "read_entry_file",
+    "read_entry_info",
+    "read_marker",
+    "read_pack_entries",
+    "read_pack_index",
+    "write_entry_file",
+    "write_marker",
+    "write_pack",
+]
+
+#: Version of the on-disk layout, stored as the root attribute ``schema_version``
+#: of every file. Readers refuse any other value.
+SCHEMA_VERSION = 1
+#: HDF5 1.10 object format: checksummed superblock, object headers and B-trees,
+#: readable by any h5py built on HDF5 >= 1.10.
+LIBVER = ("v110", "v110")
+_STR = h5py.string_dtype("utf-8")
+_CHUNK_ROWS = 8192
+
+
+class Damaged(Exception):
+    """A file that exists but cannot be read as what it claims to be."""
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """The index record of one entry: everything but the trajectory.
+
+    What :meth:`Store.index` and :meth:`Store.rank` return; cheap to list for
+    thousands of entries (packed shards keep these columns together).
+    """
+
+    key: str
+    arch: str
+    canonical: str
+    dataset: str
+    seed: int
+    config_hash: str
+    created: float
+    summary: Mapping[str, float | int | bool]
+    scores: Mapping[str, float] = field(default_factory=dict)
+
+    def value(self, name: str) -> float:
+        """``summary[name]`` or ``scores[name]`` as a float; NaN when absent."""
+        if name in self.summary:
+            return float(self.summary[name])
+        return float(self.scores.get(name, math.nan))
+
+
+# ----------------------------------------------------------------- opening
+@contextmanager
+def _open_read(path: Path, kind: str) -> Iterator[h5py.File]:
+    """Open ``path`` read-only and check its root attributes.
+
+    Files are immutable once visible in a cache, so HDF5's advisory file
+    locking protects nothing here; it is turned off (``locking=False``) so that
+    readers work on file systems without ``flock`` (some NFS/Lustre mounts).
+    ``HDF5_USE_FILE_LOCKING``, when set, takes precedence inside HDF5.
+    """
+    try:
+        f = h5py.File(path, "r", locking=False)
+    except FileNotFoundError:
+        if not os.path.exists(path):
+            raise
+        raise Damaged("cannot be opened as HDF5 (missing or unreadable)") from None
+    except OSError as exc:
+        if not os.path.exists(path):
+            raise FileNotFoundError(str(path)) from None
+        raise Damaged(f"not a readable HDF5 file ({_short(exc)})") from None
+    with f:
+        version = f.attrs.get("schema_version")
+        if version is None:
+            raise Damaged("has no root attribute 'schema_version' (not a nasnc cache file)")
+        try:
+            number = int(version)
+        except (TypeError, ValueError):
+            raise Damaged(f"has a malformed schema_version {version!r}") from None
+        if number != SCHEMA_VERSION:
+            raise Damaged(
+                f"has schema_version {number}, but this nasnc reads only "
+                f"schema_version {SCHEMA_VERSION}"
+            )
+        found = _str(f.attrs.get("kind", ""))
+        if found != kind:
+            raise Damaged(f"is a {found or 'unknown'!r} file, expected a {kind!r} file")
+        try:
+            yield f
+        except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
+            raise Damaged(f"is incomplete or corrupt ({_short(exc)})") from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) < 200 else text[:197] + "..."
+
+
+def _str(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _typed(value: Any) -> float | int | bool:
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return float(value)
+
+
+def _write_attrs(f: h5py.File, kind: str, **attrs: Any) -> None:
+    f.attrs["schema_version"] = SCHEMA_VERSION
+    f.attrs["kind"] = kind
+    for name, value in attrs.items():
+        f.attrs[name] = value
+
+
+# -------------------------------------------------------------- the marker
+def write_marker(path: Path, *, nasnc_version: str, created: float) -> None:
+    with h5py.File(path, "w", libver=LIBVER, locking=False) as f:
+        _write_attrs(f, "store", nasnc_version=nasnc_version, created=created)
+
+
+def read_marker(path: Path) -> dict[str, Any]:
+    with _open_read(path, "store") as f:
+        return {k: f.attrs[k] for k in f.attrs}
+
+
+# ------------------------------------------------------------- entry files
+def write_entry_file(path: Path, entry: _Checked, *, writer: str) -> None:
+    """Write one entry file at ``path`` (a temporary name; the caller renames it)."""
+    with h5py.File(path, "w", libver=LIBVER, locking=False) as f:
+        _write_attrs(
+            f,
+            "entry",
+            key=entry.key,
+            arch=entry.arch,
+            canonical=entry.canonical,
+            dataset=entry.dataset,
+            seed=np.int64(entry.seed),
+            config=entry.config_json,
+            config_hash=entry.config_hash,
+            nasnc_version=entry.nasnc_version,
+            created=np.float64(entry.created),
+            writer=writer,
+        )
+        traj = f.create_group("trajectory", track_order=True)
+        n = entry_length(entry.trajectory)
+        traj.attrs["n_points"] = np.int64(n)
+        for name, column in entry.trajectory.items():
+            traj.create_dataset(
+                name,
+                data=column,
+                maxshape=(None,),
+                chunks=(max(1, min(n, _CHUNK_ROWS)),),
+                fletcher32=True,
+            )
+        summary = f.create_group("summary", track_order=True)
+        for name, value in entry.summary.items():
+            summary.create_dataset(name, data=_scalar(value))
+        scores = f.create_group("scores", track_order=True)
+        for name, score in entry.scores.items():
+            scores.create_dataset(name, data=np.float64(score))
+
+
+def entry_length(trajectory: Mapping[str, np.ndarray]) -> int:
+    return len(next(iter(trajectory.values()))) if trajectory else 0
+
+
+def _scalar(value: float | int | bool) -> Any:
+    if isinstance(value, bool):
+        return np.bool_(value)
+    if isinstance(value, int):
+        return np.int64(value)
+    return np.float64(value)
+
+
+def _info_from_attrs(f: h5py.File) -> dict[str, Any]:
+    a = f.attrs
+    return {
+        "key": _str(a["key"]),
+        "arch": _str(a["arch"]),
+        "canonical": _str(a["canonical"]),
+        "dataset": _str(a["dataset"]),
+        "seed": int(a["seed"]),
+        "config_hash": _str(a["config_hash"]),
+        "created": float(a["created"]),
+    }
+
+
+def read_entry_info(path: Path) -> EntryInfo:
+    """The index record of an entry file (no trajectory)."""
+    with _open_read(path, "entry") as f:
+        fields = _info_from_attrs(f)
+        summary = {name: _typed(ds[()]) for name, ds in f["summary"].items()}
+        scores = {name: float(ds[()]) for name, ds in f["scores"].items()}
+        return EntryInfo(**fields, summary=summary, scores=scores)
+
+
+def read_entry_file(path: Path) -> Entry:
+    """The whole entry stored in an entry file."""
+    with _open_read(path, "entry") as f:
+        fields = _info_from_attrs(f)
+        trajectory = {
+            name: np.asarray(ds[()], dtype=np.float64) for name, ds in f["trajectory"].items()
+        }
+        lengths = {len(v) for v in trajectory.values()}
+        n = int(f["trajectory"].attrs["n_points"])
+        if lengths and lengths != {n}:
+            raise Damaged(f"has trajectory columns of lengths {sorted(lengths)}, expected {n}")
+        return Entry(
+            arch=fields["arch"],
+            canonical=fields["canonical"],
+            dataset=fields["dataset"],
+            seed=fields["seed"],
+            config=json.loads(_str(f.attrs["config"])),
+            trajectory=trajectory,
+            summary={name: _typed(ds[()]) for name, ds in f["summary"].items()},
+            scores={name: float(ds[()]) for name, ds in f["scores"].items()},
+            created=fields["created"],
+            nasnc_version=_str(f.attrs["nasnc_version"]),
+        )
+
+
+# -------------------------------------------------------------------- packs
+_INDEX_STR = ("key", "arch", "canonical", "dataset", "config", "config_hash", "nasnc_version")
+
+
+def _layout(entry: _Checked) -> str:
+    kinds = {
+        name: "b" if isinstance(v, bool) else "i" if isinstance(v, int) else "f"
+        for name, v in entry.summary.items()
+    }
+    return json.dumps(
+        {"t": list(entry.trajectory), "s": kinds, "c": list(entry.scores)}, separators=(",", ":")
+    )
+
+
+def _column(group: h5py.Group, name: str, data: np.ndarray) -> None:
+    n = len(data)
+    group.create_dataset(
+        name,
+        data=data,
+        maxshape=(None,),
+        chunks=(max(1, min(n, _CHUNK_ROWS)),),
+        fletcher32=True,
+    )
+
+
+def write_pack(
+    path: Path, entries: Sequence[_Checked], *, writer: str, created: float, nasnc_version: str
+) -> None:
+    """Write ``entries`` (distinct keys) as one packed shard at ``path``."""
+    n = len(entries)
+    lengths = np.array([entry_length(e.trajectory) for e in entries], dtype=np.int64)
+    offset = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offset[1:])
+    layouts: dict[str, int] = {}
+    layout_id = np.array(
+        [layouts.setdefault(_layout(e), len(layouts)) for e in entries], dtype=np.int32
+    )
+    summary_names = list(dict.fromkeys(k for e in entries for k in e.summary))
+    score_names = list(dict.fromkeys(k for e in entries for k in e.scores))
+    column_names = list(dict.fromkeys(k for e in entries for k in e.trajectory))
+    with h5py.File(path, "w", libver=LIBVER, locking=False) as f:
+        _write_attrs(
+            f,
+            "pack",
+            n_entries=np.int64(n),
+            created=np.float64(created),
+            nasnc_version=nasnc_version,
+            writer=writer,
+        )
+        index = f.create_group("index", track_order=True)
+        for name in _INDEX_STR:
+            attr = "config_json" if name == "config" else name
+            index.create_dataset(
+                name,
+                data=np.array([getattr(e, attr) for e in entries], dtype=object),
+                dtype=_STR,
+            )
+        _column(index, "seed", np.array([e.seed for e in entries], dtype=np.int64))
+        _column(index, "created", np.array([e.created for e in entries], dtype=np.float64))
+        _column(index, "offset", offset)
+        _column(index, "layout_id", layout_id)
+        index.create_dataset("layouts", data=np.array(list(layouts), dtype=object), dtype=_STR)
+        for group_name, names, source in (
+            ("summary", summary_names, "summary"),
+            ("scores", score_names, "scores"),
+        ):
+            group = f.create_group(group_name, track_order=True)
+            for name in names:
+                values = np.array(
+                    [float(getattr(e, source).get(name, math.nan)) for e in entries],
+                    dtype=np.float64,
+                )
+                _column(group, name, values)
+        traj = f.create_group("trajectory", track_order=True)
+        total = int(offset[-1])
+        for name in column_names:
+            data = np.full(total, np.nan)
+            for i, e in enumerate(entries):
+                if name in e.trajectory:
+                    data[offset[i] : offset[i + 1]] = e.trajectory[name]
+            _column(traj, name, data)
+
+
+@dataclass
+class PackIndex:
+    """The index columns of one pack, read once and kept while the pack exists."""
+
+    infos: list[EntryInfo]
+    configs: list[str]
+    versions: list[str]
+    offset: np.ndarray
+    layouts: list[dict[str, Any]]
+    layout_id: np.ndarray
+    rows: dict[str, int]
+
+
+def read_pack_index(path: Path) -> PackIndex:
+    with _open_read(path, "pack") as f:
+        n = int(f.attrs["n_entries"])
+        index = f["index"]
+        text = {name: index[name].asstr()[()].tolist() for name in _INDEX_STR}
+        seeds = index["seed"][()].tolist()
+        created = index["created"][()].tolist()
+        offset = index["offset"][()]
+        layout_id = index["layout_id"][()]
+        layouts = [json.loads(s) for s in index["layouts"].asstr()[()].tolist()]
+        summary = {name: ds[()].tolist() for name, ds in f["summary"].items()}
+        scores = {name: ds[()].tolist() for name, ds in f["scores"].items()}
+        sizes = {
+            len(v)
+            for v in (
+                *text.values(),
+                seeds,
+                created,
+                layout_id,
+                *summary.values(),
+                *scores.values(),
+            )
+        }
+        if sizes != {n} or len(offset) != n + 1:
+            raise Damaged(f"has index columns of lengths {sorted(sizes)}, expected {n}")
+        if n and not 0 <= int(layout_id.min()) <= int(layout_id.max()) < len(layouts):
+            raise Damaged("has layout ids out of range")
+    casts = {"b": bool, "i": int, "f": float}
+    infos = []
+    ids = layout_id.tolist()
+    for i in range(n):
+        lay = layouts[ids[i]]
+        infos.append(
+            EntryInfo(
+                key=text["key"][i],
+                arch=text["arch"][i],
+                canonical=text["canonical"][i],
+                dataset=text["dataset"][i],
+                seed=seeds[i],
+                config_hash=text["config_hash"][i],
+                created=created[i],
+                summary={k: casts[t](summary[k][i]) for k, t in lay["s"].items()},
+                scores={k: scores[k][i] for k in lay["c"]},
+            )
+        )
+    return PackIndex(
+        infos=infos,
+        configs=text["config"],
+        versions=text["nasnc_version"],
+        offset=offset,
+        layouts=layouts,
+        layout_id=layout_id,
+        rows={info.key: i for i, info in enumerate(infos)},
+    )
+
+
+def read_pack_entries(path: Path, index: PackIndex, rows: Sequence[int]) -> list[Entry]:
+    """Full entries of ``rows`` of a pack (whole columns are read when many rows are)."""
+    if not rows:
+        return []
+    out: list[Entry] = []
+    with _open_read(path, "pack") as f:
+        traj = f["trajectory"]
+        whole = len(rows) > 16
+        columns: dict[str, np.ndarray] = {}
+        if whole:
+            wanted = {c for r in rows for c in index.layouts[int(index.layout_id[r])]["t"]}
+            columns = {name: traj[name][()] for name in wanted}
+        for r in rows:
+            lo, hi = int(index.offset[r]), int(index.offset[r + 1])
+            names = index.layouts[int(index.layout_id[r])]["t"]
+            if whole:
+                trajectory = {c: columns[c][lo:hi].copy() for c in names}
+            else:
+                trajectory = {c: np.asarray(traj[c][lo:hi], dtype=np.float64) for c in names}
+            info = index.infos[r]
+            out.append(
+                Entry(
+                    arch=info.arch,
+                    canonical=info.canonical,
+                    dataset=info.dataset,
+                    seed=info.seed,
+                    config=json.loads(index.configs[r]),
+                    trajectory=trajectory,
+                    summary=dict(info.summary),
+                    scores=dict(info.scores),
+                    created=info.created,
+                    nasnc_version=index.versions[r],
+                )
+            )
+    return out
