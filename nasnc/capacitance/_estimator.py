@@ -1,0 +1,416 @@
+r"""Bayesian estimates from βeff trajectories: the converged value, and accuracy from βeff.
+
+:class:`CapacitanceEstimator` — the converged βeff of one run from its early trajectory
+--------------------------------------------------------------------------------------
+Training progress is ``t = step / T`` where ``T`` is the run's budget
+(``total_steps``) when known, else the latest step seen. The trajectory is
+modelled as a constant plus decaying exponentials,
+
+.. math::
+
+    β(t) = c_0 + \sum_k c_k \, e^{-t/τ_k} + ε, \qquad ε \sim N(0, 1/α),
+
+with a few fixed time constants ``τ_k`` (fractions of the budget; their span
+covers fast transients and slow drifts). Bayesian ridge regression
+(:class:`sklearn.linear_model.BayesianRidge`, evidence maximisation of the
+prior precision λ and the noise precision α) gives a Gaussian posterior
+``N(μ, Σ)`` over ``c``. The targets are centred and scaled by the
+trajectory's mean and standard deviation first (the prior is then
+scale-free), and the constant is an explicit basis function rather than an
+unpenalised intercept, so its uncertainty is part of ``Σ``.
+
+The *converged* βeff is the fitted curve at the horizon ``t_h``:
+``mean = φ(t_h)ᵀμ`` and ``std = sqrt(φ(t_h)ᵀ Σ φ(t_h))`` (scaled back to
+βeff units), where ``φ(t) = (1, e^{-t/τ_1}, ...)``. The std is the
+uncertainty of the curve, not of one noisy reading (``noise_std_`` holds
+that). Consecutive βeff readings are correlated rather than independent, so
+on real trajectories treat the std as a lower bound.
+
+Default horizon ``t_h = 1``: **the end of the budget**. That is what a proxy
+run actually reaches (the cached ``beta_eff_last`` and the measurements in
+../shared/DESIGN.md are end-of-budget values), and it keeps extrapolation
+bounded: from an early trajectory the slow components (τ close to or above
+the budget) are nearly collinear with the constant, so the asymptote
+``t → ∞`` (``horizon=math.inf``, the constant ``c_0``) is weakly identified
+and its std is dominated by them. Without ``total_steps`` the time unit is
+the latest step seen, so the default then smooths the current value rather
+than extrapolating; pass ``total_steps`` (or ``horizon=math.inf``) to
+extrapolate.
+
+:class:`CapacitanceCalibrator` — final accuracy from βeff features
+-----------------------------------------------------------------
+When ground truth is known for some architectures, Bayesian ridge regression
+from standardised βeff features (e.g. :func:`trajectory_features`) to the
+final accuracy gives a predictive mean and std (including the noise term) for
+the others. The sign and size of the learned coefficients are measured
+facts about βeff, not assumptions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import BayesianRidge
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = ["CapacitanceCalibrator", "CapacitanceEstimator", "trajectory_features"]
+
+
+def _as_1d(name: str, values: Any) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a 1-D sequence of numbers, but got {values!r}.") from err
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, but got an array of shape {arr.shape}.")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise ValueError(
+            f"{name} must be finite, but got {arr[bad][0]!r} at index {int(np.argmax(bad))}."
+        )
+    return arr
+
+
+def _check_iterations(max_iter: Any, tol: Any) -> None:
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive int, but got {max_iter=}.")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
+        raise ValueError(f"tol must be a positive number, but got {tol=}.")
+
+
+class CapacitanceEstimator(BaseEstimator):
+    """Estimate the converged βeff and its uncertainty from an early trajectory.
+
+    Bayesian ridge regression of βeff on ``1`` and ``exp(-t/τ_k)`` of the
+    training progress ``t``; see the module docstring for the model and the
+    choice of horizon.
+
+    Parameters
+    ----------
+    taus : sequence of float, default (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+        Time constants of the exponential basis, in units of the budget.
+    horizon : float, default 1.0
+        Where the converged value is read, in units of the budget: ``1.0`` is
+        the end of the budget, ``math.inf`` the fitted asymptote.
+    max_iter : int, default 300
+        Iterations of the evidence maximisation.
+    tol : float, default 1e-6
+        Its convergence tolerance.
+
+    Attributes
+    ----------
+    steps_, betas_ : ndarray
+        The accumulated trajectory.
+    total_steps_ : int or None
+        The budget, when given.
+    time_scale_ : float
+        ``T`` in ``t = step / T``.
+    n_samples_seen_ : int
+        Number of points fitted.
+    model_ : BayesianRidge or None
+        The fitted regression (None with a single point).
+    mean_, std_ : float
+        The converged βeff and its standard deviation (``inf`` from a single point).
+    noise_std_ : float
+        Estimated noise of one βeff reading around the curve.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nasnc.capacitance import CapacitanceEstimator
+    >>> steps = np.arange(1, 301)
+    >>> betas = 5.0 - 2.0 * np.exp(-steps / 100.0)     # first 30 % of a 1000-step budget
+    >>> est = CapacitanceEstimator().partial_fit(steps, betas, total_steps=1000)
+    >>> mean, std = est.predict()
+    >>> abs(mean - 5.0) < 0.05
+    True
+    """
+
+    def __init__(
+        self,
+        *,
+        taus: Sequence[float] = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
+        horizon: float = 1.0,
+        max_iter: int = 300,
+        tol: float = 1e-6,
+    ) -> None:
+        self.taus = taus
+        self.horizon = horizon
+        self.max_iter = max_iter
+        self.tol = tol
+
+    # -------------------------------------------------------------- validation
+    def _validate_params(self) -> tuple[np.ndarray, float]:
+        try:
+            taus = np.asarray(self.taus, dtype=np.float64).ravel()
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"taus must be positive numbers, but got taus={self.taus!r}.") from err
+        if taus.size == 0 or not np.all(np.isfinite(taus)) or np.any(taus <= 0):
+            raise ValueError(f"taus must be positive finite numbers, but got taus={self.taus!r}.")
+        horizon = float(self.horizon)
+        if not horizon > 0:
+            raise ValueError(
+                f"horizon must be positive (inf allowed), but got horizon={self.horizon!r}."
+            )
+        _check_iterations(self.max_iter, self.tol)
+        return taus, horizon
+
+    def _basis(self, t: np.ndarray, taus: np.ndarray) -> np.ndarray:
+        t = np.asarray(t, dtype=np.float64).reshape(-1, 1)
+        with np.errstate(under="ignore"):
+            decay = np.exp(-t / taus[None, :])  # exactly 0 at t = inf
+        return np.hstack([np.ones_like(t), decay])
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self, steps: Any, betas: Any, *, total_steps: int | None = None
+    ) -> CapacitanceEstimator:
+        """Fit from scratch on one trajectory (forgets earlier :meth:`partial_fit` data)."""
+        for attr in ("steps_", "betas_", "total_steps_"):
+            if hasattr(self, attr):
+                delattr(self, attr)
+        return self.partial_fit(steps, betas, total_steps=total_steps)
+
+    def partial_fit(
+        self, steps: Any, betas: Any, *, total_steps: int | None = None
+    ) -> CapacitanceEstimator:
+        """Append trajectory points and refit.
+
+        Parameters
+        ----------
+        steps : array-like of shape (n,)
+            Optimiser steps, strictly increasing and after every step seen before.
+        betas : array-like of shape (n,)
+            βeff at those steps (finite).
+        total_steps : int, optional
+            The run's budget in steps; once given it must not change and no
+            step may exceed it.
+
+        Returns
+        -------
+        self
+        """
+        taus, horizon = self._validate_params()
+        s = _as_1d("steps", steps)
+        b = _as_1d("betas", betas)
+        if s.shape != b.shape:
+            raise ValueError(
+                f"steps and betas must have the same length, but got {s.size} and {b.size}."
+            )
+        if s.size == 0:
+            raise ValueError("partial_fit needs at least one (step, beta) point, but got none.")
+        if np.any(s < 0):
+            raise ValueError(f"steps must be non-negative, but got steps={s[s < 0][0]!r}.")
+        if np.any(np.diff(s) <= 0):
+            raise ValueError(f"steps must be strictly increasing, but got steps={s.tolist()!r}.")
+        prev_steps = getattr(self, "steps_", np.empty(0))
+        if prev_steps.size and s[0] <= prev_steps[-1]:
+            raise ValueError(
+                f"steps must continue after the last step seen ({prev_steps[-1]:g}), "
+                f"but got steps[0]={s[0]:g}."
+            )
+        prev_total = getattr(self, "total_steps_", None)
+        if total_steps is not None:
+            if isinstance(total_steps, bool) or int(total_steps) != total_steps or total_steps < 1:
+                raise ValueError(f"total_steps must be a positive int, but got {total_steps=}.")
+            total_steps = int(total_steps)
+            if prev_total is not None and prev_total != total_steps:
+                raise ValueError(
+                    f"total_steps changed from {prev_total} to {total_steps} between partial_fit "
+                    "calls; use fit() to start a new trajectory."
+                )
+        else:
+            total_steps = prev_total
+        all_steps = np.concatenate([prev_steps, s])
+        if total_steps is not None and all_steps[-1] > total_steps:
+            raise ValueError(
+                f"steps must not exceed total_steps={total_steps}, but got step {all_steps[-1]:g}."
+            )
+        self.steps_ = all_steps
+        self.betas_ = np.concatenate([getattr(self, "betas_", np.empty(0)), b])
+        self.total_steps_ = total_steps
+        self._refit(taus, horizon)
+        return self
+
+    def _refit(self, taus: np.ndarray, horizon: float) -> None:
+        steps, betas = self.steps_, self.betas_
+        n = steps.size
+        scale_t = float(self.total_steps_) if self.total_steps_ is not None else float(steps[-1])
+        self.time_scale_ = scale_t if scale_t > 0 else 1.0
+        self.n_samples_seen_ = n
+        if n == 1:
+            self.model_: BayesianRidge | None = None
+            self.y_offset_, self.y_scale_ = float(betas[0]), 1.0
+            self.mean_, self.std_, self.noise_std_ = float(betas[0]), math.inf, math.nan
+            return
+        offset = float(betas.mean())
+        spread = float(betas.std())
+        scale = spread if spread > 1e-12 * max(1.0, abs(offset)) else 1.0
+        phi = self._basis(steps / self.time_scale_, taus)
+        model = BayesianRidge(fit_intercept=False, max_iter=int(self.max_iter), tol=float(self.tol))
+        model.fit(phi, (betas - offset) / scale)
+        self.model_ = model
+        self.y_offset_, self.y_scale_ = offset, scale
+        self.noise_std_ = scale / math.sqrt(float(model.alpha_))
+        mean, std = self._curve(np.array([horizon]), taus)
+        self.mean_, self.std_ = float(mean[0]), float(std[0])
+
+    def _curve(self, t: np.ndarray, taus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        model = self.model_
+        if model is None:
+            return np.full(t.shape, self.mean_), np.full(t.shape, math.inf)
+        phi = self._basis(t, taus)
+        mean = self.y_offset_ + self.y_scale_ * (phi @ model.coef_)
+        var = np.einsum("ij,jk,ik->i", phi, model.sigma_, phi)
+        return mean, self.y_scale_ * np.sqrt(np.maximum(var, 0.0))
+
+    # --------------------------------------------------------------- prediction
+    def predict(self) -> tuple[float, float]:
+        """The converged βeff (the curve at the horizon) and its standard deviation.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before the first :meth:`partial_fit`.
+        """
+        check_is_fitted(self, "mean_")
+        return self.mean_, self.std_
+
+    def predict_trajectory(self, steps: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted curve (mean, std) at arbitrary ``steps`` (e.g. to plot it)."""
+        check_is_fitted(self, "mean_")
+        taus, _ = self._validate_params()
+        s = np.asarray(steps, dtype=np.float64).ravel()
+        return self._curve(s / self.time_scale_, taus)
+
+
+def trajectory_features(
+    steps: Any,
+    betas: Any,
+    *,
+    total_steps: int | None = None,
+    estimator: CapacitanceEstimator | None = None,
+) -> dict[str, float]:
+    """Summary features of one βeff trajectory, as inputs of :class:`CapacitanceCalibrator`.
+
+    Returns ``last`` (final reading), ``mean`` (over the trajectory), ``slope``
+    (least-squares slope over the second half, per unit of training
+    progress), ``estimate`` and ``estimate_std`` (a fresh
+    :class:`CapacitanceEstimator`'s prediction, or the one given).
+    """
+    s = _as_1d("steps", steps)
+    b = _as_1d("betas", betas)
+    if s.size == 0 or s.shape != b.shape:
+        raise ValueError(
+            f"need equal, non-empty steps and betas, but got {s.size} and {b.size} points."
+        )
+    est = estimator if estimator is not None else CapacitanceEstimator()
+    est.fit(s, b, total_steps=total_steps)
+    mean, std = est.predict()
+    half = s.size // 2
+    slope = math.nan
+    if s.size - half >= 2:
+        t = s[half:] / est.time_scale_
+        slope = float(np.polyfit(t, b[half:], 1)[0])
+    return {
+        "last": float(b[-1]),
+        "mean": float(b.mean()),
+        "slope": slope,
+        "estimate": float(mean),
+        "estimate_std": float(std),
+    }
+
+
+class CapacitanceCalibrator(BaseEstimator):
+    """Bayesian ridge regression from βeff features to final accuracy, with uncertainty.
+
+    Features are standardised column-wise (constant columns are left
+    centred); the intercept is BayesianRidge's. Predictions carry the full
+    predictive std (posterior of the coefficients plus the fitted noise).
+
+    Parameters
+    ----------
+    max_iter : int, default 300
+    tol : float, default 1e-6
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    x_mean_, x_scale_ : ndarray
+        Standardisation of the features.
+    model_ : BayesianRidge
+    coef_ : ndarray
+        Coefficients in the original feature units (accuracy per unit feature).
+    intercept_ : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nasnc.capacitance import CapacitanceCalibrator
+    >>> beta = np.linspace(1.0, 3.0, 20)
+    >>> acc = 0.5 + 0.1 * beta
+    >>> mean, std = CapacitanceCalibrator().fit(beta, acc).predict([2.0])
+    >>> round(float(mean[0]), 3)
+    0.7
+    """
+
+    def __init__(self, *, max_iter: int = 300, tol: float = 1e-6) -> None:
+        self.max_iter = max_iter
+        self.tol = tol
+
+    @staticmethod
+    def _features(features: Any, n_features: int | None = None) -> np.ndarray:
+        try:
+            x = np.asarray(features, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"features must be numeric, but got {features!r}.") from err
+        if x.ndim == 1:
+            x = x.reshape(-1, 1)
+        if x.ndim != 2:
+            raise ValueError(f"features must be 1-D or 2-D, but got an array of shape {x.shape}.")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("features must be finite, but got NaN or inf.")
+        if n_features is not None and x.shape[1] != n_features:
+            raise ValueError(
+                f"features must have {n_features} column(s) as in fit, but got {x.shape[1]}."
+            )
+        return x
+
+    def fit(self, features: Any, accuracy: Any) -> CapacitanceCalibrator:
+        """Fit on ``features`` of shape (n,) or (n, d) and ``accuracy`` of shape (n,)."""
+        _check_iterations(self.max_iter, self.tol)
+        x = self._features(features)
+        y = _as_1d("accuracy", accuracy)
+        if x.shape[0] != y.size:
+            raise ValueError(
+                "features and accuracy must have the same length, "
+                f"but got {x.shape[0]} and {y.size}."
+            )
+        if y.size < 2:
+            raise ValueError(f"fit needs at least 2 architectures, but got {y.size}.")
+        self.x_mean_ = x.mean(axis=0)
+        spread = x.std(axis=0)
+        self.x_scale_ = np.where(spread > 0, spread, 1.0)
+        model = BayesianRidge(max_iter=int(self.max_iter), tol=float(self.tol))
+        model.fit((x - self.x_mean_) / self.x_scale_, y)
+        self.model_ = model
+        self.n_features_in_ = x.shape[1]
+        self.coef_ = model.coef_ / self.x_scale_
+        self.intercept_ = float(model.intercept_ - self.coef_ @ self.x_mean_)
+        return self
+
+    def predict(
+        self, features: Any, return_std: bool = True
+    ) -> tuple[np.ndarray, np.ndarray] | np.ndarray:
+        """Predicted accuracy (and its predictive std when ``return_std``) for each row."""
+        check_is_fitted(self, "model_")
+        x = self._features(features, self.n_features_in_)
+        z = (x - self.x_mean_) / self.x_scale_
+        if return_std:
+            mean, std = self.model_.predict(z, return_std=True)
+            return np.asarray(mean), np.asarray(std)
+        return np.asarray(self.model_.predict(z))
