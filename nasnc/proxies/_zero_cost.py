@@ -6,8 +6,9 @@ NAS" (ICLR 2021) and their reference implementation, and Mellor et al.,
 score is oriented so that **higher predicts better accuracy** (or is the
 published orientation, see :func:`grasp`) and is computed on a deep copy of
 the caller's model: the caller's parameters, buffers, gradients, mode and
-hooks are never touched. Hooks used internally live on the copy and are
-removed in ``finally``.
+hooks are never touched, and the caller's module hooks do not run during the
+proxies' passes (they are dropped from the copy). Hooks used internally live
+on the copy and are removed in ``finally``.
 
 Common conventions (those of the reference implementation):
 
@@ -67,9 +68,31 @@ def _finite(name: str, value: float) -> float:
     return math.nan
 
 
-def _working_copy(model: nn.Module) -> nn.Module:
-    """A deep copy in training mode, without gradients, every weight differentiable."""
+_MODULE_HOOKS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+)
+
+
+def _private_copy(model: nn.Module) -> nn.Module:
+    """A deep copy without the caller's module hooks (they must not see our passes)."""
     work = copy.deepcopy(model)
+    for m in work.modules():
+        for attr in _MODULE_HOOKS:
+            hooks = getattr(m, attr, None)
+            if hooks is not None:
+                hooks.clear()
+    return work
+
+
+def _working_copy(model: nn.Module) -> nn.Module:
+    """A private copy in training mode, without gradients, every weight differentiable."""
+    work = _private_copy(model)
     work.train()
     for p in work.parameters():
         p.grad = None
@@ -129,7 +152,7 @@ def flops(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float
     images (``H == W``).
     """
     del labels
-    return float(count_macs(copy.deepcopy(model), resolution=int(images.shape[-1])))
+    return float(count_macs(_private_copy(model), resolution=int(images.shape[-1])))
 
 
 # ----------------------------------------------------------------- synflow

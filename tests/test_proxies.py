@@ -1,0 +1,303 @@
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nasnc import ConfigError
+from nasnc.models import Network, arch_params, build_network, count_macs
+from nasnc.proxies import (
+    PROXIES,
+    compute_proxies,
+    fisher,
+    grad_norm,
+    jacob_cov,
+    naswot,
+    snip,
+    synflow,
+    tse,
+)
+
+CONV3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
+NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+MIXED = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
+
+MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
+STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def batch(cifar_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """16 real CIFAR-10 training images (normalised) and labels."""
+    with (cifar_root / "cifar-10-batches-py" / "data_batch_1").open("rb") as f:
+        raw = pickle.load(f, encoding="latin1")
+    x = torch.from_numpy(np.asarray(raw["data"][:16], dtype=np.float32).reshape(16, 3, 32, 32))
+    return (x / 255.0 - MEAN) / STD, torch.tensor(raw["labels"][:16])
+
+
+def tiny(arch: str, seed: int = 0) -> Network:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build_network(arch, channels=4, cells_per_stage=1)
+
+
+class DropoutNet(nn.Module):
+    """A small conv net with dropout, so that the seed matters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Dropout(0.5)
+        )
+        self.head = nn.Linear(6, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x).mean((2, 3)))
+
+
+def hooks_of(model: nn.Module) -> int:
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        for m in model.modules()
+    )
+
+
+# ------------------------------------------------------------------ contract
+@pytest.mark.parametrize("name", list(PROXIES))
+def test_each_proxy_finite_on_real_batch(
+    name: str, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    x, y = batch
+    value = PROXIES[name](tiny(MIXED), x, y)
+    assert isinstance(value, float)
+    assert math.isfinite(value)
+
+
+def test_compute_all_returns_every_proxy_in_table_order(
+    batch: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    x, y = batch
+    timings: dict[str, float] = {}
+    out = compute_proxies(tiny(MIXED), x, y, timings=timings)
+    assert list(out) == list(PROXIES)
+    assert set(timings) == set(PROXIES)
+    assert all(t >= 0 for t in timings.values())
+
+
+def test_deterministic_for_a_seed(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, y = batch
+    net = tiny(MIXED)
+    assert compute_proxies(net, x, y, seed=3) == compute_proxies(net, x, y, seed=3)
+
+
+def test_seed_drives_stochastic_layers(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, y = batch
+    torch.manual_seed(0)
+    net = DropoutNet()
+    names = ["snip", "grad_norm", "naswot"]
+    a = compute_proxies(net, x, y, names=names, seed=1)
+    assert a == compute_proxies(net, x, y, names=names, seed=1)
+    b = compute_proxies(net, x, y, names=names, seed=2)
+    assert a["snip"] != b["snip"]
+
+
+def test_callers_model_and_rng_untouched(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, y = batch
+    net = tiny(MIXED)
+    net.eval()  # the proxies switch their copy to training mode, never the caller's model
+    stem_conv = net.stem[0]
+    assert isinstance(stem_conv, nn.Conv2d)
+    stem_conv.weight.requires_grad_(False)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    rng = torch.get_rng_state()
+    compute_proxies(net, x, y)
+    after = net.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BN running stats too
+    assert not any(m.training for m in net.modules())
+    assert hooks_of(net) == 0
+    assert all(p.grad is None for p in net.parameters())
+    assert stem_conv.weight.requires_grad is False
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_callers_hooks_are_kept_and_ours_removed(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, y = batch
+    net = tiny(MIXED)
+    calls: list[int] = []
+    handle = net.classifier.register_forward_hook(lambda *_: calls.append(1))
+    compute_proxies(net, x, y, names=["naswot", "fisher"])
+    assert hooks_of(net) == 1
+    handle.remove()
+    assert calls == []  # the copies ran the forward passes, not the caller's model
+
+
+# -------------------------------------------------------------- definitions
+def test_synflow_of_linear_chain_is_layers_times_path_sum() -> None:
+    # R = 1^T |W2| |W1| 1; for a bias-free linear chain each layer's sum |θ ⊙ ∂R/∂θ| equals R.
+    torch.manual_seed(0)
+    first, last = nn.Linear(5, 7, bias=False), nn.Linear(7, 3, bias=False)
+    net = nn.Sequential(first, nn.BatchNorm1d(7), last)  # BN is removed by synflow
+    w1, w2 = first.weight.detach().double().abs(), last.weight.detach().double().abs()
+    path_sum = float(
+        torch.ones(3, dtype=torch.float64) @ w2 @ w1 @ torch.ones(5, dtype=torch.float64)
+    )
+    x, y = torch.randn(4, 5), torch.zeros(4, dtype=torch.long)
+    assert synflow(net, x, y) == pytest.approx(2 * path_sum, rel=1e-12)
+
+
+def test_snip_and_grad_norm_match_autograd(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, y = batch
+    net = tiny(MIXED)
+    ref = tiny(MIXED)
+    ref.train()
+    loss = nn.functional.cross_entropy(ref(x), y)
+    layers = [m for m in ref.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    grads = torch.autograd.grad(loss, [m.weight for m in layers])
+    want_snip = sum(float((m.weight.detach() * g).abs().sum()) for m, g in zip(layers, grads))
+    want_norm = sum(float(g.norm()) for g in grads)
+    assert snip(net, x, y) == pytest.approx(want_snip, rel=1e-5)
+    assert grad_norm(net, x, y) == pytest.approx(want_norm, rel=1e-5)
+
+
+def test_shared_gradient_pass_equals_separate_calls(
+    batch: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    x, y = batch
+    net = tiny(MIXED)
+    together = compute_proxies(net, x, y, names=["snip", "grad_norm", "fisher"])
+    assert together["snip"] == snip(net, x, y)
+    assert together["grad_norm"] == grad_norm(net, x, y)
+    assert together["fisher"] == fisher(net, x, y)
+
+
+def test_naswot_matches_explicit_codes() -> None:
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        nn.Linear(6, 9), nn.ReLU(), nn.Linear(9, 7), nn.ReLU(inplace=True), nn.Linear(7, 2)
+    )
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        h1 = net[0](x)
+        h2 = net[2](torch.relu(h1))
+    codes = torch.cat([h1 > 0, h2 > 0], 1).double()
+    kernel = codes @ codes.T + (1 - codes) @ (1 - codes).T
+    want = float(torch.linalg.slogdet(kernel)[1])
+    assert naswot(net, x, torch.zeros(5, dtype=torch.long)) == pytest.approx(want, rel=1e-12)
+
+
+def test_jacob_cov_closed_form_and_ordering() -> None:
+    # A linear model has the same input Jacobian for every sample: the correlation matrix
+    # is all ones, eigenvalues n and 0 (n-1 times), the worst score.
+    n, k = 4, 1e-5
+    net = nn.Sequential(nn.Linear(8, 3))
+    score = jacob_cov(net, torch.randn(n, 8), torch.zeros(n, dtype=torch.long))
+    want = -(math.log(n + k) + 1 / (n + k)) - (n - 1) * (math.log(k) + 1 / k)
+    assert score == pytest.approx(want, rel=1e-6)
+    torch.manual_seed(0)
+    relu_net = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 3))
+    better = jacob_cov(relu_net, torch.randn(n, 8), torch.zeros(n, dtype=torch.long))
+    # Jacobians now differ per sample; the score is bounded by identity correlation.
+    assert want < better <= -n * (math.log(1 + k) + 1 / (1 + k)) + 1e-9
+
+
+def test_params_and_flops_use_the_model_counts(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, y = batch
+    net = tiny(MIXED)
+    out = compute_proxies(net, x, y, names=["params", "flops"])
+    assert out["params"] == arch_params(MIXED, channels=4, cells_per_stage=1)
+    assert out["flops"] == count_macs(net, resolution=32)
+
+
+# ---------------------------------------------------------------- direction
+def test_sign_sanity_between_extreme_cells(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, y = batch
+    names = ["params", "flops", "synflow", "snip", "grad_norm"]
+    conv = compute_proxies(tiny(CONV3), x, y, names=names)
+    skip = compute_proxies(tiny(SKIP), x, y, names=names)
+    none = compute_proxies(tiny(NONE), x, y, names=names)
+    assert conv["params"] > skip["params"]
+    assert conv["flops"] > skip["flops"]
+    assert none["synflow"] < conv["synflow"]
+    assert none["snip"] < conv["snip"]
+    assert none["grad_norm"] < conv["grad_norm"]
+
+
+# --------------------------------------------------------------- nan path
+def test_disconnected_cell_reports_nan_with_warning(
+    batch: tuple[torch.Tensor, torch.Tensor], caplog: pytest.LogCaptureFixture
+) -> None:
+    x, y = batch
+    with caplog.at_level(logging.WARNING, logger="nasnc.proxies"):
+        out = compute_proxies(tiny(NONE), x, y, names=["jacob_cov", "naswot"])
+    assert math.isnan(out["jacob_cov"])
+    assert math.isnan(out["naswot"])
+    text = caplog.text
+    assert "jacob_cov" in text
+    assert "naswot" in text
+
+
+class InfNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3 * 32 * 32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1)) * math.inf
+
+
+def test_non_finite_scores_are_nan_not_replaced(
+    batch: tuple[torch.Tensor, torch.Tensor], caplog: pytest.LogCaptureFixture
+) -> None:
+    x, y = batch
+    with caplog.at_level(logging.WARNING, logger="nasnc.proxies"):
+        out = compute_proxies(InfNet(), x, y, names=["synflow", "snip", "grad_norm"])
+    assert all(math.isnan(v) for v in out.values())
+    assert all(f"'{name}'" in caplog.text for name in out)
+
+
+# ---------------------------------------------------------------- validation
+def test_names_validation(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, y = batch
+    net = tiny(SKIP)
+    with pytest.raises(ConfigError, match="'zen'"):
+        compute_proxies(net, x, y, names=["snip", "zen"])
+    with pytest.raises(ConfigError, match="at least one"):
+        compute_proxies(net, x, y, names=[])
+    assert list(compute_proxies(net, x, y, names="params")) == ["params"]
+    assert list(compute_proxies(net, x, y, names=["snip", "params", "snip"])) == ["snip", "params"]
+
+
+def test_batch_validation(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, y = batch
+    net = tiny(SKIP)
+    with pytest.raises(ConfigError, match="floating-point"):
+        compute_proxies(net, (x * 50).to(torch.uint8), y)
+    with pytest.raises(ConfigError, match="at least 2"):
+        compute_proxies(net, x[:1], y[:1])
+    with pytest.raises(ConfigError, match="same number"):
+        compute_proxies(net, x, y[:-1])
+    with pytest.raises(ConfigError, match="1-D integer"):
+        compute_proxies(net, x, y.float())
+    with pytest.raises(ConfigError, match=r"nn\.Module"):
+        compute_proxies("net", x, y)  # type: ignore[arg-type]
+
+
+# -------------------------------------------------------------------- tse
+def test_tse_is_minus_the_sum(caplog: pytest.LogCaptureFixture) -> None:
+    assert tse([2.0, 1.5, 0.5]) == -4.0
+    assert tse(np.array([1.0, 1.0])) > tse(np.array([2.0, 1.5]))  # faster drop scores higher
+    with caplog.at_level(logging.WARNING, logger="nasnc.proxies"):
+        assert math.isnan(tse([1.0, math.nan]))
+    assert "non-finite" in caplog.text
+    with pytest.raises(ConfigError, match="non-empty"):
+        tse([])
+    with pytest.raises(ConfigError, match="1-D"):
+        tse(np.ones((2, 2)))
