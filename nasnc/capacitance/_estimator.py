@@ -70,7 +70,7 @@ def _as_1d(name: str, values: Any) -> np.ndarray:
     bad = ~np.isfinite(arr)
     if bad.any():
         raise ValueError(
-            f"{name} must be finite, but got {arr[bad][0]!r} at index {int(np.argmax(bad))}."
+            f"{name} must be finite, but got {float(arr[bad][0])!r} at index {int(np.argmax(bad))}."
         )
     return arr
 

@@ -1,0 +1,210 @@
+"""CapacitanceEstimator and CapacitanceCalibrator on synthetic trajectories with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from nasnc.capacitance import CapacitanceCalibrator, CapacitanceEstimator, trajectory_features
+
+BUDGET = 1000
+
+
+def synthetic(seed: int, *, upto: float, noise: float = 0.05, every: int = 5):
+    """β(t) = β∞ − a·exp(−t/τ) + noise, t = step / BUDGET, observed up to ``upto`` of the budget."""
+    rng = np.random.default_rng(seed)
+    beta_inf = rng.uniform(1.0, 10.0)
+    a = rng.uniform(0.5, 3.0)
+    tau = rng.uniform(0.05, 0.3)
+    steps = np.arange(every, int(upto * BUDGET) + 1, every)
+    betas = beta_inf - a * np.exp(-steps / BUDGET / tau) + rng.normal(0.0, noise * a, steps.size)
+    at_end = beta_inf - a * math.exp(-1.0 / tau)
+    return steps, betas, beta_inf, at_end
+
+
+@pytest.mark.parametrize(
+    ("horizon", "upto"), [(1.0, 0.3), (1.0, 0.6), (math.inf, 0.3), (math.inf, 0.6)]
+)
+def test_limit_within_two_std_for_most_seeds(horizon: float, upto: float) -> None:
+    hits = 0
+    for seed in range(20):
+        steps, betas, beta_inf, at_end = synthetic(seed, upto=upto)
+        est = CapacitanceEstimator(horizon=horizon).partial_fit(steps, betas, total_steps=BUDGET)
+        mean, std = est.predict()
+        truth = beta_inf if math.isinf(horizon) else at_end
+        assert math.isfinite(mean) and 0 < std < math.inf
+        hits += abs(mean - truth) <= 2 * std
+    assert hits >= 16, f"only {hits} of 20 seeds had the truth within 2 std"
+
+
+def test_estimate_is_better_than_the_last_reading_early_on() -> None:
+    errors_est, errors_last = [], []
+    for seed in range(20):
+        steps, betas, beta_inf, _ = synthetic(seed, upto=0.2, noise=0.02)
+        est = CapacitanceEstimator(horizon=math.inf).partial_fit(steps, betas, total_steps=BUDGET)
+        errors_est.append(abs(est.predict()[0] - beta_inf))
+        errors_last.append(abs(betas[-1] - beta_inf))
+    assert np.median(errors_est) < np.median(errors_last)
+
+
+@pytest.mark.parametrize("horizon", [1.0, math.inf])
+def test_std_shrinks_as_the_trajectory_grows(horizon: float) -> None:
+    shrinking = 0
+    for seed in range(20):
+        steps, betas, *_ = synthetic(seed, upto=1.0)
+        est = CapacitanceEstimator(horizon=horizon)
+        stds = []
+        for chunk in np.array_split(np.arange(steps.size), 5):
+            est.partial_fit(steps[chunk], betas[chunk], total_steps=BUDGET)
+            stds.append(est.predict()[1])
+        assert est.n_samples_seen_ == steps.size
+        shrinking += bool(np.all(np.diff(stds) < 0))
+        assert stds[-1] < stds[0]
+    assert shrinking >= 18
+
+
+def test_partial_fit_accumulates_like_fit() -> None:
+    steps, betas, *_ = synthetic(3, upto=0.5)
+    whole = CapacitanceEstimator().fit(steps, betas, total_steps=BUDGET)
+    parts = CapacitanceEstimator()
+    for chunk in np.array_split(np.arange(steps.size), 4):
+        assert parts.partial_fit(steps[chunk], betas[chunk], total_steps=BUDGET) is parts
+    assert parts.predict() == pytest.approx(whole.predict(), rel=1e-9)
+    np.testing.assert_array_equal(parts.steps_, steps)
+    refit = whole.fit(steps[:10], betas[:10])  # fit() starts over
+    assert refit.n_samples_seen_ == 10 and refit.total_steps_ is None
+    assert refit.time_scale_ == steps[9]
+
+
+def test_predict_trajectory_follows_the_data() -> None:
+    steps, betas, *_ = synthetic(5, upto=1.0, noise=0.01)
+    est = CapacitanceEstimator().fit(steps, betas, total_steps=BUDGET)
+    mean, std = est.predict_trajectory(steps)
+    assert mean.shape == std.shape == steps.shape
+    assert np.sqrt(np.mean((mean - betas) ** 2)) < 3 * est.noise_std_
+    assert mean[-1] == pytest.approx(est.predict()[0])
+
+
+def test_degenerate_trajectories() -> None:
+    one = CapacitanceEstimator().partial_fit([10], [2.5])
+    assert one.predict() == (2.5, math.inf)
+    flat = CapacitanceEstimator().partial_fit(np.arange(1, 50), np.full(49, 7.0), total_steps=100)
+    mean, std = flat.predict()
+    assert mean == pytest.approx(7.0)
+    assert 0 <= std < 1e-3  # the noise hyperprior, not the data, sets this floor
+
+
+def test_not_fitted() -> None:
+    est = CapacitanceEstimator()
+    with pytest.raises(NotFittedError):
+        est.predict()
+    with pytest.raises(NotFittedError):
+        est.predict_trajectory([1, 2])
+    with pytest.raises(NotFittedError):
+        CapacitanceCalibrator().predict([1.0])
+
+
+def test_sklearn_conventions() -> None:
+    est = CapacitanceEstimator(taus=(0.1, 0.5), horizon=2.0)
+    assert est.get_params() == {"taus": (0.1, 0.5), "horizon": 2.0, "max_iter": 300, "tol": 1e-6}
+    with pytest.raises(TypeError):
+        CapacitanceEstimator((0.1,))  # type: ignore[misc]  # keyword-only
+    est.partial_fit([1, 2, 3], [1.0, 2.0, 2.5])
+    copy = clone(est)
+    assert copy.get_params() == est.get_params()
+    assert not hasattr(copy, "mean_")
+    # invalid parameters are stored as given and rejected in partial_fit
+    bad = CapacitanceEstimator(taus=(0.1, -1.0))
+    with pytest.raises(ValueError, match="taus must be positive"):
+        bad.partial_fit([1, 2], [1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "steps", "betas", "fit_kwargs", "match"),
+    [
+        ({}, [1, 2, 3], [1.0, 2.0], {}, "same length"),
+        ({}, [1, 2, 3], [1.0, math.nan, 2.0], {}, "betas must be finite, but got nan at index 1"),
+        ({}, [1, 3, 2], [1.0, 2.0, 3.0], {}, "strictly increasing"),
+        ({}, [[1, 2]], [[1.0, 2.0]], {}, "must be 1-D"),
+        ({}, [], [], {}, "at least one"),
+        ({}, [-1, 2], [1.0, 2.0], {}, "non-negative"),
+        ({}, [1, 2, 300], [1.0, 2.0, 3.0], {"total_steps": 100}, "must not exceed total_steps=100"),
+        ({}, [1, 2], [1.0, 2.0], {"total_steps": 0}, "total_steps must be a positive int"),
+        ({}, [1, 2], ["a", "b"], {}, "betas must be a 1-D sequence of numbers"),
+        ({"horizon": 0.0}, [1, 2], [1.0, 2.0], {}, "horizon must be positive"),
+        ({"taus": ()}, [1, 2], [1.0, 2.0], {}, "taus must be positive"),
+        ({"max_iter": 0}, [1, 2], [1.0, 2.0], {}, "max_iter=0"),
+        ({"tol": -1.0}, [1, 2], [1.0, 2.0], {}, "tol=-1.0"),
+    ],
+)
+def test_estimator_rejects_bad_input(kwargs, steps, betas, fit_kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        CapacitanceEstimator(**kwargs).partial_fit(steps, betas, **fit_kwargs)
+
+
+def test_partial_fit_rejects_going_back_or_changing_the_budget() -> None:
+    est = CapacitanceEstimator().partial_fit([1, 2, 3], [1.0, 2.0, 3.0], total_steps=100)
+    with pytest.raises(ValueError, match=r"continue after the last step seen \(3\)"):
+        est.partial_fit([3, 4], [1.0, 2.0])
+    with pytest.raises(ValueError, match="total_steps changed from 100 to 200"):
+        est.partial_fit([4, 5], [1.0, 2.0], total_steps=200)
+    est.partial_fit([4, 5], [3.5, 3.7])  # the budget is remembered
+    assert est.total_steps_ == 100 and est.n_samples_seen_ == 5
+
+
+# ------------------------------------------------------------------ calibrator
+
+
+def test_calibrator_recovers_a_linear_relation_with_uncertainty() -> None:
+    rng = np.random.default_rng(0)
+    beta = rng.uniform(1.0, 5.0, 60)
+    noise = rng.uniform(0, 1, 60)  # an irrelevant feature
+    acc = 0.4 + 0.08 * beta + rng.normal(0, 0.01, 60)
+    cal = CapacitanceCalibrator().fit(np.column_stack([beta, noise]), acc)
+    assert cal.n_features_in_ == 2
+    assert cal.coef_[0] == pytest.approx(0.08, abs=0.01)
+    assert abs(cal.coef_[1]) < 0.01
+    assert cal.intercept_ == pytest.approx(0.4, abs=0.03)
+    test_beta = np.array([[1.5, 0.5], [4.5, 0.5]])
+    mean, std = cal.predict(test_beta)
+    truth = 0.4 + 0.08 * test_beta[:, 0]
+    assert np.all(np.abs(mean - truth) < 3 * std)
+    assert np.all((std > 0.005) & (std < 0.05))
+    only_mean = cal.predict(test_beta, return_std=False)
+    np.testing.assert_allclose(only_mean, mean)
+
+
+def test_calibrator_measures_a_negative_sign_too() -> None:
+    beta = np.linspace(0.0, 1.0, 30)
+    cal = CapacitanceCalibrator().fit(beta, 0.9 - 0.3 * beta)
+    assert cal.coef_[0] < 0
+    assert cal.predict([0.5])[0][0] == pytest.approx(0.75, abs=1e-3)
+
+
+def test_calibrator_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        CapacitanceCalibrator().fit([1.0], [0.5])
+    with pytest.raises(ValueError, match="same length"):
+        CapacitanceCalibrator().fit([1.0, 2.0, 3.0], [0.5, 0.6])
+    with pytest.raises(ValueError, match="finite"):
+        CapacitanceCalibrator().fit([1.0, math.inf], [0.5, 0.6])
+    with pytest.raises(ValueError, match="max_iter"):
+        CapacitanceCalibrator(max_iter=0).fit([1.0, 2.0], [0.5, 0.6])
+    cal = CapacitanceCalibrator().fit([[1.0, 2.0], [2.0, 1.0], [3.0, 3.0]], [0.5, 0.6, 0.7])
+    with pytest.raises(ValueError, match="2 column"):
+        cal.predict([[1.0, 2.0, 3.0]])
+
+
+def test_trajectory_features() -> None:
+    steps, betas, *_ = synthetic(1, upto=0.5)
+    feats = trajectory_features(steps, betas, total_steps=BUDGET)
+    assert set(feats) == {"last", "mean", "slope", "estimate", "estimate_std"}
+    assert feats["last"] == betas[-1]
+    assert feats["slope"] > 0  # the synthetic curve rises
+    assert 0 < feats["estimate_std"] < math.inf
+    with pytest.raises(ValueError, match="non-empty"):
+        trajectory_features([], [])
