@@ -12,6 +12,7 @@ from nasnc._errors import ArchError, ConfigError
 from search.cli._base import Command, UsageError
 from search.cli._search import Search
 from search.cli._space import SpaceInfo, SpaceShow
+from search.cli._train import Train
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -20,6 +21,7 @@ COMMANDS: tuple[Command, ...] = (
     SpaceInfo(),
     SpaceShow(),
     Search(),
+    Train(),
 )
 
 _USAGE_ERRORS = (UsageError, ArchError, ConfigError)
