@@ -178,6 +178,36 @@ def test_shared_gradient_pass_equals_separate_calls(
     assert together["fisher"] == fisher(net, x, y)
 
 
+class ConvLinear(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 5, 3, padding=1)
+        self.fc = nn.Linear(5, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.a1 = self.conv(x)
+        self.a1.retain_grad()
+        self.a2 = self.fc(torch.relu(self.a1).mean((2, 3)))
+        self.a2.retain_grad()
+        return self.a2
+
+
+def test_fisher_matches_channel_formula_with_fan_in() -> None:
+    torch.manual_seed(0)
+    net = ConvLinear()
+    x, y = torch.randn(6, 3, 8, 8), torch.tensor([0, 1, 2, 3, 0, 1])
+    ref = ConvLinear()
+    ref.load_state_dict(net.state_dict())
+    nn.functional.cross_entropy(ref(x), y).backward()
+    assert ref.a1.grad is not None and ref.a2.grad is not None
+    f1 = 0.5 * (ref.a1 * ref.a1.grad).sum((2, 3)).pow(2).mean(0)  # per channel
+    f2 = 0.5 * (ref.a2 * ref.a2.grad).pow(2).mean(0)
+    want = (
+        float(f1.detach().sum()) * 3 * 3 * 3 + float(f2.detach().sum()) * 5
+    )  # fan-in C_in*kh*kw, in_features
+    assert fisher(net, x, y) == pytest.approx(want, rel=1e-5)
+
+
 def test_naswot_matches_explicit_codes() -> None:
     torch.manual_seed(1)
     net = nn.Sequential(

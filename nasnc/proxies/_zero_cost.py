@@ -254,9 +254,12 @@ def _gradient_scores(
                     total += w.grad.norm().double()
             out["grad_norm"] = _finite("grad_norm", float(total))
         if "fisher" in which:
+            # The reference broadcasts each channel's value to the channel's weights
+            # (weight.shape[1:]) before summing: a channel counts fan-in times.
             total = zero.clone()
-            for value in fisher_acc.values():
-                total += value.sum().double()
+            for index, value in fisher_acc.items():
+                fan_in = math.prod(_weight(layers[index]).shape[1:])
+                total += value.abs().sum().double() * fan_in
             out["fisher"] = _finite("fisher", float(total))
     return out
 
@@ -283,8 +286,11 @@ def fisher(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> floa
     """Channel Fisher information (Turner et al. 2020) summed over the network.
 
     For every convolution/linear output ``a`` (before BatchNorm) with loss
-    gradient ``g``: ``sum_k 0.5 * mean_n (sum_{hw} a ⊙ g)_{nk}^2``, added
-    over layers. Sign: higher = better (as published).
+    gradient ``g``, the per-channel value ``F_k = 0.5 * mean_n (sum_{hw} a ⊙
+    g)_{nk}^2``; the score is ``sum_l sum_k F_k * fan_in_l`` (the reference
+    spreads each channel's value over the channel's ``fan_in = C_in·kh·kw``
+    weights before summing, and so do we). Sign: higher = better (as
+    published).
     """
     return _gradient_scores(model, images, labels, ("fisher",))["fisher"]
 
