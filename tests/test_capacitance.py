@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,16 @@ from nasnc.capacitance import (
     variant_name,
 )
 from nasnc.models import build_network
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread; the machine is shared (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 PROPERTY = settings(max_examples=40, deadline=None)
 ALL_KEYS = {"beta_eff", *(variant_name(*v) for v in VARIANTS)}
@@ -367,3 +378,33 @@ def test_observer_does_not_sync_the_host_on_cuda() -> None:
     assert observer.trajectory()["beta_eff"][-1] == pytest.approx(
         float(beta_eff(dense_chain(probe), dtype=torch.float64).detach())
     )
+
+
+def test_observer_streams_through_train_proxy(cifar_root: Path) -> None:
+    from nasnc.data import load_dataset
+    from nasnc.train import Budget, TrainRecipe, train_proxy
+
+    data = load_dataset("cifar10", cifar_root, train_subset=128, valid_size=64, resolution=8)
+    torch.manual_seed(0)
+    model = build_network(
+        "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|avg_pool_3x3~2|",
+        channels=4,
+        cells_per_stage=1,
+        probe=(16, 8),
+    )
+    observer = CapacitanceObserver(every_n_steps=2)
+    result = train_proxy(
+        model,
+        data,
+        Budget(steps=8),
+        device="cpu",
+        observers=[observer],
+        report_every=4,
+        recipe=TrainRecipe(batch_size=32),
+    )
+    traj = observer.trajectory()
+    assert traj["step"].tolist() == [2, 4, 6, 8]
+    assert result.trajectory["step"].tolist() == [4, 8]
+    for key in ALL_KEYS:  # each report row holds the observer's latest value
+        np.testing.assert_allclose(result.trajectory[key], traj[key][[1, 3]])
+    assert np.all(np.isfinite(traj["beta_eff"]))
