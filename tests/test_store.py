@@ -1,0 +1,601 @@
+"""nasnc.store: real HDF5 files in tmp_path, real writer processes, real SIGKILLs."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from nasnc import ArchError, ConfigError, StoreError
+from nasnc.space import Arch, canonical_classes
+from nasnc.store import (
+    REQUIRED_SUMMARY,
+    SCHEMA_VERSION,
+    Entry,
+    Store,
+    config_hash,
+    make_key,
+)
+from nasnc.testing import DEFAULT_CONFIG, make_entry
+
+ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"
+
+
+def arch_for(seed: int) -> Arch:
+    """A deterministic cell per seed (the writer scripts use the same rule)."""
+    return Arch.from_indices([(seed // 5**j) % 5 for j in range(6)])
+
+
+def assert_same(got: Entry, want: Entry) -> None:
+    assert got.key == want.key
+    assert (got.arch, got.canonical, got.dataset, got.seed) == (
+        want.arch,
+        want.canonical,
+        want.dataset,
+        want.seed,
+    )
+    assert got.config == want.config
+    assert list(got.trajectory) == list(want.trajectory)
+    for name, column in want.trajectory.items():
+        assert got.trajectory[name].dtype == np.float64
+        np.testing.assert_array_equal(got.trajectory[name], column)
+    assert list(got.summary) == list(want.summary)
+    for name, value in want.summary.items():
+        assert type(got.summary[name]) is type(value), name
+        assert got.summary[name] == value or (math.isnan(value) and math.isnan(got.summary[name]))
+    assert list(got.scores) == list(want.scores)
+    for name, value in want.scores.items():
+        assert got.scores[name] == value or (math.isnan(value) and math.isnan(got.scores[name]))
+    assert got.nasnc_version == want.nasnc_version
+
+
+def entry_files(store: Store) -> list[Path]:
+    return sorted((store.path / "entries").glob("*.h5"))
+
+
+def pack_files(store: Store) -> list[Path]:
+    return sorted((store.path / "packs").glob("pack-*.h5"))
+
+
+# ------------------------------------------------------------------- keys
+def test_key_is_stable_across_versions() -> None:
+    # Golden values: a change here silently invalidates every user's cache.
+    cfg = {"lr": 0.1, "epochs": 8, "probe": [128, 64]}
+    assert config_hash(cfg) == "2e15c8cac2502134"
+    assert make_key(Arch.from_str(ARCH).canonical(), "cifar10", cfg, 0) == (
+        "0182c7f84d0a92093a18bb42"
+    )
+
+
+def test_key_ignores_config_order_and_numpy_scalars() -> None:
+    canonical = Arch.from_str(ARCH).canonical()
+    a = make_key(canonical, "cifar10", {"lr": 0.1, "epochs": 8}, 0)
+    b = make_key(canonical, "cifar10", {"epochs": np.int64(8), "lr": np.float64(0.1)}, np.int64(0))
+    assert a == b
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"config": {"lr": 0.05, "epochs": 8}},
+        {"config": {"lr": 0.1, "epochs": 8, "augment": False}},
+        {"config": {"lr": 0.1, "epochs": 8.0}},
+        {"dataset": "cifar100"},
+        {"seed": 1},
+        {"canonical": Arch.from_str("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|").canonical()},
+    ],
+)
+def test_key_changes_with_every_field(change: dict) -> None:
+    base = {
+        "canonical": Arch.from_str(ARCH).canonical(),
+        "dataset": "cifar10",
+        "config": {"lr": 0.1, "epochs": 8},
+        "seed": 0,
+    }
+    assert make_key(**{**base, **change}) != make_key(**base)
+
+
+def test_isomorphic_archs_share_a_key() -> None:
+    members = next(m for m in canonical_classes().values() if len(m) >= 3)
+    entries = [make_entry(a) for a in members]
+    assert len({str(e.arch) for e in entries}) == len(members)
+    assert len({e.key for e in entries}) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (("", "cifar10", {}, 0), "canonical"),
+        (("0", "", {}, 0), "dataset"),
+        (("0", "cifar10", {}, 1.5), "seed"),
+        (("0", "cifar10", {}, True), "seed"),
+        (("0", "cifar10", {"lr": float("nan")}, 0), "JSON"),
+        (("0", "cifar10", {"f": object()}, 0), "JSON"),
+        (("0", "cifar10", [1, 2], 0), "mapping"),
+    ],
+)
+def test_make_key_rejects_bad_input(args: tuple, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        make_key(*args)
+
+
+# -------------------------------------------------------------- round trip
+@pytest.mark.parametrize("where", ["entry file", "packed shard"])
+def test_round_trip_keeps_every_field(tmp_path: Path, where: str) -> None:
+    store = Store(tmp_path / "cache", compact_every=None)
+    entry = make_entry(
+        ARCH,
+        dataset="cifar100",
+        seed=3,
+        beta_eff=float("nan"),
+        scores={"synflow": float("nan"), "naswot": 1234.5, "params": -0.25},
+        config={"nested": {"b": [1, 2.5, "x"], "a": None}, "flag": True},
+        n_points=7,
+        diverged=True,
+        created=1_700_000_000.25,
+    )
+    entry.summary["steps"] = 280  # ints keep their type
+    entry.trajectory["empty_later"] = np.full(7, np.nan)
+    key = store.put(entry)
+    other = store.put(make_entry(ARCH, seed=4, scores={}))  # different layout in the same pack
+    assert key == entry.key
+    if where == "packed shard":
+        assert store.compact() == 2
+        assert entry_files(store) == [] and len(pack_files(store)) == 1
+    got = Store(tmp_path / "cache").get(key)
+    assert got is not None
+    assert_same(got, entry)
+    assert got.created == 1_700_000_000.25
+    assert got.summary["diverged"] is True
+    assert math.isnan(got.summary["beta_eff"])
+    assert math.isnan(got.trajectory["train_loss"][-1])
+    got_other = store.get(other)
+    assert got_other is not None and got_other.scores == {}
+
+
+def test_empty_trajectory_round_trips(tmp_path: Path) -> None:
+    store = Store(tmp_path, compact_every=None)
+    entry = make_entry(ARCH)
+    entry.trajectory = {name: np.empty(0) for name in entry.trajectory}
+    key = store.put(entry)
+    got = store.get(key)
+    assert got is not None and got.n_points == 0
+    store.compact()
+    got = store.get(key)
+    assert got is not None and got.n_points == 0 and set(got.trajectory) == set(entry.trajectory)
+
+
+def test_make_entry_is_deterministic_and_complete() -> None:
+    a, b = make_entry(ARCH, seed=2), make_entry(ARCH, seed=2)
+    assert a.key == b.key
+    np.testing.assert_array_equal(a.trajectory["beta_eff"], b.trajectory["beta_eff"])
+    assert a.summary == b.summary and a.scores == b.scores
+    assert set(REQUIRED_SUMMARY) <= set(a.summary)
+    assert a.config == {**DEFAULT_CONFIG, "dataset": "cifar10"}
+    assert make_entry(ARCH, seed=3).summary["beta_eff"] != a.summary["beta_eff"]
+    e = make_entry(ARCH, beta_eff=2.0, proxy_valid_acc=0.4, n_points=5)
+    assert e.summary["beta_eff"] == 2.0 and e.trajectory["beta_eff"][-1] == 2.0
+    assert e.trajectory["valid_acc"][-1] == 0.4 and e.n_points == 5
+    with pytest.raises(ConfigError, match="n_points"):
+        make_entry(ARCH, n_points=0)
+
+
+# ------------------------------------------------------------- validation
+def _bad(kind: str) -> Entry:
+    e = make_entry(ARCH)
+    if kind == "summary":
+        del e.summary["cost_s"]
+    elif kind == "length":
+        e.trajectory["step"] = np.arange(99.0)
+    elif kind == "ndim":
+        e.trajectory["step"] = np.zeros((4, 2))
+    elif kind == "name":
+        e.scores["a/b"] = 1.0
+    elif kind == "text":
+        e.trajectory["step"] = np.array(["a", "b", "c", "d"])
+    elif kind == "summary type":
+        e.summary["beta_eff"] = "high"  # type: ignore[assignment]
+    return e
+
+
+@pytest.mark.parametrize(
+    ("kind", "match"),
+    [
+        ("summary", "lacks 'cost_s'"),
+        ("length", "differ in length"),
+        ("ndim", "1-D"),
+        ("name", "'a/b'"),
+        ("text", "not numeric"),
+        ("summary type", "'beta_eff'"),
+    ],
+)
+def test_put_rejects_malformed_entries_naming_the_field(
+    tmp_path: Path, kind: str, match: str
+) -> None:
+    store = Store(tmp_path)
+    with pytest.raises(StoreError, match=match) as exc:
+        store.put(_bad(kind))
+    assert make_entry(ARCH).key in str(exc.value)
+    assert len(store) == 0 and list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_put_rejects_wrong_canonical(tmp_path: Path) -> None:
+    entry = make_entry(ARCH)
+    entry.canonical = "0"
+    with pytest.raises(ArchError, match="canonical"):
+        Store(tmp_path).put(entry)
+
+
+# ------------------------------------------------------------------ queries
+@pytest.fixture
+def filled(tmp_path: Path) -> Store:
+    store = Store(tmp_path / "cache", compact_every=None)
+    values = [2.0, float("nan"), 5.0, -1.0, 3.0, float("nan")]
+    for seed, beta in enumerate(values):
+        store.put(
+            make_entry(
+                arch_for(seed * 97),
+                seed=seed,
+                beta_eff=beta,
+                dataset="cifar10" if seed % 2 == 0 else "cifar100",
+                scores={"synflow": float(seed)} if seed != 4 else {},
+                created=1000.0 + seed,
+            )
+        )
+    return store
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_top_orders_descending_with_nan_last(filled: Store, packed: bool) -> None:
+    if packed:
+        filled.compact()
+    top = filled.top(6)
+    assert [e.seed for e in top[:4]] == [2, 4, 0, 3]
+    assert {e.seed for e in top[4:]} == {1, 5}
+    assert [e.seed for e in filled.top(2)] == [2, 4]
+    assert filled.top(0) == []
+    c100 = [e.seed for e in filled.top(10, dataset="cifar100")]
+    assert c100[0] == 3 and set(c100[1:]) == {1, 5}  # NaN ties in key order
+    # by a score; an entry lacking it ranks with NaN, last
+    assert [e.seed for e in filled.top(6, by="synflow")] == [5, 3, 2, 1, 0, 4]
+    ranked = filled.rank("beta_eff", k=3)
+    assert [i.seed for i in ranked] == [2, 4, 0]
+    assert all(i.value("beta_eff") == e.summary["beta_eff"] for i, e in zip(ranked, top))
+
+
+def test_top_rejects_unknown_key_and_bad_k(filled: Store) -> None:
+    with pytest.raises(ConfigError, match=r"'nope'.*known: .*beta_eff"):
+        filled.top(3, by="nope")
+    with pytest.raises(ConfigError, match="k=-1"):
+        filled.top(-1)
+    with pytest.raises(ConfigError, match=r"k=2\.5"):
+        filled.top(2.5)  # type: ignore[arg-type]
+
+
+def test_entries_filters(filled: Store) -> None:
+    assert [e.seed for e in filled.entries()] == [0, 1, 2, 3, 4, 5]  # oldest first
+    assert [e.seed for e in filled.entries(dataset="cifar100")] == [1, 3, 5]
+    target = arch_for(2 * 97)
+    twin = next(a for a in canonical_classes()[target.canonical()] if a != target)
+    assert [e.seed for e in filled.entries(arch=twin)] == [2]  # isomorphic cells match
+    assert [e.seed for e in filled.entries(arch=str(target))] == [2]
+    assert filled.entries(config_hash=config_hash({"other": 1})) == []
+    assert len(filled.entries(config_hash=config_hash(make_entry(ARCH).config))) == 3
+    with pytest.raises(ArchError):
+        filled.entries(arch="|bogus~0|")
+    assert [i.seed for i in filled.index(dataset="cifar10")] == [0, 2, 4]
+
+
+def test_container_protocol_and_missing_keys(filled: Store) -> None:
+    assert len(filled) == 6
+    keys = filled.keys()
+    assert keys == sorted(keys) and all(k in filled for k in keys)
+    assert "0" * 24 not in filled and filled.get("0" * 24) is None
+    assert filled.get("../../etc/passwd") is None
+    with pytest.raises(ConfigError):
+        filled.get(7)  # type: ignore[arg-type]
+
+
+def test_put_replaces_and_newest_copy_wins(tmp_path: Path) -> None:
+    store = Store(tmp_path, compact_every=None)
+    key = store.put(make_entry(ARCH, beta_eff=1.0))
+    store.compact()
+    assert store.put(make_entry(ARCH, beta_eff=2.0)) == key  # loose copy beside the packed one
+    assert len(store) == 1 and [e.summary["beta_eff"] for e in store.entries()] == [2.0]
+    got = store.get(key)
+    assert got is not None and got.summary["beta_eff"] == 2.0
+    store.compact()
+    store.put(make_entry(ARCH, beta_eff=3.0))
+    store.compact()  # newer shards beside older ones holding the same key
+    assert len(pack_files(store)) == 3
+    got = Store(tmp_path).get(key)
+    assert got is not None and got.summary["beta_eff"] == 3.0
+    assert [e.summary["beta_eff"] for e in store.top(5)] == [3.0]
+    store.compact(full=True)
+    assert len(pack_files(store)) == 1 and [e.summary["beta_eff"] for e in store.entries()] == [3.0]
+
+
+def test_interrupted_compaction_leaves_no_duplicates(tmp_path: Path) -> None:
+    store = Store(tmp_path, compact_every=None)
+    keys = [store.put(make_entry(arch_for(s), seed=s)) for s in range(5)]
+    saved = {p.name: p.read_bytes() for p in entry_files(store)}
+    store.compact()
+    for name, data in saved.items():  # as if killed after the rename, before the deletes
+        (tmp_path / "entries" / name).write_bytes(data)
+    fresh = Store(tmp_path)
+    assert sorted(fresh.keys()) == sorted(keys) and len(fresh.entries()) == 5
+    assert fresh.damaged == []
+    assert fresh.compact() == 5 and entry_files(fresh) == [] and len(fresh) == 5
+
+
+def test_auto_compaction_and_pack_merging(tmp_path: Path) -> None:
+    store = Store(tmp_path, compact_every=4, max_packs=2)
+    keys = [store.put(make_entry(arch_for(s), seed=s)) for s in range(15)]
+    assert len(pack_files(store)) <= 2 and len(entry_files(store)) < 4
+    assert sorted(Store(tmp_path).keys()) == sorted(keys)
+    for s, key in enumerate(keys):
+        got = store.get(key)
+        assert got is not None
+        assert_same(got, make_entry(arch_for(s), seed=s))
+
+
+def test_store_is_picklable_without_handles(filled: Store) -> None:
+    filled.top(2)
+    clone = pickle.loads(pickle.dumps(filled))
+    assert clone.path == filled.path and len(clone) == len(filled)
+
+
+# -------------------------------------------------------- opening the cache
+def test_missing_path_without_create(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="nowhere"):
+        Store(tmp_path / "nowhere", create=False)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_refuses_foreign_directory_and_file(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="not a nasnc cache"):
+        Store(tmp_path)
+    with pytest.raises(StoreError, match="is a file"):
+        Store(tmp_path / "notes.txt")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(StoreError, match="not a nasnc cache"):
+        Store(empty, create=False)
+
+
+def test_unknown_schema_version_of_the_cache(tmp_path: Path) -> None:
+    Store(tmp_path)
+    with h5py.File(tmp_path / "nasnc-store.h5", "r+") as f:
+        f.attrs["schema_version"] = SCHEMA_VERSION + 1
+    with pytest.raises(StoreError, match=r"nasnc-store\.h5.*schema_version 2"):
+        Store(tmp_path)
+
+
+@pytest.mark.parametrize("option", ["compact_every", "max_packs"])
+def test_bad_options(tmp_path: Path, option: str) -> None:
+    with pytest.raises(ConfigError, match=option):
+        Store(tmp_path, **{option: 0})
+
+
+# ---------------------------------------------------------- damaged files
+def _damage(path: Path, how: str) -> None:
+    if how == "garbage":
+        path.write_bytes(b"definitely not HDF5 " * 50)
+    elif how == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "schema":
+        with h5py.File(path, "r+") as f:
+            f.attrs["schema_version"] = 99
+    elif how == "bitflip":  # one byte of array data: caught by the Fletcher-32 checksum
+        with h5py.File(path, "r") as f:
+            ds = f["trajectory/beta_eff"]
+            offset = ds.id.get_chunk_info(0).byte_offset
+        data = bytearray(path.read_bytes())
+        data[offset + 3] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+
+HOW = ["garbage", "truncated", "empty", "schema", "bitflip"]
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_damaged_entry_file_is_named_by_get_and_skipped_by_listings(
+    tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(tmp_path, compact_every=None)
+    good = [store.put(make_entry(arch_for(s), seed=s, beta_eff=float(s))) for s in range(3)]
+    bad = store.put(make_entry(arch_for(7), seed=7, beta_eff=100.0))
+    path = tmp_path / "entries" / f"{bad}.h5"
+    _damage(path, how)
+    with pytest.raises(StoreError) as exc:
+        Store(tmp_path).get(bad)
+    assert str(path) in str(exc.value)
+    if how == "schema":
+        assert "schema_version 99" in str(exc.value)
+
+    reader = Store(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="nasnc.store"):
+        assert sorted(e.key for e in reader.entries()) == sorted(good)
+    assert str(path) in caplog.text
+    assert [d.path for d in reader.damaged] == [path]
+    assert [e.key for e in reader.top(5)] == [good[2], good[1], good[0]]
+    assert len(reader) == 3 and bad not in reader
+    # the damaged file is never merged nor deleted; a new put of that key heals it
+    assert reader.compact() == 3 and path.exists()
+    assert reader.put(make_entry(arch_for(7), seed=7, beta_eff=100.0)) == bad
+    assert len(reader) == 4 and reader.damaged == []
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated", "schema"])
+def test_damaged_pack_does_not_hide_healthy_files(tmp_path: Path, how: str) -> None:
+    store = Store(tmp_path, compact_every=None)
+    lost = [store.put(make_entry(arch_for(s), seed=s)) for s in range(3)]
+    store.compact()
+    kept_pack = [store.put(make_entry(arch_for(s), seed=s)) for s in range(10, 13)]
+    store.compact()
+    loose = [store.put(make_entry(arch_for(s), seed=s)) for s in range(20, 22)]
+    old, _new = pack_files(store)
+    with h5py.File(old, "r") as f:
+        assert sorted(f["index/key"].asstr()[()]) == sorted(lost)
+    if how == "schema":
+        with h5py.File(old, "r+") as f:
+            f.attrs["schema_version"] = 99
+    else:
+        _damage(old, how)
+    reader = Store(tmp_path)
+    assert sorted(reader.keys()) == sorted(kept_pack + loose)
+    assert [d.path for d in reader.damaged] == [old]
+    assert len(reader.top(10)) == 5
+    assert reader.get(lost[0]) is None  # its copy lives only in the damaged shard
+    assert reader.compact(full=True) == 5 and old.exists()
+    assert sorted(Store(tmp_path).keys()) == sorted(kept_pack + loose)
+
+
+def test_temporary_files_are_ignored_and_cleaned(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    key = store.put(make_entry(ARCH))
+    tmp = tmp_path / "tmp"
+    partial = (tmp_path / "entries" / f"{key}.h5").read_bytes()[:500]
+    dead = tmp / f"{'a' * 24}.otherhost.12345.0123abcd.tmp"
+    mine_dead = tmp / f"pack.{store.writer_id.rsplit('-', 1)[0]}.999999999.89abcdef.tmp"
+    alive = tmp / f"{'b' * 24}.otherhost.1.fedcba98.tmp"
+    for p in (dead, mine_dead, alive):
+        p.write_bytes(partial)
+    old = time.time() - 7200
+    os.utime(dead, (old, old))
+    assert Store(tmp_path).keys() == [key] and Store(tmp_path).damaged == []
+    removed = store.clean(older_than_s=3600)
+    assert sorted(removed) == sorted([dead, mine_dead])
+    assert alive.exists()
+
+
+# ------------------------------------------------------ processes and crashes
+_PRELUDE = """
+import sys
+from nasnc.space import Arch
+from nasnc.store import Store
+from nasnc.testing import make_entry
+
+def arch_for(seed):
+    return Arch.from_indices([(seed // 5**j) % 5 for j in range(6)])
+"""
+
+_WRITER = (
+    _PRELUDE
+    + """
+path, worker, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+store = Store(path, writer_id=f"w{worker}", compact_every=8, max_packs=3)
+for i in range(n):
+    seed = worker * 1000 + i
+    print(store.put(make_entry(arch_for(seed), seed=seed)), seed, flush=True)
+"""
+)
+
+_ENDLESS_WRITER = (
+    _PRELUDE
+    + """
+path, seed = sys.argv[1], int(sys.argv[2])
+store = Store(path, compact_every=6, max_packs=3)
+print("ready", flush=True)
+while True:
+    print(store.put(make_entry(arch_for(seed), seed=seed, n_points=20)), seed, flush=True)
+    seed += 1
+"""
+)
+
+
+def _spawn(script: str, *args: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_concurrent_writers_and_readers_lose_nothing(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    reader = Store(cache)
+    writers = [_spawn(_WRITER, cache, w, 25) for w in range(4)]
+    polls, last = 0, 0
+    while any(p.poll() is None for p in writers) or polls < 3:
+        view = reader if polls % 2 else Store(cache, create=False)  # warm and cold readers
+        n = len(view)
+        assert n >= last, "an entry disappeared while writers were running"
+        last = n
+        loaded = view.entries()
+        assert len(loaded) >= n and view.damaged == []
+        if loaded:
+            got = view.get(loaded[-1].key)
+            assert got is not None
+            assert_same(got, make_entry(arch_for(got.seed), seed=got.seed))
+        assert len(view.top(3, by="proxy_valid_acc")) >= min(3, len(loaded))  # more may land
+        polls += 1
+    printed = {}
+    for p in writers:
+        out, err = p.communicate()
+        assert p.returncode == 0, err
+        for line in out.splitlines():
+            key, seed = line.split()
+            printed[key] = int(seed)
+    assert len(printed) == 100
+    final = Store(cache, create=False)
+    assert sorted(final.keys()) == sorted(printed)
+    assert final.damaged == []
+    for e in final.entries():
+        assert_same(e, make_entry(arch_for(printed[e.key]), seed=printed[e.key]))
+    assert pack_files(final), "compaction never ran concurrently with the writers"
+    assert list((cache / "tmp").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_sigkill_never_loses_a_reported_entry(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    Store(cache)
+    rng = random.Random(20240501)
+    reported: dict[str, int] = {}
+    kills = 0
+    rounds = 21
+    for round_ in range(rounds):
+        proc = _spawn(_ENDLESS_WRITER, cache, round_ * 100_000)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        first = proc.stdout.readline()  # the first put may compact what the last round left
+        time.sleep(rng.uniform(0.0, 0.3))  # a random moment: mid-put, mid-compaction, between
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate()
+        kills += proc.returncode == -signal.SIGKILL
+        for line in (first + out).splitlines():
+            key, seed = line.split()
+            reported[key] = int(seed)
+        # after every kill the cache reopens and everything reported so far is there
+        view = Store(cache, create=False)
+        assert set(reported) <= set(view.keys())
+        assert view.damaged == []
+    assert kills == rounds >= 20  # every writer died by SIGKILL, none on its own
+    assert len(reported) > 50
+    store = Store(cache)
+    for key, seed in reported.items():
+        got = store.get(key)
+        assert got is not None, f"entry {key} (seed {seed}) was reported written but is gone"
+        assert_same(got, make_entry(arch_for(seed), seed=seed, n_points=20))
+    assert len(store) >= len(reported)
+    assert pack_files(store)
+    store.clean()
+    assert list((cache / "tmp").iterdir()) == []
