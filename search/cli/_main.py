@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from nasnc import NasncError, __version__
 from nasnc._errors import ArchError, ConfigError
 from search.cli._base import Command, UsageError
+from search.cli._scores import Scores
 from search.cli._search import Search
 from search.cli._space import SpaceInfo, SpaceShow
 from search.cli._train import Train
@@ -22,6 +23,7 @@ COMMANDS: tuple[Command, ...] = (
     SpaceShow(),
     Search(),
     Train(),
+    Scores(),
 )
 
 _USAGE_ERRORS = (UsageError, ArchError, ConfigError)

@@ -1,0 +1,106 @@
+"""``nasnc scores``: query the cached capacitance scores of an HDF5 cache."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from nasnc.space import Arch
+from nasnc.store import EntryInfo, Store
+from search.cli._base import Command, UsageError, emit
+
+__all__ = ["Scores"]
+
+#: Columns every row has, in table order (scores follow, then the arch string).
+FIXED = (
+    "rank",
+    "key",
+    "dataset",
+    "seed",
+    "beta_eff",
+    "beta_eff_std",
+    "proxy_valid_acc",
+    "cost_s",
+    "diverged",
+)
+#: Extra columns of csv and json output.
+DETAILS = ("beta_eff_last", "canonical", "config_hash", "created")
+
+
+def score_column(name: str) -> str:
+    """The row key of a baseline score (prefixed when it collides with a fixed column)."""
+    return f"score_{name}" if name in (*FIXED, *DETAILS, "arch") else name
+
+
+def rows_of(infos: list[EntryInfo]) -> tuple[list[dict[str, Any]], list[str]]:
+    """One flat row per entry and the sorted score column names."""
+    score_names = sorted({n for i in infos for n in i.scores})
+    rows = []
+    for rank, info in enumerate(infos, start=1):
+        row: dict[str, Any] = {
+            "rank": rank,
+            "key": info.key,
+            "arch": info.arch,
+            "dataset": info.dataset,
+            "seed": info.seed,
+            "canonical": info.canonical,
+            "config_hash": info.config_hash,
+            "created": info.created,
+        }
+        for name in ("beta_eff", "beta_eff_std", "beta_eff_last", "proxy_valid_acc", "cost_s"):
+            row[name] = info.value(name)
+        row["diverged"] = bool(info.summary.get("diverged", False))
+        for name in score_names:
+            row[score_column(name)] = info.scores.get(name, float("nan"))
+        rows.append(row)
+    return rows, [score_column(n) for n in score_names]
+
+
+class Scores(Command):
+    name = "scores"
+    help = "cached βeff and baseline scores, best first (the whole cache, one arch, a dataset)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--cache", required=True, metavar="PATH", help="the cache directory (e.g. runs/cache)"
+        )
+        parser.add_argument("--top", type=int, metavar="K", help="only the K best (default: all)")
+        parser.add_argument(
+            "--arch",
+            help="only this cell and its isomorphic twins (benchmark string or 6-digit op code)",
+        )
+        parser.add_argument("--dataset", help="only this dataset (e.g. cifar10)")
+        parser.add_argument("--config-hash", help="only entries of this proxy config hash")
+        parser.add_argument(
+            "--by",
+            default="beta_eff",
+            help="rank by a summary scalar or a baseline score, descending, NaN last "
+            "(default: beta_eff)",
+        )
+        parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    def run(self, args: argparse.Namespace) -> int:
+        if args.top is not None and args.top < 0:
+            raise UsageError(f"--top must be a non-negative count, but got {args.top}.")
+        arch = Arch.parse(args.arch) if args.arch is not None else None
+        store = Store(args.cache, create=False)
+        infos = store.rank(
+            args.by,
+            k=args.top,
+            dataset=args.dataset,
+            arch=arch,
+            config_hash=args.config_hash,
+        )
+        rows, score_columns = rows_of(infos)
+        if args.format == "table":
+            columns = [*FIXED, *score_columns, "arch"]
+        else:
+            columns = [*FIXED, *DETAILS, *score_columns, "arch"]
+        if args.format == "json":
+            emit(rows, columns, "json", json_payload=[{c: r[c] for c in columns} for r in rows])
+        else:
+            emit(rows, columns, args.format)
+        for damage in store.damaged:
+            print(f"nasnc scores: warning: skipped damaged file {damage}", file=sys.stderr)
+        return 0
