@@ -246,6 +246,20 @@ def test_pickles_cannot_run_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert not (tmp_path / "pwned").exists()
 
 
+def test_old_numpy_spelling_and_protocol_2(tmp_path: Path, raw_batch: dict) -> None:
+    """The official files name numpy.core.multiarray (numpy 1); numpy 2 calls it numpy._core."""
+    folder = tmp_path / CIFAR_DIR
+    folder.mkdir()
+    payload = pickle.dumps(
+        {"data": raw_batch["data"][:6], "labels": raw_batch["labels"][:6]}, protocol=2
+    )
+    for spelling in (b"numpy.core.multiarray", b"numpy._core.multiarray"):
+        text = payload.replace(b"numpy._core.multiarray", spelling)
+        (folder / "data_batch_1").write_bytes(text)
+        data = load_dataset("cifar10", tmp_path, valid_size=0)
+        np.testing.assert_array_equal(data.train_y.numpy(), raw_batch["labels"][:6])
+
+
 # --------------------------------------------------------------------------- download
 def test_download_verifies_checksum_and_caches(tmp_path: Path, raw_batch: dict) -> None:
     src = tmp_path / "mirror" / "cifar-10-python.tar.gz"

@@ -133,15 +133,24 @@ class _ArrayUnpickler(pickle.Unpickler):
             ("numpy._core.multiarray", "scalar"),
             ("numpy", "ndarray"),
             ("numpy", "dtype"),
+            ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
         }
     )
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a data file")
-        if module == "numpy.core.multiarray":  # numpy>=2 moved it; old pickles name the old path
-            module = "numpy._core.multiarray" if hasattr(np, "_core") else module
-        return super().find_class(module, name)
+        # numpy 2 moved numpy.core to numpy._core: try the spelling this numpy prefers first
+        new_first = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
+        if module.endswith("core.multiarray"):
+            spellings = ["numpy._core.multiarray", "numpy.core.multiarray"]
+            module, other = spellings if new_first else spellings[::-1]
+        else:
+            other = module
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError):
+            return super().find_class(other, name)
 
 
 def _read_batch(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
