@@ -1,0 +1,148 @@
+"""Typed, validated dataclasses from plain mappings (YAML, JSON, CLI overrides).
+
+``from_mapping(cls, data, where="proxy")`` builds a frozen dataclass from a
+mapping, rejecting unknown keys (with a close-match suggestion) and values of
+the wrong type, naming the offending key path and value in a
+:class:`~nasnc.ConfigError`. Supported field types: ``int``, ``float``,
+``bool``, ``str``, ``X | None``, ``tuple[int, ...]``/``tuple[str, ...]``,
+``Literal[...]`` and nested dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+
+from nasnc._errors import ConfigError
+
+__all__ = ["from_mapping", "to_mapping"]
+
+T = TypeVar("T")
+
+
+def _unknown_key(where: str, key: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+    return ConfigError(f"unknown key {_path(where, key)!r}{hint}")
+
+
+def _path(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    origin = get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{path}: bad value {value!r}")
+    if origin is typing.Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(
+                f"{path} must be one of {', '.join(map(repr, choices))}, but got {value!r}"
+            )
+        return value
+    if origin is tuple:
+        (item_tp, *_rest) = get_args(tp)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path} must be a list, but got {value!r}")
+        return tuple(_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path} must be a mapping, but got {value!r}")
+        return from_mapping(tp, value, where=path)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{path} must be true or false, but got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{path} must be an integer, but got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{path} must be an integer, but got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{path} must be a number, but got {value!r}")
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{path} must be a number, but got {value!r}") from None
+        if not math.isfinite(out):
+            raise ConfigError(f"{path} must be finite, but got {value!r}")
+        return out
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path} must be a string, but got {value!r}")
+        return value
+    return value  # pragma: no cover - unsupported annotations pass through
+
+
+def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and bad values raise ConfigError."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'} must be a mapping, but got {data!r}")
+    if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        key = str(key).replace("-", "_")
+        if key not in fields:
+            raise _unknown_key(where, key, sorted(fields))
+        kwargs[key] = _coerce(value, hints[key], _path(where, key))
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        if where and not str(exc).startswith(where):
+            raise ConfigError(f"{where}.{exc}") from None
+        raise
+
+
+def to_mapping(obj: Any) -> dict[str, Any]:
+    """A JSON-serialisable dict of a (nested) dataclass; tuples become lists."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        if isinstance(value, Mapping):
+            return {str(k): convert(v) for k, v in value.items()}
+        return value
+
+    out = convert(obj)
+    if not isinstance(out, dict):
+        raise TypeError(f"{obj!r} is not a dataclass instance")
+    return out

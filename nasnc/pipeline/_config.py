@@ -1,0 +1,135 @@
+"""``ProxyConfig``: everything that determines one proxy evaluation's result."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from nasnc._config import from_mapping, to_mapping
+from nasnc._errors import ConfigError
+
+__all__ = ["DATASET_CLASSES", "ProxyConfig"]
+
+#: Proxy datasets and their number of classes.
+DATASET_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
+
+
+def _positive(name: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ConfigError(f"{name} must be positive, but got {name}={value!r}")
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """The proxy budget, network and capacitance settings of one evaluation.
+
+    Every field changes the result, so every field enters the cache key (the
+    seed enters separately; the data location and the device do not). The
+    defaults are the CPU proxy measured in ../shared/DESIGN.md ("What we know
+    so far", second row): 16 px, 8 channels, one cell per stage, the first
+    10,000 training images for 8 epochs at lr 0.1, where the proxy accuracy
+    itself is informative (Kendall τ ≈ +0.4 against the benchmark).
+
+    Attributes
+    ----------
+    dataset : {"cifar10", "cifar100", "ImageNet16-120"}
+    resolution : int or None
+        Input side in pixels after 2×2 average pooling (16), or None for native.
+    train_subset : int or None
+        Number of training images (None = all that are present).
+    subset_mode : {"first", "seeded"}
+    valid_size : int
+        Validation images for the proxy accuracy.
+    valid_from : {"test", "train"}
+        Take them from the test batch, or hold them out of the training images.
+    channels, cells_per_stage : int
+        Width of the first stage and cells per stage of the backbone.
+    probe : tuple of int
+        Hidden widths of the capacitance probe (βeff is measured on it).
+    probe_seed : int
+        Seed of the probe's private initialisation (same probe for every arch).
+    epochs : float
+        Proxy budget in epochs.
+    batch_size, lr, momentum, weight_decay, nesterov, augment
+        The SGD recipe (cosine decay over the budget).
+    every_n_steps : int
+        βeff is read every this many optimiser steps.
+    reports_per_epoch : int
+        Report points (validation, estimator, pruning) per epoch.
+    interaction : {"chain", "product"}
+        The βeff variant used for the objective and pruning (all four
+        variants are recorded in every trajectory).
+    normalize : bool
+        Use the scale-free βeff (each layer's |W| divided by its mean).
+    """
+
+    dataset: Literal["cifar10", "cifar100", "ImageNet16-120"] = "cifar10"
+    resolution: int | None = 16
+    train_subset: int | None = 10000
+    subset_mode: Literal["first", "seeded"] = "first"
+    valid_size: int = 2000
+    valid_from: Literal["test", "train"] = "test"
+    channels: int = 8
+    cells_per_stage: int = 1
+    probe: tuple[int, ...] = (128, 64)
+    probe_seed: int = 0
+    epochs: float = 8.0
+    batch_size: int = 256
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = True
+    augment: bool = True
+    every_n_steps: int = 1
+    reports_per_epoch: int = 1
+    interaction: Literal["chain", "product"] = "chain"
+    normalize: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASET_CLASSES:
+            raise ConfigError(
+                f"dataset must be one of {', '.join(DATASET_CLASSES)}, but got {self.dataset!r}"
+            )
+        for name in (
+            "resolution",
+            "train_subset",
+            "valid_size",
+            "channels",
+            "cells_per_stage",
+            "epochs",
+            "batch_size",
+            "lr",
+            "every_n_steps",
+            "reports_per_epoch",
+        ):
+            _positive(name, getattr(self, name))
+        if self.resolution is not None and self.resolution not in (8, 16, 32):
+            raise ConfigError(f"resolution must be 8, 16, 32 or null, but got {self.resolution!r}")
+        if not self.probe or any(w < 1 for w in self.probe):
+            raise ConfigError(
+                f"probe must list positive hidden widths, but got {list(self.probe)!r}"
+            )
+        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ConfigError(
+                f"need weight_decay >= 0 and 0 <= momentum < 1, but got "
+                f"weight_decay={self.weight_decay!r}, momentum={self.momentum!r}"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return DATASET_CLASSES[self.dataset]
+
+    @property
+    def variant(self) -> str:
+        """Name of the trajectory column of the configured βeff variant."""
+        return f"beta_eff_{self.interaction}" + ("_sf" if self.normalize else "")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None, *, where: str = "proxy") -> ProxyConfig:
+        """Build from a mapping (YAML section); unknown keys and bad values raise ConfigError."""
+        return from_mapping(cls, data, where=where)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form; what the cache stores and hashes."""
+        return to_mapping(self)

@@ -1,0 +1,268 @@
+"""One architecture through the proxy: cache lookup, training with βeff streaming, entry.
+
+:func:`evaluate_arch` is the unit of work shared by ``nasnc evaluate`` (a list
+of architectures, no Optuna) and the Optuna objective of ``nasnc search``. It
+is deliberately free of Optuna: pruning reaches it only as an ``on_report``
+callback that may return ``"stop"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nasnc.capacitance import CapacitanceEstimator, CapacitanceObserver
+from nasnc.data import ProxyData
+from nasnc.models import build_network
+from nasnc.pipeline._config import ProxyConfig
+from nasnc.space import Arch
+from nasnc.store import Entry, Store, make_key
+from nasnc.train import Budget, Report, TrainRecipe, resolve_device, train_proxy
+
+__all__ = ["Evaluation", "ReportPoint", "evaluate_arch", "proxy_key"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReportPoint:
+    """What a caller sees at each report point (live training or cache replay)."""
+
+    index: int  # 0-based report index (the Optuna step)
+    step: int  # optimiser step
+    total_steps: int
+    beta_eff: float  # estimated converged βeff of the configured variant
+    beta_eff_std: float
+    beta_eff_last: float  # last measured value
+    valid_acc: float
+    train_loss: float
+    cached: bool
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Outcome of :func:`evaluate_arch`."""
+
+    entry: Entry
+    cache_hit: bool
+    stopped: bool  # the on_report callback stopped it (a pruned trial); not cached
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.entry.summary.get("diverged", False))
+
+
+def proxy_key(arch: Arch | str, config: ProxyConfig, seed: int) -> str:
+    """The cache key of ``arch`` under ``config`` and ``seed`` (isomorphic cells share it)."""
+    a = Arch.parse(arch)
+    return make_key(a.canonical(), config.dataset, config.to_dict(), seed)
+
+
+def _estimate(steps: np.ndarray, betas: np.ndarray, total_steps: int) -> tuple[float, float]:
+    ok = np.isfinite(betas)
+    if ok.sum() < 2:
+        last = float(betas[ok][-1]) if ok.any() else math.nan
+        return last, math.nan
+    est = CapacitanceEstimator()
+    est.partial_fit(steps[ok], betas[ok], total_steps=total_steps)
+    mean, std = est.predict()
+    return float(mean), float(std)
+
+
+def _replay(entry: Entry, on_report: Callable[[ReportPoint], str | None] | None) -> bool:
+    """Feed a cached trajectory to ``on_report``; True when the callback stopped it."""
+    if on_report is None:
+        return False
+    traj = entry.trajectory
+    n = len(traj.get("step", ()))
+    total = int(entry.summary.get("steps", traj["step"][-1] if n else 0))
+    for i in range(n):
+        point = ReportPoint(
+            index=i,
+            step=int(traj["step"][i]),
+            total_steps=total,
+            beta_eff=float(traj.get("beta_eff_est", traj["beta_eff"])[i]),
+            beta_eff_std=float(traj.get("beta_eff_est_std", np.full(n, math.nan))[i]),
+            beta_eff_last=float(traj["beta_eff"][i]),
+            valid_acc=float(traj["valid_acc"][i]),
+            train_loss=float(traj["train_loss"][i]),
+            cached=True,
+        )
+        if on_report(point) == "stop":
+            return True
+    return False
+
+
+def evaluate_arch(
+    arch: Arch | str,
+    config: ProxyConfig,
+    data: ProxyData,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    store: Store | None = None,
+    proxies: Sequence[str] = (),
+    on_report: Callable[[ReportPoint], str | None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Evaluation:
+    """Evaluate one architecture under ``config``, reusing the cache when it can.
+
+    Parameters
+    ----------
+    arch : Arch or str
+    config : ProxyConfig
+    data : ProxyData
+        Loaded with the same dataset/resolution as ``config``.
+    seed : int
+        Seeds the backbone initialisation, the data order and augmentation.
+    device : str or torch.device
+        ``"auto"`` picks CUDA, then MPS, then CPU.
+    store : Store, optional
+        Cache: a hit returns the stored entry (``cache_hit=True``) without
+        training; a completed or diverged run is written to it.
+    proxies : sequence of str
+        Baseline proxies (:mod:`nasnc.proxies`) to compute at initialisation
+        on one training batch and store beside βeff.
+    on_report : callable, optional
+        Called at each report point with a :class:`ReportPoint`; returning
+        ``"stop"`` ends the evaluation (a pruned trial), which is not cached.
+    progress : callable, optional
+        ``progress(step, total_steps)`` during training.
+    """
+    arch = Arch.parse(arch)
+    if data.name != config.dataset:
+        raise ValueError(f"data holds {data.name!r} but the config asks for {config.dataset!r}")
+    key = proxy_key(arch, config, seed)
+    if store is not None:
+        cached = store.get(key)
+        if cached is not None:
+            logger.info("cache hit for %s (key %s)", arch, key)
+            stopped = _replay(cached, on_report)
+            return Evaluation(entry=cached, cache_hit=True, stopped=stopped)
+
+    dev = resolve_device(device)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = build_network(
+            arch,
+            channels=config.channels,
+            cells_per_stage=config.cells_per_stage,
+            num_classes=config.num_classes,
+            probe=config.probe,
+            probe_seed=config.probe_seed,
+        )
+    model.to(dev)
+
+    scores: dict[str, float] = {}
+    if proxies:
+        from nasnc.proxies import compute_proxies
+
+        n = min(64, int(data.train_y.shape[0]))
+        images = (data.train_x[:n].float() / 255.0).to(dev)
+        mean = torch.tensor(data.mean, device=dev).view(1, 3, 1, 1)
+        std = torch.tensor(data.std, device=dev).view(1, 3, 1, 1)
+        scores = compute_proxies(
+            model, (images - mean) / std, data.train_y[:n].to(dev), names=list(proxies), seed=seed
+        )
+
+    observer = CapacitanceObserver(
+        every_n_steps=config.every_n_steps,
+        interaction=config.interaction,
+        normalize=config.normalize,
+    )
+    recipe = TrainRecipe(
+        batch_size=config.batch_size,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov,
+        augment=config.augment,
+    )
+    n_train = int(data.train_y.shape[0])
+    steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
+    report_every = max(1, steps_per_epoch // config.reports_per_epoch)
+    estimates: list[tuple[float, float]] = []
+
+    def at_report(report: Report) -> str | None:
+        traj = observer.trajectory()
+        mean, std = _estimate(
+            traj["step"].astype(float), traj[config.variant].astype(float), report.total_steps
+        )
+        estimates.append((mean, std))
+        if on_report is None:
+            return None
+        last = float(report.extras.get(config.variant, math.nan))
+        return on_report(
+            ReportPoint(
+                index=len(estimates) - 1,
+                step=report.step,
+                total_steps=report.total_steps,
+                beta_eff=mean,
+                beta_eff_std=std,
+                beta_eff_last=last,
+                valid_acc=report.valid_acc,
+                train_loss=report.train_loss,
+                cached=False,
+            )
+        )
+
+    start = time.perf_counter()
+    result = train_proxy(
+        model,
+        data,
+        Budget(epochs=config.epochs),
+        device=dev,
+        seed=seed,
+        observers=[observer],
+        report_every=report_every,
+        on_report=at_report,
+        recipe=recipe,
+        progress=progress,
+    )
+    cost = time.perf_counter() - start
+
+    trajectory = {k: np.asarray(v, dtype=float) for k, v in result.trajectory.items()}
+    n_rows = len(trajectory.get("step", ()))
+    est = np.array(estimates[:n_rows] + [(math.nan, math.nan)] * (n_rows - len(estimates)))
+    est = est.reshape(n_rows, 2)
+    trajectory["beta_eff_est"] = est[:, 0]
+    trajectory["beta_eff_est_std"] = est[:, 1]
+    if "beta_eff" not in trajectory:
+        trajectory["beta_eff"] = trajectory.get(config.variant, np.full(n_rows, math.nan))
+    final_mean, final_std = (
+        (float(est[-1, 0]), float(est[-1, 1])) if n_rows else (math.nan, math.nan)
+    )
+    summary: dict[str, float | bool] = {
+        "beta_eff": final_mean,
+        "beta_eff_std": final_std,
+        "beta_eff_last": float(trajectory[config.variant][-1]) if n_rows else math.nan,
+        "proxy_valid_acc": float(result.final_valid_acc),
+        "cost_s": float(cost),
+        "steps": int(result.steps),
+        "diverged": bool(result.diverged),
+    }
+    if n_rows and not result.diverged:
+        from nasnc.proxies import tse
+
+        scores.setdefault("tse", tse(trajectory["train_loss"]))
+    entry = Entry(
+        arch=str(arch),
+        canonical=arch.canonical(),
+        dataset=config.dataset,
+        seed=seed,
+        config=config.to_dict(),
+        trajectory=trajectory,
+        summary=summary,
+        scores=scores,
+    )
+    if result.diverged:
+        logger.warning("%s diverged: %s", arch, result.reason)
+    if store is not None and not result.stopped:
+        store.put(entry)
+    return Evaluation(entry=entry, cache_hit=False, stopped=bool(result.stopped))

@@ -1,0 +1,117 @@
+"""The Optuna objective: sample a cell, reuse the cache or train it, report βeff."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import optuna
+import torch
+
+from nasnc import NasncError
+from nasnc.data import ProxyData
+from nasnc.pipeline import ProxyConfig, ReportPoint, evaluate_arch
+from nasnc.space import EDGES, OPS, Arch
+from nasnc.store import Store
+from search._pruner import STD_ATTR
+
+__all__ = ["HEARTBEAT_ATTR", "Objective", "TrainingDiverged", "param_name", "trial_arch"]
+
+logger = logging.getLogger(__name__)
+
+#: User attribute with the wall time of the trial's last sign of life.
+HEARTBEAT_ATTR = "heartbeat"
+
+
+class TrainingDiverged(NasncError):
+    """The proxy training hit a non-finite loss; the trial is recorded as FAIL."""
+
+
+def param_name(target: int, source: int) -> str:
+    """Optuna parameter name of an edge, e.g. ``edge_3_1`` for node 1 -> node 3."""
+    return f"edge_{target}_{source}"
+
+
+def trial_arch(params: dict[str, Any]) -> Arch:
+    """The cell a trial's parameters describe."""
+    return Arch(tuple(str(params[param_name(t, s)]) for t, s in EDGES))
+
+
+class Objective:
+    """Callable objective for ``study.optimize``.
+
+    Samples the six edges as categorical parameters, then runs
+    :func:`nasnc.pipeline.evaluate_arch`: a cache hit replays the cached
+    trajectory (no training), a miss trains with the capacitance observer. At
+    each report point it reports the βeff estimate, records its standard
+    deviation (for :class:`~search.CapacitancePruner`'s uncertainty guard) and
+    a heartbeat, and prunes on ``trial.should_prune()``. The returned value is
+    the estimated converged βeff (maximise).
+    """
+
+    def __init__(
+        self,
+        proxy: ProxyConfig,
+        data: ProxyData,
+        store: Store,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "auto",
+        proxies: tuple[str, ...] = (),
+    ) -> None:
+        self.proxy = proxy
+        self.data = data
+        self.store = store
+        self.seed = seed
+        self.device = device
+        self.proxies = proxies
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        ops = [trial.suggest_categorical(param_name(t, s), OPS) for t, s in EDGES]
+        arch = Arch(tuple(str(op) for op in ops))
+        trial.set_user_attr("arch", str(arch))
+        trial.set_user_attr("canonical", arch.canonical())
+        trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+        stds: dict[str, float] = {}
+
+        def on_report(point: ReportPoint) -> str | None:
+            trial.report(point.beta_eff, point.index)
+            std = point.beta_eff_std
+            stds[str(point.index)] = std if math.isfinite(std) else 0.0
+            trial.set_user_attr(STD_ATTR, dict(stds))
+            trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+            if trial.should_prune():
+                return "stop"
+            return None
+
+        result = evaluate_arch(
+            arch,
+            self.proxy,
+            self.data,
+            seed=self.seed,
+            device=self.device,
+            store=self.store,
+            proxies=self.proxies,
+            on_report=on_report,
+        )
+        entry = result.entry
+        summary = entry.summary
+        trial.set_user_attr("key", entry.key)
+        trial.set_user_attr("cache_hit", result.cache_hit)
+        for name in ("beta_eff", "beta_eff_std", "beta_eff_last", "proxy_valid_acc", "cost_s"):
+            value = float(summary.get(name, math.nan))
+            trial.set_user_attr(name, value if math.isfinite(value) else None)
+        if result.stopped:
+            raise optuna.TrialPruned(f"beta_eff low at report {len(stds) - 1}")
+        if result.diverged:
+            reason = "training diverged (non-finite loss)"
+            trial.set_user_attr("fail_reason", reason)
+            raise TrainingDiverged(f"{arch}: {reason}")
+        value = float(summary["beta_eff"])
+        if not math.isfinite(value):
+            reason = f"non-finite beta_eff estimate {value}"
+            trial.set_user_attr("fail_reason", reason)
+            raise TrainingDiverged(f"{arch}: {reason}")
+        return value

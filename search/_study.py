@@ -1,0 +1,441 @@
+"""Create or resume a study, run workers, and summarise the outcome.
+
+Storage URLs
+------------
+``sqlite:///runs/<study>.db``  (default, one worker)
+    The embedded default; nothing to run.
+``journal:PATH``               (default with ``workers > 1``)
+    An Optuna journal file: several processes on one machine.
+``postgresql+psycopg://user@host/db``
+    Several machines: start ``nasnc search`` with the same URL and study name
+    on each (``load_if_exists``); each process uses its own device.
+
+Stale trials
+------------
+A worker killed mid-trial leaves a RUNNING trial. With an RDB storage
+(SQLite, PostgreSQL) Optuna's heartbeat fails it once ``heartbeat_grace``
+seconds pass without a beat. Journal files have no heartbeat in Optuna, so the
+objective writes a ``heartbeat`` user attribute at every report point and
+:func:`fail_stale_trials` fails RUNNING trials whose last beat is older than the
+grace period when a run starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from nasnc import ConfigError, NasncError, __version__
+from nasnc.data import load_dataset
+from nasnc.pipeline import ProxyConfig
+from nasnc.store import Store
+from search._config import PrunerConfig, SamplerConfig, SearchConfig
+from search._objective import HEARTBEAT_ATTR, Objective, TrainingDiverged
+from search._pruner import CapacitancePruner
+
+__all__ = [
+    "SearchSummary",
+    "fail_stale_trials",
+    "make_pruner",
+    "make_sampler",
+    "make_storage",
+    "open_study",
+    "run_search",
+    "summarize",
+    "threads_per_worker",
+]
+
+logger = logging.getLogger(__name__)
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) -> BaseStorage:
+    """An Optuna storage for ``url`` (see the module docstring); creates local folders."""
+    if url.startswith("journal:"):
+        path = Path(url[len("journal:") :])
+        if not path.name:
+            raise ConfigError(f"journal storage needs a file path, but got storage={url!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("sqlite:///"):
+        db = url[len("sqlite:///") :]
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+    elif "://" not in url:
+        raise ConfigError(
+            f"storage must be a URL (sqlite:///FILE, journal:FILE, postgresql+psycopg://...), "
+            f"but got storage={url!r}"
+        )
+    try:
+        return RDBStorage(
+            url,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace,
+            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+        )
+    except Exception as exc:  # SQLAlchemy/driver errors: name the storage
+        raise NasncError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def make_sampler(config: SamplerConfig, seed: int) -> optuna.samplers.BaseSampler:
+    if config.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.n_startup_trials)
+
+
+def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
+    if config.name == "none":
+        return optuna.pruners.NopPruner()
+    if config.name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=config.n_startup_trials,
+            n_warmup_steps=config.n_warmup_steps,
+            interval_steps=config.interval_steps,
+        )
+    return CapacitancePruner(
+        config.percentile,
+        n_startup_trials=config.n_startup_trials,
+        n_warmup_steps=config.n_warmup_steps,
+        interval_steps=config.interval_steps,
+        use_uncertainty=config.use_uncertainty,
+        k=config.k,
+        z=config.z,
+    )
+
+
+def open_study(config: SearchConfig, *, worker: int = 0) -> optuna.Study:
+    """Create the study or load it; refuse to resume it under a different proxy config."""
+    storage = make_storage(
+        config.storage_url,
+        heartbeat_interval=config.heartbeat_interval,
+        grace=config.heartbeat_grace,
+    )
+    study = optuna.create_study(
+        storage=storage,
+        study_name=config.study_name,
+        direction="maximize",
+        sampler=make_sampler(config.sampler, config.seed + worker),
+        pruner=make_pruner(config.pruner),
+        load_if_exists=True,
+    )
+    stored = study.user_attrs.get("proxy")
+    current = config.proxy.to_dict()
+    if stored is None:
+        study.set_user_attr("proxy", current)
+        study.set_user_attr("config", config.to_dict())
+        study.set_user_attr("seed", config.seed)
+        study.set_user_attr("nasnc_version", __version__)
+    elif stored != current or study.user_attrs.get("seed", config.seed) != config.seed:
+        differ = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+        if study.user_attrs.get("seed", config.seed) != config.seed:
+            differ.append("seed")
+        raise ConfigError(
+            f"study {config.study_name!r} in {config.storage_url} was created with a different "
+            f"proxy config (differs in: {', '.join(differ)}); trials would not be comparable. "
+            "Use another --study name."
+        )
+    return study
+
+
+def fail_stale_trials(study: optuna.Study, grace: float) -> int:
+    """Fail RUNNING trials whose heartbeat is older than ``grace`` seconds; return how many."""
+    now = time.time()
+    n = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        beat = trial.user_attrs.get(HEARTBEAT_ATTR)
+        last = (
+            float(beat)
+            if isinstance(beat, (int, float))
+            else (trial.datetime_start.timestamp() if trial.datetime_start else now)
+        )
+        if now - last > grace:
+            try:
+                study._storage.set_trial_user_attr(
+                    trial._trial_id, "fail_reason", f"stale: no heartbeat for {now - last:.0f} s"
+                )
+                if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                    n += 1
+            except RuntimeError:  # finished meanwhile by its worker
+                continue
+    if n:
+        logger.warning("failed %d stale trial(s) of study %s", n, study.study_name)
+    return n
+
+
+def _device_for(worker: int, device: str) -> str:
+    if device in ("auto", "cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        return f"cuda:{worker % torch.cuda.device_count()}"
+    return device
+
+
+def _load_data(config: SearchConfig, device: str) -> Any:
+    p: ProxyConfig = config.proxy
+    from nasnc.train import resolve_device
+
+    return load_dataset(
+        p.dataset,
+        config.data_root,
+        train_subset=p.train_subset,
+        subset_mode=p.subset_mode,
+        valid_size=p.valid_size,
+        valid_from=p.valid_from,
+        resolution=p.resolution,
+        device=resolve_device(device),
+        seed=config.seed,
+    )
+
+
+def _run_worker(
+    config: SearchConfig,
+    worker: int,
+    n_threads: int | None,
+    callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+) -> None:
+    if n_threads is not None:
+        torch.set_num_threads(n_threads)
+    device = _device_for(worker, config.device)
+    study = open_study(config, worker=worker)
+    if not isinstance(study._storage, RDBStorage):
+        fail_stale_trials(study, config.heartbeat_grace)
+    if _n_finished(study) >= config.n_trials:
+        return
+    data = _load_data(config, device)
+    store = Store(config.cache, writer_id=f"{os.getpid()}-{worker}")
+    objective = Objective(
+        config.proxy, data, store, seed=config.seed, device=device, proxies=config.proxies
+    )
+    callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
+        MaxTrialsCallback(config.n_trials, states=_FINISHED)
+    ]
+    if callback is not None:
+        callbacks.append(callback)
+    study.optimize(
+        objective,
+        timeout=config.timeout,
+        catch=(TrainingDiverged,),
+        callbacks=callbacks,
+        gc_after_trial=False,
+    )
+
+
+def _worker_entry(config_dict: dict[str, Any], worker: int, n_threads: int) -> None:
+    from nasnc._config import from_mapping
+
+    logging.basicConfig(level=logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    config = from_mapping(SearchConfig, config_dict)
+    # Ctrl-C reaches every worker: Optuna fails its running trial, the worker exits quietly
+    with contextlib.suppress(KeyboardInterrupt):
+        _run_worker(config, worker, n_threads)
+
+
+def _n_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=_FINISHED))
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int, cores: int) -> int:
+    """Torch threads per worker so that threads x workers <= cores (at least one each).
+
+    Measured here: oversubscribing 2 cores slowed training 10-100x.
+    """
+    return max(1, cores // max(1, workers))
+
+
+def run_search(
+    config: SearchConfig,
+    *,
+    progress: Callable[[optuna.Study], None] | None = None,
+) -> optuna.Study:
+    """Run (or resume) the study to ``config.n_trials`` finished trials.
+
+    With ``workers == 1`` the study runs in this process; otherwise
+    ``workers`` processes share the storage and the cores are divided
+    between them (torch threads per worker x workers <= cores).
+    ``progress(study)`` is called after each finished trial (one worker) or
+    about once a second (several).
+    """
+    study = open_study(config)
+    if config.workers == 1:
+        if progress is not None:
+            progress(study)
+        _run_worker(
+            config,
+            0,
+            None,
+            callback=(lambda s, _t: progress(s)) if progress is not None else None,
+        )
+        return study
+
+    cores = _usable_cores()
+    n_threads = threads_per_worker(config.workers, cores)
+    if config.workers > cores:
+        logger.warning(
+            "%d workers on %d cores: each gets one thread and they will contend",
+            config.workers,
+            cores,
+        )
+    ctx = mp.get_context("spawn")
+    procs = [
+        ctx.Process(
+            target=_worker_entry,
+            args=(config.to_dict(), i, n_threads),
+            name=f"nasnc-worker-{i}",
+        )
+        for i in range(config.workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            if progress is not None:
+                progress(study)
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.join(timeout=30)
+        raise
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+    if progress is not None:
+        progress(study)
+    bad = [(p.name, p.exitcode) for p in procs if p.exitcode not in (0, None)]
+    if bad:
+        raise NasncError("worker(s) failed: " + ", ".join(f"{n} exit status {c}" for n, c in bad))
+    return study
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    """What a study found; ``to_dict()`` is the ``--format json`` output."""
+
+    study_name: str
+    storage: str
+    completed: int
+    pruned: int
+    failed: int
+    running: int
+    cache_hits: int
+    top: list[dict[str, Any]]
+    regret: float | None = None
+    best_in_space: float | None = None
+    benchmark: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study": self.study_name,
+            "storage": self.storage,
+            "completed": self.completed,
+            "pruned": self.pruned,
+            "failed": self.failed,
+            "running": self.running,
+            "cache_hits": self.cache_hits,
+            "top": self.top,
+            "regret": self.regret,
+            "best_in_space": self.best_in_space,
+            "benchmark": self.benchmark,
+        }
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def summarize(study: optuna.Study, config: SearchConfig, *, top_k: int = 10) -> SearchSummary:
+    """Counts by state, cache hits and the top architectures (one per canonical class)."""
+    trials = study.get_trials(deepcopy=False)
+    count = {s: sum(t.state == s for t in trials) for s in TrialState}
+    hits = sum(bool(t.user_attrs.get("cache_hit")) for t in trials if t.state in _FINISHED)
+    done = sorted(
+        (t for t in trials if t.state == TrialState.COMPLETE and _finite(t.value) is not None),
+        key=lambda t: float(t.value),  # type: ignore[arg-type]
+        reverse=True,
+    )
+    seen: set[str] = set()
+    top: list[dict[str, Any]] = []
+    for t in done:
+        canonical = str(t.user_attrs.get("canonical", t.user_attrs.get("arch")))
+        if canonical in seen:
+            continue
+        seen.add(canonical)
+        top.append(
+            {
+                "trial": t.number,
+                "arch": t.user_attrs.get("arch"),
+                "beta_eff": _finite(t.value),
+                "beta_eff_std": _finite(t.user_attrs.get("beta_eff_std")),
+                "proxy_valid_acc": _finite(t.user_attrs.get("proxy_valid_acc")),
+                "cost_s": _finite(t.user_attrs.get("cost_s")),
+                "cache_hit": bool(t.user_attrs.get("cache_hit")),
+            }
+        )
+    top = top[:top_k]
+    regret = best = None
+    if config.benchmark and top:
+        regret, best = _add_ground_truth(top, config)
+    return SearchSummary(
+        study_name=study.study_name,
+        storage=config.storage_url,
+        completed=count[TrialState.COMPLETE],
+        pruned=count[TrialState.PRUNED],
+        failed=count[TrialState.FAIL],
+        running=count[TrialState.RUNNING],
+        cache_hits=hits,
+        top=top,
+        regret=regret,
+        best_in_space=best,
+        benchmark=config.benchmark,
+    )
+
+
+_BENCH_DATASET = {
+    "cifar10": "cifar10-valid",
+    "cifar100": "cifar100",
+    "ImageNet16-120": "ImageNet16-120",
+}
+
+
+def _add_ground_truth(
+    top: list[dict[str, Any]], config: SearchConfig
+) -> tuple[float | None, float]:
+    """Fill ``true_acc`` of the top rows; return (regret of the top-1 pick, best in space)."""
+    from nasnc.bench import open_benchmark
+
+    assert config.benchmark is not None
+    truth = open_benchmark(config.benchmark)
+    dataset = config.benchmark_dataset or _BENCH_DATASET[config.proxy.dataset]
+    for row in top:
+        row["true_acc"] = truth.get(row["arch"], dataset, "valid")
+    _arch, best = truth.best(dataset, "valid")
+    first = top[0].get("true_acc")
+    regret = None if first is None else float(best) - float(first)
+    return regret, float(best)

@@ -1,0 +1,178 @@
+"""``nasnc evaluate ARCHS``: score a list of architectures without Optuna."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from nasnc.space import Arch, sample_archs
+from search.cli._base import Command, UsageError, emit
+
+
+def parse_archs(spec: str) -> list[Arch]:
+    """``sample:N[:SEED]`` (a seeded sample of distinct cells) or a file of arch strings."""
+    if spec.startswith("sample:"):
+        parts = spec.split(":")
+        try:
+            n = int(parts[1])
+            seed = int(parts[2]) if len(parts) > 2 and parts[2] else 0
+        except (IndexError, ValueError):
+            raise UsageError(f"expected sample:N[:SEED], but got {spec!r}") from None
+        if len(parts) > 3 or n < 1:
+            raise UsageError(f"expected sample:N[:SEED] with N >= 1, but got {spec!r}")
+        return sample_archs(n, seed=seed, unique=True, exclude_zero=True)
+    path = Path(spec)
+    if not path.is_file():
+        raise UsageError(
+            f"ARCHS must be a file of arch strings or sample:N[:SEED]; no file {spec!r}"
+        )
+    archs = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            archs.append(Arch.parse(text))
+        except ValueError as exc:
+            raise UsageError(f"{path}:{lineno}: {exc}") from None
+    if not archs:
+        raise UsageError(f"{path} lists no architectures")
+    return archs
+
+
+class Evaluate(Command):
+    name = "evaluate"
+    help = "score architectures (βeff and baselines) without Optuna; resumable through the cache"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("archs", help="file with one arch string per line, or sample:N[:SEED]")
+        parser.add_argument(
+            "--config",
+            help="study config whose proxy section to use (default: the built-in CPU proxy)",
+        )
+        parser.add_argument(
+            "--proxies",
+            default="all",
+            help="baseline proxies at initialisation: all, none or a comma list",
+        )
+        parser.add_argument("--cache", help="HDF5 cache (default: the config's, runs/cache)")
+        parser.add_argument("--data-root", help="folder holding the dataset (else $NASNC_DATA_DIR)")
+        parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+        parser.add_argument("--seed", type=int)
+        parser.add_argument("--epochs", type=float, help="override the proxy budget")
+        parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from tqdm import tqdm
+
+        from nasnc.data import load_dataset
+        from nasnc.pipeline import evaluate_arch
+        from nasnc.proxies import PROXIES
+        from nasnc.store import Store
+        from nasnc.train import resolve_device
+        from search._config import SearchConfig, apply_overrides, load_config
+
+        config = load_config(args.config) if args.config else SearchConfig()
+        config = apply_overrides(
+            config,
+            {
+                "cache": args.cache,
+                "data_root": args.data_root,
+                "device": args.device,
+                "seed": args.seed,
+                "proxy.epochs": args.epochs,
+            },
+        )
+        if args.proxies == "all":
+            proxies = tuple(PROXIES)
+        elif args.proxies in ("none", ""):
+            proxies = ()
+        else:
+            proxies = tuple(p.strip() for p in args.proxies.split(",") if p.strip())
+            unknown = [p for p in proxies if p not in PROXIES]
+            if unknown:
+                raise UsageError(f"unknown proxy {unknown[0]!r}; known: {', '.join(PROXIES)}")
+        archs = parse_archs(args.archs)
+        p = config.proxy
+        device = resolve_device(config.device)
+        data = load_dataset(
+            p.dataset,
+            config.data_root,
+            train_subset=p.train_subset,
+            subset_mode=p.subset_mode,
+            valid_size=p.valid_size,
+            valid_from=p.valid_from,
+            resolution=p.resolution,
+            device=device,
+            seed=config.seed,
+        )
+        store = Store(config.cache)
+        rows: list[dict[str, Any]] = []
+        bar = tqdm(
+            archs,
+            desc="evaluate",
+            unit="arch",
+            file=sys.stderr,
+            disable=args.no_progress,
+            dynamic_ncols=True,
+        )
+        hits = 0
+        for arch in bar:
+            result = evaluate_arch(
+                arch, p, data, seed=config.seed, device=device, store=store, proxies=proxies
+            )
+            hits += result.cache_hit
+            entry = result.entry
+            row: dict[str, Any] = {
+                "arch": entry.arch,
+                "key": entry.key,
+                "cache_hit": result.cache_hit,
+            }
+            for name in (
+                "beta_eff",
+                "beta_eff_std",
+                "beta_eff_last",
+                "proxy_valid_acc",
+                "cost_s",
+                "diverged",
+            ):
+                row[name] = entry.summary.get(name)
+            row.update({k: v for k, v in entry.scores.items() if k not in row})
+            rows.append(row)
+            bar.set_postfix(cached=hits, refresh=False)
+        bar.close()
+        score_names = sorted(
+            {k for r in rows for k in r}
+            - {
+                "arch",
+                "key",
+                "cache_hit",
+                "beta_eff",
+                "beta_eff_std",
+                "beta_eff_last",
+                "proxy_valid_acc",
+                "cost_s",
+                "diverged",
+            }
+        )
+        columns = ["arch", "beta_eff", "beta_eff_std", "proxy_valid_acc", *score_names, "cost_s"]
+        if args.format == "json":
+            emit(rows, columns, "json")
+        else:
+            emit(
+                rows,
+                columns
+                if args.format == "table"
+                else ["key", "cache_hit", *columns, "beta_eff_last", "diverged"],
+                args.format,
+            )
+        n_div = sum(bool(r.get("diverged")) for r in rows)
+        print(
+            f"{len(rows)} architecture(s), {hits} from the cache, {n_div} diverged; "
+            f"cache: {config.cache}",
+            file=sys.stderr,
+        )
+        return 0

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nasnc import ConfigError
+from nasnc.pipeline import ProxyConfig
+from search._config import SearchConfig, apply_overrides, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_shipped_configs_load(name: str) -> None:
+    config = load_config(REPO / "configs" / name)
+    assert config.n_trials >= 1
+    assert config.proxy.epochs > 0
+
+
+def test_defaults_are_the_measured_cpu_proxy() -> None:
+    p = ProxyConfig()
+    assert (p.resolution, p.channels, p.cells_per_stage, p.train_subset, p.lr) == (
+        16,
+        8,
+        1,
+        10000,
+        0.1,
+    )
+    assert p.epochs >= 8
+    assert SearchConfig().storage_url == "sqlite:///runs/nasnc.db"
+    assert SearchConfig(workers=2).storage_url == "journal:runs/nasnc.journal"
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "culprits"),
+    [
+        ("n_trial: 3\n", ["n_trial", "n_trials"]),
+        ("proxy:\n  epocs: 3\n", ["proxy.epocs", "epochs"]),
+        ("proxy:\n  epochs: -1\n", ["proxy.epochs", "-1"]),
+        ("proxy:\n  dataset: mnist\n", ["proxy.dataset", "mnist"]),
+        ("proxy:\n  probe: [0, 4]\n", ["proxy.probe", "[0, 4]"]),
+        ("proxy:\n  normalize: maybe\n", ["proxy.normalize", "maybe"]),
+        ("pruner:\n  name: hyperband\n", ["pruner.name", "hyperband"]),
+        ("pruner:\n  percentile: 120\n", ["pruner", "percentile=120"]),
+        ("workers: 0\n", ["workers=0"]),
+        ("n_trials: many\n", ["n_trials", "many"]),
+        ("device: gpu\n", ["device", "gpu"]),
+        ("study_name: 'a b'\n", ["study_name", "a b"]),
+        ("- just\n- a list\n", ["mapping"]),
+        ("a: [unclosed\n", ["not valid YAML"]),
+    ],
+)
+def test_bad_config_names_key_and_value(
+    tmp_path: Path, yaml_text: str, culprits: list[str]
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert str(path) in message
+    for culprit in culprits:
+        assert culprit in message
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_overrides_win_and_are_validated(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("n_trials: 5\nproxy:\n  epochs: 2\n")
+    config = apply_overrides(load_config(path), {"n_trials": 7, "proxy.epochs": 3.0, "seed": None})
+    assert config.n_trials == 7
+    assert config.proxy.epochs == 3.0
+    assert config.seed == 0
+    with pytest.raises(ConfigError, match="workers"):
+        apply_overrides(config, {"workers": -2})
+
+
+def test_config_round_trips_through_dict() -> None:
+    config = SearchConfig(n_trials=3, proxies=("params",))
+    from nasnc._config import from_mapping
+
+    assert from_mapping(SearchConfig, config.to_dict()) == config
+    assert config.to_dict()["proxy"]["probe"] == [128, 64]
