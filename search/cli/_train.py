@@ -120,8 +120,12 @@ def _path_or_none(value: Any, name: str) -> str | None:
     return None if value is None else _as_str(str(value), name)
 
 
+def _one_of(default: str, choices: tuple[str, ...], help: str) -> _Opt:
+    return _Opt(default, _choice(*choices), help, metavar="{" + ",".join(choices) + "}")
+
+
 _OPTIONS: dict[str, _Opt] = {
-    "dataset": _Opt("cifar10", _choice("cifar10", "cifar100", "ImageNet16-120"), "dataset"),
+    "dataset": _one_of("cifar10", ("cifar10", "cifar100", "ImageNet16-120"), "dataset"),
     "data_root": _Opt(None, _path_or_none, "data folder (default: $NASNC_DATA_DIR)", metavar="DIR"),
     "download": _Opt(
         False, _as_bool, "download the official CIFAR archive into the data root", flag=True
@@ -133,7 +137,7 @@ _OPTIONS: dict[str, _Opt] = {
     "subset": _Opt(
         10_000, _ints(1, none=True), "training images ('all': every one present)", metavar="N"
     ),
-    "subset_mode": _Opt("first", _choice("first", "seeded"), "first N images or a seeded sample"),
+    "subset_mode": _one_of("first", ("first", "seeded"), "first N images or a seeded sample"),
     "valid_size": _Opt(
         2000, _ints(0, none=True), "validation images from the test file ('all')", metavar="N"
     ),
@@ -148,7 +152,7 @@ _OPTIONS: dict[str, _Opt] = {
     "cells_per_stage": _Opt(1, _ints(1), "cells per stage (the benchmark uses 5)"),
     "probe": _Opt((128, 64), _as_probe, "hidden widths of the capacitance probe", metavar="W1,W2"),
     "every_n_steps": _Opt(1, _ints(1), "observe beta_eff every N optimiser steps", metavar="N"),
-    "interaction": _Opt("chain", _choice("chain", "product"), "the variant shown as beta_eff"),
+    "interaction": _one_of("chain", ("chain", "product"), "the variant shown as beta_eff"),
     "normalize": _Opt(False, _as_bool, "show the scale-free variant as beta_eff", flag=True),
     "seed": _Opt(0, _ints(0), "seed of the model, probe, data order and augmentation"),
     "lr": _Opt(0.1, _as_float, "peak learning rate (cosine to 0 over the budget)"),
@@ -157,7 +161,7 @@ _OPTIONS: dict[str, _Opt] = {
         None, _ints(1, none=True), "report every N steps (default: 8 report points)", metavar="N"
     ),
     "threads": _Opt(None, _ints(1, none=True), "torch CPU threads", metavar="N"),
-    "format": _Opt("table", _choice("table", "json"), "output format"),
+    "format": _one_of("table", ("table", "json"), "output format"),
 }
 
 #: The CPU default proxy (DESIGN "What we know so far", second row) and other defaults.
