@@ -36,6 +36,7 @@ from nasnc.bench._compare import (
 )
 from nasnc.bench._official import NATSBenchmark, NB201Benchmark
 from nasnc.bench._open import open_benchmark
+from nasnc.bench._plot import plot_comparison
 from nasnc.bench._table import TABLE_FORMAT, TABLE_SCHEMA_VERSION, TableBenchmark, import_table
 from nasnc.bench._types import (
     ACCURACY_METRICS,
@@ -68,5 +69,6 @@ __all__ = [
     "import_table",
     "open_benchmark",
     "parse_arch_or_index",
+    "plot_comparison",
     "truth_dataset_for",
 ]

@@ -70,13 +70,20 @@ _CACHE_TO_TRUTH: dict[str, Dataset] = {
 class EntryLike(Protocol):
     """What :func:`compare_scores` reads from a cache entry (``nasnc.store.Entry`` fits)."""
 
-    arch: str
-    dataset: str
-    seed: int
-    config: Mapping[str, Any]
-    trajectory: Mapping[str, Any]
-    summary: Mapping[str, Any]
-    scores: Mapping[str, Any]
+    @property
+    def arch(self) -> str: ...
+    @property
+    def dataset(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+    @property
+    def trajectory(self) -> Mapping[str, Any]: ...
+    @property
+    def summary(self) -> Mapping[str, Any]: ...
+    @property
+    def scores(self) -> Mapping[str, Any]: ...
 
 
 def truth_dataset_for(cache_dataset: str) -> Dataset:
@@ -477,4 +484,5 @@ def compare_scores(
             "%s is slow to scan; import it with `nasnc bench import` to get the regret",
             truth.description,
         )
-    return result
+    first = ("dataset", "metric", "n", "missing", "n_missing", "scores")
+    return {**{key: result[key] for key in first}, **result}

