@@ -339,15 +339,40 @@ def test_interrupted_compaction_leaves_no_duplicates(tmp_path: Path) -> None:
     assert fresh.compact() == 5 and entry_files(fresh) == [] and len(fresh) == 5
 
 
-def test_auto_compaction_and_pack_merging(tmp_path: Path) -> None:
-    store = Store(tmp_path, compact_every=4, max_packs=2)
-    keys = [store.put(make_entry(arch_for(s), seed=s)) for s in range(15)]
-    assert len(pack_files(store)) <= 2 and len(entry_files(store)) < 4
+def test_auto_compaction_and_size_tiered_merging(tmp_path: Path) -> None:
+    store = Store(tmp_path, compact_every=4, fanout=2)
+    keys = [store.put(make_entry(arch_for(s), seed=s)) for s in range(24)]
+    sizes = sorted(int(p.name.split("-")[2]) for p in pack_files(store))
+    assert len(entry_files(store)) < 4 and sum(sizes) + len(entry_files(store)) == 24
+    assert len(set(sizes)) == len(sizes)  # at most fanout - 1 = 1 shard per size tier
     assert sorted(Store(tmp_path).keys()) == sorted(keys)
     for s, key in enumerate(keys):
         got = store.get(key)
         assert got is not None
         assert_same(got, make_entry(arch_for(s), seed=s))
+    assert store.compact(full=True) == 24 and len(pack_files(store)) == 1
+
+
+def test_copy_stored_last_wins_whatever_the_shard_order(tmp_path: Path) -> None:
+    store = Store(tmp_path, compact_every=None, fanout=2)
+    key = store.put(make_entry(ARCH, beta_eff=1.0))
+    store.put(make_entry(arch_for(1), seed=1))
+    store.compact()  # shard P1 {key v1, a}, size tier 1
+    store.put(make_entry(ARCH, beta_eff=2.0))
+    store.compact()  # shard P2 {key v2}, tier 0
+    store.put(make_entry(arch_for(2), seed=2))
+    store.put(make_entry(arch_for(3), seed=3))
+    store.compact()  # P3 {b, c}, tier 1 -> merged with P1 into P4 {key v1, a, b, c}, newest name
+    names = [p.name for p in pack_files(store)]
+    assert [int(n.split("-")[2]) for n in names] == [1, 4]  # P2 is older than P4
+    reader = Store(tmp_path)
+    got = reader.get(key)
+    assert got is not None and got.summary["beta_eff"] == 2.0
+    assert {e.key: e.summary["beta_eff"] for e in reader.entries()}[key] == 2.0
+    assert [i.value("beta_eff") for i in reader.index() if i.key == key] == [2.0]
+    assert store.compact(full=True) == 4
+    got = Store(tmp_path).get(key)
+    assert got is not None and got.summary["beta_eff"] == 2.0
 
 
 def test_store_is_picklable_without_handles(filled: Store) -> None:
@@ -383,7 +408,7 @@ def test_unknown_schema_version_of_the_cache(tmp_path: Path) -> None:
         Store(tmp_path)
 
 
-@pytest.mark.parametrize("option", ["compact_every", "max_packs"])
+@pytest.mark.parametrize("option", ["compact_every", "fanout"])
 def test_bad_options(tmp_path: Path, option: str) -> None:
     with pytest.raises(ConfigError, match=option):
         Store(tmp_path, **{option: 0})
@@ -499,7 +524,7 @@ _WRITER = (
     _PRELUDE
     + """
 path, worker, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-store = Store(path, writer_id=f"w{worker}", compact_every=8, max_packs=3)
+store = Store(path, writer_id=f"w{worker}", compact_every=8, fanout=2)
 for i in range(n):
     seed = worker * 1000 + i
     print(store.put(make_entry(arch_for(seed), seed=seed)), seed, flush=True)
@@ -510,7 +535,7 @@ _ENDLESS_WRITER = (
     _PRELUDE
     + """
 path, seed = sys.argv[1], int(sys.argv[2])
-store = Store(path, compact_every=6, max_packs=3)
+store = Store(path, compact_every=6, fanout=2)
 print("ready", flush=True)
 while True:
     print(store.put(make_entry(arch_for(seed), seed=seed, n_points=20)), seed, flush=True)

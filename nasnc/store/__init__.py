@@ -18,15 +18,19 @@ reader can see. It is a directory of **immutable** HDF5 files:
   ``SIGKILL`` at any moment loses at most the entry in flight (its temporary
   file is ignored and removable with :meth:`Store.clean`).
 * One file per entry makes ranking 10,000 entries slow (opening each file
-  costs milliseconds), so once ``compact_every`` entry files exist, ``put``
-  *compacts* them into a read-only *packed shard* ``packs/pack-<ns>-<id>.h5``
-  holding many entries column-wise with a compact summary index. Compaction
-  is crash-safe: the shard is written to ``tmp/``, fsync-ed and renamed into
-  ``packs/`` before the merged files are deleted; an entry briefly present in
-  both places is read once (entry files beat shards, newer shards beat older
-  ones). Only one compaction runs at a time (``flock`` on ``compact.lock``;
-  released by the kernel if the compactor dies); writers never wait for it.
-  More than ``max_packs`` shards are merged into one.
+  costs milliseconds), so once ``compact_every`` (32) entry files exist,
+  ``put`` *compacts* them into a read-only *packed shard*
+  ``packs/pack-<ns>-<count>-<id>.h5`` holding many entries column-wise with a
+  compact summary index. Shards are merged size-tiered: ``fanout`` (4) shards
+  of one size tier become one shard of the next, so 10,000 entries live in
+  about a dozen shards and each entry is rewritten about log4(n/32) times.
+  Compaction is crash-safe: a shard is written to ``tmp/``, fsync-ed and
+  renamed into ``packs/`` before the merged files are deleted; an entry
+  briefly present in two places is read once (an entry file beats shards;
+  between shards the copy with the latest ``stored_ns``, the time of its
+  ``put``, wins). One compaction runs at a time (``flock`` on
+  ``compact.lock``, released by the kernel if the compactor dies); writers
+  never wait for it (``put`` skips compaction while another process runs one).
 * Readers list ``entries/`` before ``packs/`` (what compaction removed from
   the first listing is in the second), cache each shard's index in memory by
   (inode, size, mtime) and rescan if a file vanishes under them. No handle is
@@ -55,14 +59,15 @@ On-disk layout (``schema_version`` 1)::
     ├── nasnc-store.h5           marker: attrs schema_version=1, kind="store",
     │                            nasnc_version, created
     ├── entries/<key>.h5         one entry file per recent put
-    ├── packs/pack-<ns>-<id>.h5  packed shards (read-only)
+    ├── packs/pack-<ns>-<count>-<id>.h5   packed shards (read-only)
     ├── tmp/                     files being written (ignored by readers)
     └── compact.lock             flock held while compacting
 
     entries/<key>.h5
     ├── attrs: schema_version=1, kind="entry", key, arch, canonical, dataset,
     │          seed (int64), config (canonical JSON), config_hash,
-    │          nasnc_version, created (unix s, float64), writer
+    │          nasnc_version, created (unix s, float64), stored_ns (int64,
+    │          time of the put), writer
     ├── trajectory/              attrs: n_points; one row per report point
     │   ├── step        float64 (n,)   chunked, maxshape (None,), fletcher32
     │   ├── epoch, train_loss, train_acc, valid_acc, wall_s
@@ -73,13 +78,13 @@ On-disk layout (``schema_version`` 1)::
     └── scores/                  scalar float64 datasets, NaN allowed
         └── params, synflow, naswot, ...
 
-    packs/pack-<ns>-<id>.h5     N entries, T trajectory rows in total
+    packs/pack-<ns>-<count>-<id>.h5     N = count entries, T trajectory rows
     ├── attrs: schema_version=1, kind="pack", n_entries=N, created,
     │          nasnc_version, writer
     ├── index/
     │   ├── key, arch, canonical, dataset, config, config_hash,
     │   │   nasnc_version          utf-8 strings (N,)
-    │   ├── seed int64 (N,), created float64 (N,)
+    │   ├── seed int64 (N,), created float64 (N,), stored_ns int64 (N,)
     │   ├── offset int64 (N+1,)    entry i owns trajectory rows offset[i]:offset[i+1]
     │   ├── layouts                utf-8 JSON strings: the columns, summary types
     │   │                          and score names an entry has

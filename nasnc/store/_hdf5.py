@@ -160,8 +160,11 @@ def read_marker(path: Path) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------- entry files
-def write_entry_file(path: Path, entry: _Checked, *, writer: str) -> None:
-    """Write one entry file at ``path`` (a temporary name; the caller renames it)."""
+def write_entry_file(path: Path, entry: _Checked, *, writer: str, stored_ns: int) -> None:
+    """Write one entry file at ``path`` (a temporary name; the caller renames it).
+
+    ``stored_ns`` (time of the put, ns) orders copies of one key across shards.
+    """
     with h5py.File(path, "w", libver=LIBVER, locking=False) as f:
         _write_attrs(
             f,
@@ -175,6 +178,7 @@ def write_entry_file(path: Path, entry: _Checked, *, writer: str) -> None:
             config_hash=entry.config_hash,
             nasnc_version=entry.nasnc_version,
             created=np.float64(entry.created),
+            stored_ns=np.int64(stored_ns),
             writer=writer,
         )
         traj = f.create_group("trajectory", track_order=True)
@@ -230,8 +234,8 @@ def read_entry_info(path: Path) -> EntryInfo:
         return EntryInfo(**fields, summary=summary, scores=scores)
 
 
-def read_entry_file(path: Path) -> Entry:
-    """The whole entry stored in an entry file."""
+def read_entry_file(path: Path) -> tuple[Entry, int]:
+    """The whole entry stored in an entry file, and its ``stored_ns``."""
     with _open_read(path, "entry") as f:
         fields = _info_from_attrs(f)
         trajectory = {
@@ -241,7 +245,7 @@ def read_entry_file(path: Path) -> Entry:
         n = int(f["trajectory"].attrs["n_points"])
         if lengths and lengths != {n}:
             raise Damaged(f"has trajectory columns of lengths {sorted(lengths)}, expected {n}")
-        return Entry(
+        entry = Entry(
             arch=fields["arch"],
             canonical=fields["canonical"],
             dataset=fields["dataset"],
@@ -253,6 +257,7 @@ def read_entry_file(path: Path) -> Entry:
             created=fields["created"],
             nasnc_version=_str(f.attrs["nasnc_version"]),
         )
+        return entry, int(f.attrs["stored_ns"])
 
 
 # -------------------------------------------------------------------- packs
@@ -281,9 +286,15 @@ def _column(group: h5py.Group, name: str, data: np.ndarray) -> None:
 
 
 def write_pack(
-    path: Path, entries: Sequence[_Checked], *, writer: str, created: float, nasnc_version: str
+    path: Path,
+    entries: Sequence[_Checked],
+    stored_ns: Sequence[int],
+    *,
+    writer: str,
+    created: float,
+    nasnc_version: str,
 ) -> None:
-    """Write ``entries`` (distinct keys) as one packed shard at ``path``."""
+    """Write ``entries`` (distinct keys, with their ``stored_ns``) as one packed shard."""
     n = len(entries)
     lengths = np.array([entry_length(e.trajectory) for e in entries], dtype=np.int64)
     offset = np.zeros(n + 1, dtype=np.int64)
@@ -314,6 +325,7 @@ def write_pack(
             )
         _column(index, "seed", np.array([e.seed for e in entries], dtype=np.int64))
         _column(index, "created", np.array([e.created for e in entries], dtype=np.float64))
+        _column(index, "stored_ns", np.asarray(stored_ns, dtype=np.int64))
         _column(index, "offset", offset)
         _column(index, "layout_id", layout_id)
         index.create_dataset("layouts", data=np.array(list(layouts), dtype=object), dtype=_STR)
@@ -343,6 +355,7 @@ class PackIndex:
     """The index columns of one pack, read once and kept while the pack exists."""
 
     infos: list[EntryInfo]
+    stored_ns: list[int]
     configs: list[str]
     versions: list[str]
     offset: np.ndarray
@@ -358,6 +371,7 @@ def read_pack_index(path: Path) -> PackIndex:
         text = {name: index[name].asstr()[()].tolist() for name in _INDEX_STR}
         seeds = index["seed"][()].tolist()
         created = index["created"][()].tolist()
+        stored = index["stored_ns"][()].tolist()
         offset = index["offset"][()]
         layout_id = index["layout_id"][()]
         layouts = [json.loads(s) for s in index["layouts"].asstr()[()].tolist()]
@@ -369,6 +383,7 @@ def read_pack_index(path: Path) -> PackIndex:
                 *text.values(),
                 seeds,
                 created,
+                stored,
                 layout_id,
                 *summary.values(),
                 *scores.values(),
@@ -398,6 +413,7 @@ def read_pack_index(path: Path) -> PackIndex:
         )
     return PackIndex(
         infos=infos,
+        stored_ns=stored,
         configs=text["config"],
         versions=text["nasnc_version"],
         offset=offset,

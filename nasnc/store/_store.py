@@ -43,7 +43,7 @@ PACKS = "packs"
 TMP = "tmp"
 LOCK = "compact.lock"
 _KNOWN = {MARKER, ENTRIES, PACKS, TMP, LOCK}
-_PACK_RE = re.compile(r"pack-\d{20}-[0-9a-f]{8}\.h5")
+_PACK_RE = re.compile(r"pack-(?P<ns>\d{20})-(?P<n>\d{8})-[0-9a-f]{8}\.h5")
 _TMP_RE = re.compile(
     r"(?P<what>[0-9a-z]+)\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp"
 )
@@ -68,6 +68,7 @@ class _Loc:
     """Where the winning copy of one key lives: an entry file, or a row of a pack."""
 
     path: Path
+    ident: _Ident
     row: int | None
     info: EntryInfo
 
@@ -140,11 +141,14 @@ class Store:
         an entry that :meth:`put` returned survives a power loss too (a
         ``SIGKILL`` never loses one either way).
     compact_every : int or None
-        :meth:`put` packs the loose entry files into a shard once this many
-        exist (``None``: only explicit :meth:`compact` calls).
-    max_packs : int
-        When a compaction would leave more shards than this, all shards are
-        merged into one.
+        :meth:`put` packs the entry files into a shard once this many exist
+        (``None``: only explicit :meth:`compact` calls). Ranking reads every
+        entry file but only one index per shard, so this bounds its cost.
+    fanout : int
+        Size-tiered merging: once ``fanout`` shards of the same size tier
+        (entry count within a factor ``fanout``) exist, they are merged into
+        one, so a cache of ``n`` entries keeps ``O(fanout * log(n))`` shards
+        and every entry is rewritten ``O(log(n))`` times in its life.
 
     Notes
     -----
@@ -171,8 +175,8 @@ class Store:
         writer_id: str | None = None,
         create: bool = True,
         durable: bool = True,
-        compact_every: int | None = 256,
-        max_packs: int = 8,
+        compact_every: int | None = 32,
+        fanout: int = 4,
     ) -> None:
         if compact_every is not None and (
             isinstance(compact_every, bool)
@@ -182,8 +186,8 @@ class Store:
             raise ConfigError(
                 f"compact_every must be a positive int or None, but got {compact_every=}."
             )
-        if isinstance(max_packs, bool) or not isinstance(max_packs, int) or max_packs < 1:
-            raise ConfigError(f"max_packs must be a positive int, but got {max_packs=}.")
+        if isinstance(fanout, bool) or not isinstance(fanout, int) or fanout < 2:
+            raise ConfigError(f"fanout must be an int >= 2, but got {fanout=}.")
         if writer_id is not None and not isinstance(writer_id, str):
             raise ConfigError(f"writer_id must be a str or None, but got {writer_id=}.")
         self.path = Path(os.path.abspath(os.fspath(path)))
@@ -191,9 +195,10 @@ class Store:
         self.create = create
         self.durable = durable
         self.compact_every = compact_every
-        self.max_packs = max_packs
+        self.fanout = fanout
         self._loose_cache: dict[str, tuple[_Ident, EntryInfo | str]] = {}
         self._pack_cache: dict[str, tuple[_Ident, PackIndex | str]] = {}
+        self._locs: dict[str, tuple[_Ident, list[tuple[_Loc, int]]]] = {}
         self._damaged: dict[Path, str] = {}
         self._warned: set[tuple[str, _Ident]] = set()
         self._open()
@@ -241,6 +246,7 @@ class Store:
         state = self.__dict__.copy()
         state["_loose_cache"] = {}
         state["_pack_cache"] = {}
+        state["_locs"] = {}
         state["_warned"] = set()
         return state
 
@@ -284,7 +290,7 @@ class Store:
         final = self._entry_path(checked.key)
         tmp = self._tmp_path(checked.key)
         try:
-            write_entry_file(tmp, checked, writer=self.writer_id)
+            write_entry_file(tmp, checked, writer=self.writer_id, stored_ns=time.time_ns())
             if self.durable:
                 _fsync(tmp)
             os.replace(tmp, final)
@@ -329,63 +335,93 @@ class Store:
             os.close(fd)
 
     def compact(self, *, full: bool = False, wait: bool = True) -> int:
-        """Merge loose entry files (and, when needed, shards) into one packed shard.
+        """Pack the entry files into a shard and merge shards of the same size tier.
 
-        Crash-safe: the new shard is written under a temporary name, flushed
+        Crash-safe: a new shard is written under a temporary name, flushed
         and renamed into ``packs/`` before any merged file is deleted, so a
         kill at any point leaves every entry readable (possibly in two places
-        for a moment; readers prefer the newer copy). Damaged files are left
-        in place and never merged. One compaction runs at a time (an
-        exclusive ``flock`` on ``compact.lock``).
+        for a moment; readers take entry files over shards and, between
+        shards, the copy stored last). Damaged files are left in place and
+        never merged. One compaction runs at a time (an exclusive ``flock``
+        on ``compact.lock``, released by the kernel if its holder dies).
 
         Parameters
         ----------
         full : bool
-            Merge every shard too (default: only when more than
-            ``max_packs`` would remain).
+            Merge everything into a single shard.
         wait : bool
-            Wait for a running compaction in another process (default), or
+            Wait for a compaction running in another process (default), or
             return 0 at once.
 
         Returns
         -------
         int
-            Number of entries in the new shard (0 when nothing was merged).
+            Number of entries written into new shards (0: nothing to do).
         """
         with self._lock(wait) as acquired:
             if not acquired:
                 return 0
             return self._compact(full)
 
+    def _tier(self, n: int) -> int:
+        return int(math.log(max(n, 1), self.fanout))
+
     def _compact(self, full: bool) -> int:
-        loose = _list(self.path / ENTRIES, _ENTRY_RE)
-        packs = []
+        packs: list[tuple[str, int]] = []  # (name, entries) of healthy shards
         for name, ident in _list(self.path / PACKS, _PACK_RE):
             try:
-                packs.append((name, ident, self._pack_index(name, ident)))
+                self._pack_index(name, ident)
             except (Damaged, FileNotFoundError):
                 continue
-        merge_packs = full or len(packs) + (1 if loose else 0) > self.max_packs
-        sources = packs if merge_packs else []
-        if not loose and len(sources) <= 1:
-            return 0
-        merged: dict[str, _Checked] = {}
-        for name, _, index in sources:  # oldest first: newer copies override
+            packs.append((name, int(name.split("-")[2])))  # pack-<ns>-<n>-<id>.h5
+        written = 0
+        loose = _list(self.path / ENTRIES, _ENTRY_RE)
+        if loose or (full and len(packs) > 1):
+            made = self._merge(loose, packs if full else [])
+            if made is not None:
+                if full:
+                    packs = []
+                packs.append(made)
+                written += made[1]
+        while not full:  # size-tiered merging, smallest tier first
+            tiers: dict[int, list[tuple[str, int]]] = {}
+            for pack in packs:
+                tiers.setdefault(self._tier(pack[1]), []).append(pack)
+            group = next((g for _, g in sorted(tiers.items()) if len(g) >= self.fanout), None)
+            if group is None:
+                break
+            made = self._merge([], group)
+            packs = [p for p in packs if p not in group]
+            if made is None:
+                break
+            packs.append(made)
+            written += made[1]
+        return written
+
+    def _merge(
+        self, loose: list[tuple[str, _Ident]], packs: list[tuple[str, int]]
+    ) -> tuple[str, int] | None:
+        """Write the entries of ``loose`` files and ``packs`` into one new shard."""
+        merged: dict[str, tuple[_Checked, int]] = {}
+        sources: list[str] = []
+        for name, _ in packs:  # between shards the copy stored last wins
+            path = self.path / PACKS / name
             try:
-                entries = read_pack_entries(
-                    self.path / PACKS / name, index, range(len(index.infos))
-                )
+                st = path.stat()
+                index = self._pack_index(name, (st.st_ino, st.st_size, st.st_mtime_ns))
+                entries = read_pack_entries(path, index, range(len(index.infos)))
             except (Damaged, FileNotFoundError) as exc:
-                logger.warning("compaction skips %s: %s", self.path / PACKS / name, exc)
-                sources = [s for s in sources if s[0] != name]
+                logger.warning("compaction skips %s: %s", path, exc)
                 continue
-            for entry in entries:
-                merged[entry.key] = _check(entry)
+            sources.append(name)
+            for entry, stored in zip(entries, index.stored_ns):
+                if entry.key not in merged or merged[entry.key][1] < stored:
+                    merged[entry.key] = (_check(entry), stored)
         used: list[tuple[str, _Ident]] = []
-        for name, ident in loose:
+        for name, ident in loose:  # entry files win over shards
             path = self.path / ENTRIES / name
             try:
-                entry = read_entry_file(path)
+                entry, stored = read_entry_file(path)
             except FileNotFoundError:
                 continue
             except Damaged as exc:
@@ -394,16 +430,19 @@ class Store:
             if entry.key != name[:-3]:
                 logger.warning("compaction skips %s: it holds key %s", path, entry.key)
                 continue
-            merged[entry.key] = _check(entry)
+            merged[entry.key] = (_check(entry), stored)
             used.append((name, ident))
         if not merged:
-            return 0
-        pack = self.path / PACKS / f"pack-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.h5"
+            return None
+        n = len(merged)
+        name = f"pack-{time.time_ns():020d}-{n:08d}-{uuid.uuid4().hex[:8]}.h5"
+        pack = self.path / PACKS / name
         tmp = self._tmp_path("pack")
         try:
             write_pack(
                 tmp,
-                list(merged.values()),
+                [c for c, _ in merged.values()],
+                [t for _, t in merged.values()],
                 writer=self.writer_id,
                 created=time.time(),
                 nasnc_version=_default_version(),
@@ -417,27 +456,25 @@ class Store:
             if isinstance(exc, OSError):
                 raise StoreError(f"cannot write the packed shard {pack}: {exc}") from exc
             raise
-        for name, ident in used:
-            path = self.path / ENTRIES / name
-            try:
+        for loose_name, ident in used:
+            path = self.path / ENTRIES / loose_name
+            with suppress(FileNotFoundError):
                 st = path.stat()
                 if (st.st_ino, st.st_size, st.st_mtime_ns) == ident:  # not replaced meanwhile
                     path.unlink()
-            except FileNotFoundError:
-                pass
-        for name, _, _ in sources:
+        for source in sources:
             with suppress(FileNotFoundError):
-                (self.path / PACKS / name).unlink()
+                (self.path / PACKS / source).unlink()
         _fsync(self.path / ENTRIES)
         _fsync(self.path / PACKS)
         logger.info(
-            "packed %d entries (%d loose files, %d shards) into %s",
-            len(merged),
+            "packed %d entries (%d entry files, %d shards) into %s",
+            n,
             len(used),
             len(sources),
-            pack.name,
+            name,
         )
-        return len(merged)
+        return name, n
 
     def clean(self, *, older_than_s: float = 3600.0) -> list[Path]:
         """Remove temporary files left by killed writers; return the removed paths.
@@ -486,6 +523,19 @@ class Store:
             raise Damaged(cached[1])
         return cached[1]
 
+    def _pack_locs(self, name: str, ident: _Ident) -> list[tuple[_Loc, int]]:
+        cached = self._locs.get(name)
+        if cached is None or cached[0] != ident:
+            index = self._pack_index(name, ident)
+            path = self.path / PACKS / name
+            locs = [
+                (_Loc(path, ident, row, info), when)
+                for row, (info, when) in enumerate(zip(index.infos, index.stored_ns))
+            ]
+            cached = (ident, locs)
+            self._locs[name] = cached
+        return cached[1]
+
     def _loose_info(self, name: str, ident: _Ident) -> EntryInfo:
         cached = self._loose_cache.get(name)
         if cached is None or cached[0] != ident:
@@ -516,23 +566,28 @@ class Store:
         Entry files are listed before shards: compaction renames a shard into
         place before deleting what it merged, so whatever vanished from the
         first listing is in the second. A file that vanishes while being read
-        makes the scan start again.
+        makes the scan start again. An entry file wins over shards; between
+        shards, the copy stored last (``stored_ns``) wins.
         """
         for _ in range(_RETRIES):
             loose = _list(self.path / ENTRIES, _ENTRY_RE)
             packs = _list(self.path / PACKS, _PACK_RE)
             catalog: dict[str, _Loc] = {}
+            stored: dict[str, int] = {}
             damaged: dict[Path, str] = {}
             try:
-                for name, ident in packs:  # oldest first: newer shards override
+                for name, ident in packs:
                     path = self.path / PACKS / name
                     try:
-                        index = self._pack_index(name, ident)
+                        locs = self._pack_locs(name, ident)
                     except Damaged as exc:
                         self._note_damage(damaged, path, ident, str(exc))
                         continue
-                    for row, info in enumerate(index.infos):
-                        catalog[info.key] = _Loc(path, row, info)
+                    for loc, when in locs:
+                        key = loc.info.key
+                        if key not in stored or stored[key] <= when:
+                            stored[key] = when
+                            catalog[key] = loc
                 for name, ident in loose:  # entry files override shards
                     path = self.path / ENTRIES / name
                     try:
@@ -540,22 +595,35 @@ class Store:
                     except Damaged as exc:
                         self._note_damage(damaged, path, ident, str(exc))
                         continue
-                    catalog[info.key] = _Loc(path, None, info)
+                    catalog[info.key] = _Loc(path, ident, None, info)
             except FileNotFoundError:
                 continue
             seen_loose = {n for n, _ in loose}
             seen_packs = {n for n, _ in packs}
             self._loose_cache = {k: v for k, v in self._loose_cache.items() if k in seen_loose}
             self._pack_cache = {k: v for k, v in self._pack_cache.items() if k in seen_packs}
+            self._locs = {k: v for k, v in self._locs.items() if k in seen_packs}
             self._damaged = damaged
             return catalog
         raise StoreError(f"the cache {self.path} kept changing while being read; try again.")
 
-    def _load(self, keys: Sequence[str], catalog: dict[str, _Loc]) -> list[Entry]:
-        """Full entries for ``keys`` (in that order); rescans when files move."""
+    def _mark_damaged(self, loc: _Loc, reason: str) -> None:
+        """Remember a file found damaged while reading its arrays (skipped from now on)."""
+        cache = self._loose_cache if loc.row is None else self._pack_cache
+        cache[loc.path.name] = (loc.ident, reason)
+        self._locs.pop(loc.path.name, None)
+        self._note_damage(self._damaged, loc.path, loc.ident, reason)
+
+    def _load(self, keys: Sequence[str], catalog: dict[str, _Loc]) -> tuple[list[Entry], bool]:
+        """Full entries for ``keys`` (in that order) and whether a file proved damaged.
+
+        Index records are read without the trajectories, so damage to array
+        data shows only here; the file is then skipped by every later scan.
+        """
         for _ in range(_RETRIES):
             found: dict[str, Entry] = {}
-            by_pack: dict[Path, list[int]] = {}
+            by_pack: dict[Path, list[_Loc]] = {}
+            damaged = False
             try:
                 for key in keys:
                     loc = catalog.get(key)
@@ -563,26 +631,26 @@ class Store:
                         continue
                     if loc.row is None:
                         try:
-                            found[key] = read_entry_file(loc.path)
+                            found[key] = read_entry_file(loc.path)[0]
                         except Damaged as exc:
-                            self._note_damage(self._damaged, loc.path, (0, 0, 0), str(exc))
+                            self._mark_damaged(loc, str(exc))
+                            damaged = True
                     else:
-                        by_pack.setdefault(loc.path, []).append(loc.row)
-                for path, rows in by_pack.items():
-                    cached = self._pack_cache.get(path.name)
-                    if cached is None or isinstance(cached[1], str):
-                        raise FileNotFoundError(str(path))
+                        by_pack.setdefault(loc.path, []).append(loc)
+                for path, locs in by_pack.items():
                     try:
-                        entries = read_pack_entries(path, cached[1], rows)
+                        index = self._pack_index(path.name, locs[0].ident)
+                        entries = read_pack_entries(path, index, [loc.row or 0 for loc in locs])
                     except Damaged as exc:
-                        self._note_damage(self._damaged, path, cached[0], str(exc))
+                        self._mark_damaged(locs[0], str(exc))
+                        damaged = True
                         continue
                     for entry in entries:
                         found[entry.key] = entry
             except FileNotFoundError:
                 catalog = self._scan()
                 continue
-            return [found[k] for k in keys if k in found]
+            return [found[k] for k in keys if k in found], damaged
         raise StoreError(f"the cache {self.path} kept changing while being read; try again.")
 
     def get(self, key: str) -> Entry | None:
@@ -600,7 +668,7 @@ class Store:
             return None
         path = self._entry_path(key)
         try:
-            entry = read_entry_file(path)
+            entry, _ = read_entry_file(path)
         except FileNotFoundError:
             pass
         except Damaged as exc:
@@ -614,7 +682,8 @@ class Store:
             return entry
         for _ in range(_RETRIES):
             try:
-                for name, ident in reversed(_list(self.path / PACKS, _PACK_RE)):  # newest first
+                best: tuple[int, _Loc, PackIndex] | None = None
+                for name, ident in _list(self.path / PACKS, _PACK_RE):
                     pack = self.path / PACKS / name
                     try:
                         index = self._pack_index(name, ident)
@@ -622,14 +691,17 @@ class Store:
                         self._note_damage(self._damaged, pack, ident, str(exc))
                         continue
                     row = index.rows.get(key)
-                    if row is None:
-                        continue
-                    try:
-                        return read_pack_entries(pack, index, [row])[0]
-                    except Damaged as exc:
-                        self._damaged[pack] = str(exc)
-                        raise StoreError(f"cannot read entry {key} from {pack}: {exc}") from None
-                return None
+                    if row is not None and (best is None or best[0] <= index.stored_ns[row]):
+                        loc = _Loc(pack, ident, row, index.infos[row])
+                        best = (index.stored_ns[row], loc, index)
+                if best is None:
+                    return None
+                _, loc, index = best
+                try:
+                    return read_pack_entries(loc.path, index, [loc.row or 0])[0]
+                except Damaged as exc:
+                    self._mark_damaged(loc, str(exc))
+                    raise StoreError(f"cannot read entry {key} from {loc.path}: {exc}") from None
             except FileNotFoundError:
                 continue
         raise StoreError(f"the cache {self.path} kept changing while being read; try again.")
@@ -761,9 +833,13 @@ class Store:
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ConfigError(f"k must be a non-negative int, but got {k=}.")
-        catalog = self._scan()
-        infos = self._rank(catalog, by, k, dataset, arch, config_hash)
-        return self._load([i.key for i in infos], catalog)
+        for _ in range(_RETRIES):  # a file found damaged while loading: rank again without it
+            catalog = self._scan()
+            infos = self._rank(catalog, by, k, dataset, arch, config_hash)
+            entries, damaged = self._load([i.key for i in infos], catalog)
+            if not damaged:
+                break
+        return entries
 
     def entries(
         self,
@@ -777,10 +853,14 @@ class Store:
         Damaged files are skipped with a logged warning and listed in
         :attr:`damaged`; they never hide healthy entries.
         """
-        catalog = self._scan()
-        infos = self._select(catalog, dataset, arch, config_hash)
-        infos.sort(key=lambda i: (i.created, i.key))
-        return self._load([i.key for i in infos], catalog)
+        for _ in range(_RETRIES):  # a file found damaged while loading: list again without it
+            catalog = self._scan()
+            infos = self._select(catalog, dataset, arch, config_hash)
+            infos.sort(key=lambda i: (i.created, i.key))
+            entries, damaged = self._load([i.key for i in infos], catalog)
+            if not damaged:
+                break
+        return entries
 
     def stats(self) -> dict[str, int]:
         """Counts of entries, loose entry files, shards, damaged and temporary files."""
