@@ -32,6 +32,7 @@ only. They are parsed once per process into read-only numpy arrays (about
 from __future__ import annotations
 
 import pickle
+import warnings
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -68,26 +69,37 @@ def _code_row(code: str) -> int:
     return int(code, len(OPS))
 
 
+def _padded(lists: list[list[float]]) -> NDArray[np.float64]:
+    out = np.full((len(lists), len(_SEEDS)), np.nan)
+    for i, values in enumerate(lists):
+        out[i, : len(values)] = values
+    return out
+
+
 def _parse(raw: dict[str, dict[str, list[float]]], name: str) -> _Arrays:
     if len(raw) != NUM_ARCHS:
         raise BenchmarkError(f"builtin table {name} has {len(raw)} cells, expected {NUM_ARCHS}")
-    valid = np.full((NUM_ARCHS, len(_SEEDS)), np.nan)
+    codes = list(raw)
+    order = np.array([_code_row(c) for c in codes], dtype=np.int64)
+    if np.unique(order).size != NUM_ARCHS:
+        raise BenchmarkError(f"builtin table {name} has duplicate or malformed op codes")
+    recs = [raw[c] for c in codes]
+    valid = np.empty((NUM_ARCHS, len(_SEEDS)))
+    valid[order] = _padded([r["val_acc"] for r in recs])
+    sizes = _padded([r["model_size"] for r in recs])
+    # NATS-Bench's legacy fix: counts that disagree between seeds (at 5 decimals) -> seed 888
+    rounded = np.round(sizes, 5)
+    disagree = np.nanmax(rounded, axis=1) != np.nanmin(rounded, axis=1)
     params = np.empty(NUM_ARCHS)
+    params[order] = np.where(disagree, sizes[:, _LEGACY_SEED_POS], np.nanmean(sizes, axis=1))
+    lat = _padded([r["latency"] for r in recs])
+    lat[~(lat > 0)] = np.nan
     latency = np.empty(NUM_ARCHS)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
+        latency[order] = np.nanmean(lat, axis=1)
     train_time = np.empty(NUM_ARCHS)
-    for code, rec in raw.items():
-        row = _code_row(code)
-        acc = rec["val_acc"]
-        valid[row, : len(acc)] = acc
-        sizes = rec["model_size"]
-        if len({f"{s:.5f}" for s in sizes}) > 1:
-            params[row] = sizes[_LEGACY_SEED_POS]
-        else:
-            params[row] = sum(sizes) / len(sizes)
-        lat = [x for x in rec["latency"] if x > 0]
-        latency[row] = sum(lat) / len(lat) if lat else np.nan
-        times = rec["train_time"]
-        train_time[row] = sum(times) / len(times)
+    train_time[order] = np.nanmean(_padded([r["train_time"] for r in recs]), axis=1)
     for arr in (valid, params, latency, train_time):
         arr.setflags(write=False)
     return _Arrays(valid, params, latency, train_time)
