@@ -50,7 +50,8 @@ SCHEMA_VERSION = 1
 #: readable by any h5py built on HDF5 >= 1.10.
 LIBVER = ("v110", "v110")
 _STR = h5py.string_dtype("utf-8")
-_CHUNK_ROWS = 8192
+_CHUNK_ROWS = 8192  # index and summary columns: read whole
+_TRAJ_CHUNK_ROWS = 1024  # packed trajectories: read one entry's slice at a time
 
 
 class Damaged(Exception):
@@ -274,13 +275,13 @@ def _layout(entry: _Checked) -> str:
     )
 
 
-def _column(group: h5py.Group, name: str, data: np.ndarray) -> None:
+def _column(group: h5py.Group, name: str, data: np.ndarray, chunk: int = _CHUNK_ROWS) -> None:
     n = len(data)
     group.create_dataset(
         name,
         data=data,
         maxshape=(None,),
-        chunks=(max(1, min(n, _CHUNK_ROWS)),),
+        chunks=(max(1, min(n, chunk)),),
         fletcher32=True,
     )
 
@@ -347,7 +348,7 @@ def write_pack(
             for i, e in enumerate(entries):
                 if name in e.trajectory:
                     data[offset[i] : offset[i + 1]] = e.trajectory[name]
-            _column(traj, name, data)
+            _column(traj, name, data, chunk=_TRAJ_CHUNK_ROWS)  # one entry's rows: few chunks
 
 
 @dataclass
