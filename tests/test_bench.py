@@ -268,6 +268,8 @@ def test_nats_curves_and_missing_archs(nats: NATSBenchmark) -> None:
         nats.query(absent, "cifar10-valid")
     arch, value = nats.best("cifar10-valid")
     assert nats.index(arch) == 11 and value == pytest.approx(87.94, abs=0.01)
+    # fast mode: records are not hoarded inside the official API object
+    assert not nats.api.arch2infos_dict
 
 
 # ------------------------------------------------------------------- tables

@@ -90,15 +90,12 @@ class _OfficialBenchmark(GroundTruth):
         self._meta = list(meta_archs)
         self._index_of = {s: i for i, s in enumerate(self._meta)}
         self._archs: dict[int, Arch] = {}
-        self._cache: OrderedDict[tuple[int, Schedule], Any] = OrderedDict()
+        self._cache: OrderedDict[int, dict[Schedule, Any]] = OrderedDict()
 
     # ----------------------------------------------------- to implement
-    def _load_results(self, index: int, schedule: Schedule) -> Any | None:
-        """The official ``ArchResults`` of ``index`` under ``schedule`` (None: not stored)."""
+    def _load_record(self, index: int) -> dict[Schedule, Any]:
+        """The official ``ArchResults`` of ``index`` per schedule (empty: not stored)."""
         raise NotImplementedError
-
-    def _release(self, index: int) -> None:
-        """Drop whatever the library keeps in memory for ``index`` (used by imports)."""
 
     # ------------------------------------------------------- primitives
     def _n_rows(self) -> int:
@@ -117,15 +114,15 @@ class _OfficialBenchmark(GroundTruth):
         return row
 
     def _results(self, row: int, schedule: Schedule) -> Any | None:
-        key = (row, schedule)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        res = self._load_results(row, schedule)
-        self._cache[key] = res
-        if len(self._cache) > _CACHE_SIZE:
-            self._cache.popitem(last=False)
-        return res
+        record = self._cache.get(row)
+        if record is None:
+            record = self._load_record(row)
+            self._cache[row] = record
+            if len(self._cache) > _CACHE_SIZE:  # bounded memory, whatever the scan
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(row)
+        return record.get(schedule)
 
     def _trials(self, row: int, dataset: Dataset, schedule: Schedule) -> dict[int, Any]:
         """seed -> ResultsCount for one (arch, dataset, schedule); empty when absent."""
@@ -270,22 +267,23 @@ class NATSBenchmark(_OfficialBenchmark):
     def _has_results(self, row: int) -> bool:
         return row in self._available_set
 
-    def _load_results(self, index: int, schedule: Schedule) -> Any | None:
+    def _load_record(self, index: int) -> dict[Schedule, Any]:
         if index not in self._available_set:
-            return None
+            return {}
+        api = self._api
         try:
-            return self._api.query_meta_info_by_index(index, hp=_HP[schedule])
-        except (ValueError, KeyError, AssertionError) as exc:
-            logger.debug("no %s record for index %d: %s", schedule.name, index, exc)
-            return None
-
-    def _release(self, index: int) -> None:
-        if self._fast:
-            # fast mode keeps every record it loaded; an import over all cells must not
-            self._api.arch2infos_dict.pop(index, None)
-            self._api.evaluated_indexes.discard(index)
-        for sc in Schedule:
-            self._cache.pop((index, sc), None)
+            if self._fast:
+                # reload() is the library's public per-record loader; the record is then
+                # taken out of the API object, which would otherwise keep every record
+                # it ever loaded (several GB over a full scan)
+                api.reload(str(self._path), index)
+                hp2res = api.arch2infos_dict.pop(index, {})
+                api.evaluated_indexes.discard(index)
+            else:
+                hp2res = api.arch2infos_dict.get(index, {})
+        except (ValueError, KeyError, AssertionError, OSError) as exc:
+            raise BenchmarkError(f"{self.description}: cannot read record {index}: {exc}") from exc
+        return {sc: hp2res[hp] for sc, hp in _HP.items() if hp in hp2res}
 
 
 class NB201Benchmark(_OfficialBenchmark):
@@ -341,8 +339,12 @@ class NB201Benchmark(_OfficialBenchmark):
     def _has_results(self, row: int) -> bool:
         return row in self._available_set
 
-    def _load_results(self, index: int, schedule: Schedule) -> Any | None:
+    def _load_record(self, index: int) -> dict[Schedule, Any]:
         info = self._raw_infos.get(index)
-        if info is None or _NB201_HP[schedule] not in info:
-            return None
-        return self._arch_results.create_from_state_dict(info[_NB201_HP[schedule]])
+        if info is None:
+            return {}
+        return {
+            sc: self._arch_results.create_from_state_dict(info[key])
+            for sc, key in _NB201_HP.items()
+            if key in info
+        }

@@ -137,9 +137,6 @@ def import_table(
                     if key not in cost:
                         cost[key] = np.full(n, np.nan)
                     cost[key][row] = value
-        source_release = getattr(source, "_release", None)
-        if source_release is not None:
-            source_release(row)
         if progress is not None:
             progress(done, total)
 
