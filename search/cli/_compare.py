@@ -121,8 +121,9 @@ class Compare(Command):
 
     @staticmethod
     def _table(result: dict[str, Any], k: int) -> None:
+        plural = "" if result["n"] == 1 else "s"
         print(
-            f"{result['n']} architectures of {result['cache_dataset']} "
+            f"{result['n']} architecture{plural} of {result['cache_dataset']} "
             f"({result.get('budget', '-')}) vs {result['dataset']} {result['metric']} "
             f"accuracy from {result['benchmark']}"
         )
