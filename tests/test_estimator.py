@@ -41,6 +41,39 @@ def test_limit_within_two_std_for_most_seeds(horizon: float, upto: float) -> Non
     assert hits >= 16, f"only {hits} of 20 seeds had the truth within 2 std"
 
 
+def ar1_synthetic(seed: int, *, upto: float, phi: float = 0.9, noise: float = 0.05):
+    """Like :func:`synthetic` but with AR(1) noise (coefficient ``phi``), as real βeff readings."""
+    rng = np.random.default_rng(seed)
+    beta_inf, a, tau = rng.uniform(1.0, 10.0), rng.uniform(0.5, 3.0), rng.uniform(0.05, 0.3)
+    steps = np.arange(5, int(upto * BUDGET) + 1, 5)
+    innovations = rng.normal(0.0, noise * a * math.sqrt(1 - phi**2), steps.size)
+    errors = np.empty(steps.size)
+    errors[0] = rng.normal(0.0, noise * a)
+    for i in range(1, steps.size):
+        errors[i] = phi * errors[i - 1] + innovations[i]
+    betas = beta_inf - a * np.exp(-steps / BUDGET / tau) + errors
+    return steps, betas, beta_inf - a * math.exp(-1.0 / tau)
+
+
+def test_autocorrelated_noise_inflates_the_std() -> None:
+    hits = {True: 0, False: 0}
+    for seed in range(20):
+        steps, betas, at_end = ar1_synthetic(seed, upto=0.6)
+        for correct in (True, False):
+            est = CapacitanceEstimator(correct_autocorrelation=correct)
+            mean, std = est.partial_fit(steps, betas, total_steps=BUDGET).predict()
+            hits[correct] += abs(mean - at_end) <= 2 * std
+            if correct:
+                assert 0.3 < est.rho_ <= 0.98
+            else:
+                assert est.rho_ == 0.0
+    assert hits[True] >= 16
+    assert hits[False] < hits[True]  # the iid model is overconfident here
+    # iid noise: (almost) no inflation
+    steps, betas, *_ = synthetic(0, upto=0.6)
+    assert CapacitanceEstimator().fit(steps, betas, total_steps=BUDGET).rho_ < 0.3
+
+
 def test_estimate_is_better_than_the_last_reading_early_on() -> None:
     errors_est, errors_last = [], []
     for seed in range(20):
@@ -110,7 +143,13 @@ def test_not_fitted() -> None:
 
 def test_sklearn_conventions() -> None:
     est = CapacitanceEstimator(taus=(0.1, 0.5), horizon=2.0)
-    assert est.get_params() == {"taus": (0.1, 0.5), "horizon": 2.0, "max_iter": 300, "tol": 1e-6}
+    assert est.get_params() == {
+        "taus": (0.1, 0.5),
+        "horizon": 2.0,
+        "max_iter": 300,
+        "tol": 1e-6,
+        "correct_autocorrelation": True,
+    }
     with pytest.raises(TypeError):
         CapacitanceEstimator((0.1,))  # type: ignore[misc]  # keyword-only
     est.partial_fit([1, 2, 3], [1.0, 2.0, 2.5])

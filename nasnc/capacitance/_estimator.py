@@ -23,8 +23,18 @@ The *converged* βeff is the fitted curve at the horizon ``t_h``:
 ``mean = φ(t_h)ᵀμ`` and ``std = sqrt(φ(t_h)ᵀ Σ φ(t_h))`` (scaled back to
 βeff units), where ``φ(t) = (1, e^{-t/τ_1}, ...)``. The std is the
 uncertainty of the curve, not of one noisy reading (``noise_std_`` holds
-that). Consecutive βeff readings are correlated rather than independent, so
-on real trajectories treat the std as a lower bound.
+that).
+
+Consecutive βeff readings of a real run are strongly correlated (the weights
+move a little per step), which the iid noise model ignores: measured on an
+8-epoch CPU proxy run (320 steps), the plain posterior std put the final
+value 2–12 std away from the estimate. With ``correct_autocorrelation=True``
+(default) the std is multiplied by the AR(1) variance inflation
+``sqrt((1+ρ)/(1−ρ))``, ρ the lag-1 autocorrelation of the fit's residuals
+clipped to [0, 0.98] (at most ×9.95); on that run every estimate from 12.5 %
+to 100 % of the trajectory was then within 2 std of the final value. On
+iid noise ρ ≈ 0 and nothing changes. One run is evidence, not validation:
+treat the std as a scale of the uncertainty, not a calibrated interval.
 
 Default horizon ``t_h = 1``: **the end of the budget**. That is what a proxy
 run actually reaches (the cached ``beta_eff_last`` and the measurements in
@@ -58,6 +68,9 @@ from sklearn.linear_model import BayesianRidge
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["CapacitanceCalibrator", "CapacitanceEstimator", "trajectory_features"]
+
+#: Largest lag-1 autocorrelation used for the variance inflation (std at most ×9.95).
+_MAX_RHO = 0.98
 
 
 def _as_1d(name: str, values: Any) -> np.ndarray:
@@ -100,6 +113,8 @@ class CapacitanceEstimator(BaseEstimator):
         Iterations of the evidence maximisation.
     tol : float, default 1e-6
         Its convergence tolerance.
+    correct_autocorrelation : bool, default True
+        Inflate the std for lag-1 autocorrelated residuals (see the module docstring).
 
     Attributes
     ----------
@@ -117,6 +132,9 @@ class CapacitanceEstimator(BaseEstimator):
         The converged βeff and its standard deviation (``inf`` from a single point).
     noise_std_ : float
         Estimated noise of one βeff reading around the curve.
+    rho_ : float
+        Lag-1 autocorrelation of the residuals, clipped to [0, 0.98] (0 when
+        not corrected or with fewer than 3 points).
 
     Examples
     --------
@@ -137,11 +155,13 @@ class CapacitanceEstimator(BaseEstimator):
         horizon: float = 1.0,
         max_iter: int = 300,
         tol: float = 1e-6,
+        correct_autocorrelation: bool = True,
     ) -> None:
         self.taus = taus
         self.horizon = horizon
         self.max_iter = max_iter
         self.tol = tol
+        self.correct_autocorrelation = correct_autocorrelation
 
     # -------------------------------------------------------------- validation
     def _validate_params(self) -> tuple[np.ndarray, float]:
@@ -246,16 +266,24 @@ class CapacitanceEstimator(BaseEstimator):
             self.model_: BayesianRidge | None = None
             self.y_offset_, self.y_scale_ = float(betas[0]), 1.0
             self.mean_, self.std_, self.noise_std_ = float(betas[0]), math.inf, math.nan
+            self.rho_ = 0.0
             return
         offset = float(betas.mean())
         spread = float(betas.std())
         scale = spread if spread > 1e-12 * max(1.0, abs(offset)) else 1.0
         phi = self._basis(steps / self.time_scale_, taus)
         model = BayesianRidge(fit_intercept=False, max_iter=int(self.max_iter), tol=float(self.tol))
-        model.fit(phi, (betas - offset) / scale)
+        target = (betas - offset) / scale
+        model.fit(phi, target)
         self.model_ = model
         self.y_offset_, self.y_scale_ = offset, scale
         self.noise_std_ = scale / math.sqrt(float(model.alpha_))
+        self.rho_ = 0.0
+        if self.correct_autocorrelation and n >= 3:
+            resid = target - phi @ model.coef_
+            energy = float(resid @ resid)
+            if energy > 0:
+                self.rho_ = min(max(float(resid[1:] @ resid[:-1]) / energy, 0.0), _MAX_RHO)
         mean, std = self._curve(np.array([horizon]), taus)
         self.mean_, self.std_ = float(mean[0]), float(std[0])
 
@@ -266,7 +294,8 @@ class CapacitanceEstimator(BaseEstimator):
         phi = self._basis(t, taus)
         mean = self.y_offset_ + self.y_scale_ * (phi @ model.coef_)
         var = np.einsum("ij,jk,ik->i", phi, model.sigma_, phi)
-        return mean, self.y_scale_ * np.sqrt(np.maximum(var, 0.0))
+        inflation = math.sqrt((1.0 + self.rho_) / (1.0 - self.rho_))
+        return mean, inflation * self.y_scale_ * np.sqrt(np.maximum(var, 0.0))
 
     # --------------------------------------------------------------- prediction
     def predict(self) -> tuple[float, float]:
