@@ -351,7 +351,11 @@ def compare_scores(
         plus ``cache_dataset``, ``benchmark``, ``config_hash``, ``budget``,
         ``n_entries``, ``regret``, ``budgets``, ``by_epoch`` and
         ``calibration``. ``n`` counts architectures with ground truth;
-        ``missing`` lists those without (never an error).
+        ``missing`` lists those without (never an error). ``top1_regret`` is
+        the best ground truth among the compared architectures minus that of
+        the one the score ranks first; ``regret`` compares the best cached
+        architecture (over every configuration) with the best one the source
+        holds (all 15,625 cells for complete sources).
     """
     me = Metric.parse(metric)
     if not me.is_accuracy:
