@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     done = load_done(out)
     if done and set(columns) - set(next(iter(done.values()))):
         sys.exit(f"error: {out} was written with other proxies; pass another --out")
-    todo = [a for a in archs if str(a) not in done]
+    todo = [] if args.report_only else [a for a in archs if str(a) not in done]
     print(f"{len(done)} of {n} cells already in {out}; scoring {len(todo)}", file=sys.stderr)
     new_file = not out.is_file()
     start = time.perf_counter()
@@ -183,8 +183,10 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-    rows = [done[str(a)] for a in archs]
-    report(rows, args.proxies, n=n, args=args, source=source, out=out)
+    rows = [done[str(a)] for a in archs if str(a) in done]
+    if len(rows) < 3:
+        sys.exit(f"error: only {len(rows)} of the {n} sampled cells are scored in {out}")
+    report(rows, args.proxies, n=len(rows), args=args, source=source, out=out)
     return 0
 
 
@@ -282,6 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", type=Path, default=None, help="per-cell CSV (resumable)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="summarise the cells already in --out"
+    )
     args = parser.parse_args(argv)
     if args.n < 3 or args.batch < 2 or args.threads < 1:
         parser.error(
