@@ -16,7 +16,9 @@ Protocol (and where it differs from the reference run):
 * data: one fixed batch of ``--batch`` (default 64, the reference script's
   ``--batch_size`` default) CIFAR-10 training images drawn with ``--seed``
   from ``data_batch_1``, normalised with the CIFAR-10 mean/std, not
-  augmented. The reference drew a fresh, augmented batch per cell;
+  augmented, the same for every cell. The reference drew a fresh, augmented
+  batch per cell; ``--batch-mode per-cell`` does that (seeded per cell,
+  random crop with 4 px padding + horizontal flip);
 * proxies in training mode (BatchNorm on batch statistics), as the reference;
   ``synflow`` without BatchNorm; ``synflow_refbn`` is the reference model's
   exact variant (BN removed from the stem, cells and head but kept, in
@@ -76,8 +78,8 @@ TRUTH_COLUMN = "cifar10_valid_valacc_200"
 
 
 # ------------------------------------------------------------------ inputs
-def cifar_batch(root: Path, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` seeded training images of CIFAR-10 (normalised) and their labels."""
+def cifar_train(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The first CIFAR-10 training file: uint8 images ``[N, 3, 32, 32]`` and labels."""
     folder = root / "cifar-10-batches-py"
     if not folder.is_dir():
         folder = root / "cifar10" / "cifar-10-batches-py"
@@ -86,13 +88,27 @@ def cifar_batch(root: Path, n: int, seed: int) -> tuple[torch.Tensor, torch.Tens
         sys.exit(f"error: CIFAR-10 not found: {path} (set --data-root)")
     with path.open("rb") as f:
         raw = pickle.load(f, encoding="latin1")
-    data = np.asarray(raw["data"], dtype=np.uint8)
-    idx = np.sort(np.random.default_rng(seed).choice(len(data), size=n, replace=False))
-    x = torch.from_numpy(data[idx].reshape(n, 3, 32, 32).astype(np.float32) / 255.0)
-    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
-    y = torch.tensor([raw["labels"][i] for i in idx], dtype=torch.long)
-    return (x - mean) / std, y
+    data = np.asarray(raw["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    return data, np.asarray(raw["labels"], dtype=np.int64)
+
+
+def make_batch(
+    data: np.ndarray, labels: np.ndarray, n: int, rng: np.random.Generator, *, augment: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` images drawn with ``rng``, normalised; ``augment`` = pad-4 random crop + flip."""
+    idx = np.sort(rng.choice(len(data), size=n, replace=False))
+    x = data[idx].astype(np.float32) / 255.0
+    if augment:  # torchvision RandomCrop(32, padding=4) + RandomHorizontalFlip, before Normalize
+        padded = np.pad(x, ((0, 0), (0, 0), (4, 4), (4, 4)))
+        offsets = rng.integers(0, 9, size=(n, 2))
+        flips = rng.random(n) < 0.5
+        for k in range(n):
+            i, j = offsets[k]
+            crop = padded[k, :, i : i + 32, j : j + 32]
+            x[k] = crop[:, :, ::-1] if flips[k] else crop
+    mean = np.asarray(CIFAR10_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(CIFAR10_STD, dtype=np.float32).reshape(1, 3, 1, 1)
+    return torch.from_numpy((x - mean) / std), torch.from_numpy(labels[idx])
 
 
 def truth_lookup(kind: str, csv_path: Path) -> tuple[str, Callable[[Arch], float]]:
@@ -142,14 +158,19 @@ def run(args: argparse.Namespace) -> int:
     names = [p for p in args.proxies if p in PROXIES]
     extra = [p for p in args.proxies if p not in PROXIES]
     source, truth = truth_lookup(args.truth, args.csv)
-    images, labels = cifar_batch(args.data_root, args.batch, args.seed)
+    data, targets = cifar_train(args.data_root)
+    images, labels = make_batch(
+        data, targets, args.batch, np.random.default_rng(args.seed), augment=False
+    )
     columns = ["arch", "truth", *args.proxies, *(f"s_{p}" for p in args.proxies)]
-    out = args.out or REPO / "runs" / f"zero_cost_n{n}_seed{args.seed}_b{args.batch}.csv"
+    out = args.out or (
+        REPO / "runs" / f"zero_cost_n{n}_seed{args.seed}_b{args.batch}_{args.batch_mode}.csv"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     done = load_done(out)
     if done and set(columns) - set(next(iter(done.values()))):
         sys.exit(f"error: {out} was written with other proxies; pass another --out")
-    todo = [] if args.report_only else [a for a in archs if str(a) not in done]
+    todo = [] if args.report_only else [(i, a) for i, a in enumerate(archs) if str(a) not in done]
     print(f"{len(done)} of {n} cells already in {out}; scoring {len(todo)}", file=sys.stderr)
     new_file = not out.is_file()
     start = time.perf_counter()
@@ -157,7 +178,10 @@ def run(args: argparse.Namespace) -> int:
         writer = csv.DictWriter(f, fieldnames=columns)
         if new_file:
             writer.writeheader()
-        for i, arch in enumerate(todo, 1):
+        for i, (position, arch) in enumerate(todo, 1):
+            if args.batch_mode == "per-cell":  # the reference: a fresh augmented batch per cell
+                rng = np.random.default_rng([args.seed, position])
+                images, labels = make_batch(data, targets, args.batch, rng, augment=True)
             with torch.random.fork_rng():
                 torch.manual_seed(args.seed)
                 net = build_network(arch, channels=16, cells_per_stage=5, num_classes=10)
@@ -216,7 +240,7 @@ def report(
     print(
         f"Zero-cost proxies vs NAS-Bench-201 cifar10-valid 200-epoch validation accuracy\n"
         f"{n} cells (sample_archs seed {args.seed}), channels 16, 5 cells/stage, 32 px, "
-        f"one CIFAR-10 training batch of {args.batch} (seed {args.seed}), "
+        f"CIFAR-10 training batch of {args.batch} ({args.batch_mode}, seed {args.seed}), "
         f"{args.threads} CPU thread(s)\ntruth: {source}; per-cell scores: {out}\n"
     )
     head = (
@@ -281,6 +305,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         default=Path(os.environ.get("NASNC_DATA_DIR", SHARED / "cifar10")),
         help="folder holding cifar-10-batches-py/ (default ../shared/data/cifar10)",
+    )
+    parser.add_argument(
+        "--batch-mode",
+        choices=["fixed", "per-cell"],
+        default="fixed",
+        help="one fixed batch for every cell (default), or a fresh seeded batch per cell "
+        "with random crop + flip, as the reference script drew them",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", type=Path, default=None, help="per-cell CSV (resumable)")
