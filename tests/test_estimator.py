@@ -74,6 +74,21 @@ def test_autocorrelated_noise_inflates_the_std() -> None:
     assert CapacitanceEstimator().fit(steps, betas, total_steps=BUDGET).rho_ < 0.3
 
 
+@pytest.mark.parametrize("horizon", [1.0, math.inf])
+def test_short_windows_give_vague_not_overconfident_estimates(horizon: float) -> None:
+    # 30 readings from the first 3 % of the budget: the prior, not the data, sets the std
+    hits = 0
+    for seed in range(20):
+        steps, betas, beta_inf, at_end = synthetic(seed, upto=0.03, noise=0.02, every=1)
+        mean, std = (
+            CapacitanceEstimator(horizon=horizon).fit(steps, betas, total_steps=BUDGET).predict()
+        )
+        truth = beta_inf if math.isinf(horizon) else at_end
+        hits += abs(mean - truth) <= 2 * std
+        assert std > 0.05 * abs(truth)
+    assert hits >= 12
+
+
 def test_estimate_is_better_than_the_last_reading_early_on() -> None:
     errors_est, errors_last = [], []
     for seed in range(20):
@@ -128,7 +143,7 @@ def test_degenerate_trajectories() -> None:
     flat = CapacitanceEstimator().partial_fit(np.arange(1, 50), np.full(49, 7.0), total_steps=100)
     mean, std = flat.predict()
     assert mean == pytest.approx(7.0)
-    assert 0 <= std < 1e-3  # the noise hyperprior, not the data, sets this floor
+    assert 0 <= std < 0.01 * 7.0  # flat for half the budget: stays flat, within 1 %
 
 
 def test_not_fitted() -> None:
@@ -148,6 +163,7 @@ def test_sklearn_conventions() -> None:
         "horizon": 2.0,
         "max_iter": 300,
         "tol": 1e-6,
+        "prior_scale": 0.5,
         "correct_autocorrelation": True,
     }
     with pytest.raises(TypeError):
