@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -101,8 +102,14 @@ class CapacitanceObserver:
         variants: bool = True,
         dtype: torch.dtype | None = None,
     ) -> None:
-        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int):
-            raise ConfigError(f"every_n_steps must be a positive int, but got {every_n_steps=}.")
+        try:
+            if isinstance(every_n_steps, bool):
+                raise TypeError
+            every_n_steps = operator.index(every_n_steps)  # int, numpy integer
+        except TypeError:
+            raise ConfigError(
+                f"every_n_steps must be a positive int, but got {every_n_steps=}."
+            ) from None
         if every_n_steps < 1:
             raise ConfigError(f"every_n_steps must be positive, but got {every_n_steps=}.")
         _check_interaction(interaction)
