@@ -11,7 +11,7 @@ For each setting it prints images/s of the data pipeline alone and of full
 training steps (forward, backward, SGD) with the same model, and the ratios.
 
     python benchmarks/data_pipeline.py                  # both settings, 1 thread
-    python benchmarks/data_pipeline.py --threads 2 --train-steps 10
+    python benchmarks/data_pipeline.py --threads 2 --train-steps 40 8
 """
 
 from __future__ import annotations
@@ -89,22 +89,34 @@ def loader_batches(data: ProxyData, seed: int) -> Iterator[tuple[torch.Tensor, t
             yield xb.to(data.device), yb.to(data.device)
 
 
-def images_per_s(
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-    n_batches: int,
-    step: Callable[[torch.Tensor, torch.Tensor], None] | None,
-) -> float:
-    xb, yb = next(batches)  # warm-up (first batch, first step)
-    if step is not None:
-        step(xb, yb)
-    seen = 0
-    start = time.perf_counter()
-    for _ in range(n_batches):
+def interleaved(
+    pipelines: list[Iterator[tuple[torch.Tensor, torch.Tensor]]],
+    rounds: int,
+    steps: list[Callable[[torch.Tensor, torch.Tensor], None]] | None,
+) -> list[tuple[float, float]]:
+    """Per pipeline: (images/s, share of the time spent producing batches).
+
+    The pipelines take turns batch by batch, so a change in the machine's load
+    (it is shared) hits all of them alike.
+    """
+    k = len(pipelines)
+    total, in_data, seen = [0.0] * k, [0.0] * k, [0] * k
+    for i, batches in enumerate(pipelines):  # warm-up: first batch, first step
         xb, yb = next(batches)
-        if step is not None:
-            step(xb, yb)
-        seen += int(yb.shape[0])
-    return seen / (time.perf_counter() - start)
+        if steps is not None:
+            steps[i](xb, yb)
+    for _ in range(rounds):
+        for i, batches in enumerate(pipelines):
+            t0 = time.perf_counter()
+            xb, yb = next(batches)
+            t1 = time.perf_counter()
+            if steps is not None:
+                steps[i](xb, yb)
+            t2 = time.perf_counter()
+            total[i] += t2 - t0
+            in_data[i] += t1 - t0
+            seen[i] += int(yb.shape[0])
+    return [(n / t, d / t) for n, t, d in zip(seen, total, in_data)]
 
 
 def make_step(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], None]:
@@ -138,7 +150,12 @@ def main() -> int:
         "--data-batches", type=int, default=39, help="batches timed for the data-only figures"
     )
     parser.add_argument(
-        "--train-steps", type=int, default=6, help="training steps timed per pipeline"
+        "--train-steps",
+        type=int,
+        nargs=2,
+        default=(20, 4),
+        metavar=("CPU", "BENCH"),
+        help="training steps timed per pipeline at each setting (default 20 4)",
     )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -154,7 +171,7 @@ def main() -> int:
     )
     print(header)
     print("-" * len(header))
-    for name, (res, channels, cells) in SETTINGS.items():
+    for (name, (res, channels, cells)), n_steps in zip(SETTINGS.items(), args.train_steps):
         data = load_dataset(
             "cifar10",
             args.data_root,
@@ -163,22 +180,26 @@ def main() -> int:
             resolution=res,
             device=device,
         )
-        fast = images_per_s(device_batches(data, 0), args.data_batches, None)
-        slow = images_per_s(loader_batches(data, 0), args.data_batches, None)
+        (fast, _), (slow, _) = interleaved(
+            [device_batches(data, 0), loader_batches(data, 0)], args.data_batches, None
+        )
         print(
             f"{name:<36} {'data pipeline only':<22} {fast:>16.0f} {slow:>17.0f} "
             f"{fast / slow:>6.1f}x"
         )
-        figures = []
-        for batches in (device_batches(data, 0), loader_batches(data, 0)):
+        steps = []
+        for _ in range(2):  # the same model (same initialisation) for both pipelines
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
                 model = build_network(
                     ARCH, channels=channels, cells_per_stage=cells, probe=(128, 64)
                 ).to(device)
-            figures.append(images_per_s(batches, args.train_steps, make_step(model)))
-        fast, slow = figures
+            steps.append(make_step(model))
+        (fast, fast_share), (slow, slow_share) = interleaved(
+            [device_batches(data, 0), loader_batches(data, 0)], n_steps, steps
+        )
         print(f"{'':<36} {'training steps':<22} {fast:>16.0f} {slow:>17.0f} {fast / slow:>6.2f}x")
+        print(f"{'':<36} {'time in data pipeline':<22} {fast_share:>16.1%} {slow_share:>17.1%}")
     return 0
 
 
