@@ -155,7 +155,8 @@ class Store:
     No HDF5 handle is held between calls, so a store can be pickled into
     worker processes (each opens files lazily). ``put`` may be called from
     many processes at once; readers see either the old or the new state of
-    any entry, never a partial one.
+    any entry, never a partial one. A Store object caches shard indexes and
+    is meant for one thread; give each thread its own.
 
     Examples
     --------
@@ -367,6 +368,7 @@ class Store:
         return int(math.log(max(n, 1), self.fanout))
 
     def _compact(self, full: bool) -> int:
+        self.clean(older_than_s=86400.0)  # leftovers of killed writers (same host) or stale
         packs: list[tuple[str, int]] = []  # (name, entries) of healthy shards
         for name, ident in _list(self.path / PACKS, _PACK_RE):
             try:
@@ -481,7 +483,8 @@ class Store:
 
         A temporary file is removed when its writer (same host) is no longer
         running, or when it is older than ``older_than_s`` seconds. Readers
-        never look at temporary files, so cleaning is only about disk space.
+        never look at temporary files, so cleaning is only about disk space;
+        every compaction cleans with ``older_than_s`` of one day.
         """
         removed = []
         now = time.time()
