@@ -12,6 +12,7 @@ from nasnc._errors import ArchError, ConfigError
 from search.cli._base import Command, UsageError
 from search.cli._bench import BenchImport, BenchShow
 from search.cli._compare import Compare
+from search.cli._evaluate import Evaluate
 from search.cli._scores import Scores
 from search.cli._search import Search
 from search.cli._space import SpaceInfo, SpaceShow
@@ -24,6 +25,7 @@ COMMANDS: tuple[Command, ...] = (
     SpaceInfo(),
     SpaceShow(),
     Search(),
+    Evaluate(),
     Train(),
     Scores(),
     BenchImport(),

@@ -15,7 +15,9 @@ class Search(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("config", help="study config, e.g. configs/quickstart.yaml")
-        parser.add_argument("--storage", help="sqlite:///FILE, journal:FILE or postgresql+psycopg://...")
+        parser.add_argument(
+            "--storage", help="sqlite:///FILE, journal:FILE or postgresql+psycopg://..."
+        )
         parser.add_argument("--study", dest="study_name", help="study name")
         parser.add_argument("--n-trials", type=int, help="total trials of the study")
         parser.add_argument("--workers", type=int, help="worker processes on this machine")
@@ -57,21 +59,30 @@ class Search(Command):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         bar = None
         if not args.no_progress and args.format == "table":
-            bar = tqdm(total=config.n_trials, desc=f"study {config.study_name}", unit="trial",
-                       file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(
+                total=config.n_trials,
+                desc=f"study {config.study_name}",
+                unit="trial",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
 
         def progress(study: optuna.Study) -> None:
             if bar is None:
                 return
             trials = study.get_trials(deepcopy=False)
             states = [t.state for t in trials]
-            done = sum(s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for s in states)
+            done = sum(
+                s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for s in states
+            )
             bar.n = min(done, config.n_trials)
             postfix: dict[str, Any] = {
                 "pruned": states.count(TrialState.PRUNED),
                 "failed": states.count(TrialState.FAIL),
             }
-            best = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+            best = [
+                t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None
+            ]
             if best:
                 postfix["best βeff"] = f"{max(best):.4g}"
             bar.set_postfix(postfix, refresh=False)
@@ -108,7 +119,9 @@ class Search(Command):
                 )
             print(f"cache: {config.cache}")
         if interrupted:
-            print("interrupted: completed trials are kept; rerun the same command to resume",
-                  file=sys.stderr)
+            print(
+                "interrupted: completed trials are kept; rerun the same command to resume",
+                file=sys.stderr,
+            )
             return 130
         return 0
