@@ -116,6 +116,9 @@ class ProxyConfig:
                 f"weight_decay={self.weight_decay!r}, momentum={self.momentum!r}"
             )
 
+        if self.nesterov and self.momentum == 0:
+            raise ConfigError("nesterov needs momentum > 0, but got momentum=0.0")
+
     @property
     def num_classes(self) -> int:
         return DATASET_CLASSES[self.dataset]

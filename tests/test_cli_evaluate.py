@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search.cli import main
+from search.cli._base import UsageError
+from search.cli._evaluate import parse_archs
+
+CONFIG = {
+    "proxy": {
+        "resolution": 8,
+        "train_subset": 256,
+        "valid_size": 128,
+        "channels": 4,
+        "probe": [16],
+        "epochs": 1,
+        "batch_size": 128,
+    }
+}
+
+
+def test_parse_archs_sample_and_file(tmp_path: Path) -> None:
+    sample = parse_archs("sample:5:3")
+    assert len(sample) == 5 and sample == parse_archs("sample:5:3")
+    assert len({a.canonical() for a in sample}) == 5
+    path = tmp_path / "archs.txt"
+    path.write_text(
+        "# two cells\n|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|\n\n"
+        "310402  # by op code\n"
+    )
+    assert [a.code for a in parse_archs(str(path))] == ["300100", "310402"]
+    path.write_text("|nor_conv_3x3~0|+|none~0|\n")
+    with pytest.raises(UsageError, match=r"archs\.txt:1"):
+        parse_archs(str(path))
+    for bad in ("sample:x", "sample:0", "sample:1:2:3", str(tmp_path / "none.txt")):
+        with pytest.raises(UsageError):
+            parse_archs(bad)
+
+
+@pytest.mark.slow
+def test_evaluate_json_and_resume(
+    tmp_path: Path, cifar_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    args = [
+        "evaluate",
+        "sample:2:0",
+        "--config",
+        str(cfg),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--data-root",
+        str(cifar_root),
+        "--device",
+        "cpu",
+        "--proxies",
+        "params,naswot",
+        "--format",
+        "json",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 2
+    for row in rows:
+        assert {
+            "arch",
+            "beta_eff",
+            "beta_eff_std",
+            "proxy_valid_acc",
+            "params",
+            "naswot",
+            "tse",
+            "cost_s",
+        } <= set(row)
+        assert row["cache_hit"] is False
+    assert main(args) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert all(r["cache_hit"] for r in again)
+    assert [r["beta_eff"] for r in again] == [r["beta_eff"] for r in rows]
+
+
+def test_unknown_proxy_is_a_usage_error(
+    tmp_path: Path, cifar_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "evaluate",
+            "sample:1",
+            "--proxies",
+            "params,magic",
+            "--data-root",
+            str(cifar_root),
+            "--cache",
+            str(tmp_path / "c"),
+        ]
+    )
+    assert code == 2
+    assert "'magic'" in capsys.readouterr().err

@@ -1,0 +1,134 @@
+"""evaluate_arch on real CIFAR-10: cache hits, replay, stop, baselines, keys."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nasnc.data import load_dataset
+from nasnc.pipeline import ProxyConfig, ReportPoint, evaluate_arch, proxy_key
+from nasnc.space import Arch
+from nasnc.store import Store
+
+CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+TINY = ProxyConfig(
+    resolution=8,
+    train_subset=256,
+    valid_size=128,
+    channels=4,
+    probe=(16,),
+    epochs=2,
+    batch_size=64,
+    reports_per_epoch=2,
+)
+
+
+@pytest.fixture(scope="module")
+def data(cifar_root: Path):  # type: ignore[no-untyped-def]
+    return load_dataset("cifar10", cifar_root, train_subset=256, valid_size=128, resolution=8)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():  # type: ignore[no-untyped-def]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_evaluate_then_cache_hit_replays(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
+    store = Store(tmp_path / "cache")
+    live: list[ReportPoint] = []
+    first = evaluate_arch(
+        CONV,
+        TINY,
+        data,
+        seed=0,
+        device="cpu",
+        store=store,
+        proxies=("params", "synflow"),
+        on_report=live.append,
+    )
+    assert not first.cache_hit and not first.stopped
+    entry = first.entry
+    assert entry.key == proxy_key(CONV, TINY, 0)
+    assert entry.key in store
+    # 4 steps per epoch, 2 reports per epoch, 2 epochs
+    assert [p.step for p in live] == [2, 4, 6, 8]
+    assert [p.index for p in live] == [0, 1, 2, 3]
+    traj = entry.trajectory
+    for column in (
+        "step",
+        "train_loss",
+        "valid_acc",
+        "beta_eff",
+        "beta_eff_chain",
+        "beta_eff_product_sf",
+        "beta_eff_est",
+        "beta_eff_est_std",
+    ):
+        assert len(traj[column]) == 4, column
+    assert entry.summary["beta_eff"] == pytest.approx(live[-1].beta_eff)
+    assert entry.summary["beta_eff_last"] == pytest.approx(traj["beta_eff_chain"][-1])
+    assert math.isfinite(entry.summary["beta_eff_std"])
+    assert entry.scores["params"] > 0 and "synflow" in entry.scores and "tse" in entry.scores
+    assert entry.config == TINY.to_dict()
+
+    replay: list[ReportPoint] = []
+    second = evaluate_arch(
+        CONV, TINY, data, seed=0, device="cpu", store=store, on_report=replay.append
+    )
+    assert second.cache_hit
+    assert all(p.cached for p in replay)
+    np.testing.assert_allclose([p.beta_eff for p in replay], [p.beta_eff for p in live])
+
+
+def test_isomorphic_cells_share_the_cache(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
+    a = Arch.from_str("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    b = Arch.from_str("|avg_pool_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    assert proxy_key(a, TINY, 0) == proxy_key(b, TINY, 0)
+    assert proxy_key(a, TINY, 0) != proxy_key(a, TINY, 1)
+    assert proxy_key(a, TINY, 0) != proxy_key(a, ProxyConfig(epochs=3), 0)
+    store = Store(tmp_path / "cache")
+    evaluate_arch(a, TINY, data, device="cpu", store=store)
+    assert evaluate_arch(b, TINY, data, device="cpu", store=store).cache_hit
+
+
+def test_stop_is_not_cached(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
+    store = Store(tmp_path / "cache")
+    seen: list[int] = []
+
+    def stop_at_second(point: ReportPoint) -> str | None:
+        seen.append(point.index)
+        return "stop" if point.index == 1 else None
+
+    result = evaluate_arch(CONV, TINY, data, device="cpu", store=store, on_report=stop_at_second)
+    assert result.stopped
+    assert seen == [0, 1]
+    assert len(result.entry.trajectory["step"]) == 2
+    assert result.entry.key not in store
+
+
+def test_same_seed_same_result(data) -> None:  # type: ignore[no-untyped-def]
+    a = evaluate_arch(CONV, TINY, data, seed=3, device="cpu").entry
+    b = evaluate_arch(CONV, TINY, data, seed=3, device="cpu").entry
+    np.testing.assert_allclose(a.trajectory["beta_eff"], b.trajectory["beta_eff"], rtol=1e-6)
+    np.testing.assert_allclose(a.trajectory["train_loss"], b.trajectory["train_loss"], rtol=1e-5)
+
+
+def test_dataset_mismatch_is_refused(data) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="cifar100"):
+        evaluate_arch(CONV, ProxyConfig(dataset="cifar100"), data, device="cpu")
+
+
+def test_diverged_run_is_cached_and_flagged(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
+    store = Store(tmp_path / "cache")
+    wild = ProxyConfig(**{**TINY.to_dict(), "probe": (16,), "lr": 1e8})
+    result = evaluate_arch(CONV, wild, data, device="cpu", store=store)
+    assert result.diverged
+    assert result.entry.summary["diverged"] is True
+    assert result.entry.key in store
