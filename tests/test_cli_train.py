@@ -93,11 +93,13 @@ def test_config_file_and_flags(
     cfg.write_text(
         f"data_root: {shared_data}\nsteps: 2\nsubset: 128\nvalid-size: 32\nresolution: 8\n"
         "channels: 4\nprobe: [16, 8]\nbatch_size: 64\ninteraction: product\nthreads: 1\nseed: 3\n"
+        "augment: false\n"
     )
     assert main(["train", ARCH, "--config", str(cfg), "--seed", "5", "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["steps"] == 2 and out["config"]["seed"] == 5  # the flag wins over the file
     assert out["config"]["interaction"] == "product" and out["config"]["valid_size"] == 32
+    assert out["config"]["augment"] is False
     traj = out["trajectory"]
     assert traj["beta_eff"] == traj["beta_eff_product"]
 

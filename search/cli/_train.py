@@ -157,6 +157,7 @@ _OPTIONS: dict[str, _Opt] = {
     "seed": _Opt(0, _ints(0), "seed of the model, probe, data order and augmentation"),
     "lr": _Opt(0.1, _as_float, "peak learning rate (cosine to 0 over the budget)"),
     "batch_size": _Opt(256, _ints(1), "training batch size"),
+    "augment": _Opt(True, _as_bool, "random crop (pad 4) + horizontal flip", flag=True),
     "report_every": _Opt(
         None, _ints(1, none=True), "report every N steps (default: 8 report points)", metavar="N"
     ),
@@ -288,7 +289,7 @@ class Train(Command):
             interaction=opts["interaction"],
             normalize=opts["normalize"],
         )
-        recipe = TrainRecipe(lr=opts["lr"], batch_size=opts["batch_size"])
+        recipe = TrainRecipe(lr=opts["lr"], batch_size=opts["batch_size"], augment=opts["augment"])
         budget = (
             Budget(steps=opts["steps"])
             if opts["steps"] is not None
