@@ -11,7 +11,7 @@ import torch
 
 from nasnc import ConfigError
 from search.cli import main
-from search.cli._train import TRAIN_DEFAULTS, resolve_train_options
+from search.cli._train import TRAIN_DEFAULTS, _idle_cores, resolve_train_options
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 TINY = [
@@ -159,3 +159,8 @@ def test_option_resolution() -> None:
         resolve_train_options({}, {"channels": None})
     with pytest.raises(ConfigError, match="dataset='mnist'"):
         resolve_train_options({"dataset": "mnist"})
+    assert resolve_train_options({"threads": "auto"})["threads"] is None
+    assert resolve_train_options({"threads": "3"})["threads"] == 3
+    with pytest.raises(ConfigError, match="threads='0'"):
+        resolve_train_options({"threads": "0"})
+    assert _idle_cores(1) == 1 and 1 <= _idle_cores(64) <= 64

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -120,6 +121,12 @@ def _path_or_none(value: Any, name: str) -> str | None:
     return None if value is None else _as_str(str(value), name)
 
 
+def _threads(value: Any, name: str) -> int | None:
+    if value is None or (isinstance(value, str) and value.lower() == "auto"):
+        return None
+    return _as_int(value, name, minimum=1)
+
+
 def _one_of(default: str, choices: tuple[str, ...], help: str) -> _Opt:
     return _Opt(default, _choice(*choices), help, metavar="{" + ",".join(choices) + "}")
 
@@ -161,7 +168,12 @@ _OPTIONS: dict[str, _Opt] = {
     "report_every": _Opt(
         None, _ints(1, none=True), "report every N steps (default: 8 report points)", metavar="N"
     ),
-    "threads": _Opt(None, _ints(1, none=True), "torch CPU threads", metavar="N"),
+    "threads": _Opt(
+        None,
+        _threads,
+        "torch CPU threads ('auto': the cores the load average leaves idle, at least 1)",
+        metavar="N",
+    ),
     "format": _one_of("table", ("table", "json"), "output format"),
 }
 
@@ -217,6 +229,20 @@ def resolve_train_options(
     return {key: opt.convert(raw[key], key) for key, opt in _OPTIONS.items()}
 
 
+def _idle_cores(limit: int) -> int:
+    """Cores the 1-minute load average leaves idle, in ``1..limit``.
+
+    Oversubscribed cores slow small-model training several-fold (measured
+    3.5x on a busy 2-core machine: README, "Proxy training"), so on a shared
+    machine fewer threads run faster.
+    """
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        return limit
+    return max(1, min(limit, (os.cpu_count() or 1) - round(busy)))
+
+
 def _fmt(value: float, spec: str) -> str:
     return "nan" if not math.isfinite(value) else format(value, spec)
 
@@ -260,9 +286,12 @@ class Train(Command):
         arch = Arch.parse(args.arch)
         config = _load_config(args.config) if args.config else {}
         opts = resolve_train_options({k: getattr(args, k) for k in _OPTIONS}, config)
-        if opts["threads"] is not None:
-            torch.set_num_threads(opts["threads"])
         device = resolve_device(opts["device"])
+        threads = opts["threads"] or (
+            _idle_cores(torch.get_num_threads()) if device.type == "cpu" else None
+        )
+        if threads is not None:
+            torch.set_num_threads(threads)
         data = load_dataset(
             opts["dataset"],
             opts["data_root"],
@@ -319,6 +348,7 @@ class Train(Command):
             print(
                 f"{arch}  {data.name} {data.num_train} images at {data.resolution} px, "
                 f"{total} steps on {device}"
+                + (f" ({threads} thread{'s' if threads > 1 else ''})" if threads else "")
             )
         t0 = time.perf_counter()
         try:
@@ -362,6 +392,7 @@ class Train(Command):
             payload = {
                 **summary,
                 "config": {k: v for k, v in opts.items() if k not in ("format", "threads")},
+                "threads": threads,
                 "trajectory": {k: v.tolist() for k, v in result.trajectory.items()},
                 "beta_eff_per_step": {k: v.tolist() for k, v in observer.trajectory().items()},
             }
