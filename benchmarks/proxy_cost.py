@@ -12,6 +12,7 @@ nor_conv_3x3, all skip_connect and a mixed one, each built from seed 0.
 
     python benchmarks/proxy_cost.py                      # 1 thread, about 1-2 min
     python benchmarks/proxy_cost.py --threads 2 --overhead
+    python benchmarks/proxy_cost.py --no-augment        # the same budget without crop/flip
 """
 
 from __future__ import annotations
@@ -42,7 +43,12 @@ ARCHS = {
 
 
 def run(
-    arch: str, data: ProxyData, epochs: float, device: torch.device, observe: bool
+    arch: str,
+    data: ProxyData,
+    epochs: float,
+    device: torch.device,
+    observe: bool,
+    recipe: TrainRecipe,
 ) -> tuple[TrainResult, int, float]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -50,7 +56,7 @@ def run(
     observers = [CapacitanceObserver(every_n_steps=1)] if observe else []
     cpu = time.process_time()
     result = train_proxy(
-        model, data, epochs, device=device, seed=0, observers=observers, recipe=TrainRecipe()
+        model, data, epochs, device=device, seed=0, observers=observers, recipe=recipe
     )
     return result, count_params(model), time.process_time() - cpu
 
@@ -72,7 +78,12 @@ def main() -> int:
     parser.add_argument(
         "--overhead", action="store_true", help="also time each cell without the βeff observer"
     )
+    parser.add_argument(
+        "--no-augment", action="store_true", help="train without random crop + flip"
+    )
+    parser.add_argument("--crop-padding", type=int, default=4, help="random-crop padding (4)")
     args = parser.parse_args()
+    recipe = TrainRecipe(augment=not args.no_augment, crop_padding=args.crop_padding)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     t0 = time.perf_counter()
@@ -89,7 +100,8 @@ def main() -> int:
         f"torch {torch.__version__}, {platform.machine()}, device {device}, "
         f"threads {torch.get_num_threads()}; CPU default proxy: {data.num_train} images at "
         f"{data.resolution} px, {args.epochs:g} epochs, channels 8, 1 cell/stage, probe 128-64 "
-        f"(data load {load_s:.1f} s, once)"
+        f"(data load {load_s:.1f} s, once); augmentation "
+        f"{'off' if args.no_augment else f'crop pad {args.crop_padding} + flip'}"
     )
     cols = (
         f"{'cell':<18} {'params':>8} {'steps':>6} {'wall s':>7} {'CPU s':>6} {'valid acc':>10} "
@@ -100,10 +112,10 @@ def main() -> int:
     print(cols)
     print("-" * len(cols))
     for arch in ARCHS.values():  # warm-up: one-time kernel initialisation is not the proxy's cost
-        run(arch, data, 0.05, device, observe=True)
+        run(arch, data, 0.05, device, True, recipe)
     total = total_cpu = 0.0
     for name, arch in ARCHS.items():
-        result, params, cpu = run(arch, data, args.epochs, device, observe=True)
+        result, params, cpu = run(arch, data, args.epochs, device, True, recipe)
         total += result.seconds
         total_cpu += cpu
         beta = float(result.trajectory["beta_eff"][-1]) if result.reports else math.nan
@@ -112,7 +124,7 @@ def main() -> int:
             f"{result.final_valid_acc:>10.3f} {beta:>9.4f}"
         )
         if args.overhead:
-            _, _, plain = run(arch, data, args.epochs, device, observe=False)
+            _, _, plain = run(arch, data, args.epochs, device, False, recipe)
             line += f" {plain:>14.1f} {cpu / plain - 1:>+8.1%}"
         print(line + ("  DIVERGED" if result.diverged else ""))
     n = len(ARCHS)
