@@ -47,6 +47,14 @@ def _autocast(
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def _grad_scaler() -> Any:
+    """A CUDA GradScaler (``torch.amp`` from torch 2.3 on, ``torch.cuda.amp`` before)."""
+    amp = getattr(torch, "amp", None)
+    if amp is not None and hasattr(amp, "GradScaler"):
+        return amp.GradScaler("cuda")
+    return torch.cuda.amp.GradScaler()  # pragma: no cover - torch < 2.3
+
+
 def _cosine_lr(recipe: TrainRecipe, index: int, total: int) -> float:
     """Learning rate of the ``index``-th step (0-based) of ``total``."""
     if index < recipe.warmup_steps:
@@ -229,7 +237,7 @@ def train_proxy(
         nesterov=recipe.nesterov,
     )
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    scaler = _grad_scaler() if amp_dtype == torch.float16 else None
 
     bs = recipe.batch_size
     steps_per_epoch = n_train // bs if recipe.drop_last else math.ceil(n_train / bs)
