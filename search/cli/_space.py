@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from nasnc.models import arch_params, build_network, count_macs
 from nasnc.space import NUM_ARCHS, OPS, Arch, all_archs, canonical_classes
 from search.cli._base import Command, emit
 
@@ -61,6 +60,8 @@ class SpaceShow(Command):
         parser.add_argument("--format", choices=("table", "json"), default="table")
 
     def run(self, args: argparse.Namespace) -> int:
+        from nasnc.models import arch_params, build_network, count_macs
+
         arch = Arch.parse(args.arch)
         classes, resolution = DATASET_SHAPES[args.dataset]
         net = build_network(
