@@ -55,7 +55,7 @@ def test_evaluate_then_cache_hit_replays(tmp_path: Path, data) -> None:  # type:
     )
     assert not first.cache_hit and not first.stopped
     entry = first.entry
-    assert entry.key == proxy_key(CONV, TINY, 0)
+    assert entry.key == proxy_key(CONV, TINY, 0, data)
     assert entry.key in store
     # 4 steps per epoch, 2 reports per epoch, 2 epochs
     assert [p.step for p in live] == [2, 4, 6, 8]
@@ -76,7 +76,7 @@ def test_evaluate_then_cache_hit_replays(tmp_path: Path, data) -> None:  # type:
     assert entry.summary["beta_eff_last"] == pytest.approx(traj["beta_eff_chain"][-1])
     assert math.isfinite(entry.summary["beta_eff_std"])
     assert entry.scores["params"] > 0 and "synflow" in entry.scores and "tse" in entry.scores
-    assert entry.config == TINY.to_dict()
+    assert entry.config == {**TINY.to_dict(), "n_train": 256, "n_valid": 128}
 
     replay: list[ReportPoint] = []
     second = evaluate_arch(
@@ -90,9 +90,9 @@ def test_evaluate_then_cache_hit_replays(tmp_path: Path, data) -> None:  # type:
 def test_isomorphic_cells_share_the_cache(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
     a = Arch.from_str("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
     b = Arch.from_str("|avg_pool_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
-    assert proxy_key(a, TINY, 0) == proxy_key(b, TINY, 0)
-    assert proxy_key(a, TINY, 0) != proxy_key(a, TINY, 1)
-    assert proxy_key(a, TINY, 0) != proxy_key(a, ProxyConfig(epochs=3), 0)
+    assert proxy_key(a, TINY, 0, data) == proxy_key(b, TINY, 0, data)
+    assert proxy_key(a, TINY, 0, data) != proxy_key(a, TINY, 1, data)
+    assert proxy_key(a, TINY, 0, data) != proxy_key(a, ProxyConfig(epochs=3), 0, data)
     store = Store(tmp_path / "cache")
     evaluate_arch(a, TINY, data, device="cpu", store=store)
     assert evaluate_arch(b, TINY, data, device="cpu", store=store).cache_hit
@@ -120,9 +120,23 @@ def test_same_seed_same_result(data) -> None:  # type: ignore[no-untyped-def]
     np.testing.assert_allclose(a.trajectory["train_loss"], b.trajectory["train_loss"], rtol=1e-5)
 
 
-def test_dataset_mismatch_is_refused(data) -> None:  # type: ignore[no-untyped-def]
+def test_data_mismatch_is_refused(data) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="cifar100"):
         evaluate_arch(CONV, ProxyConfig(dataset="cifar100"), data, device="cpu")
+    with pytest.raises(ValueError, match="resolution 8"):
+        evaluate_arch(CONV, ProxyConfig(resolution=16, train_subset=256), data, device="cpu")
+    with pytest.raises(ValueError, match="256 training images"):
+        evaluate_arch(CONV, ProxyConfig(resolution=8, train_subset=100), data, device="cpu")
+
+
+def test_cache_hit_fills_in_missing_baselines(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
+    store = Store(tmp_path / "cache")
+    first = evaluate_arch(CONV, TINY, data, device="cpu", store=store)
+    assert "synflow" not in first.entry.scores
+    hit = evaluate_arch(CONV, TINY, data, device="cpu", store=store, proxies=("synflow",))
+    assert hit.cache_hit
+    assert math.isfinite(hit.entry.scores["synflow"])
+    assert store.get(first.entry.key).scores["synflow"] == hit.entry.scores["synflow"]
 
 
 def test_diverged_run_is_cached_and_flagged(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
@@ -132,3 +146,8 @@ def test_diverged_run_is_cached_and_flagged(tmp_path: Path, data) -> None:  # ty
     assert result.diverged
     assert result.entry.summary["diverged"] is True
     assert result.entry.key in store
+    # replaying the cached diverged run never reports the non-finite row
+    seen: list[ReportPoint] = []
+    again = evaluate_arch(CONV, wild, data, device="cpu", store=store, on_report=seen.append)
+    assert again.cache_hit and again.diverged
+    assert all(math.isfinite(p.train_loss) for p in seen)

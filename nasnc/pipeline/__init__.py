@@ -5,7 +5,13 @@ reads from the cache) and returns the :class:`~nasnc.store.Entry`.
 """
 
 from nasnc.pipeline._config import DATASET_CLASSES, ProxyConfig
-from nasnc.pipeline._evaluate import Evaluation, ReportPoint, evaluate_arch, proxy_key
+from nasnc.pipeline._evaluate import (
+    Evaluation,
+    ReportPoint,
+    evaluate_arch,
+    proxy_key,
+    resolved_config,
+)
 
 __all__ = [
     "DATASET_CLASSES",
@@ -14,4 +20,5 @@ __all__ = [
     "ReportPoint",
     "evaluate_arch",
     "proxy_key",
+    "resolved_config",
 ]

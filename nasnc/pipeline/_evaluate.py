@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from nasnc.space import Arch
 from nasnc.store import Entry, Store, make_key
 from nasnc.train import Budget, Report, TrainRecipe, resolve_device, train_proxy
 
-__all__ = ["Evaluation", "ReportPoint", "evaluate_arch", "proxy_key"]
+__all__ = ["Evaluation", "ReportPoint", "evaluate_arch", "proxy_key", "resolved_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,36 @@ class Evaluation:
         return bool(self.entry.summary.get("diverged", False))
 
 
-def proxy_key(arch: Arch | str, config: ProxyConfig, seed: int) -> str:
-    """The cache key of ``arch`` under ``config`` and ``seed`` (isomorphic cells share it)."""
+def resolved_config(config: ProxyConfig, data: ProxyData) -> dict[str, Any]:
+    """``config`` plus the data actually used (image counts), as stored and hashed.
+
+    With ``train_subset: null`` the number of training images depends on the
+    batches present (one in ../shared/data, five in a full download), so the
+    counts enter the cache key: runs on different data never share an entry.
+    """
+    return {**config.to_dict(), "n_train": int(data.num_train), "n_valid": int(data.num_valid)}
+
+
+def proxy_key(arch: Arch | str, config: ProxyConfig, seed: int, data: ProxyData) -> str:
+    """Cache key of ``arch`` under ``config``, ``seed`` and ``data`` (isomorphs share it)."""
     a = Arch.parse(arch)
-    return make_key(a.canonical(), config.dataset, config.to_dict(), seed)
+    return make_key(a.canonical(), config.dataset, resolved_config(config, data), seed)
+
+
+def _check_data(config: ProxyConfig, data: ProxyData) -> None:
+    problems = []
+    if data.name != config.dataset:
+        problems.append(f"dataset {data.name!r} (config: {config.dataset!r})")
+    if config.resolution is not None and data.resolution != config.resolution:
+        problems.append(f"resolution {data.resolution} (config: {config.resolution})")
+    if config.train_subset is not None and data.num_train > config.train_subset:
+        problems.append(f"{data.num_train} training images (config: {config.train_subset})")
+    if problems:
+        raise ValueError(
+            "data does not match the proxy config: it holds "
+            + ", ".join(problems)
+            + "; load it with the config's dataset, resolution and train_subset"
+        )
 
 
 def _estimate(steps: np.ndarray, betas: np.ndarray, total_steps: int) -> tuple[float, float]:
@@ -81,6 +108,10 @@ def _replay(entry: Entry, on_report: Callable[[ReportPoint], str | None] | None)
         return False
     traj = entry.trajectory
     n = len(traj.get("step", ()))
+    if entry.summary.get("diverged"):
+        # live training never reports the row where the loss went non-finite
+        losses = np.asarray(traj.get("train_loss", np.zeros(n)), dtype=float)
+        n = int(np.argmin(np.isfinite(losses))) if not np.isfinite(losses).all() else n
     total = int(entry.summary.get("steps", traj["step"][-1] if n else 0))
     for i in range(n):
         point = ReportPoint(
@@ -97,6 +128,37 @@ def _replay(entry: Entry, on_report: Callable[[ReportPoint], str | None] | None)
         if on_report(point) == "stop":
             return True
     return False
+
+
+def _build(arch: Arch, config: ProxyConfig, seed: int, dev: torch.device) -> torch.nn.Module:
+    # the backbone draws from the global RNG: seed it inside fork_rng so the
+    # caller's RNG state is left untouched; the probe has its own generator
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = build_network(
+            arch,
+            channels=config.channels,
+            cells_per_stage=config.cells_per_stage,
+            num_classes=config.num_classes,
+            probe=config.probe,
+            probe_seed=config.probe_seed,
+        )
+    return model.to(dev)
+
+
+def _baselines(
+    model: torch.nn.Module, data: ProxyData, names: Sequence[str], seed: int, dev: torch.device
+) -> dict[str, float]:
+    """Zero-cost proxies at initialisation on the first (up to) 64 training images."""
+    from nasnc.proxies import compute_proxies
+
+    n = min(64, int(data.train_y.shape[0]))
+    images = data.train_x[:n].to(dev).float() / 255.0
+    mean = torch.tensor(data.mean, device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(data.std, device=dev).view(1, 3, 1, 1)
+    return compute_proxies(
+        model, (images - mean) / std, data.train_y[:n].to(dev), names=list(names), seed=seed
+    )
 
 
 def evaluate_arch(
@@ -125,7 +187,8 @@ def evaluate_arch(
         ``"auto"`` picks CUDA, then MPS, then CPU.
     store : Store, optional
         Cache: a hit returns the stored entry (``cache_hit=True``) without
-        training; a completed or diverged run is written to it.
+        training (baselines it lacks are computed and stored); a completed or
+        diverged run is written to it.
     proxies : sequence of str
         Baseline proxies (:mod:`nasnc.proxies`) to compute at initialisation
         on one training batch and store beside βeff.
@@ -136,40 +199,24 @@ def evaluate_arch(
         ``progress(step, total_steps)`` during training.
     """
     arch = Arch.parse(arch)
-    if data.name != config.dataset:
-        raise ValueError(f"data holds {data.name!r} but the config asks for {config.dataset!r}")
-    key = proxy_key(arch, config, seed)
+    _check_data(config, data)
+    resolved = resolved_config(config, data)
+    key = make_key(arch.canonical(), config.dataset, resolved, seed)
+    dev = resolve_device(device)
     if store is not None:
         cached = store.get(key)
         if cached is not None:
             logger.info("cache hit for %s (key %s)", arch, key)
+            missing = [p for p in proxies if p not in cached.scores]
+            if missing:  # cheap and deterministic: fill in and store again
+                model = _build(arch, config, seed, dev)
+                cached.scores.update(_baselines(model, data, missing, seed, dev))
+                store.put(cached)
             stopped = _replay(cached, on_report)
             return Evaluation(entry=cached, cache_hit=True, stopped=stopped)
 
-    dev = resolve_device(device)
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(seed)
-        model = build_network(
-            arch,
-            channels=config.channels,
-            cells_per_stage=config.cells_per_stage,
-            num_classes=config.num_classes,
-            probe=config.probe,
-            probe_seed=config.probe_seed,
-        )
-    model.to(dev)
-
-    scores: dict[str, float] = {}
-    if proxies:
-        from nasnc.proxies import compute_proxies
-
-        n = min(64, int(data.train_y.shape[0]))
-        images = (data.train_x[:n].float() / 255.0).to(dev)
-        mean = torch.tensor(data.mean, device=dev).view(1, 3, 1, 1)
-        std = torch.tensor(data.std, device=dev).view(1, 3, 1, 1)
-        scores = compute_proxies(
-            model, (images - mean) / std, data.train_y[:n].to(dev), names=list(proxies), seed=seed
-        )
+    model = _build(arch, config, seed, dev)
+    scores = _baselines(model, data, proxies, seed, dev) if proxies else {}
 
     observer = CapacitanceObserver(
         every_n_steps=config.every_n_steps,
@@ -256,7 +303,7 @@ def evaluate_arch(
         canonical=arch.canonical(),
         dataset=config.dataset,
         seed=seed,
-        config=config.to_dict(),
+        config=resolved,
         trajectory=trajectory,
         summary=summary,
         scores=scores,
