@@ -12,6 +12,8 @@ A config file is a YAML mapping::
     seed: 0
     benchmark: null               # ground truth for the summary: builtin | FILE
     proxies: []                   # baseline proxies stored beside βeff
+    threads: null                 # torch threads per worker (null: cores // workers)
+    download: false               # fetch CIFAR into data_root when missing
     sampler: {name: tpe, n_startup_trials: 5}
     pruner: {name: capacitance, percentile: 25, n_startup_trials: 4, n_warmup_steps: 1}
     proxy: {...}                  # nasnc.pipeline.ProxyConfig fields
@@ -23,7 +25,6 @@ path (``proxy.epochs``) and the value. CLI options override the file through
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -105,6 +106,8 @@ class SearchConfig:
     benchmark: str | None = None
     benchmark_dataset: str | None = None
     proxies: tuple[str, ...] = ()
+    threads: int | None = None
+    download: bool = False
     heartbeat_interval: int = 60
     heartbeat_grace: int = 300
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
@@ -127,6 +130,25 @@ class SearchConfig:
             raise ConfigError(
                 f"device must be auto, cpu, cuda, cuda:N or mps, but got device={self.device!r}"
             )
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1 or null, but got threads={self.threads}")
+        if self.proxies:
+            from nasnc.proxies import PROXIES
+
+            unknown = [p for p in self.proxies if p not in PROXIES]
+            if unknown:
+                raise ConfigError(
+                    f"proxies: unknown proxy {unknown[0]!r}; known: {', '.join(PROXIES)}"
+                )
+        if self.benchmark_dataset is not None:
+            from nasnc.bench import Dataset
+
+            known = [d.value for d in Dataset]
+            if self.benchmark_dataset not in known:
+                raise ConfigError(
+                    f"benchmark_dataset must be one of {', '.join(known)}, "
+                    f"but got benchmark_dataset={self.benchmark_dataset!r}"
+                )
         if self.heartbeat_interval < 1 or self.heartbeat_grace <= self.heartbeat_interval:
             raise ConfigError(
                 "need heartbeat_interval >= 1 and heartbeat_grace > heartbeat_interval, but got "
@@ -182,8 +204,3 @@ def apply_overrides(config: SearchConfig, overrides: Mapping[str, Any]) -> Searc
             target = target[section]
         target[leaf] = value
     return from_mapping(SearchConfig, data)
-
-
-def replace(config: SearchConfig, **changes: Any) -> SearchConfig:
-    """``dataclasses.replace`` that re-validates."""
-    return dataclasses.replace(config, **changes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from typing import Any
 
@@ -39,6 +40,35 @@ def trial_arch(params: dict[str, Any]) -> Arch:
     return Arch(tuple(str(params[param_name(t, s)]) for t, s in EDGES))
 
 
+class _Heartbeat:
+    """Writes :data:`HEARTBEAT_ATTR` every ``interval`` seconds from a daemon thread.
+
+    Report points can be minutes apart (a GPU-scale epoch on a CPU); the beat
+    keeps a live trial from looking stale to :func:`search.fail_stale_trials`.
+    """
+
+    def __init__(self, trial: optuna.Trial, interval: float) -> None:
+        self._trial = trial
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nasnc-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+            except Exception:  # storage hiccup or finished trial: the next beat retries
+                logger.debug("heartbeat of trial %d failed", self._trial.number, exc_info=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class Objective:
     """Callable objective for ``study.optimize``.
 
@@ -60,7 +90,9 @@ class Objective:
         seed: int = 0,
         device: str | torch.device = "auto",
         proxies: tuple[str, ...] = (),
+        heartbeat_interval: float = 60.0,
     ) -> None:
+        self.heartbeat_interval = heartbeat_interval
         self.proxy = proxy
         self.data = data
         self.store = store
@@ -86,16 +118,17 @@ class Objective:
                 return "stop"
             return None
 
-        result = evaluate_arch(
-            arch,
-            self.proxy,
-            self.data,
-            seed=self.seed,
-            device=self.device,
-            store=self.store,
-            proxies=self.proxies,
-            on_report=on_report,
-        )
+        with _Heartbeat(trial, self.heartbeat_interval):
+            result = evaluate_arch(
+                arch,
+                self.proxy,
+                self.data,
+                seed=self.seed,
+                device=self.device,
+                store=self.store,
+                proxies=self.proxies,
+                on_report=on_report,
+            )
         entry = result.entry
         summary = entry.summary
         trial.set_user_attr("key", entry.key)
@@ -103,12 +136,12 @@ class Objective:
         for name in ("beta_eff", "beta_eff_std", "beta_eff_last", "proxy_valid_acc", "cost_s"):
             value = float(summary.get(name, math.nan))
             trial.set_user_attr(name, value if math.isfinite(value) else None)
-        if result.stopped:
-            raise optuna.TrialPruned(f"beta_eff low at report {len(stds) - 1}")
         if result.diverged:
             reason = "training diverged (non-finite loss)"
             trial.set_user_attr("fail_reason", reason)
             raise TrainingDiverged(f"{arch}: {reason}")
+        if result.stopped:
+            raise optuna.TrialPruned(f"beta_eff low at report {len(stds) - 1}")
         value = float(summary["beta_eff"])
         if not math.isfinite(value):
             reason = f"non-finite beta_eff estimate {value}"

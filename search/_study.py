@@ -27,12 +27,15 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import socket
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -119,6 +122,21 @@ def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
     )
 
 
+def _sampler_seed(config: SearchConfig, study: optuna.Study, worker: int) -> int:
+    """A sampler seed that differs between processes and between resumptions.
+
+    A fresh single-process study on a local storage is reproducible for a
+    seed; a resumed study (trials already present), each local worker and
+    each process joining over a server storage (PostgreSQL) draws another
+    stream, so they never sample the same cells in lockstep.
+    """
+    words = [config.seed, worker, len(study.get_trials(deepcopy=False))]
+    url = config.storage_url
+    if not (url.startswith("sqlite") or url.startswith("journal:")):
+        words += [os.getpid(), zlib.crc32(socket.gethostname().encode())]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
 def open_study(config: SearchConfig, *, worker: int = 0) -> optuna.Study:
     """Create the study or load it; refuse to resume it under a different proxy config."""
     storage = make_storage(
@@ -130,10 +148,10 @@ def open_study(config: SearchConfig, *, worker: int = 0) -> optuna.Study:
         storage=storage,
         study_name=config.study_name,
         direction="maximize",
-        sampler=make_sampler(config.sampler, config.seed + worker),
         pruner=make_pruner(config.pruner),
         load_if_exists=True,
     )
+    study.sampler = make_sampler(config.sampler, _sampler_seed(config, study, worker))
     stored = study.user_attrs.get("proxy")
     current = config.proxy.to_dict()
     if stored is None:
@@ -198,6 +216,7 @@ def _load_data(config: SearchConfig, device: str) -> Any:
         resolution=p.resolution,
         device=resolve_device(device),
         seed=config.seed,
+        download=config.download,
     )
 
 
@@ -218,7 +237,13 @@ def _run_worker(
     data = _load_data(config, device)
     store = Store(config.cache, writer_id=f"{os.getpid()}-{worker}")
     objective = Objective(
-        config.proxy, data, store, seed=config.seed, device=device, proxies=config.proxies
+        config.proxy,
+        data,
+        store,
+        seed=config.seed,
+        device=device,
+        proxies=config.proxies,
+        heartbeat_interval=config.heartbeat_interval,
     )
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
         MaxTrialsCallback(config.n_trials, states=_FINISHED)
@@ -234,10 +259,11 @@ def _run_worker(
     )
 
 
-def _worker_entry(config_dict: dict[str, Any], worker: int, n_threads: int) -> None:
+def _worker_entry(config_dict: dict[str, Any], worker: int, n_threads: int, log_level: int) -> None:
+    """Entry point of a spawned worker process (its own interpreter: it sets up logging)."""
     from nasnc._config import from_mapping
 
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = from_mapping(SearchConfig, config_dict)
     # Ctrl-C reaches every worker: Optuna fails its running trial, the worker exits quietly
@@ -284,13 +310,13 @@ def run_search(
         _run_worker(
             config,
             0,
-            None,
+            config.threads,
             callback=(lambda s, _t: progress(s)) if progress is not None else None,
         )
         return study
 
     cores = _usable_cores()
-    n_threads = threads_per_worker(config.workers, cores)
+    n_threads = config.threads or threads_per_worker(config.workers, cores)
     if config.workers > cores:
         logger.warning(
             "%d workers on %d cores: each gets one thread and they will contend",
@@ -301,7 +327,7 @@ def run_search(
     procs = [
         ctx.Process(
             target=_worker_entry,
-            args=(config.to_dict(), i, n_threads),
+            args=(config.to_dict(), i, n_threads, logging.getLogger().getEffectiveLevel()),
             name=f"nasnc-worker-{i}",
         )
         for i in range(config.workers)
@@ -332,7 +358,14 @@ def run_search(
 
 @dataclass(frozen=True)
 class SearchSummary:
-    """What a study found; ``to_dict()`` is the ``--format json`` output."""
+    """What a study found; ``to_dict()`` is the ``--format json`` output.
+
+    With a benchmark configured, ``top1_regret`` is the space's best accuracy
+    minus the true accuracy of the search's pick (the top cell by βeff) and
+    ``regret`` the space's best minus the best true accuracy among all
+    completed cells (what the search found, whether or not βeff ranked it
+    first); both in accuracy points, like ``true_acc``.
+    """
 
     study_name: str
     storage: str
@@ -343,8 +376,11 @@ class SearchSummary:
     cache_hits: int
     top: list[dict[str, Any]]
     regret: float | None = None
+    top1_regret: float | None = None
+    best_found: float | None = None
     best_in_space: float | None = None
     benchmark: str | None = None
+    benchmark_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -357,8 +393,11 @@ class SearchSummary:
             "cache_hits": self.cache_hits,
             "top": self.top,
             "regret": self.regret,
+            "top1_regret": self.top1_regret,
+            "best_found": self.best_found,
             "best_in_space": self.best_in_space,
             "benchmark": self.benchmark,
+            "benchmark_error": self.benchmark_error,
         }
 
 
@@ -370,8 +409,16 @@ def _finite(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def summarize(study: optuna.Study, config: SearchConfig, *, top_k: int = 10) -> SearchSummary:
-    """Counts by state, cache hits and the top architectures (one per canonical class)."""
+def summarize(
+    study: optuna.Study, config: SearchConfig, *, top_k: int = 10, truth: Any = None
+) -> SearchSummary:
+    """Counts by state, cache hits and the top architectures (one per canonical class).
+
+    ``truth`` is an open :class:`nasnc.bench.GroundTruth`; by default the
+    config's ``benchmark`` is opened. A ground truth that cannot be opened is
+    reported in ``benchmark_error`` (logged), never fatal: the counts and the
+    table are what a finished study must always show.
+    """
     trials = study.get_trials(deepcopy=False)
     count = {s: sum(t.state == s for t in trials) for s in TrialState}
     hits = sum(bool(t.user_attrs.get("cache_hit")) for t in trials if t.state in _FINISHED)
@@ -381,13 +428,13 @@ def summarize(study: optuna.Study, config: SearchConfig, *, top_k: int = 10) -> 
         reverse=True,
     )
     seen: set[str] = set()
-    top: list[dict[str, Any]] = []
+    ranked: list[dict[str, Any]] = []
     for t in done:
         canonical = str(t.user_attrs.get("canonical", t.user_attrs.get("arch")))
         if canonical in seen:
             continue
         seen.add(canonical)
-        top.append(
+        ranked.append(
             {
                 "trial": t.number,
                 "arch": t.user_attrs.get("arch"),
@@ -398,10 +445,13 @@ def summarize(study: optuna.Study, config: SearchConfig, *, top_k: int = 10) -> 
                 "cache_hit": bool(t.user_attrs.get("cache_hit")),
             }
         )
-    top = top[:top_k]
-    regret = best = None
-    if config.benchmark and top:
-        regret, best = _add_ground_truth(top, config)
+    extra: dict[str, Any] = {}
+    if (truth is not None or config.benchmark) and ranked:
+        try:
+            extra = _add_ground_truth(ranked, config, truth)
+        except NasncError as exc:
+            logger.warning("no ground truth in the summary: %s", exc)
+            extra = {"benchmark_error": str(exc)}
     return SearchSummary(
         study_name=study.study_name,
         storage=config.storage_url,
@@ -410,10 +460,9 @@ def summarize(study: optuna.Study, config: SearchConfig, *, top_k: int = 10) -> 
         failed=count[TrialState.FAIL],
         running=count[TrialState.RUNNING],
         cache_hits=hits,
-        top=top,
-        regret=regret,
-        best_in_space=best,
+        top=ranked[:top_k],
         benchmark=config.benchmark,
+        **extra,
     )
 
 
@@ -425,17 +474,24 @@ _BENCH_DATASET = {
 
 
 def _add_ground_truth(
-    top: list[dict[str, Any]], config: SearchConfig
-) -> tuple[float | None, float]:
-    """Fill ``true_acc`` of the top rows; return (regret of the top-1 pick, best in space)."""
+    ranked: list[dict[str, Any]], config: SearchConfig, truth: Any
+) -> dict[str, Any]:
+    """Fill ``true_acc`` (validation accuracy, %) of every ranked row; return the regrets."""
     from nasnc.bench import open_benchmark
+    from nasnc.metrics import regret
 
-    assert config.benchmark is not None
-    truth = open_benchmark(config.benchmark)
+    if truth is None:
+        assert config.benchmark is not None
+        truth = open_benchmark(config.benchmark)
     dataset = config.benchmark_dataset or _BENCH_DATASET[config.proxy.dataset]
-    for row in top:
+    for row in ranked:
         row["true_acc"] = truth.get(row["arch"], dataset, "valid")
     _arch, best = truth.best(dataset, "valid")
-    first = top[0].get("true_acc")
-    regret = None if first is None else float(best) - float(first)
-    return regret, float(best)
+    found = [float(r["true_acc"]) for r in ranked if r["true_acc"] is not None]
+    first = ranked[0]["true_acc"]
+    return {
+        "best_in_space": float(best),
+        "best_found": max(found) if found else None,
+        "regret": float(regret(found, float(best))) if found else None,
+        "top1_regret": None if first is None else float(best) - float(first),
+    }

@@ -81,7 +81,7 @@ def test_study_prunes_caches_and_hits_the_cache(tmp_path: Path, cifar_root: Path
         assert t.user_attrs["arch"]
         assert t.value == pytest.approx(store.get(t.user_attrs["key"]).summary["beta_eff"])
         assert t.user_attrs["proxy_valid_acc"] is not None
-        assert t.user_attrs["cache_hit"] is False or t.user_attrs["cache_hit"] is True
+        assert t.user_attrs["cache_hit"] is False  # the first study trains everything
     stored = json.loads(json.dumps(study.user_attrs["proxy"]))
     assert stored["channels"] == 4
 
@@ -202,3 +202,73 @@ def test_cli_search_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_cores_are_divided_between_workers(workers: int, cores: int, threads: int) -> None:
     assert threads_per_worker(workers, cores) == threads
     assert threads_per_worker(workers, cores) * workers <= max(cores, workers)
+
+
+def test_summary_with_ground_truth_and_regret(tmp_path: Path, cifar_root: Path) -> None:
+    from nasnc.bench import open_benchmark
+
+    config = tiny_config(tmp_path, cifar_root, benchmark="builtin")
+    study = open_study(config)
+    truth = open_benchmark("builtin")
+    cells = {
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|": 5.0,
+        "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|": 9.0,
+    }
+    for arch, value in cells.items():
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.COMPLETE,
+                value=value,
+                params={},
+                distributions={},
+                user_attrs={"arch": arch, "canonical": arch, "beta_eff_std": 0.1},
+            )
+        )
+    summary = summarize(study, config, truth=truth)
+    acc = {a: truth.get(a, "cifar10-valid", "valid") for a in cells}
+    _best_arch, best = truth.best("cifar10-valid", "valid")
+    conv, skip = list(cells)
+    assert [row["arch"] for row in summary.top] == [skip, conv]  # ranked by beta_eff
+    assert summary.top[0]["true_acc"] == pytest.approx(acc[skip])
+    assert summary.top1_regret == pytest.approx(best - acc[skip])
+    assert summary.regret == pytest.approx(best - max(acc.values()))
+    assert summary.best_found == pytest.approx(acc[conv])
+
+    broken = summarize(study, apply_overrides(config, {"benchmark": str(tmp_path / "no.pth")}))
+    assert broken.benchmark_error and "no.pth" in broken.benchmark_error
+    assert broken.completed == 2 and len(broken.top) == 2
+
+
+def test_bad_proxy_and_benchmark_dataset_are_rejected(tmp_path: Path, cifar_root: Path) -> None:
+    with pytest.raises(ConfigError, match="'synflo'"):
+        tiny_config(tmp_path, cifar_root, proxies=["synflo"])
+    with pytest.raises(ConfigError, match="cifar-10"):
+        tiny_config(tmp_path, cifar_root, benchmark_dataset="cifar-10")
+
+
+def test_sampler_seeds_differ_on_resume_and_between_workers(
+    tmp_path: Path, cifar_root: Path
+) -> None:
+    from search._study import _sampler_seed
+
+    config = tiny_config(tmp_path, cifar_root)
+    study = open_study(config)
+    fresh = _sampler_seed(config, study, 0)
+    assert fresh == _sampler_seed(config, study, 0)  # reproducible fresh study
+    assert fresh != _sampler_seed(config, study, 1)
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, params={}, distributions={}))
+    assert fresh != _sampler_seed(config, study, 0)  # a resumption draws new cells
+
+
+def test_diverged_cache_hit_is_a_failed_trial(tmp_path: Path, cifar_root: Path) -> None:
+    config = tiny_config(tmp_path, cifar_root, n_trials=2, **{"proxy.lr": 1e8})
+    config = apply_overrides(config, {"pruner.n_startup_trials": 0})
+    first = run_search(config)
+    assert {t.state for t in first.trials} == {TrialState.FAIL}
+    assert all("diverged" in t.user_attrs["fail_reason"] for t in first.trials)
+    again = run_search(apply_overrides(config, {"study_name": "tiny-diverged-again"}))
+    hits = [t for t in again.trials if t.user_attrs.get("cache_hit")]
+    assert hits
+    assert all(
+        t.state == TrialState.FAIL and "diverged" in t.user_attrs["fail_reason"] for t in hits
+    )

@@ -62,6 +62,11 @@ class Evaluate(Command):
         parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
         parser.add_argument("--seed", type=int)
         parser.add_argument("--epochs", type=float, help="override the proxy budget")
+        parser.add_argument("--threads", type=int, help="torch threads")
+        parser.add_argument(
+            "--download", action="store_true", default=None,
+            help="download CIFAR into --data-root when missing",
+        )
         parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
         parser.add_argument("--no-progress", action="store_true")
 
@@ -84,6 +89,8 @@ class Evaluate(Command):
                 "device": args.device,
                 "seed": args.seed,
                 "proxy.epochs": args.epochs,
+                "threads": args.threads,
+                "download": args.download,
             },
         )
         if args.proxies == "all":
@@ -108,7 +115,12 @@ class Evaluate(Command):
             resolution=p.resolution,
             device=device,
             seed=config.seed,
+            download=config.download,
         )
+        if config.threads:
+            import torch
+
+            torch.set_num_threads(config.threads)
         store = Store(config.cache)
         rows: list[dict[str, Any]] = []
         bar = tqdm(

@@ -26,6 +26,11 @@ class Search(Command):
         parser.add_argument("--data-root", help="folder holding the dataset (else $NASNC_DATA_DIR)")
         parser.add_argument("--seed", type=int)
         parser.add_argument("--benchmark", help="ground truth for the summary: builtin or FILE")
+        parser.add_argument("--threads", type=int, help="torch threads per worker")
+        parser.add_argument(
+            "--download", action="store_true", default=None,
+            help="download CIFAR into --data-root when missing",
+        )
         parser.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
         parser.add_argument("--top", type=int, default=10, help="rows of the summary table")
         parser.add_argument("--format", choices=("table", "json"), default="table")
@@ -54,8 +59,15 @@ class Search(Command):
                 "seed": args.seed,
                 "benchmark": args.benchmark,
                 "timeout": args.timeout,
+                "threads": args.threads,
+                "download": args.download,
             },
         )
+        truth = None
+        if config.benchmark:  # fail before hours of search, not after
+            from nasnc.bench import open_benchmark
+
+            truth = open_benchmark(config.benchmark)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         bar = None
         if not args.no_progress and args.format == "table":
@@ -97,7 +109,7 @@ class Search(Command):
         finally:
             if bar is not None:
                 bar.close()
-        summary = summarize(study, config, top_k=args.top)
+        summary = summarize(study, config, top_k=args.top, truth=truth)
         if args.format == "json":
             emit([], [], "json", json_payload=summary.to_dict())
         else:
@@ -108,15 +120,25 @@ class Search(Command):
                 + (f", {summary.running} still running" if summary.running else "")
             )
             columns = ["trial", "arch", "beta_eff", "beta_eff_std", "proxy_valid_acc", "cost_s"]
-            if summary.benchmark:
+            if summary.best_in_space is not None:
                 columns.append("true_acc")
             if summary.top:
                 emit(summary.top, columns, "table")
-            if summary.regret is not None:
-                print(
-                    f"regret of the top-1 pick vs the best in the space "
-                    f"({summary.best_in_space:.2f} %): {summary.regret:.2f} points"
-                )
+            if summary.best_in_space is not None:
+                best = summary.best_in_space
+                if summary.top1_regret is not None:
+                    print(
+                        f"ground truth ({summary.benchmark}): best in the space {best:.2f} %; "
+                        f"top-1 pick by beta_eff {best - summary.top1_regret:.2f} % "
+                        f"(regret {summary.top1_regret:.2f} points)"
+                    )
+                if summary.regret is not None and summary.best_found is not None:
+                    print(
+                        f"best completed cell {summary.best_found:.2f} % "
+                        f"(regret {summary.regret:.2f} points)"
+                    )
+            if summary.benchmark_error:
+                print(f"no ground truth: {summary.benchmark_error}", file=sys.stderr)
             print(f"cache: {config.cache}")
         if interrupted:
             print(
