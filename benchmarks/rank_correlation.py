@@ -26,8 +26,7 @@ import numpy as np
 import torch
 
 from nasnc.bench import compare_scores, open_benchmark
-from nasnc.data import load_dataset
-from nasnc.pipeline import ProxyConfig, evaluate_arch
+from nasnc.pipeline import ProxyConfig, evaluate_arch, load_proxy_data
 from nasnc.proxies import PROXIES
 from nasnc.space import sample_archs
 from nasnc.store import Store
@@ -65,16 +64,7 @@ def main() -> int:
 
     config = ProxyConfig() if args.epochs is None else ProxyConfig(epochs=args.epochs)
     device = resolve_device(args.device)
-    data = load_dataset(
-        config.dataset,
-        args.data_root,
-        train_subset=config.train_subset,
-        valid_size=config.valid_size,
-        valid_from=config.valid_from,
-        resolution=config.resolution,
-        device=device,
-        seed=0,
-    )
+    data = load_proxy_data(config, args.data_root, device=device, seed=0)
     store = Store(args.cache)
     archs = sample_archs(n, seed=args.seed, unique=True, exclude_zero=True)
     if args.shard:

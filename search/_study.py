@@ -44,8 +44,8 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from nasnc import ConfigError, NasncError, __version__
-from nasnc.data import load_dataset
-from nasnc.pipeline import ProxyConfig
+from nasnc.data import ProxyData
+from nasnc.pipeline import load_proxy_data
 from nasnc.store import Store
 from search._config import PrunerConfig, SamplerConfig, SearchConfig
 from search._objective import HEARTBEAT_ATTR, Objective, TrainingDiverged
@@ -202,21 +202,9 @@ def _device_for(worker: int, device: str) -> str:
     return device
 
 
-def _load_data(config: SearchConfig, device: str) -> Any:
-    p: ProxyConfig = config.proxy
-    from nasnc.train import resolve_device
-
-    return load_dataset(
-        p.dataset,
-        config.data_root,
-        train_subset=p.train_subset,
-        subset_mode=p.subset_mode,
-        valid_size=p.valid_size,
-        valid_from=p.valid_from,
-        resolution=p.resolution,
-        device=resolve_device(device),
-        seed=config.seed,
-        download=config.download,
+def _load_data(config: SearchConfig, device: str) -> ProxyData:
+    return load_proxy_data(
+        config.proxy, config.data_root, device=device, seed=config.seed, download=config.download
     )
 
 

@@ -9,6 +9,7 @@ from nasnc.pipeline._evaluate import (
     Evaluation,
     ReportPoint,
     evaluate_arch,
+    load_proxy_data,
     proxy_key,
     resolved_config,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "ProxyConfig",
     "ReportPoint",
     "evaluate_arch",
+    "load_proxy_data",
     "proxy_key",
     "resolved_config",
 ]

@@ -13,20 +13,28 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from nasnc.capacitance import CapacitanceEstimator, CapacitanceObserver
-from nasnc.data import ProxyData
+from nasnc.data import ProxyData, load_dataset
 from nasnc.models import build_network
 from nasnc.pipeline._config import ProxyConfig
 from nasnc.space import Arch
 from nasnc.store import Entry, Store, make_key
 from nasnc.train import Budget, Report, TrainRecipe, resolve_device, train_proxy
 
-__all__ = ["Evaluation", "ReportPoint", "evaluate_arch", "proxy_key", "resolved_config"]
+__all__ = [
+    "Evaluation",
+    "ReportPoint",
+    "evaluate_arch",
+    "load_proxy_data",
+    "proxy_key",
+    "resolved_config",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,29 @@ class Evaluation:
     @property
     def diverged(self) -> bool:
         return bool(self.entry.summary.get("diverged", False))
+
+
+def load_proxy_data(
+    config: ProxyConfig,
+    root: str | Path | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    download: bool = False,
+) -> ProxyData:
+    """Load the data ``config`` describes (dataset, subset, validation split, resolution)."""
+    return load_dataset(
+        config.dataset,
+        root,
+        train_subset=config.train_subset,
+        subset_mode=config.subset_mode,
+        valid_size=config.valid_size,
+        valid_from=config.valid_from,
+        resolution=config.resolution,
+        device=resolve_device(device),
+        seed=seed,
+        download=download,
+    )
 
 
 def resolved_config(config: ProxyConfig, data: ProxyData) -> dict[str, Any]:

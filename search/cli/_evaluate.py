@@ -64,7 +64,9 @@ class Evaluate(Command):
         parser.add_argument("--epochs", type=float, help="override the proxy budget")
         parser.add_argument("--threads", type=int, help="torch threads")
         parser.add_argument(
-            "--download", action="store_true", default=None,
+            "--download",
+            action="store_true",
+            default=None,
             help="download CIFAR into --data-root when missing",
         )
         parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
@@ -73,8 +75,7 @@ class Evaluate(Command):
     def run(self, args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
-        from nasnc.data import load_dataset
-        from nasnc.pipeline import evaluate_arch
+        from nasnc.pipeline import evaluate_arch, load_proxy_data
         from nasnc.proxies import PROXIES
         from nasnc.store import Store
         from nasnc.train import resolve_device
@@ -105,17 +106,8 @@ class Evaluate(Command):
         archs = parse_archs(args.archs)
         p = config.proxy
         device = resolve_device(config.device)
-        data = load_dataset(
-            p.dataset,
-            config.data_root,
-            train_subset=p.train_subset,
-            subset_mode=p.subset_mode,
-            valid_size=p.valid_size,
-            valid_from=p.valid_from,
-            resolution=p.resolution,
-            device=device,
-            seed=config.seed,
-            download=config.download,
+        data = load_proxy_data(
+            p, config.data_root, device=device, seed=config.seed, download=config.download
         )
         if config.threads:
             import torch

@@ -28,7 +28,9 @@ class Search(Command):
         parser.add_argument("--benchmark", help="ground truth for the summary: builtin or FILE")
         parser.add_argument("--threads", type=int, help="torch threads per worker")
         parser.add_argument(
-            "--download", action="store_true", default=None,
+            "--download",
+            action="store_true",
+            default=None,
             help="download CIFAR into --data-root when missing",
         )
         parser.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
