@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import threading
 import time
 from typing import Any
@@ -18,12 +20,24 @@ from nasnc.space import EDGES, OPS, Arch
 from nasnc.store import Store
 from search._pruner import STD_ATTR
 
-__all__ = ["HEARTBEAT_ATTR", "Objective", "TrainingDiverged", "param_name", "trial_arch"]
+__all__ = [
+    "HEARTBEAT_ATTR",
+    "WORKER_ATTR",
+    "WORKER_ID",
+    "Objective",
+    "TrainingDiverged",
+    "param_name",
+    "trial_arch",
+]
 
 logger = logging.getLogger(__name__)
 
 #: User attribute with the wall time of the trial's last sign of life.
 HEARTBEAT_ATTR = "heartbeat"
+#: User attribute naming the process running the trial (``host:pid``).
+WORKER_ATTR = "worker"
+#: This process, as written in :data:`WORKER_ATTR`.
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class TrainingDiverged(NasncError):
@@ -106,6 +120,7 @@ class Objective:
         trial.set_user_attr("arch", str(arch))
         trial.set_user_attr("canonical", arch.canonical())
         trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+        trial.set_user_attr(WORKER_ATTR, WORKER_ID)
         stds: dict[str, float] = {}
 
         def on_report(point: ReportPoint) -> str | None:

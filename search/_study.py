@@ -48,7 +48,13 @@ from nasnc.data import ProxyData
 from nasnc.pipeline import load_proxy_data
 from nasnc.store import Store
 from search._config import PrunerConfig, SamplerConfig, SearchConfig
-from search._objective import HEARTBEAT_ATTR, Objective, TrainingDiverged
+from search._objective import (
+    HEARTBEAT_ATTR,
+    WORKER_ATTR,
+    WORKER_ID,
+    Objective,
+    TrainingDiverged,
+)
 from search._pruner import CapacitancePruner
 
 __all__ = [
@@ -238,13 +244,36 @@ def _run_worker(
     ]
     if callback is not None:
         callbacks.append(callback)
-    study.optimize(
-        objective,
-        timeout=config.timeout,
-        catch=(TrainingDiverged,),
-        callbacks=callbacks,
-        gc_after_trial=False,
-    )
+    before = {t._trial_id for t in study.get_trials(deepcopy=False)}
+    try:
+        study.optimize(
+            objective,
+            timeout=config.timeout,
+            catch=(TrainingDiverged,),
+            callbacks=callbacks,
+            gc_after_trial=False,
+        )
+    except KeyboardInterrupt:
+        _fail_interrupted(study, before)
+        raise
+
+
+def _fail_interrupted(study: optuna.Study, before: set[int]) -> None:
+    """Fail the RUNNING trials this process left behind when Ctrl-C arrived.
+
+    Optuna fails a trial interrupted inside the objective itself; a signal
+    during sampling or bookkeeping leaves it RUNNING. Ours are the trials
+    tagged with this process's :data:`WORKER_ID`, or untagged ones created
+    since this run started.
+    """
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        tag = trial.user_attrs.get(WORKER_ATTR)
+        if tag == WORKER_ID or (tag is None and trial._trial_id not in before):
+            try:
+                study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "interrupted")
+                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except RuntimeError:  # finished meanwhile
+                continue
 
 
 def _worker_entry(config_dict: dict[str, Any], worker: int, n_threads: int, log_level: int) -> None:

@@ -272,3 +272,49 @@ def test_diverged_cache_hit_is_a_failed_trial(tmp_path: Path, cifar_root: Path) 
     assert all(
         t.state == TrialState.FAIL and "diverged" in t.user_attrs["fail_reason"] for t in hits
     )
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_trials_and_a_rerun_resumes(tmp_path: Path, cifar_root: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    config = tiny_config(tmp_path, cifar_root, n_trials=50, threads=1)
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.cli._main", "search", str(path), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        finished = 0
+        while time.monotonic() < deadline and finished < 2:
+            time.sleep(0.5)
+            try:
+                study = optuna.load_study(study_name="tiny", storage=config.storage_url)
+            except KeyError:  # not created yet
+                continue
+            finished = sum(t.state == TrialState.COMPLETE for t in study.get_trials())
+        assert finished >= 2, "no trial finished in time"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "resume" in err
+    assert "completed" in out  # the summary is still printed
+    study = optuna.load_study(study_name="tiny", storage=config.storage_url)
+    states = [t.state for t in study.get_trials()]
+    assert TrialState.RUNNING not in states
+    done = len(states)
+    assert states.count(TrialState.COMPLETE) >= 2
+    resumed = run_search(apply_overrides(config, {"n_trials": done + 1}))
+    assert len(resumed.trials) == done + 1
