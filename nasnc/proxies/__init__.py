@@ -1,10 +1,9 @@
 """Baseline proxies, measured on the same network and batch as βeff.
 
-Every score is oriented so that higher = better predicted accuracy (GraSP
-keeps the published orientation, see :func:`grasp`); non-finite scores are
-reported as ``nan``. :data:`PROXIES` maps each name to its function and
-:func:`compute_proxies` computes several at once; :func:`tse` scores a
-training run from its losses.
+Every score is oriented so that higher = better predicted accuracy;
+non-finite scores are reported as ``nan`` (with a logged warning).
+:data:`PROXIES` maps each name to its function and :func:`compute_proxies`
+computes several at once; :func:`tse` scores a training run from its losses.
 """
 
 from nasnc.proxies._compute import PROXIES, ProxyFn, compute_proxies, tse
