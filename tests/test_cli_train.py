@@ -101,7 +101,7 @@ def test_config_file_and_flags(
     assert out["config"]["interaction"] == "product" and out["config"]["valid_size"] == 32
     assert out["config"]["augment"] is False
     traj = out["trajectory"]
-    assert traj["beta_eff"] == traj["beta_eff_product"]
+    assert traj["beta_eff"] == traj["beta_eff_product_sf"]  # scale-free by default
 
 
 def test_unknown_config_key_is_a_usage_error(

@@ -73,7 +73,7 @@ def test_evaluate_then_cache_hit_replays(tmp_path: Path, data) -> None:  # type:
     ):
         assert len(traj[column]) == 4, column
     assert entry.summary["beta_eff"] == pytest.approx(live[-1].beta_eff)
-    assert entry.summary["beta_eff_last"] == pytest.approx(traj["beta_eff_chain"][-1])
+    assert entry.summary["beta_eff_last"] == pytest.approx(traj["beta_eff_chain_sf"][-1])
     assert math.isfinite(entry.summary["beta_eff_std"])
     assert entry.scores["params"] > 0 and "synflow" in entry.scores and "tse" in entry.scores
     assert entry.config == {**TINY.to_dict(), "n_train": 256, "n_valid": 128}

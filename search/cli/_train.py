@@ -160,7 +160,9 @@ _OPTIONS: dict[str, _Opt] = {
     "probe": _Opt((128, 64), _as_probe, "hidden widths of the capacitance probe", metavar="W1,W2"),
     "every_n_steps": _Opt(1, _ints(1), "observe beta_eff every N optimiser steps", metavar="N"),
     "interaction": _one_of("chain", ("chain", "product"), "the variant shown as beta_eff"),
-    "normalize": _Opt(False, _as_bool, "show the scale-free variant as beta_eff", flag=True),
+    "normalize": _Opt(
+        True, _as_bool, "show the scale-free variant as beta_eff (the best measured)", flag=True
+    ),
     "seed": _Opt(0, _ints(0), "seed of the model, probe, data order and augmentation"),
     "lr": _Opt(0.1, _as_float, "peak learning rate (cosine to 0 over the budget)"),
     "batch_size": _Opt(256, _ints(1), "training batch size"),
