@@ -29,6 +29,7 @@ import multiprocessing as mp
 import os
 import socket
 import time
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,12 +93,14 @@ def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) ->
             f"but got storage={url!r}"
         )
     try:
-        return RDBStorage(
-            url,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace,
-            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
-        )
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; we rely on them
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace,
+                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+            )
     except Exception as exc:  # SQLAlchemy/driver errors: name the storage
         raise NasncError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from exc
 

@@ -102,6 +102,18 @@ class Search(Command):
             bar.set_postfix(postfix, refresh=False)
             bar.refresh()
 
+        already = [
+            t
+            for t in open_study(config).get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        ]
+        if len(already) >= config.n_trials:
+            print(
+                f"study {config.study_name} already has {len(already)} finished trials "
+                f"(n_trials {config.n_trials}): nothing to run; raise --n-trials to continue "
+                "or use another --study",
+                file=sys.stderr,
+            )
         interrupted = False
         try:
             study = run_search(config, progress=progress)
