@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +26,6 @@ from nasnc.capacitance import (
     variant_name,
 )
 from nasnc.models import build_network
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; the machine is shared (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 PROPERTY = settings(max_examples=40, deadline=None)
 ALL_KEYS = {"beta_eff", *(variant_name(*v) for v in VARIANTS)}

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from nasnc.data import load_dataset
 from nasnc.pipeline import ProxyConfig, ReportPoint, evaluate_arch, proxy_key
@@ -30,14 +29,6 @@ TINY = ProxyConfig(
 @pytest.fixture(scope="module")
 def data(cifar_root: Path):  # type: ignore[no-untyped-def]
     return load_dataset("cifar10", cifar_root, train_subset=256, valid_size=128, resolution=8)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_evaluate_then_cache_hit_replays(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
