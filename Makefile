@@ -9,7 +9,9 @@
 PYTHON      ?= python3
 VENV        ?= .venv
 TORCH_SPEC  ?= torch==2.13.0
-DATA_ROOT   ?= $(if $(NASNC_DATA_DIR),$(NASNC_DATA_DIR),../shared/data)
+# data: $NASNC_DATA_DIR, else ../shared/data where it exists, else ./data
+# (quickstart downloads CIFAR-10 there, checksum-verified, when it is missing)
+DATA_ROOT   ?= $(or $(NASNC_DATA_DIR),$(if $(wildcard ../shared/data),../shared/data,data))
 PY          := $(VENV)/bin/python
 PIP         := $(PY) -m pip --disable-pip-version-check
 CONSTRAINTS := requirements/constraints.txt
@@ -33,7 +35,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 quickstart: $(VENV)/.installed
-	$(VENV)/bin/nasnc search configs/quickstart.yaml --data-root "$(DATA_ROOT)"
+	$(VENV)/bin/nasnc search configs/quickstart.yaml --data-root "$(DATA_ROOT)" --download
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
