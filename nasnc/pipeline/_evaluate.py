@@ -96,8 +96,15 @@ def resolved_config(config: ProxyConfig, data: ProxyData) -> dict[str, Any]:
     With ``train_subset: null`` the number of training images depends on the
     batches present (one in ../shared/data, five in a full download), so the
     counts enter the cache key: runs on different data never share an entry.
+    The device type enters too: CUDA trains with mixed precision (bf16/fp16),
+    the CPU in float32, so their trajectories differ numerically.
     """
-    return {**config.to_dict(), "n_train": int(data.num_train), "n_valid": int(data.num_valid)}
+    return {
+        **config.to_dict(),
+        "n_train": int(data.num_train),
+        "n_valid": int(data.num_valid),
+        "device_type": data.train_x.device.type,
+    }
 
 
 def proxy_key(arch: Arch | str, config: ProxyConfig, seed: int, data: ProxyData) -> str:
