@@ -77,7 +77,7 @@ class Evaluate(Command):
 
         from nasnc.pipeline import evaluate_arch, load_proxy_data
         from nasnc.proxies import PROXIES
-        from nasnc.store import Store
+        from nasnc.store import REQUIRED_SUMMARY, Store
         from nasnc.train import resolve_device
         from search._config import SearchConfig, apply_overrides, load_config
 
@@ -135,33 +135,13 @@ class Evaluate(Command):
                 "key": entry.key,
                 "cache_hit": result.cache_hit,
             }
-            for name in (
-                "beta_eff",
-                "beta_eff_std",
-                "beta_eff_last",
-                "proxy_valid_acc",
-                "cost_s",
-                "diverged",
-            ):
-                row[name] = entry.summary.get(name)
+            row.update({name: entry.summary.get(name) for name in REQUIRED_SUMMARY})
             row.update({k: v for k, v in entry.scores.items() if k not in row})
             rows.append(row)
             bar.set_postfix(cached=hits, refresh=False)
         bar.close()
-        score_names = sorted(
-            {k for r in rows for k in r}
-            - {
-                "arch",
-                "key",
-                "cache_hit",
-                "beta_eff",
-                "beta_eff_std",
-                "beta_eff_last",
-                "proxy_valid_acc",
-                "cost_s",
-                "diverged",
-            }
-        )
+        fixed = {"arch", "key", "cache_hit", *REQUIRED_SUMMARY}
+        score_names = sorted({k for r in rows for k in r} - fixed)
         columns = ["arch", "beta_eff", "beta_eff_std", "proxy_valid_acc", *score_names, "cost_s"]
         if args.format == "json":
             emit(rows, columns, "json")
