@@ -59,11 +59,13 @@ from search._objective import (
 from search._pruner import CapacitancePruner
 
 __all__ = [
+    "FINISHED_STATES",
     "SearchSummary",
     "fail_stale_trials",
     "make_pruner",
     "make_sampler",
     "make_storage",
+    "n_finished",
     "open_study",
     "run_search",
     "summarize",
@@ -72,7 +74,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+#: Trial states that count towards ``n_trials``.
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) -> BaseStorage:
@@ -229,7 +232,7 @@ def _run_worker(
     study = open_study(config, worker=worker)
     if not isinstance(study._storage, RDBStorage):
         fail_stale_trials(study, config.heartbeat_grace)
-    if _n_finished(study) >= config.n_trials:
+    if n_finished(study) >= config.n_trials:
         return
     data = _load_data(config, device)
     store = Store(config.cache, writer_id=f"{os.getpid()}-{worker}")
@@ -243,7 +246,7 @@ def _run_worker(
         heartbeat_interval=config.heartbeat_interval,
     )
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
-        MaxTrialsCallback(config.n_trials, states=_FINISHED)
+        MaxTrialsCallback(config.n_trials, states=FINISHED_STATES)
     ]
     if callback is not None:
         callbacks.append(callback)
@@ -291,8 +294,9 @@ def _worker_entry(config_dict: dict[str, Any], worker: int, n_threads: int, log_
         _run_worker(config, worker, n_threads)
 
 
-def _n_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=_FINISHED))
+def n_finished(study: optuna.Study) -> int:
+    """Trials of ``study`` that count towards ``n_trials`` (complete, pruned or failed)."""
+    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
 
 def _usable_cores() -> int:
@@ -441,7 +445,7 @@ def summarize(
     """
     trials = study.get_trials(deepcopy=False)
     count = {s: sum(t.state == s for t in trials) for s in TrialState}
-    hits = sum(bool(t.user_attrs.get("cache_hit")) for t in trials if t.state in _FINISHED)
+    hits = sum(bool(t.user_attrs.get("cache_hit")) for t in trials if t.state in FINISHED_STATES)
     done = sorted(
         (t for t in trials if t.state == TrialState.COMPLETE and _finite(t.value) is not None),
         key=lambda t: float(t.value),  # type: ignore[arg-type]

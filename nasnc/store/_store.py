@@ -10,7 +10,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +85,29 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _publish(
+    tmp: Path, final: Path, write: Callable[[Path], None], *, durable: bool, error: str
+) -> None:
+    """Write ``tmp``, then rename it atomically to ``final`` (fsynced when ``durable``).
+
+    Readers see ``final`` whole or not at all; on any failure ``tmp`` is
+    removed and an ``OSError`` becomes :class:`StoreError` starting with ``error``.
+    """
+    try:
+        write(tmp)
+        if durable:
+            _fsync(tmp)
+        os.replace(tmp, final)
+        if durable:
+            _fsync(final.parent)
+    except BaseException as exc:
+        with suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError):
+            raise StoreError(f"{error}: {exc}") from exc
+        raise
 
 
 def _fsync(path: Path) -> None:
@@ -290,19 +313,15 @@ class Store:
         checked = _check(entry)
         final = self._entry_path(checked.key)
         tmp = self._tmp_path(checked.key)
-        try:
-            write_entry_file(tmp, checked, writer=self.writer_id, stored_ns=time.time_ns())
-            if self.durable:
-                _fsync(tmp)
-            os.replace(tmp, final)
-            if self.durable:
-                _fsync(final.parent)
-        except BaseException as exc:
-            with suppress(OSError):
-                tmp.unlink()
-            if isinstance(exc, OSError):
-                raise StoreError(f"cannot write entry {checked.key} to {final}: {exc}") from exc
-            raise
+        _publish(
+            tmp,
+            final,
+            lambda path: write_entry_file(
+                path, checked, writer=self.writer_id, stored_ns=time.time_ns()
+            ),
+            durable=self.durable,
+            error=f"cannot write entry {checked.key} to {final}",
+        )
         logger.debug(
             "stored %s (%s, %s, seed %d)", checked.key, entry.arch, entry.dataset, entry.seed
         )
@@ -440,24 +459,20 @@ class Store:
         name = f"pack-{time.time_ns():020d}-{n:08d}-{uuid.uuid4().hex[:8]}.h5"
         pack = self.path / PACKS / name
         tmp = self._tmp_path("pack")
-        try:
-            write_pack(
-                tmp,
+        _publish(
+            tmp,
+            pack,
+            lambda path: write_pack(
+                path,
                 [c for c, _ in merged.values()],
                 [t for _, t in merged.values()],
                 writer=self.writer_id,
                 created=time.time(),
                 nasnc_version=_default_version(),
-            )
-            _fsync(tmp)  # always: the merged files are deleted next
-            os.replace(tmp, pack)
-            _fsync(pack.parent)
-        except BaseException as exc:
-            with suppress(OSError):
-                tmp.unlink()
-            if isinstance(exc, OSError):
-                raise StoreError(f"cannot write the packed shard {pack}: {exc}") from exc
-            raise
+            ),
+            durable=True,  # always: the merged files are deleted next
+            error=f"cannot write the packed shard {pack}",
+        )
         for loose_name, ident in used:
             path = self.path / ENTRIES / loose_name
             with suppress(FileNotFoundError):

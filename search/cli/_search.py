@@ -45,7 +45,7 @@ class Search(Command):
         from tqdm import tqdm
 
         from search._config import apply_overrides, load_config
-        from search._study import open_study, run_search, summarize
+        from search._study import FINISHED_STATES, n_finished, open_study, run_search, summarize
 
         config = load_config(args.config)
         config = apply_overrides(
@@ -86,9 +86,7 @@ class Search(Command):
                 return
             trials = study.get_trials(deepcopy=False)
             states = [t.state for t in trials]
-            done = sum(
-                s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for s in states
-            )
+            done = sum(s in FINISHED_STATES for s in states)
             bar.n = min(done, config.n_trials)
             postfix: dict[str, Any] = {
                 "pruned": states.count(TrialState.PRUNED),
@@ -102,14 +100,10 @@ class Search(Command):
             bar.set_postfix(postfix, refresh=False)
             bar.refresh()
 
-        already = [
-            t
-            for t in open_study(config).get_trials(deepcopy=False)
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        ]
-        if len(already) >= config.n_trials:
+        already = n_finished(open_study(config))
+        if already >= config.n_trials:
             print(
-                f"study {config.study_name} already has {len(already)} finished trials "
+                f"study {config.study_name} already has {already} finished trials "
                 f"(n_trials {config.n_trials}): nothing to run; raise --n-trials to continue "
                 "or use another --study",
                 file=sys.stderr,
