@@ -15,7 +15,7 @@ A config file is a YAML mapping::
     threads: null                 # torch threads per worker (null: cores // workers)
     download: false               # fetch CIFAR into data_root when missing
     sampler: {name: tpe, n_startup_trials: 5}
-    pruner: {name: capacitance, percentile: 25, n_startup_trials: 4, n_warmup_steps: 1}
+    pruner: {name: capacitance, percentile: 75, n_startup_trials: 4, n_warmup_steps: 1}
     proxy: {...}                  # nasnc.pipeline.ProxyConfig fields
 
 Unknown keys and bad values raise :class:`~nasnc.ConfigError` naming the key
@@ -67,7 +67,8 @@ class PrunerConfig:
     """Pruner: ``capacitance`` (CapacitancePruner), ``median`` (Optuna's) or ``none``."""
 
     name: Literal["capacitance", "median", "none"] = "capacitance"
-    percentile: float = 25.0
+    #: percentage of peers kept (Optuna's meaning): 75 prunes the bottom 25 %
+    percentile: float = 75.0
     n_startup_trials: int = 5
     n_warmup_steps: int = 1
     interval_steps: int = 1

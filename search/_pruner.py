@@ -5,9 +5,12 @@ be used in any study that reports a score with ``trial.report(value, step)``.
 At a report step it compares the trial's value with the values that finished
 trials reported *at the same step*:
 
-1. **percentile rule** — prune when the value lies below the ``percentile``-th
-   percentile of the finished trials' values at that step (above it for a
-   minimising study), after ``n_startup_trials`` finished trials and
+1. **percentile rule** — keep the top ``percentile`` % of the finished
+   trials' values at that step and prune the rest, with Optuna's meaning of
+   the word (``PercentilePruner(25.0)`` keeps the top 25 %): for a maximising
+   study a trial is pruned when its value lies below the ``100 − percentile``-th
+   percentile of its peers' values (above the ``percentile``-th for a
+   minimising one), after ``n_startup_trials`` finished trials and
    ``n_warmup_steps`` steps, checked every ``interval_steps``;
 2. **uncertainty guard** (``use_uncertainty=True``) — additionally require the
    trial's upper bound ``mean + z·std`` to lie below the ``k``-th best lower
@@ -17,6 +20,13 @@ trials reported *at the same step*:
    trial without it counts as having no uncertainty (std 0).
 
 A non-finite reported value is always pruned (after startup and warm-up).
+
+Unlike Optuna's ``PercentilePruner``, which compares the trial's *best*
+intermediate value so far, the rule compares the value reported at this step:
+the nasnc objective reports a running estimate of the converged βeff, whose
+latest value supersedes the earlier ones. Optuna's own helpers for warm-up and
+interval steps are private, so the three early returns are written out here
+with the same semantics.
 """
 
 from __future__ import annotations
@@ -53,9 +63,11 @@ class CapacitancePruner(BasePruner):
 
     Parameters
     ----------
-    percentile : float, default 25.0
-        Prune below this percentile (0–100) of the finished trials' values at
-        the same step (for a maximising study).
+    percentile : float, default 75.0
+        Percentage (0–100) of the finished trials' values at the same step to
+        keep, as in Optuna's ``PercentilePruner``: 75 keeps the top 75 % and
+        prunes a trial in the bottom 25 %; 0 keeps only trials level with the
+        best peer, 100 prunes only trials below all of them.
     n_startup_trials : int, default 5
         No pruning until this many trials have finished (COMPLETE).
     n_warmup_steps : int, default 0
@@ -75,13 +87,13 @@ class CapacitancePruner(BasePruner):
     Examples
     --------
     >>> import optuna
-    >>> pruner = CapacitancePruner(percentile=30.0, n_startup_trials=3)
+    >>> pruner = CapacitancePruner(percentile=70.0, n_startup_trials=3)  # keep the top 70 %
     >>> study = optuna.create_study(direction="maximize", pruner=pruner)
     """
 
     def __init__(
         self,
-        percentile: float = 25.0,
+        percentile: float = 75.0,
         *,
         n_startup_trials: int = 5,
         n_warmup_steps: int = 0,
@@ -140,10 +152,10 @@ class CapacitancePruner(BasePruner):
 
         maximize = study.direction == StudyDirection.MAXIMIZE
         if maximize:
-            threshold = float(np.percentile(values, self._percentile))
+            threshold = float(np.percentile(values, 100.0 - self._percentile))
             below = value < threshold
         else:
-            threshold = float(np.percentile(values, 100.0 - self._percentile))
+            threshold = float(np.percentile(values, self._percentile))
             below = value > threshold
         if not below:
             return False

@@ -85,9 +85,34 @@ def test_non_finite_value_is_pruned() -> None:
 
 
 def test_minimize_direction_flips_the_rule() -> None:
-    pruner = CapacitancePruner(percentile=25.0, n_startup_trials=1)
+    pruner = CapacitancePruner(percentile=75.0, n_startup_trials=1)
     assert _should_prune(_study(pruner, PEERS, direction="minimize"), {1: 4.9})
     assert not _should_prune(_study(pruner, PEERS, direction="minimize"), {1: 1.5})
+
+
+@pytest.mark.parametrize("percentile", [10.0, 25.0, 40.0, 75.0, 90.0])
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_percentile_means_what_it_means_in_optuna(percentile: float, direction: str) -> None:
+    """``percentile`` keeps the top p %, exactly as ``optuna.pruners.PercentilePruner``.
+
+    With one report per trial Optuna's best-so-far value is the reported value,
+    so both pruners must take the same decision for every candidate value.
+    """
+    peers = [{0: float(v)} for v in range(1, 11)]
+    for value in [0.5 * i for i in range(23)]:
+        ours = CapacitancePruner(percentile, n_startup_trials=1)
+        theirs = optuna.pruners.PercentilePruner(percentile, n_startup_trials=1)
+        decisions = {
+            _should_prune(_study(pruner, peers, direction=direction), {0: value})
+            for pruner in (ours, theirs)
+        }
+        assert len(decisions) == 1, f"{value=}: ours and Optuna's disagree"
+
+
+def test_keeps_the_top_percentile_not_the_bottom() -> None:
+    keep_top_quarter = CapacitancePruner(percentile=25.0, n_startup_trials=5)
+    assert _should_prune(_study(keep_top_quarter, PEERS), {1: 3.5})  # below the top 25 %
+    assert not _should_prune(_study(keep_top_quarter, PEERS), {1: 4.5})
 
 
 def test_uncertainty_guard_keeps_overlapping_trials() -> None:
