@@ -14,7 +14,9 @@ Score columns, per architecture:
   ``beta_eff_product_sf``: the last finite value of these trajectory columns,
   when the trajectory has them;
 - ``proxy_valid_acc`` (summary);
-- every key of ``scores`` (baseline proxies, higher = better by convention).
+- every key of ``scores`` (baseline proxies, higher = better by convention);
+- ``aggregate`` (:data:`nasnc.proxies.AGGREGATES`) when the scores it combines
+  are present: the rank aggregate over the cells of the group (the pool).
 
 No sign is assumed: a negative tau is reported as negative.
 """
@@ -192,6 +194,12 @@ class _Group:
                 if vals.size:
                     col[i] = vals.mean()
             columns[name] = col
+        # rank aggregates (nasnc.proxies.AGGREGATES) over this group's cells as the pool
+        from nasnc.proxies import AGGREGATES, rank_aggregate
+
+        for name, parts in AGGREGATES.items():
+            if name not in columns and archs and all(p in columns for p in parts):
+                columns[name] = rank_aggregate(columns, names=parts)
         return archs, columns
 
 

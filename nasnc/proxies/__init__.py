@@ -4,8 +4,18 @@ Every score is oriented so that higher = better predicted accuracy;
 non-finite scores are reported as ``nan`` (with a logged warning).
 :data:`PROXIES` maps each name to its function and :func:`compute_proxies`
 computes several at once; :func:`tse` scores a training run from its losses.
+:data:`AGGREGATES` names rank aggregates (``aggregate``: NASWOT, synflow,
+jacob_cov, FLOPs), which are computed over a pool of cells by
+:func:`rank_aggregate`, never for one network alone.
 """
 
+from nasnc.proxies._aggregate import (
+    AGGREGATES,
+    aggregate_against,
+    expand_proxies,
+    log_rank,
+    rank_aggregate,
+)
 from nasnc.proxies._compute import PROXIES, ProxyFn, compute_proxies, tse
 from nasnc.proxies._zero_cost import (
     JACOB_COV_EPS,
@@ -21,17 +31,22 @@ from nasnc.proxies._zero_cost import (
 )
 
 __all__ = [
+    "AGGREGATES",
     "JACOB_COV_EPS",
     "PROXIES",
     "ProxyFn",
+    "aggregate_against",
     "compute_proxies",
+    "expand_proxies",
     "fisher",
     "flops",
     "grad_norm",
     "grasp",
     "jacob_cov",
+    "log_rank",
     "naswot",
     "params",
+    "rank_aggregate",
     "snip",
     "synflow",
     "tse",

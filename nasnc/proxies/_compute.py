@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from nasnc._errors import ConfigError
+from nasnc.proxies._aggregate import AGGREGATES
 from nasnc.proxies._zero_cost import (
     _gradient_scores,
     fisher,
@@ -66,6 +67,12 @@ def _resolve_names(names: str | Iterable[str]) -> list[str]:
         raise ConfigError(f"names must name at least one proxy, but got {names=}.")
     out: list[str] = []
     for name in requested:
+        if isinstance(name, str) and name in AGGREGATES:
+            raise ConfigError(
+                f"{name!r} is a rank aggregate over a pool of cells "
+                f"({', '.join(AGGREGATES[name])}); compute those and use rank_aggregate, "
+                f"but got {names=}."
+            )
         if not isinstance(name, str) or name not in PROXIES:
             raise ConfigError(
                 f"unknown proxy {name!r}; known: {', '.join(PROXIES)} (or 'all'), but got {names=}."
