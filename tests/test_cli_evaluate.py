@@ -30,7 +30,7 @@ def test_parse_archs_sample_and_file(tmp_path: Path) -> None:
     path = tmp_path / "archs.txt"
     path.write_text(
         "# two cells\n|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|\n\n"
-        "310402  # by op code\n"
+        "nb201:310402  # by op code\n"
     )
     assert [a.code for a in parse_archs(str(path))] == ["300100", "310402"]
     path.write_text("|nor_conv_3x3~0|+|none~0|\n")

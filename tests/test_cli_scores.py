@@ -86,7 +86,7 @@ def test_top_arch_dataset_and_by(cache: Path, capsys: pytest.CaptureFixture[str]
     twin = next(a for a in canonical_classes()[target.canonical()] if a != target)
     rows = run_json(capsys, "--cache", str(cache), "--arch", str(twin))
     assert [r["seed"] for r in rows] == [3] and rows[0]["arch"] == str(target)
-    rows = run_json(capsys, "--cache", str(cache), "--arch", target.code)
+    rows = run_json(capsys, "--cache", str(cache), "--arch", f"nb201:{target.code}")
     assert [r["seed"] for r in rows] == [3]
     rows = run_json(capsys, "--cache", str(cache), "--by", "synflow", "--top", "3")
     assert [r["seed"] for r in rows] == [0, 1, 2]

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nasnc import ArchError
+from nasnc import ArchError, ConfigError
 from nasnc.space import (
+    NASLIB_OPS,
     NUM_ARCHS,
     NUM_UNIQUE,
     OPS,
@@ -36,7 +37,7 @@ def test_round_trip_of_benchmark_string() -> None:
         "skip_connect",
     )
     assert arch.op(3, 2) == "skip_connect"
-    assert Arch.parse(arch.code) == arch
+    assert Arch.parse(f"nb201:{arch.code}") == arch
 
 
 @given(st.tuples(*[st.sampled_from(OPS)] * 6))
@@ -118,9 +119,9 @@ def test_sampling_is_seeded_and_unique() -> None:
     uniq = sample_archs(200, seed=0, unique=True, exclude_zero=True)
     assert len({a.canonical() for a in uniq}) == 200
     assert not any(a.is_zero for a in uniq)
-    with pytest.raises(ValueError, match="n=-1"):
+    with pytest.raises(ConfigError, match="n=-1"):
         sample_archs(-1, seed=0)
-    with pytest.raises(ValueError, match="unique"):
+    with pytest.raises(ConfigError, match="unique"):
         sample_archs(NUM_UNIQUE + 1, seed=0, unique=True)
 
 
@@ -131,3 +132,83 @@ def test_benchmark_table_strings_all_parse(nb201_csv: Path) -> None:
     assert len(rows) == NUM_ARCHS
     assert parsed == set(all_archs())
     assert rows[0]["arch_str"] == INDEX0
+
+
+# ------------------------------------------------------------------ op codes
+BEST_C10 = (
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+    "+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+)
+
+
+@pytest.mark.parametrize(
+    ("naslib", "arch_str"),
+    [
+        # NASLib: ops skip, none, conv3, conv1, pool; edges 0-1, 0-2, 0-3, 1-2, 1-3, 2-3
+        (
+            "000000",
+            "|skip_connect~0|+|skip_connect~0|skip_connect~1|"
+            "+|skip_connect~0|skip_connect~1|skip_connect~2|",
+        ),
+        ("111111", "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"),
+        ("220222", BEST_C10),
+        (
+            "012345"[:5] + "4",
+            "|skip_connect~0|+|none~0|nor_conv_1x1~1|"
+            "+|nor_conv_3x3~0|avg_pool_3x3~1|avg_pool_3x3~2|",
+        ),
+    ],
+)
+def test_naslib_codes_both_ways(naslib: str, arch_str: str) -> None:
+    arch = Arch.from_str(arch_str)
+    assert Arch.from_naslib(naslib) == arch
+    assert Arch.from_naslib([int(c) for c in naslib]) == arch
+    assert arch.to_naslib() == tuple(int(c) for c in naslib)
+    assert arch.naslib_code == naslib
+    assert Arch.parse(f"naslib:{naslib}") == arch
+
+
+def test_nb201_codes_are_the_benchmark_order() -> None:
+    assert Arch.parse("nb201:000000") == Arch(("none",) * 6)
+    assert Arch.parse("nb201:111111") == Arch(("skip_connect",) * 6)
+    assert Arch.parse("NB201:333133") == Arch.from_str(BEST_C10)
+    assert Arch.from_str(BEST_C10).code == "333133"
+
+
+@given(st.tuples(*[st.sampled_from(OPS)] * 6))
+def test_naslib_round_trip_every_arch(ops: tuple[str, ...]) -> None:
+    arch = Arch(ops)
+    assert Arch.from_naslib(arch.to_naslib()) == arch
+    assert Arch.parse(f"naslib:{arch.naslib_code}") == arch
+    assert Arch.parse(f"nb201:{arch.code}") == arch
+    assert sorted(NASLIB_OPS) == sorted(OPS)
+
+
+@pytest.mark.parametrize("code", ["000000", "310402", "01234"])
+def test_bare_digit_code_is_refused_naming_both_prefixes(code: str) -> None:
+    with pytest.raises(ArchError) as err:
+        Arch.parse(code)
+    message = str(err.value)
+    assert "nb201:" in message and "naslib:" in message and code in message
+
+
+@pytest.mark.parametrize(
+    ("text", "culprit"),
+    [
+        ("naslib:00000", "6 digits"),
+        ("naslib:000005", "out of range"),
+        ("nb201:31040x", "6 digits"),
+        ("nb201:310409", "out of range"),
+    ],
+)
+def test_prefixed_codes_validate(text: str, culprit: str) -> None:
+    with pytest.raises(ArchError, match=culprit):
+        Arch.parse(text)
+
+
+def test_naslib_reading_matches_the_benchmark(nb201_csv: Path) -> None:
+    """000000 is a weak all-none cell to nasnc and a trainable all-skip cell to NASLib."""
+    with nb201_csv.open() as f:
+        acc = {r["arch_str"]: float(r["cifar10_valid_valacc_200"]) for r in csv.DictReader(f)}
+    assert acc[str(Arch.parse("nb201:000000"))] < 15
+    assert acc[str(Arch.parse("naslib:000000"))] > 30

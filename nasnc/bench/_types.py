@@ -305,7 +305,7 @@ class GroundTruth(ABC):
         Parameters
         ----------
         arch
-            An :class:`~nasnc.space.Arch`, a benchmark string or a 6-digit op code.
+            An :class:`~nasnc.space.Arch`, a benchmark string or an ``nb201:``/``naslib:`` op code.
         dataset
             A :class:`Dataset` or its value.
         metric
@@ -516,7 +516,7 @@ class GroundTruth(ABC):
 
 
 def parse_arch_or_index(value: str, truth: GroundTruth) -> Arch:
-    """An arch string, a 6-digit code, or ``#N`` for the benchmark's index N."""
+    """An arch string, an ``nb201:``/``naslib:`` op code, or ``#N`` for the benchmark index N."""
     text = value.strip()
     if text.startswith("#"):
         try:

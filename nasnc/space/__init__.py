@@ -2,6 +2,7 @@
 
 from nasnc.space._arch import (
     EDGES,
+    NASLIB_OPS,
     NUM_ARCHS,
     NUM_EDGES,
     NUM_UNIQUE,
@@ -14,6 +15,7 @@ from nasnc.space._arch import (
 
 __all__ = [
     "EDGES",
+    "NASLIB_OPS",
     "NUM_ARCHS",
     "NUM_EDGES",
     "NUM_UNIQUE",

@@ -8,6 +8,12 @@ six edges are kept in the benchmark's order::
 
 and the benchmark writes a cell as ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``
 (node 1 | node 2 | node 3, each token ``op~input``).
+
+A six-digit op code is ambiguous: nasnc (:attr:`Arch.code`, the benchmark's op
+order :data:`OPS` and edge order :data:`EDGES`) and NASLib (ops
+:data:`NASLIB_OPS`, edges ``0->1, 0->2, 0->3, 1->2, 1->3, 2->3``) read ``000000``
+as two different cells. Parsed text must therefore say which it is:
+``nb201:310402`` or ``naslib:000000``; a bare code is refused.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ from functools import cache, lru_cache
 
 import numpy as np
 
-from nasnc._errors import ArchError
+from nasnc._errors import ArchError, ConfigError
 
 __all__ = [
     "EDGES",
+    "NASLIB_OPS",
     "NUM_ARCHS",
     "NUM_EDGES",
     "NUM_UNIQUE",
@@ -42,6 +49,21 @@ NUM_EDGES = len(EDGES)
 NUM_ARCHS = len(OPS) ** NUM_EDGES
 #: Number of functionally distinct cells (isomorphism classes), the authors' count.
 NUM_UNIQUE = 6466
+
+#: NASLib's op order (its ``OP_NAMES_NB201``): a NASLib op index is a position here.
+NASLIB_OPS: tuple[str, ...] = (
+    "skip_connect",
+    "none",
+    "nor_conv_3x3",
+    "nor_conv_1x1",
+    "avg_pool_3x3",
+)
+#: NASLib's edge order (``EDGE_LIST`` 1-2, 1-3, 1-4, 2-3, 2-4, 3-4 with 1-based nodes)
+#: as ``(target, source)`` pairs of :data:`EDGES`.
+NASLIB_EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (3, 0), (2, 1), (3, 1), (3, 2))
+#: Prefixes of the two digit codes accepted by :meth:`Arch.parse`.
+NB201_PREFIX = "nb201:"
+NASLIB_PREFIX = "naslib:"
 
 _ZERO = "#"
 
@@ -128,13 +150,48 @@ class Arch:
         return cls(tuple(OPS[i] for i in idx))
 
     @classmethod
+    def from_naslib(cls, indices: Sequence[int] | str) -> Arch:
+        """Build from NASLib's six op indices (its ``op_indices``, or their digit string).
+
+        NASLib orders the ops as :data:`NASLIB_OPS` and the edges ``0->1, 0->2,
+        0->3, 1->2, 1->3, 2->3``; ``Arch.from_naslib("000000")`` is the
+        all-``skip_connect`` cell.
+        """
+        idx = _digits(indices, "NASLib")
+        bad = [i for i in idx if not 0 <= i < len(NASLIB_OPS)]
+        if bad:
+            raise ArchError(
+                f"NASLib op index {bad[0]} is out of range 0..{len(NASLIB_OPS) - 1} in {idx!r}"
+            )
+        by_edge = dict(zip(NASLIB_EDGES, (NASLIB_OPS[i] for i in idx), strict=True))
+        return cls(tuple(by_edge[edge] for edge in EDGES))
+
+    def to_naslib(self) -> tuple[int, ...]:
+        """NASLib's six op indices of this cell (``from_naslib`` reads them back)."""
+        return tuple(NASLIB_OPS.index(self.op(*edge)) for edge in NASLIB_EDGES)
+
+    @classmethod
     def parse(cls, value: str | Arch) -> Arch:
-        """Accept an :class:`Arch`, a benchmark string or a 6-digit op code (``"310402"``)."""
+        """Accept an :class:`Arch`, a benchmark string or a prefixed six-digit op code.
+
+        ``nb201:310402`` is :attr:`code` (the benchmark's op and edge order),
+        ``naslib:000000`` NASLib's op indices (:meth:`from_naslib`). A bare
+        code is refused: the two conventions read it as different cells.
+        """
         if isinstance(value, Arch):
             return value
         text = str(value).strip()
-        if len(text) == NUM_EDGES and text.isdigit():
-            return cls.from_indices([int(c) for c in text])
+        lowered = text.lower()
+        if lowered.startswith(NB201_PREFIX):
+            return cls.from_indices(_digits(text[len(NB201_PREFIX) :].strip(), "nb201"))
+        if lowered.startswith(NASLIB_PREFIX):
+            return cls.from_naslib(text[len(NASLIB_PREFIX) :].strip())
+        if text.isdigit():
+            raise ArchError(
+                f"a bare op code is ambiguous, but got {text!r}: write "
+                f"'{NB201_PREFIX}{text}' (nasnc/NAS-Bench-201 order: {', '.join(OPS)}) or "
+                f"'{NASLIB_PREFIX}{text}' (NASLib order: {', '.join(NASLIB_OPS)})"
+            )
         return cls.from_str(text)
 
     def __str__(self) -> str:
@@ -152,8 +209,13 @@ class Arch:
 
     @property
     def code(self) -> str:
-        """The six op indices as a digit string, e.g. ``"310402"``."""
+        """The six op indices as a digit string, e.g. ``"310402"`` (parse it as ``nb201:...``)."""
         return "".join(str(i) for i in self.op_indices)
+
+    @property
+    def naslib_code(self) -> str:
+        """NASLib's op indices as a digit string (parse it as ``naslib:...``)."""
+        return "".join(str(i) for i in self.to_naslib())
 
     @property
     def is_zero(self) -> bool:
@@ -186,6 +248,18 @@ class Arch:
         sums would merge further (5,390 and 4,930 classes respectively).
         """
         return _canonical(self.ops)
+
+
+def _digits(value: Sequence[int] | str, convention: str) -> tuple[int, ...]:
+    """Six op indices from a sequence of ints or a digit string; ArchError otherwise."""
+    if isinstance(value, str):
+        if len(value) != NUM_EDGES or not value.isdigit():
+            raise ArchError(f"a {convention} op code is {NUM_EDGES} digits, but got {value!r}")
+        return tuple(int(c) for c in value)
+    idx = tuple(int(i) for i in value)
+    if len(idx) != NUM_EDGES:
+        raise ArchError(f"{NUM_EDGES} {convention} op indices are needed, got {len(idx)}: {idx!r}")
+    return idx
 
 
 @cache
@@ -232,14 +306,15 @@ def sample_archs(
     whose output is always zero (no path from input to output).
     """
     if n < 0:
-        raise ValueError(f"n must be non-negative, but got {n=}.")
+        raise ConfigError(f"n must be non-negative, but got {n=}.")
     rng = np.random.default_rng(seed)
     space = all_archs()
     limit = None
     if unique:
         limit = len({a.canonical() for a in space if not (exclude_zero and a.is_zero)})
     if limit is not None and n > limit:
-        raise ValueError(f"only {limit} unique architectures exist, but got {n=}.")
+        kind = "non-zero unique" if exclude_zero else "unique"
+        raise ConfigError(f"only {limit} {kind} architectures exist, but got {n=}.")
     out: list[Arch] = []
     seen: set[str] = set()
     while len(out) < n:

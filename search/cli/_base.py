@@ -18,7 +18,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
-__all__ = ["Command", "UsageError", "emit", "format_table", "to_jsonable"]
+__all__ = ["ARCH_HELP", "Command", "UsageError", "emit", "format_table", "to_jsonable"]
+
+#: How every command that reads a cell describes it.
+ARCH_HELP = (
+    "benchmark string '|op~0|+|op~0|op~1|+...', or a six-digit op code prefixed nb201: "
+    "(nasnc/NAS-Bench-201 order) or naslib: (NASLib order)"
+)
 
 
 class UsageError(Exception):

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from search.cli._base import Command, UsageError, emit
+from search.cli._base import ARCH_HELP, Command, UsageError, emit
 
 __all__ = ["BENCH_DATASETS", "BenchImport", "BenchShow"]
 
@@ -75,9 +75,7 @@ class BenchShow(Command):
     help = "everything a benchmark knows about one architecture"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "arch", help="benchmark string, 6-digit op code, or '#N' for the benchmark's index N"
-        )
+        parser.add_argument("arch", help=f"{ARCH_HELP}, or '#N' for the benchmark's index N")
         parser.add_argument("--benchmark", default="builtin", help=_SOURCE_HELP)
         parser.add_argument(
             "--dataset",

@@ -8,7 +8,7 @@ from typing import Any
 
 from nasnc.space import Arch
 from nasnc.store import EntryInfo, Store
-from search.cli._base import Command, UsageError, emit
+from search.cli._base import ARCH_HELP, Command, UsageError, emit
 
 __all__ = ["Scores"]
 
@@ -68,7 +68,7 @@ class Scores(Command):
         parser.add_argument("--top", type=int, metavar="K", help="only the K best (default: all)")
         parser.add_argument(
             "--arch",
-            help="only this cell and its isomorphic twins (benchmark string or 6-digit op code)",
+            help=f"only this cell and its isomorphic twins: {ARCH_HELP}",
         )
         parser.add_argument("--dataset", help="only this dataset (e.g. cifar10)")
         parser.add_argument("--config-hash", help="only entries of this proxy config hash")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nasnc.space import NUM_ARCHS, OPS, Arch, all_archs, canonical_classes
-from search.cli._base import Command, emit
+from search.cli._base import ARCH_HELP, Command, emit
 
 #: Dataset name -> (classes, input resolution) as the benchmark trains them.
 DATASET_SHAPES: dict[str, tuple[int, int]] = {
@@ -46,9 +46,7 @@ class SpaceShow(Command):
     help = "canonical form, parameters and MACs of one architecture"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "arch", help="benchmark string '|op~0|+|op~0|op~1|+...' or 6-digit op code"
-        )
+        parser.add_argument("arch", help=ARCH_HELP)
         parser.add_argument(
             "--dataset",
             choices=tuple(DATASET_SHAPES),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nasnc._errors import ConfigError
-from search.cli._base import Command, emit
+from search.cli._base import ARCH_HELP, Command, emit
 
 __all__ = ["TRAIN_DEFAULTS", "Train", "resolve_train_options"]
 
@@ -260,9 +260,7 @@ class Train(Command):
     help = "train one architecture for a proxy budget while beta_eff streams"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "arch", help="benchmark string '|op~0|+|op~0|op~1|+...' or 6-digit op code"
-        )
+        parser.add_argument("arch", help=ARCH_HELP)
         parser.add_argument(
             "--config", metavar="FILE", help="YAML mapping of these options (flags win)"
         )
