@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import cross_val_score
+from sklearn.utils.estimator_checks import check_estimator
 
+from nasnc import ConfigError
 from nasnc.capacitance import CapacitanceCalibrator, CapacitanceEstimator, trajectory_features
 
 BUDGET = 1000
@@ -34,7 +37,7 @@ def test_limit_within_two_std_for_most_seeds(horizon: float, upto: float) -> Non
     for seed in range(20):
         steps, betas, beta_inf, at_end = synthetic(seed, upto=upto)
         est = CapacitanceEstimator(horizon=horizon).partial_fit(steps, betas, total_steps=BUDGET)
-        mean, std = est.predict()
+        mean, std = est.estimate()
         truth = beta_inf if math.isinf(horizon) else at_end
         assert math.isfinite(mean) and 0 < std < math.inf
         hits += abs(mean - truth) <= 2 * std
@@ -61,7 +64,7 @@ def test_autocorrelated_noise_inflates_the_std() -> None:
         steps, betas, at_end = ar1_synthetic(seed, upto=0.6)
         for correct in (True, False):
             est = CapacitanceEstimator(correct_autocorrelation=correct)
-            mean, std = est.partial_fit(steps, betas, total_steps=BUDGET).predict()
+            mean, std = est.partial_fit(steps, betas, total_steps=BUDGET).estimate()
             hits[correct] += abs(mean - at_end) <= 2 * std
             if correct:
                 assert 0.3 < est.rho_ <= 0.98
@@ -81,7 +84,7 @@ def test_short_windows_give_vague_not_overconfident_estimates(horizon: float) ->
     for seed in range(20):
         steps, betas, beta_inf, at_end = synthetic(seed, upto=0.03, noise=0.02, every=1)
         mean, std = (
-            CapacitanceEstimator(horizon=horizon).fit(steps, betas, total_steps=BUDGET).predict()
+            CapacitanceEstimator(horizon=horizon).fit(steps, betas, total_steps=BUDGET).estimate()
         )
         truth = beta_inf if math.isinf(horizon) else at_end
         hits += abs(mean - truth) <= 2 * std
@@ -94,7 +97,7 @@ def test_estimate_is_better_than_the_last_reading_early_on() -> None:
     for seed in range(20):
         steps, betas, beta_inf, _ = synthetic(seed, upto=0.2, noise=0.02)
         est = CapacitanceEstimator(horizon=math.inf).partial_fit(steps, betas, total_steps=BUDGET)
-        errors_est.append(abs(est.predict()[0] - beta_inf))
+        errors_est.append(abs(est.estimate()[0] - beta_inf))
         errors_last.append(abs(betas[-1] - beta_inf))
     assert np.median(errors_est) < np.median(errors_last)
 
@@ -108,7 +111,7 @@ def test_std_shrinks_as_the_trajectory_grows(horizon: float) -> None:
         stds = []
         for chunk in np.array_split(np.arange(steps.size), 5):
             est.partial_fit(steps[chunk], betas[chunk], total_steps=BUDGET)
-            stds.append(est.predict()[1])
+            stds.append(est.estimate()[1])
         assert est.n_samples_seen_ == steps.size
         shrinking += bool(np.all(np.diff(stds) < 0))
         assert stds[-1] < stds[0]
@@ -121,27 +124,30 @@ def test_partial_fit_accumulates_like_fit() -> None:
     parts = CapacitanceEstimator()
     for chunk in np.array_split(np.arange(steps.size), 4):
         assert parts.partial_fit(steps[chunk], betas[chunk], total_steps=BUDGET) is parts
-    assert parts.predict() == pytest.approx(whole.predict(), rel=1e-9)
+    assert parts.estimate() == pytest.approx(whole.estimate(), rel=1e-9)
     np.testing.assert_array_equal(parts.steps_, steps)
     refit = whole.fit(steps[:10], betas[:10])  # fit() starts over
     assert refit.n_samples_seen_ == 10 and refit.total_steps_ is None
     assert refit.time_scale_ == steps[9]
 
 
-def test_predict_trajectory_follows_the_data() -> None:
+def test_predict_is_the_fitted_curve_as_in_sklearn() -> None:
     steps, betas, *_ = synthetic(5, upto=1.0, noise=0.01)
     est = CapacitanceEstimator().fit(steps, betas, total_steps=BUDGET)
-    mean, std = est.predict_trajectory(steps)
+    curve = est.predict(steps)
+    assert isinstance(curve, np.ndarray) and curve.shape == steps.shape
+    mean, std = est.predict(steps, return_std=True)
+    np.testing.assert_array_equal(mean, curve)
     assert mean.shape == std.shape == steps.shape
     assert np.sqrt(np.mean((mean - betas) ** 2)) < 3 * est.noise_std_
-    assert mean[-1] == pytest.approx(est.predict()[0])
+    assert mean[-1] == pytest.approx(est.estimate()[0])
 
 
 def test_degenerate_trajectories() -> None:
     one = CapacitanceEstimator().partial_fit([10], [2.5])
-    assert one.predict() == (2.5, math.inf)
+    assert one.estimate() == (2.5, math.inf)
     flat = CapacitanceEstimator().partial_fit(np.arange(1, 50), np.full(49, 7.0), total_steps=100)
-    mean, std = flat.predict()
+    mean, std = flat.estimate()
     assert mean == pytest.approx(7.0)
     assert 0 <= std < 0.01 * 7.0  # flat for half the budget: stays flat, within 1 %
 
@@ -149,11 +155,11 @@ def test_degenerate_trajectories() -> None:
 def test_not_fitted() -> None:
     est = CapacitanceEstimator()
     with pytest.raises(NotFittedError):
-        est.predict()
+        est.estimate()
     with pytest.raises(NotFittedError):
-        est.predict_trajectory([1, 2])
+        est.predict([1, 2])
     with pytest.raises(NotFittedError):
-        CapacitanceCalibrator().predict([1.0])
+        CapacitanceCalibrator().predict([[1.0]])
 
 
 def test_sklearn_conventions() -> None:
@@ -225,33 +231,54 @@ def test_calibrator_recovers_a_linear_relation_with_uncertainty() -> None:
     assert abs(cal.coef_[1]) < 0.01
     assert cal.intercept_ == pytest.approx(0.4, abs=0.03)
     test_beta = np.array([[1.5, 0.5], [4.5, 0.5]])
-    mean, std = cal.predict(test_beta)
+    mean, std = cal.predict(test_beta, return_std=True)
     truth = 0.4 + 0.08 * test_beta[:, 0]
     assert np.all(np.abs(mean - truth) < 3 * std)
     assert np.all((std > 0.005) & (std < 0.05))
-    only_mean = cal.predict(test_beta, return_std=False)
+    only_mean = cal.predict(test_beta)
+    assert isinstance(only_mean, np.ndarray) and only_mean.shape == (2,)
     np.testing.assert_allclose(only_mean, mean)
 
 
 def test_calibrator_measures_a_negative_sign_too() -> None:
     beta = np.linspace(0.0, 1.0, 30)
-    cal = CapacitanceCalibrator().fit(beta, 0.9 - 0.3 * beta)
+    cal = CapacitanceCalibrator().fit(beta[:, None], 0.9 - 0.3 * beta)
     assert cal.coef_[0] < 0
-    assert cal.predict([0.5])[0][0] == pytest.approx(0.75, abs=1e-3)
+    assert cal.predict([[0.5]])[0] == pytest.approx(0.75, abs=1e-3)
 
 
 def test_calibrator_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="at least 2"):
-        CapacitanceCalibrator().fit([1.0], [0.5])
-    with pytest.raises(ValueError, match="same length"):
-        CapacitanceCalibrator().fit([1.0, 2.0, 3.0], [0.5, 0.6])
-    with pytest.raises(ValueError, match="finite"):
-        CapacitanceCalibrator().fit([1.0, math.inf], [0.5, 0.6])
-    with pytest.raises(ValueError, match="max_iter"):
-        CapacitanceCalibrator(max_iter=0).fit([1.0, 2.0], [0.5, 0.6])
+        CapacitanceCalibrator().fit([[1.0]], [0.5])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        CapacitanceCalibrator().fit([[1.0], [2.0], [3.0]], [0.5, 0.6])
+    with pytest.raises(ValueError, match="infinity"):
+        CapacitanceCalibrator().fit([[1.0], [math.inf]], [0.5, 0.6])
+    with pytest.raises(ValueError, match="2D array"):
+        CapacitanceCalibrator().fit([1.0, 2.0], [0.5, 0.6])
+    with pytest.raises(ConfigError, match="max_iter"):
+        CapacitanceCalibrator(max_iter=0).fit([[1.0], [2.0]], [0.5, 0.6])
     cal = CapacitanceCalibrator().fit([[1.0, 2.0], [2.0, 1.0], [3.0, 3.0]], [0.5, 0.6, 0.7])
-    with pytest.raises(ValueError, match="2 column"):
+    with pytest.raises(ValueError, match="3 features, but CapacitanceCalibrator is expecting 2"):
         cal.predict([[1.0, 2.0, 3.0]])
+
+
+def test_calibrator_works_with_cross_val_score() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.uniform(1.0, 5.0, (40, 2))
+    y = 0.4 + 0.08 * x[:, 0] + rng.normal(0, 0.01, 40)
+    scores = cross_val_score(CapacitanceCalibrator(), x, y, cv=4)
+    assert scores.shape == (4,) and np.all(scores > 0.9)  # R², RegressorMixin.score
+    neg_mae = cross_val_score(
+        CapacitanceCalibrator(), x, y, cv=4, scoring="neg_mean_absolute_error"
+    )
+    assert np.all(-neg_mae < 0.02)
+
+
+def test_calibrator_passes_sklearn_estimator_checks() -> None:
+    results = check_estimator(CapacitanceCalibrator(), on_fail=None)
+    failed = [(r["check_name"], r["exception"]) for r in results if r["status"] == "failed"]
+    assert failed == []
 
 
 def test_trajectory_features() -> None:

@@ -31,7 +31,8 @@ a synthetic run (total change up to 3 × the level) the std is 20–30 % of the
 level and the truth lies within 2 std for 13–15 of 20 seeds; from 10 % on,
 for 18–20 of 20.
 
-The *converged* βeff is the fitted curve at the horizon ``t_h``:
+The *converged* βeff (:meth:`CapacitanceEstimator.estimate`) is the fitted
+curve at the horizon ``t_h``:
 ``mean = φ(t_h)ᵀμ`` and ``std = sqrt(φ(t_h)ᵀ Σ φ(t_h))`` (scaled back to
 βeff units), where ``φ(t) = (1, e^{-t/τ_1}, ...)``. The std is the
 uncertainty of the curve, not of one noisy reading (``noise_std_`` holds
@@ -68,6 +69,16 @@ from standardised βeff features (e.g. :func:`trajectory_features`) to the
 final accuracy gives a predictive mean and std (including the noise term) for
 the others. The sign and size of the learned coefficients are measured
 facts about βeff, not assumptions.
+
+scikit-learn conventions kept: keyword-only constructors that only store
+parameters (``get_params``/``set_params``/``clone`` work), validation in
+``fit``, ``fit``/``partial_fit`` return ``self``, learned attributes end in
+``_``, use before fitting raises ``NotFittedError``, and ``predict(X,
+return_std=False)`` returns an array (a ``(mean, std)`` tuple with
+``return_std=True``, as :class:`~sklearn.linear_model.BayesianRidge`). The
+calibrator is a full regressor (``RegressorMixin``: ``score``,
+``cross_val_score``, pipelines). The trajectory estimator's ``X`` is the
+1-D array of optimiser steps, and its converged value is :meth:`estimate`.
 """
 
 from __future__ import annotations
@@ -77,9 +88,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import BayesianRidge
-from sklearn.utils.validation import check_is_fitted
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from nasnc._errors import ConfigError
 
 __all__ = ["CapacitanceCalibrator", "CapacitanceEstimator", "trajectory_features"]
 
@@ -106,9 +121,9 @@ def _as_1d(name: str, values: Any) -> np.ndarray:
 
 def _check_iterations(max_iter: Any, tol: Any) -> None:
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int, but got {max_iter=}.")
+        raise ConfigError(f"max_iter must be a positive int, but got {max_iter=}.")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
-        raise ValueError(f"tol must be a positive number, but got {tol=}.")
+        raise ConfigError(f"tol must be a positive number, but got {tol=}.")
 
 
 class CapacitanceEstimator(BaseEstimator):
@@ -162,9 +177,11 @@ class CapacitanceEstimator(BaseEstimator):
     >>> steps = np.arange(1, 301)
     >>> betas = 5.0 - 2.0 * np.exp(-steps / 100.0)     # first 30 % of a 1000-step budget
     >>> est = CapacitanceEstimator().partial_fit(steps, betas, total_steps=1000)
-    >>> mean, std = est.predict()
+    >>> mean, std = est.estimate()
     >>> abs(mean - 5.0) < 0.05
     True
+    >>> est.predict([1000]).round(2)                    # the fitted curve at any steps
+    array([5.])
     """
 
     def __init__(
@@ -189,12 +206,14 @@ class CapacitanceEstimator(BaseEstimator):
         try:
             taus = np.asarray(self.taus, dtype=np.float64).ravel()
         except (TypeError, ValueError) as err:
-            raise ValueError(f"taus must be positive numbers, but got taus={self.taus!r}.") from err
+            raise ConfigError(
+                f"taus must be positive numbers, but got taus={self.taus!r}."
+            ) from err
         if taus.size == 0 or not np.all(np.isfinite(taus)) or np.any(taus <= 0):
-            raise ValueError(f"taus must be positive finite numbers, but got taus={self.taus!r}.")
+            raise ConfigError(f"taus must be positive finite numbers, but got taus={self.taus!r}.")
         horizon = float(self.horizon)
         if not horizon > 0:
-            raise ValueError(
+            raise ConfigError(
                 f"horizon must be positive (inf allowed), but got horizon={self.horizon!r}."
             )
         _check_iterations(self.max_iter, self.tol)
@@ -204,7 +223,7 @@ class CapacitanceEstimator(BaseEstimator):
             or not isinstance(prior, (int, float))
             or not 0 < prior < math.inf
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"prior_scale must be a positive number, but got prior_scale={prior!r}."
             )
         return taus, horizon
@@ -336,7 +355,7 @@ class CapacitanceEstimator(BaseEstimator):
         return mean, inflation * self.y_scale_ * np.sqrt(np.maximum(var, 0.0))
 
     # --------------------------------------------------------------- prediction
-    def predict(self) -> tuple[float, float]:
+    def estimate(self) -> tuple[float, float]:
         """The converged βeff (the curve at the horizon) and its standard deviation.
 
         Raises
@@ -347,12 +366,28 @@ class CapacitanceEstimator(BaseEstimator):
         check_is_fitted(self, "mean_")
         return self.mean_, self.std_
 
-    def predict_trajectory(self, steps: Any) -> tuple[np.ndarray, np.ndarray]:
-        """The fitted curve (mean, std) at arbitrary ``steps`` (e.g. to plot it)."""
+    def predict(
+        self, steps: Any, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """The fitted curve at ``steps`` (e.g. to plot it); with ``return_std`` also its std.
+
+        Parameters
+        ----------
+        steps : array-like of shape (n,)
+            Optimiser steps (any, also beyond the data or the budget).
+        return_std : bool, default False
+
+        Returns
+        -------
+        mean : ndarray of shape (n,)
+        std : ndarray of shape (n,)
+            Only with ``return_std=True``.
+        """
         check_is_fitted(self, "mean_")
         taus, _ = self._validate_params()
         s = np.asarray(steps, dtype=np.float64).ravel()
-        return self._curve(s / self.time_scale_, taus)
+        mean, std = self._curve(s / self.time_scale_, taus)
+        return (mean, std) if return_std else mean
 
 
 def trajectory_features(
@@ -377,7 +412,7 @@ def trajectory_features(
         )
     est = estimator if estimator is not None else CapacitanceEstimator()
     est.fit(s, b, total_steps=total_steps)
-    mean, std = est.predict()
+    mean, std = est.estimate()
     half = s.size // 2
     slope = math.nan
     if s.size - half >= 2:
@@ -392,12 +427,15 @@ def trajectory_features(
     }
 
 
-class CapacitanceCalibrator(BaseEstimator):
+class CapacitanceCalibrator(RegressorMixin, BaseEstimator):
     """Bayesian ridge regression from βeff features to final accuracy, with uncertainty.
 
-    Features are standardised column-wise (constant columns are left
-    centred); the intercept is BayesianRidge's. Predictions carry the full
-    predictive std (posterior of the coefficients plus the fitted noise).
+    A scikit-learn regressor: ``StandardScaler`` then
+    :class:`~sklearn.linear_model.BayesianRidge` (constant columns are left
+    centred; the intercept is BayesianRidge's). It works with
+    ``cross_val_score``, ``GridSearchCV`` and pipelines. ``predict(X,
+    return_std=True)`` adds the full predictive std (posterior of the
+    coefficients plus the fitted noise).
 
     Parameters
     ----------
@@ -407,77 +445,66 @@ class CapacitanceCalibrator(BaseEstimator):
     Attributes
     ----------
     n_features_in_ : int
+    model_ : Pipeline
+        The fitted ``StandardScaler`` → ``BayesianRidge``.
     x_mean_, x_scale_ : ndarray
         Standardisation of the features.
-    model_ : BayesianRidge
     coef_ : ndarray
         Coefficients in the original feature units (accuracy per unit feature).
     intercept_ : float
+    n_iter_ : int
+        Iterations of BayesianRidge's evidence maximisation.
 
     Examples
     --------
     >>> import numpy as np
     >>> from nasnc.capacitance import CapacitanceCalibrator
-    >>> beta = np.linspace(1.0, 3.0, 20)
-    >>> acc = 0.5 + 0.1 * beta
-    >>> mean, std = CapacitanceCalibrator().fit(beta, acc).predict([2.0])
-    >>> round(float(mean[0]), 3)
+    >>> beta = np.linspace(1.0, 3.0, 20).reshape(-1, 1)
+    >>> acc = 0.5 + 0.1 * beta[:, 0]
+    >>> cal = CapacitanceCalibrator().fit(beta, acc)
+    >>> round(float(cal.predict([[2.0]])[0]), 3)
     0.7
+    >>> mean, std = cal.predict([[2.0]], return_std=True)
     """
 
     def __init__(self, *, max_iter: int = 300, tol: float = 1e-6) -> None:
         self.max_iter = max_iter
         self.tol = tol
 
-    @staticmethod
-    def _features(features: Any, n_features: int | None = None) -> np.ndarray:
-        try:
-            x = np.asarray(features, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"features must be numeric, but got {features!r}.") from err
-        if x.ndim == 1:
-            x = x.reshape(-1, 1)
-        if x.ndim != 2:
-            raise ValueError(f"features must be 1-D or 2-D, but got an array of shape {x.shape}.")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("features must be finite, but got NaN or inf.")
-        if n_features is not None and x.shape[1] != n_features:
-            raise ValueError(
-                f"features must have {n_features} column(s) as in fit, but got {x.shape[1]}."
-            )
-        return x
-
-    def fit(self, features: Any, accuracy: Any) -> CapacitanceCalibrator:
-        """Fit on ``features`` of shape (n,) or (n, d) and ``accuracy`` of shape (n,)."""
+    def fit(self, X: Any, y: Any) -> CapacitanceCalibrator:
+        """Fit on features ``X`` of shape (n, d) and accuracies ``y`` of shape (n,)."""
         _check_iterations(self.max_iter, self.tol)
-        x = self._features(features)
-        y = _as_1d("accuracy", accuracy)
-        if x.shape[0] != y.size:
+        x, target = validate_data(self, X, y, y_numeric=True)
+        if target.size < 2:
             raise ValueError(
-                "features and accuracy must have the same length, "
-                f"but got {x.shape[0]} and {y.size}."
+                f"fit needs at least 2 architectures (samples), but got n_samples = {target.size}."
             )
-        if y.size < 2:
-            raise ValueError(f"fit needs at least 2 architectures, but got {y.size}.")
-        self.x_mean_ = x.mean(axis=0)
-        spread = x.std(axis=0)
-        self.x_scale_ = np.where(spread > 0, spread, 1.0)
-        model = BayesianRidge(max_iter=int(self.max_iter), tol=float(self.tol))
-        model.fit((x - self.x_mean_) / self.x_scale_, y)
+        model = Pipeline(
+            [
+                ("scale", StandardScaler()),
+                ("brr", BayesianRidge(max_iter=int(self.max_iter), tol=float(self.tol))),
+            ]
+        )
+        model.fit(x, target)
+        scaler: StandardScaler = model.named_steps["scale"]
+        brr: BayesianRidge = model.named_steps["brr"]
         self.model_ = model
-        self.n_features_in_ = x.shape[1]
-        self.coef_ = model.coef_ / self.x_scale_
-        self.intercept_ = float(model.intercept_ - self.coef_ @ self.x_mean_)
+        self.x_mean_ = np.asarray(scaler.mean_)
+        self.x_scale_ = np.asarray(scaler.scale_)
+        self.coef_ = brr.coef_ / self.x_scale_
+        self.intercept_ = float(brr.intercept_ - self.coef_ @ self.x_mean_)
+        self.n_iter_ = int(brr.n_iter_)
         return self
 
     def predict(
-        self, features: Any, return_std: bool = True
-    ) -> tuple[np.ndarray, np.ndarray] | np.ndarray:
-        """Predicted accuracy (and its predictive std when ``return_std``) for each row."""
+        self,
+        X: Any,
+        return_std: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predicted accuracy of each row; with ``return_std`` also its predictive std."""
         check_is_fitted(self, "model_")
-        x = self._features(features, self.n_features_in_)
-        z = (x - self.x_mean_) / self.x_scale_
+        x = validate_data(self, X, reset=False)
         if return_std:
-            mean, std = self.model_.predict(z, return_std=True)
+            mean, std = self.model_.predict(x, return_std=True)
             return np.asarray(mean), np.asarray(std)
-        return np.asarray(self.model_.predict(z))
+        return np.asarray(self.model_.predict(x))

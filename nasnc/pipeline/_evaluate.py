@@ -136,7 +136,7 @@ def _estimate(steps: np.ndarray, betas: np.ndarray, total_steps: int) -> tuple[f
         return last, math.nan
     est = CapacitanceEstimator()
     est.partial_fit(steps[ok], betas[ok], total_steps=total_steps)
-    mean, std = est.predict()
+    mean, std = est.estimate()
     return float(mean), float(std)
 
 
