@@ -46,7 +46,7 @@ def test_evaluate_then_cache_hit_replays(tmp_path: Path, data) -> None:  # type:
     )
     assert not first.cache_hit and not first.stopped
     entry = first.entry
-    assert entry.key == proxy_key(CONV, TINY, 0, data)
+    assert entry.key == proxy_key(CONV, TINY, 0, data, device="cpu")
     assert entry.key in store
     # 4 steps per epoch, 2 reports per epoch, 2 epochs
     assert [p.step for p in live] == [2, 4, 6, 8]

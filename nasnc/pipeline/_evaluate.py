@@ -90,27 +90,44 @@ def load_proxy_data(
     )
 
 
-def resolved_config(config: ProxyConfig, data: ProxyData) -> dict[str, Any]:
-    """``config`` plus the data actually used (image counts), as stored and hashed.
+def resolved_config(
+    config: ProxyConfig, data: ProxyData, *, device: str | torch.device = "auto"
+) -> dict[str, Any]:
+    """``config`` plus the data actually used (image counts) and the device type, as hashed.
 
     With ``train_subset: null`` the number of training images depends on the
     batches present (one in ../shared/data, five in a full download), so the
     counts enter the cache key: runs on different data never share an entry.
-    The device type enters too: CUDA trains with mixed precision (bf16/fp16),
-    the CPU in float32, so their trajectories differ numerically.
+    The type of the device the run *trains* on enters too (``device`` as
+    :func:`evaluate_arch` takes it, ``"auto"`` resolved the same way; not the
+    device the data happens to live on, which the loop moves): CUDA trains
+    with mixed precision (bf16/fp16), the CPU in float32, so their
+    trajectories differ numerically.
     """
     return {
         **config.to_dict(),
         "n_train": int(data.num_train),
         "n_valid": int(data.num_valid),
-        "device_type": data.train_x.device.type,
+        "device_type": resolve_device(device).type,
     }
 
 
-def proxy_key(arch: Arch | str, config: ProxyConfig, seed: int, data: ProxyData) -> str:
-    """Cache key of ``arch`` under ``config``, ``seed`` and ``data`` (isomorphs share it)."""
+def proxy_key(
+    arch: Arch | str,
+    config: ProxyConfig,
+    seed: int,
+    data: ProxyData,
+    *,
+    device: str | torch.device = "auto",
+) -> str:
+    """Cache key of ``arch`` under ``config``, ``seed``, ``data`` and the training ``device``.
+
+    Isomorphic cells share it; ``device`` is what :func:`evaluate_arch` is given.
+    """
     a = Arch.parse(arch)
-    return make_key(a.canonical(), config.dataset, resolved_config(config, data), seed)
+    return make_key(
+        a.canonical(), config.dataset, resolved_config(config, data, device=device), seed
+    )
 
 
 def _check_data(config: ProxyConfig, data: ProxyData) -> None:
@@ -238,9 +255,9 @@ def evaluate_arch(
     """
     arch = Arch.parse(arch)
     _check_data(config, data)
-    resolved = resolved_config(config, data)
-    key = make_key(arch.canonical(), config.dataset, resolved, seed)
     dev = resolve_device(device)
+    resolved = resolved_config(config, data, device=dev)
+    key = make_key(arch.canonical(), config.dataset, resolved, seed)
     if store is not None:
         cached = store.get(key)
         if cached is not None:

@@ -1,0 +1,78 @@
+"""The cache key records the device a run trains on, not where its data lives (issue 13, item 3).
+
+CUDA trains in mixed precision and the CPU in float32, so their trajectories
+differ: an entry trained on one must not be served to a run on the other.
+The data may live elsewhere (``load_proxy_data`` defaults to the CPU and the
+training loop moves it), so the key must not read the data's device.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nasnc.data import ProxyData
+from nasnc.pipeline import ProxyConfig, evaluate_arch, proxy_key, resolved_config
+from nasnc.train import resolve_device
+
+ARCH = "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"
+TINY = ProxyConfig(
+    resolution=8,
+    train_subset=64,
+    valid_size=32,
+    channels=4,
+    probe=(8,),
+    epochs=1,
+    batch_size=32,
+)
+
+
+def _data(device: str) -> ProxyData:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (96, 3, 8, 8), generator=gen, dtype=torch.uint8)
+    y = torch.randint(0, 10, (96,), generator=gen)
+    return ProxyData(
+        name="cifar10",
+        num_classes=10,
+        resolution=8,
+        train_x=x[:64].to(device),
+        train_y=y[:64].to(device),
+        valid_x=x[64:].to(device),
+        valid_y=y[64:].to(device),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+    )
+
+
+def test_key_records_the_training_device_not_the_datas() -> None:
+    on_cpu = _data("cpu")
+    elsewhere = _data("meta")  # data on a device other than the training one
+    assert resolved_config(TINY, elsewhere, device="cpu")["device_type"] == "cpu"
+    assert proxy_key(ARCH, TINY, 0, elsewhere, device="cpu") == proxy_key(
+        ARCH, TINY, 0, on_cpu, device="cpu"
+    )
+
+
+def test_auto_means_what_evaluate_arch_trains_on() -> None:
+    data = _data("cpu")
+    auto = resolved_config(TINY, data)["device_type"]
+    assert auto == resolve_device("auto").type
+    assert proxy_key(ARCH, TINY, 0, data) == proxy_key(
+        ARCH, TINY, 0, data, device=resolve_device("auto")
+    )
+
+
+def test_evaluate_arch_keys_its_entry_on_its_device() -> None:
+    result = evaluate_arch(ARCH, TINY, _data("cpu"), device="cpu")
+    assert result.entry.config["device_type"] == "cpu"
+    assert result.entry.key == proxy_key(ARCH, TINY, 0, _data("cpu"), device="cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_run_on_cpu_data_is_keyed_cuda() -> None:
+    data = _data("cpu")  # the library default of load_proxy_data
+    result = evaluate_arch(ARCH, TINY, data, device="cuda")
+    assert result.entry.config["device_type"] == "cuda"
+    assert result.entry.key == proxy_key(ARCH, TINY, 0, data, device="cuda")
+    assert result.entry.key != proxy_key(ARCH, TINY, 0, data, device="cpu")
