@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nasnc import ConfigError
 from nasnc.capacitance import CapacitanceProbe, dense_chain
 from nasnc.models import arch_params, build_network, count_macs, count_params
 from nasnc.space import Arch, sample_archs
@@ -82,7 +83,7 @@ def test_dense_chain_returns_views() -> None:
     assert [tuple(w.shape) for w in chain] == [(8, 16), (6, 8), (10, 6)]
     probe = next(m for m in net.modules() if isinstance(m, CapacitanceProbe))
     assert chain[0].data_ptr() == probe.layers[0].weight.data_ptr()
-    with pytest.raises(ValueError, match="CapacitanceProbe"):
+    with pytest.raises(ConfigError, match="CapacitanceProbe"):
         dense_chain(build_network(THREE[0], channels=4, cells_per_stage=1))
 
 
@@ -94,7 +95,7 @@ def test_macs_scale_with_resolution_and_ops() -> None:
 
 
 def test_builder_validates() -> None:
-    with pytest.raises(ValueError, match="channels=0"):
+    with pytest.raises(ConfigError, match="channels=0"):
         build_network(THREE[0], channels=0)
-    with pytest.raises(ValueError, match="widths"):
+    with pytest.raises(ConfigError, match="widths"):
         CapacitanceProbe(8, 10, hidden=(0,))

@@ -176,6 +176,8 @@ def plot_comparison(result: Mapping[str, Any], out_dir: str | Path) -> list[Path
     if "rows" not in result:
         raise ConfigError("plot_comparison needs compare_scores(..., return_rows=True)")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"the plot folder {str(out)!r} is an existing file; name a folder")
     out.mkdir(parents=True, exist_ok=True)
     written = [f(result, out) for f in (_scatter, _bars, _budgets, _by_epoch)]
     return [p for p in written if p is not None]

@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from nasnc._errors import BenchmarkError
+from nasnc._errors import BenchmarkError, ConfigError
 from nasnc.bench._types import (
     ACCURACY_METRICS,
     COST_METRICS,
@@ -92,6 +92,10 @@ def import_table(
         The written table.
     """
     out = Path(path)
+    if not out.parent.is_dir():
+        raise ConfigError(
+            f"the folder {str(out.parent)!r} of the output table {str(out)!r} does not exist"
+        )
     rows = source._evaluated_rows()
     n = source._n_rows()
     total = int(rows.size)

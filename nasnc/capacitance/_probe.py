@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from nasnc._errors import ConfigError
+
 __all__ = ["CapacitanceProbe", "dense_chain"]
 
 
@@ -45,7 +47,7 @@ class CapacitanceProbe(nn.Module):
         widths = [int(in_features), *(int(h) for h in hidden), int(num_classes)]
         bad = [w for w in widths if w < 1]
         if bad:
-            raise ValueError(f"probe widths must be positive, but got widths={widths}.")
+            raise ConfigError(f"probe widths must be positive, but got widths={widths}.")
         self.widths: tuple[int, ...] = tuple(widths)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.reset_parameters(seed)
@@ -87,7 +89,7 @@ def dense_chain(model: nn.Module) -> list[torch.Tensor]:
     else:
         probe = next((m for m in model.modules() if isinstance(m, CapacitanceProbe)), None)
     if probe is None:
-        raise ValueError(
+        raise ConfigError(
             f"{type(model).__name__} holds no CapacitanceProbe; build it with "
             "build_network(..., probe=(256, 128)) to measure beta_eff"
         )

@@ -8,6 +8,7 @@ from functools import cache
 import torch
 from torch import nn
 
+from nasnc._errors import ConfigError
 from nasnc.capacitance._probe import CapacitanceProbe
 from nasnc.models._ops import ResidualReduction, make_op
 from nasnc.space import EDGES, Arch
@@ -127,7 +128,7 @@ def build_network(
         ("num_classes", num_classes),
     ):
         if int(value) < 1:
-            raise ValueError(f"{name} must be positive, but got {name}={value}.")
+            raise ConfigError(f"{name} must be positive, but got {name}={value}.")
     return Network(
         arch,
         channels=int(channels),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nasnc._errors import ArchError, ConfigError
+
 
 class ReLUConvBN(nn.Sequential):
     """ReLU -> Conv (no bias) -> BatchNorm: the benchmark's ``nor_conv_kxk``."""
@@ -68,7 +70,7 @@ def make_op(name: str, c_in: int, c_out: int, stride: int) -> nn.Module:
         return Zero(c_in, c_out, stride)
     if name == "skip_connect":
         if stride != 1 or c_in != c_out:  # never happens inside NB201 cells
-            raise ValueError("skip_connect changes neither stride nor width in NB201 cells")
+            raise ConfigError("skip_connect changes neither stride nor width in NB201 cells")
         return nn.Identity()
     if name == "nor_conv_1x1":
         return ReLUConvBN(c_in, c_out, 1, stride, 0)
@@ -76,4 +78,4 @@ def make_op(name: str, c_in: int, c_out: int, stride: int) -> nn.Module:
         return ReLUConvBN(c_in, c_out, 3, stride, 1)
     if name == "avg_pool_3x3":
         return AvgPool(c_in, c_out, stride)
-    raise ValueError(f"unknown operation {name!r}")
+    raise ArchError(f"unknown operation {name!r}")

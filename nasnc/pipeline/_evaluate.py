@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nasnc._errors import ConfigError
 from nasnc.capacitance import CapacitanceEstimator, CapacitanceObserver
 from nasnc.data import ProxyData, load_dataset
 from nasnc.models import build_network
@@ -139,7 +140,7 @@ def _check_data(config: ProxyConfig, data: ProxyData) -> None:
     if config.train_subset is not None and data.num_train > config.train_subset:
         problems.append(f"{data.num_train} training images (config: {config.train_subset})")
     if problems:
-        raise ValueError(
+        raise ConfigError(
             "data does not match the proxy config: it holds "
             + ", ".join(problems)
             + "; load it with the config's dataset, resolution and train_subset"

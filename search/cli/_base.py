@@ -18,7 +18,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
-__all__ = ["ARCH_HELP", "Command", "UsageError", "emit", "format_table", "to_jsonable"]
+__all__ = [
+    "ARCH_HELP",
+    "Command",
+    "UsageError",
+    "emit",
+    "format_table",
+    "positive_int",
+    "to_jsonable",
+]
 
 #: How every command that reads a cell describes it.
 ARCH_HELP = (
@@ -29,6 +37,17 @@ ARCH_HELP = (
 
 class UsageError(Exception):
     """A command-line mistake: printed as one line, exit status 2."""
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type`` of a count that must be at least 1 (exit 2 naming the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, but got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, but got {text!r}")
+    return value
 
 
 class Command(ABC):

@@ -41,6 +41,8 @@ class BenchImport(Command):
             raise UsageError(f"the output table must end in .h5 or .hdf5, got {str(out)!r}")
         if out.exists() and not args.force:
             raise UsageError(f"{out} exists; pass --force to overwrite it")
+        if not out.parent.is_dir():
+            raise UsageError(f"-o {out}: the folder {out.parent} does not exist; create it first")
         from nasnc.bench import import_table, open_benchmark
 
         start = time.perf_counter()

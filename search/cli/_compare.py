@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 from nasnc._errors import StoreError
@@ -70,6 +71,8 @@ class Compare(Command):
             raise UsageError(f"--top-k must be positive, got {args.top_k}")
         if args.n_boot < 1:
             raise UsageError(f"--n-boot must be positive, got {args.n_boot}")
+        if args.plot is not None and Path(args.plot).exists() and not Path(args.plot).is_dir():
+            raise UsageError(f"--plot {args.plot} is an existing file; name a folder for the PNGs")
         store = Store(args.cache, create=False)
         datasets = sorted({info.dataset for info in store.index()})
         cache_ds, truth_ds = args.dataset, args.truth_dataset

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nasnc._errors import ConfigError
 from nasnc.space import Arch, sample_archs
 from search.cli._base import Command, UsageError, emit
 
@@ -22,7 +23,10 @@ def parse_archs(spec: str) -> list[Arch]:
             raise UsageError(f"expected sample:N[:SEED], but got {spec!r}") from None
         if len(parts) > 3 or n < 1:
             raise UsageError(f"expected sample:N[:SEED] with N >= 1, but got {spec!r}")
-        return sample_archs(n, seed=seed, unique=True, exclude_zero=True)
+        try:
+            return sample_archs(n, seed=seed, unique=True, exclude_zero=True)
+        except ConfigError as exc:
+            raise UsageError(f"{spec}: {exc}") from None
     path = Path(spec)
     if not path.is_file():
         raise UsageError(

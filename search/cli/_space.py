@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nasnc.space import NUM_ARCHS, OPS, Arch, all_archs, canonical_classes
-from search.cli._base import ARCH_HELP, Command, emit
+from search.cli._base import ARCH_HELP, Command, emit, positive_int
 
 #: Dataset name -> (classes, input resolution) as the benchmark trains them.
 DATASET_SHAPES: dict[str, tuple[int, int]] = {
@@ -53,8 +53,12 @@ class SpaceShow(Command):
             default="cifar10",
             help="sets the classes and input resolution (default: cifar10)",
         )
-        parser.add_argument("--channels", type=int, default=16)
-        parser.add_argument("--cells-per-stage", type=int, default=5)
+        parser.add_argument(
+            "--channels", type=positive_int, default=16, help="width of the first stage"
+        )
+        parser.add_argument(
+            "--cells-per-stage", type=positive_int, default=5, help="cells in each of 3 stages"
+        )
         parser.add_argument("--format", choices=("table", "json"), default="table")
 
     def run(self, args: argparse.Namespace) -> int:

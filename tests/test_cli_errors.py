@@ -1,0 +1,83 @@
+"""User mistakes exit 2 with one line naming the culprit, never 1 "internal error" (issue 13, item 6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nasnc import ConfigError
+from nasnc.models import build_network
+from search.cli import main
+
+ARCH = "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"
+
+
+def _usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """Run the CLI; check exit status 2 and a short message; return stderr."""
+    try:
+        status = main(argv)
+    except SystemExit as exc:  # argparse rejects the option itself
+        status = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "internal error" not in err and "Traceback" not in err
+    return err
+
+
+def test_evaluate_sample_larger_than_the_space(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _usage_error(capsys, ["evaluate", "sample:99999", "--cache", str(tmp_path / "c")])
+    assert "sample:99999" in err and "n=99999" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("option", ["--channels", "--cells-per-stage"])
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_space_show_non_positive_sizes(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _usage_error(capsys, ["space", "show", ARCH, option, value])
+    assert f"argument {option}" in err and repr(value) in err
+
+
+def test_compare_plot_onto_an_existing_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    existing = tmp_path / "plots.png"
+    existing.write_bytes(b"not a folder")
+    err = _usage_error(
+        capsys, ["compare", "--cache", str(tmp_path / "cache"), "--plot", str(existing)]
+    )
+    assert str(existing) in err and "folder" in err
+    assert existing.read_bytes() == b"not a folder"
+
+
+def test_bench_import_into_a_missing_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "missing" / "table.h5"
+    err = _usage_error(capsys, ["bench", "import", "builtin", "-o", str(out)])
+    assert str(out.parent) in err and "does not exist" in err
+    assert not out.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "culprit"),
+    [({"channels": 0}, "channels=0"), ({"cells_per_stage": 0}, "cells_per_stage=0")],
+)
+def test_library_raises_the_packages_own_error(kwargs: dict[str, int], culprit: str) -> None:
+    with pytest.raises(ConfigError, match=culprit):
+        build_network(ARCH, **kwargs)
+
+
+def test_plot_and_import_refuse_bad_paths_in_the_library(tmp_path: Path) -> None:
+    from nasnc.bench import import_table, open_benchmark, plot_comparison
+
+    existing = tmp_path / "file"
+    existing.write_text("")
+    with pytest.raises(ConfigError, match="existing file"):
+        plot_comparison({"rows": [], "scores": {}}, existing)
+    with pytest.raises(ConfigError, match="does not exist"):
+        import_table(open_benchmark("builtin"), tmp_path / "missing" / "t.h5")
