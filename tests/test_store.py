@@ -439,7 +439,7 @@ HOW = ["garbage", "truncated", "empty", "schema", "bitflip"]
 
 
 @pytest.mark.parametrize("how", HOW)
-def test_damaged_entry_file_is_named_by_get_and_skipped_by_listings(
+def test_damaged_entry_file_is_skipped_by_readers_and_quarantined_by_writers(
     tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = Store(tmp_path, compact_every=None)
@@ -447,23 +447,31 @@ def test_damaged_entry_file_is_named_by_get_and_skipped_by_listings(
     bad = store.put(make_entry(arch_for(7), seed=7, beta_eff=100.0))
     path = tmp_path / "entries" / f"{bad}.h5"
     _damage(path, how)
-    with pytest.raises(StoreError) as exc:
-        Store(tmp_path).get(bad)
-    assert str(path) in str(exc.value)
-    if how == "schema":
-        assert "schema_version 99" in str(exc.value)
 
-    reader = Store(tmp_path)
+    reader = Store(tmp_path, create=False)  # a reader moves nothing
     with caplog.at_level(logging.WARNING, logger="nasnc.store"):
+        assert reader.get(bad) is None
         assert sorted(e.key for e in reader.entries()) == sorted(good)
-    assert str(path) in caplog.text
+    assert caplog.text.count(str(path)) == 1  # named once
+    if how == "schema":
+        assert "schema_version 99" in caplog.text
     assert [d.path for d in reader.damaged] == [path]
     assert [e.key for e in reader.top(5)] == [good[2], good[1], good[0]]
-    assert len(reader) == 3 and bad not in reader
-    # the damaged file is never merged nor deleted; a new put of that key heals it
-    assert reader.compact() == 3 and path.exists()
-    assert reader.put(make_entry(arch_for(7), seed=7, beta_eff=100.0)) == bad
-    assert len(reader) == 4 and reader.damaged == []
+    assert len(reader) == 3 and bad not in reader and path.exists()
+    assert reader.quarantined == []
+
+    caplog.clear()
+    writer = Store(tmp_path, compact_every=None)
+    with caplog.at_level(logging.WARNING, logger="nasnc.store"):
+        assert writer.get(bad) is None  # a miss: the caller recomputes it
+    (moved,) = writer.quarantined
+    assert not path.exists() and moved.name.endswith(f"entries-{bad}.h5")
+    assert str(path) in moved.with_name(moved.name + ".why.txt").read_text()
+    assert str(path) in caplog.text and str(moved) in caplog.text
+    assert writer.damaged == [] and writer.stats()["quarantined"] == 1
+    assert writer.put(make_entry(arch_for(7), seed=7, beta_eff=100.0)) == bad
+    assert len(writer) == 4 and writer.damaged == []
+    assert writer.compact() == 4 and len(Store(tmp_path, create=False)) == 4
 
 
 @pytest.mark.parametrize("how", ["garbage", "truncated", "schema"])
@@ -482,12 +490,15 @@ def test_damaged_pack_does_not_hide_healthy_files(tmp_path: Path, how: str) -> N
             f.attrs["schema_version"] = 99
     else:
         _damage(old, how)
-    reader = Store(tmp_path)
+    reader = Store(tmp_path, create=False)
     assert sorted(reader.keys()) == sorted(kept_pack + loose)
     assert [d.path for d in reader.damaged] == [old]
     assert len(reader.top(10)) == 5
     assert reader.get(lost[0]) is None  # its copy lives only in the damaged shard
-    assert reader.compact(full=True) == 5 and old.exists()
+    assert old.exists()
+    writer = Store(tmp_path, compact_every=None)
+    assert writer.compact(full=True) == 5 and not old.exists()
+    assert len(writer.quarantined) == 1
     assert sorted(Store(tmp_path).keys()) == sorted(kept_pack + loose)
 
 
@@ -501,12 +512,17 @@ def test_temporary_files_are_ignored_and_cleaned(tmp_path: Path) -> None:
     alive = tmp / f"{'b' * 24}.otherhost.1.fedcba98.tmp"
     for p in (dead, mine_dead, alive):
         p.write_bytes(partial)
+    recent_dead = tmp / f"{key}.{store.writer_id.rsplit('-', 1)[0]}.999999998.01234567.tmp"
+    recent_dead.write_bytes(partial)
     old = time.time() - 7200
     os.utime(dead, (old, old))
+    quiet = time.time() - 700  # a dead pid counts only after min_age_s (other containers)
+    os.utime(mine_dead, (quiet, quiet))
     assert Store(tmp_path).keys() == [key] and Store(tmp_path).damaged == []
     removed = store.clean(older_than_s=3600)
     assert sorted(removed) == sorted([dead, mine_dead])
-    assert alive.exists()
+    assert alive.exists() and recent_dead.exists()
+    assert store.clean(older_than_s=3600, min_age_s=0) == [recent_dead]
 
 
 # ------------------------------------------------------ processes and crashes
@@ -622,5 +638,5 @@ def test_sigkill_never_loses_a_reported_entry(tmp_path: Path) -> None:
         assert_same(got, make_entry(arch_for(seed), seed=seed, n_points=20))
     assert len(store) >= len(reported)
     assert pack_files(store)
-    store.clean()
+    store.clean(min_age_s=0)  # one host, no other container: dead pids are dead
     assert list((cache / "tmp").iterdir()) == []

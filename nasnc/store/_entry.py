@@ -27,7 +27,9 @@ __all__ = [
     "Entry",
     "canonical_json",
     "config_hash",
+    "content_digest",
     "make_key",
+    "trajectory_digest",
 ]
 
 #: Summary scalars every entry carries.
@@ -344,3 +346,112 @@ def _check(entry: Entry) -> _Checked:
         created=float(created),
         nasnc_version=entry.nasnc_version,
     )
+
+
+# ------------------------------------------------------------------ integrity
+def trajectory_digest(trajectory: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 (hex) of the trajectory: column names, order, lengths and float64 bytes."""
+    h = hashlib.sha256(b"nasnc-trajectory-1")
+    for name, column in trajectory.items():
+        data = np.ascontiguousarray(column, dtype="<f8")
+        h.update(name.encode("utf-8") + b"\x00" + len(data).to_bytes(8, "little"))
+        h.update(data.tobytes())
+    return h.hexdigest()
+
+
+def _tagged(value: float | int | bool) -> list[Any]:
+    if isinstance(value, bool):
+        return ["b", int(value)]
+    if isinstance(value, int):
+        return ["i", str(value)]
+    return ["f", float(value).hex()]
+
+
+def content_digest(
+    *,
+    key: str,
+    arch: str,
+    canonical: str,
+    dataset: str,
+    seed: int,
+    config_json: str,
+    config_hash: str,
+    created: float,
+    nasnc_version: str,
+    summary: Mapping[str, float | int | bool],
+    scores: Mapping[str, float],
+    trajectory_sha: str,
+) -> str:
+    """SHA-256 (hex) of everything an entry serves, exactly as written.
+
+    Types are part of it (an int summary read back as a float is a mismatch)
+    and so is :func:`trajectory_digest`, so the index record of an entry can
+    be verified without reading its arrays, and the arrays when they are read.
+    """
+    record = [
+        1,
+        key,
+        arch,
+        canonical,
+        dataset,
+        str(int(seed)),
+        config_json,
+        config_hash,
+        float(created).hex(),
+        nasnc_version,
+        [[name, *_tagged(v)] for name, v in summary.items()],
+        [[name, float(v).hex()] for name, v in scores.items()],
+        trajectory_sha,
+    ]
+    text = json.dumps(record, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def checked_digests(entry: _Checked) -> tuple[str, str]:
+    """``(content_digest, trajectory_digest)`` of a validated entry."""
+    traj = trajectory_digest(entry.trajectory)
+    return (
+        content_digest(
+            key=entry.key,
+            arch=entry.arch,
+            canonical=entry.canonical,
+            dataset=entry.dataset,
+            seed=entry.seed,
+            config_json=entry.config_json,
+            config_hash=entry.config_hash,
+            created=entry.created,
+            nasnc_version=entry.nasnc_version,
+            summary=entry.summary,
+            scores=entry.scores,
+            trajectory_sha=traj,
+        ),
+        traj,
+    )
+
+
+def legacy_problem(
+    *,
+    key: str,
+    arch: str,
+    canonical: str,
+    dataset: str,
+    seed: int,
+    config_json: str,
+    config_hash_: str,
+) -> str | None:
+    """Why the identity fields of a file written without digests disagree, or ``None``.
+
+    Files from before digests existed are checked by recomputing what can be
+    recomputed: the canonical form of ``arch``, the config hash and the key.
+    """
+    try:
+        config = json.loads(config_json)
+        if Arch.from_str(arch).canonical() != canonical:
+            return f"its canonical form {canonical!r} is not that of {arch!r}"
+        if config_hash(config) != config_hash_:
+            return "its config does not match its config_hash"
+        if make_key(canonical, dataset, config, seed) != key:
+            return f"its fields do not give its key {key}"
+    except (ArchError, ConfigError, ValueError, TypeError) as exc:
+        return f"its identity fields are malformed ({exc})"
+    return None

@@ -25,7 +25,14 @@ from typing import Any
 import h5py
 import numpy as np
 
-from nasnc.store._entry import Entry, _Checked
+from nasnc.store._entry import (
+    Entry,
+    _Checked,
+    checked_digests,
+    content_digest,
+    legacy_problem,
+    trajectory_digest,
+)
 
 __all__ = [
     "LIBVER",
@@ -33,6 +40,7 @@ __all__ = [
     "Damaged",
     "EntryInfo",
     "PackIndex",
+    "Unreadable",
     "read_entry_file",
     "read_entry_info",
     "read_marker",
@@ -55,7 +63,19 @@ _TRAJ_CHUNK_ROWS = 1024  # packed trajectories: read one entry's slice at a time
 
 
 class Damaged(Exception):
-    """A file that exists but cannot be read as what it claims to be."""
+    """A file that exists but cannot be read as what it claims to be.
+
+    ``movable`` says whether the file itself is at fault (so a writer may move
+    it to the quarantine) rather than the reading process (see :class:`Unreadable`).
+    """
+
+    movable = True
+
+
+class Unreadable(Damaged):
+    """A file the operating system refused to open (permissions, descriptors)."""
+
+    movable = False
 
 
 @dataclass(frozen=True)
@@ -86,43 +106,55 @@ class EntryInfo:
 # ----------------------------------------------------------------- opening
 @contextmanager
 def _open_read(path: Path, kind: str) -> Iterator[h5py.File]:
-    """Open ``path`` read-only and check its root attributes.
+    """Open ``path`` read-only, check its root attributes, and turn any failure into damage.
 
     Files are immutable once visible in a cache, so HDF5's advisory file
     locking protects nothing here; it is turned off (``locking=False``) so that
     readers work on file systems without ``flock`` (some NFS/Lustre mounts).
     ``HDF5_USE_FILE_LOCKING``, when set, takes precedence inside HDF5.
+
+    Whatever goes wrong while the file is read (h5py raises ``OSError``,
+    ``KeyError``, ``RuntimeError``, ``ValueError``... on corrupt metadata)
+    becomes :class:`Damaged`; a file the OS refuses to open (permissions, too
+    many open files) becomes :class:`Unreadable`; a file that vanished stays
+    :class:`FileNotFoundError`.
     """
     try:
-        f = h5py.File(path, "r", locking=False)
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        if not os.path.exists(path):
-            raise
-        raise Damaged("cannot be opened as HDF5 (missing or unreadable)") from None
+        raise
     except OSError as exc:
+        raise Unreadable(f"cannot be opened ({exc.strerror or exc})") from None
+    os.close(fd)
+    try:
+        f = h5py.File(path, "r", locking=False)
+    except Exception as exc:
         if not os.path.exists(path):
             raise FileNotFoundError(str(path)) from None
-        raise Damaged(f"not a readable HDF5 file ({_short(exc)})") from None
+        raise Damaged(f"is not a readable HDF5 file ({_short(exc)})") from None
     with f:
-        version = f.attrs.get("schema_version")
-        if version is None:
-            raise Damaged("has no root attribute 'schema_version' (not a nasnc cache file)")
         try:
-            number = int(version)
-        except (TypeError, ValueError):
-            raise Damaged(f"has a malformed schema_version {version!r}") from None
-        if number != SCHEMA_VERSION:
-            raise Damaged(
-                f"has schema_version {number}, but this nasnc reads only "
-                f"schema_version {SCHEMA_VERSION}"
-            )
-        found = _str(f.attrs.get("kind", ""))
-        if found != kind:
-            raise Damaged(f"is a {found or 'unknown'!r} file, expected a {kind!r} file")
-        try:
+            version = f.attrs.get("schema_version")
+            if version is None:
+                raise Damaged("has no root attribute 'schema_version' (not a nasnc cache file)")
+            try:
+                number = int(version)
+            except (TypeError, ValueError):
+                raise Damaged(f"has a malformed schema_version {version!r}") from None
+            if number != SCHEMA_VERSION:
+                raise Damaged(
+                    f"has schema_version {number}, but this nasnc reads only "
+                    f"schema_version {SCHEMA_VERSION}"
+                )
+            found = _str(f.attrs.get("kind", ""))
+            if found != kind:
+                raise Damaged(f"is a {found or 'unknown'!r} file, expected a {kind!r} file")
             yield f
-        except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
-            raise Damaged(f"is incomplete or corrupt ({_short(exc)})") from None
+        except Damaged:
+            raise
+        except Exception as exc:  # any failure to read a file is damage of that file
+            reason = f"{type(exc).__name__}: {_short(exc)}"
+            raise Damaged(f"is incomplete or corrupt ({reason})") from None
 
 
 def _short(exc: BaseException) -> str:
@@ -166,6 +198,7 @@ def write_entry_file(path: Path, entry: _Checked, *, writer: str, stored_ns: int
 
     ``stored_ns`` (time of the put, ns) orders copies of one key across shards.
     """
+    digest, traj_digest = checked_digests(entry)
     with h5py.File(path, "w", libver=LIBVER, locking=False) as f:
         _write_attrs(
             f,
@@ -181,6 +214,8 @@ def write_entry_file(path: Path, entry: _Checked, *, writer: str, stored_ns: int
             created=np.float64(entry.created),
             stored_ns=np.int64(stored_ns),
             writer=writer,
+            digest=np.bytes_(digest),
+            trajectory_digest=np.bytes_(traj_digest),
         )
         traj = f.create_group("trajectory", track_order=True)
         n = entry_length(entry.trajectory)
@@ -213,32 +248,87 @@ def _scalar(value: float | int | bool) -> Any:
     return np.float64(value)
 
 
-def _info_from_attrs(f: h5py.File) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Record:
+    """What an entry file holds besides its trajectory, verified."""
+
+    info: EntryInfo
+    config_json: str
+    nasnc_version: str
+    stored_ns: int
+    trajectory_digest: str | None
+
+
+def _verify(
+    info: EntryInfo,
+    config_json: str,
+    nasnc_version: str,
+    digest: str | None,
+    traj_digest: str | None,
+) -> str | None:
+    """Why a record does not match its digest (or, without one, its key), or ``None``."""
+    if digest is None or traj_digest is None:
+        return legacy_problem(
+            key=info.key,
+            arch=info.arch,
+            canonical=info.canonical,
+            dataset=info.dataset,
+            seed=info.seed,
+            config_json=config_json,
+            config_hash_=info.config_hash,
+        )
+    want = content_digest(
+        key=info.key,
+        arch=info.arch,
+        canonical=info.canonical,
+        dataset=info.dataset,
+        seed=info.seed,
+        config_json=config_json,
+        config_hash=info.config_hash,
+        created=info.created,
+        nasnc_version=nasnc_version,
+        summary=info.summary,
+        scores=info.scores,
+        trajectory_sha=traj_digest,
+    )
+    if want != digest:
+        return f"entry {info.key!r} fails its checksum (its content changed after it was written)"
+    return None
+
+
+def _read_record(f: h5py.File) -> _Record:
     a = f.attrs
-    return {
-        "key": _str(a["key"]),
-        "arch": _str(a["arch"]),
-        "canonical": _str(a["canonical"]),
-        "dataset": _str(a["dataset"]),
-        "seed": int(a["seed"]),
-        "config_hash": _str(a["config_hash"]),
-        "created": float(a["created"]),
-    }
+    info = EntryInfo(
+        key=_str(a["key"]),
+        arch=_str(a["arch"]),
+        canonical=_str(a["canonical"]),
+        dataset=_str(a["dataset"]),
+        seed=int(a["seed"]),
+        config_hash=_str(a["config_hash"]),
+        created=float(a["created"]),
+        summary={name: _typed(ds[()]) for name, ds in f["summary"].items()},
+        scores={name: float(ds[()]) for name, ds in f["scores"].items()},
+    )
+    config_json = _str(a["config"])
+    version = _str(a["nasnc_version"])
+    digest = _str(a["digest"]) if "digest" in a else None
+    traj = _str(a["trajectory_digest"]) if "trajectory_digest" in a else None
+    problem = _verify(info, config_json, version, digest, traj)
+    if problem is not None:
+        raise Damaged(problem)
+    return _Record(info, config_json, version, int(a["stored_ns"]), traj)
 
 
 def read_entry_info(path: Path) -> EntryInfo:
-    """The index record of an entry file (no trajectory)."""
+    """The verified index record of an entry file (no trajectory)."""
     with _open_read(path, "entry") as f:
-        fields = _info_from_attrs(f)
-        summary = {name: _typed(ds[()]) for name, ds in f["summary"].items()}
-        scores = {name: float(ds[()]) for name, ds in f["scores"].items()}
-        return EntryInfo(**fields, summary=summary, scores=scores)
+        return _read_record(f).info
 
 
 def read_entry_file(path: Path) -> tuple[Entry, int]:
-    """The whole entry stored in an entry file, and its ``stored_ns``."""
+    """The whole verified entry stored in an entry file, and its ``stored_ns``."""
     with _open_read(path, "entry") as f:
-        fields = _info_from_attrs(f)
+        record = _read_record(f)
         trajectory = {
             name: np.asarray(ds[()], dtype=np.float64) for name, ds in f["trajectory"].items()
         }
@@ -246,19 +336,24 @@ def read_entry_file(path: Path) -> tuple[Entry, int]:
         n = int(f["trajectory"].attrs["n_points"])
         if lengths and lengths != {n}:
             raise Damaged(f"has trajectory columns of lengths {sorted(lengths)}, expected {n}")
-        entry = Entry(
-            arch=fields["arch"],
-            canonical=fields["canonical"],
-            dataset=fields["dataset"],
-            seed=fields["seed"],
-            config=json.loads(_str(f.attrs["config"])),
-            trajectory=trajectory,
-            summary={name: _typed(ds[()]) for name, ds in f["summary"].items()},
-            scores={name: float(ds[()]) for name, ds in f["scores"].items()},
-            created=fields["created"],
-            nasnc_version=_str(f.attrs["nasnc_version"]),
-        )
-        return entry, int(f.attrs["stored_ns"])
+    if record.trajectory_digest is not None and (
+        trajectory_digest(trajectory) != record.trajectory_digest
+    ):
+        raise Damaged(f"the trajectory of entry {record.info.key!r} fails its checksum")
+    info = record.info
+    entry = Entry(
+        arch=info.arch,
+        canonical=info.canonical,
+        dataset=info.dataset,
+        seed=info.seed,
+        config=json.loads(record.config_json),
+        trajectory=trajectory,
+        summary=dict(info.summary),
+        scores=dict(info.scores),
+        created=info.created,
+        nasnc_version=record.nasnc_version,
+    )
+    return entry, record.stored_ns
 
 
 # -------------------------------------------------------------------- packs
@@ -304,7 +399,16 @@ def write_pack(
     layout_id = np.array(
         [layouts.setdefault(_layout(e), len(layouts)) for e in entries], dtype=np.int32
     )
+    digests = [checked_digests(e) for e in entries]
     summary_names = list(dict.fromkeys(k for e in entries for k in e.summary))
+    int_names = list(
+        dict.fromkeys(
+            k
+            for e in entries
+            for k, v in e.summary.items()
+            if isinstance(v, int) and not isinstance(v, bool)
+        )
+    )
     score_names = list(dict.fromkeys(k for e in entries for k in e.scores))
     column_names = list(dict.fromkeys(k for e in entries for k in e.trajectory))
     with h5py.File(path, "w", libver=LIBVER, locking=False) as f:
@@ -329,6 +433,8 @@ def write_pack(
         _column(index, "stored_ns", np.asarray(stored_ns, dtype=np.int64))
         _column(index, "offset", offset)
         _column(index, "layout_id", layout_id)
+        _column(index, "digest", np.array([d for d, _ in digests], dtype="S64"))
+        _column(index, "trajectory_digest", np.array([t for _, t in digests], dtype="S64"))
         index.create_dataset("layouts", data=np.array(list(layouts), dtype=object), dtype=_STR)
         for group_name, names, source in (
             ("summary", summary_names, "summary"),
@@ -341,6 +447,10 @@ def write_pack(
                     dtype=np.float64,
                 )
                 _column(group, name, values)
+        exact = f.create_group("summary_int", track_order=True)  # ints beyond 2**53 stay exact
+        for name in int_names:
+            ints = [e.summary.get(name, 0) for e in entries]
+            _column(exact, name, np.array([v if type(v) is int else 0 for v in ints], np.int64))
         traj = f.create_group("trajectory", track_order=True)
         total = int(offset[-1])
         for name in column_names:
@@ -353,7 +463,12 @@ def write_pack(
 
 @dataclass
 class PackIndex:
-    """The index columns of one pack, read once and kept while the pack exists."""
+    """The index columns of one pack, read and verified once, kept while the pack exists.
+
+    ``infos`` is aligned with the pack's rows; ``bad`` maps the rows whose
+    record fails its checksum to the reason (they are never served), and
+    ``rows`` maps the key of every good row to its row.
+    """
 
     infos: list[EntryInfo]
     stored_ns: list[int]
@@ -363,9 +478,16 @@ class PackIndex:
     layouts: list[dict[str, Any]]
     layout_id: np.ndarray
     rows: dict[str, int]
+    trajectory_digests: list[str] | None = None
+    bad: dict[int, str] = field(default_factory=dict)
 
 
 def read_pack_index(path: Path) -> PackIndex:
+    """The index of a pack; rows failing their checksum are listed in ``bad``.
+
+    Raises :class:`Damaged` when the index itself cannot be read.
+    """
+    casts = {"b": bool, "i": int, "f": float}
     with _open_read(path, "pack") as f:
         n = int(f.attrs["n_entries"])
         index = f["index"]
@@ -376,31 +498,40 @@ def read_pack_index(path: Path) -> PackIndex:
         offset = index["offset"][()]
         layout_id = index["layout_id"][()]
         layouts = [json.loads(s) for s in index["layouts"].asstr()[()].tolist()]
+        digests: list[str] | None = None
+        traj_digests: list[str] | None = None
+        if "digest" in index or "trajectory_digest" in index:
+            digests = [_str(d) for d in index["digest"][()].tolist()]
+            traj_digests = [_str(d) for d in index["trajectory_digest"][()].tolist()]
         summary = {name: ds[()].tolist() for name, ds in f["summary"].items()}
+        ints = f["summary_int"].items() if "summary_int" in f else ()
+        exact = {name: ds[()].tolist() for name, ds in ints}
         scores = {name: ds[()].tolist() for name, ds in f["scores"].items()}
-        sizes = {
-            len(v)
-            for v in (
-                *text.values(),
-                seeds,
-                created,
-                stored,
-                layout_id,
-                *summary.values(),
-                *scores.values(),
-            )
-        }
-        if sizes != {n} or len(offset) != n + 1:
+        columns: list[Sequence[Any]] = [
+            *text.values(),
+            seeds,
+            created,
+            stored,
+            layout_id,
+            *summary.values(),
+            *exact.values(),
+            *scores.values(),
+        ]
+        if digests is not None and traj_digests is not None:
+            columns += [digests, traj_digests]
+        sizes = {len(v) for v in columns}
+        if sizes - {n} or len(offset) != n + 1:
             raise Damaged(f"has index columns of lengths {sorted(sizes)}, expected {n}")
         if n and not 0 <= int(layout_id.min()) <= int(layout_id.max()) < len(layouts):
             raise Damaged("has layout ids out of range")
-    casts = {"b": bool, "i": int, "f": float}
-    infos = []
-    ids = layout_id.tolist()
-    for i in range(n):
-        lay = layouts[ids[i]]
-        infos.append(
-            EntryInfo(
+        if n and (offset[0] != 0 or np.any(np.diff(offset) < 0)):
+            raise Damaged("has trajectory offsets out of order")
+        infos = []
+        bad: dict[int, str] = {}
+        ids = layout_id.tolist()
+        for i in range(n):
+            lay = layouts[ids[i]]
+            info = EntryInfo(
                 key=text["key"][i],
                 arch=text["arch"][i],
                 canonical=text["canonical"][i],
@@ -408,10 +539,26 @@ def read_pack_index(path: Path) -> PackIndex:
                 seed=seeds[i],
                 config_hash=text["config_hash"][i],
                 created=created[i],
-                summary={k: casts[t](summary[k][i]) for k, t in lay["s"].items()},
+                summary={
+                    k: exact[k][i] if t == "i" and k in exact else casts[t](summary[k][i])
+                    for k, t in lay["s"].items()
+                },
                 scores={k: scores[k][i] for k in lay["c"]},
             )
-        )
+            infos.append(info)
+            problem = _verify(
+                info,
+                text["config"][i],
+                text["nasnc_version"][i],
+                None if digests is None else digests[i],
+                None if traj_digests is None else traj_digests[i],
+            )
+            if problem is not None:
+                bad[i] = f"row {i}: {problem}"
+    rows: dict[str, int] = {}
+    for i, info in enumerate(infos):
+        if i not in bad:
+            rows[info.key] = i
     return PackIndex(
         infos=infos,
         stored_ns=stored,
@@ -420,12 +567,14 @@ def read_pack_index(path: Path) -> PackIndex:
         offset=offset,
         layouts=layouts,
         layout_id=layout_id,
-        rows={info.key: i for i, info in enumerate(infos)},
+        rows=rows,
+        trajectory_digests=traj_digests,
+        bad=bad,
     )
 
 
 def read_pack_entries(path: Path, index: PackIndex, rows: Sequence[int]) -> list[Entry]:
-    """Full entries of ``rows`` of a pack (whole columns are read when many rows are)."""
+    """Full verified entries of ``rows`` of a pack (whole columns are read when many rows are)."""
     if not rows:
         return []
     out: list[Entry] = []
@@ -437,13 +586,21 @@ def read_pack_entries(path: Path, index: PackIndex, rows: Sequence[int]) -> list
             wanted = {c for r in rows for c in index.layouts[int(index.layout_id[r])]["t"]}
             columns = {name: traj[name][()] for name in wanted}
         for r in rows:
+            info = index.infos[r]
+            if r in index.bad:
+                raise Damaged(index.bad[r])
             lo, hi = int(index.offset[r]), int(index.offset[r + 1])
             names = index.layouts[int(index.layout_id[r])]["t"]
             if whole:
                 trajectory = {c: columns[c][lo:hi].copy() for c in names}
             else:
                 trajectory = {c: np.asarray(traj[c][lo:hi], dtype=np.float64) for c in names}
-            info = index.infos[r]
+            if any(len(v) != hi - lo for v in trajectory.values()):
+                raise Damaged(f"row {r}: entry {info.key!r} has a truncated trajectory")
+            if index.trajectory_digests is not None and (
+                trajectory_digest(trajectory) != index.trajectory_digests[r]
+            ):
+                raise Damaged(f"row {r}: the trajectory of entry {info.key!r} fails its checksum")
             out.append(
                 Entry(
                     arch=info.arch,

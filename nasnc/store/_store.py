@@ -1,24 +1,48 @@
-"""The :class:`Store`: a directory of immutable HDF5 files (see :mod:`nasnc.store`)."""
+"""The :class:`Store`: a directory of immutable HDF5 files (see :mod:`nasnc.store`).
+
+This module reads (scan, get, queries) and writes entry files; compaction is
+in :mod:`nasnc.store._compact`, file-system steps in :mod:`nasnc.store._files`,
+the HDF5 trees in :mod:`nasnc.store._hdf5`.
+"""
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
 import os
-import re
-import socket
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nasnc._errors import ConfigError, StoreError
 from nasnc.space import Arch
-from nasnc.store._entry import KEY_PATTERN, Entry, _check, _Checked, _default_version
+from nasnc.store import _compact
+from nasnc.store._entry import KEY_PATTERN, Entry, _check, _default_version
+from nasnc.store._files import (
+    ENTRIES,
+    ENTRY_RE,
+    KNOWN,
+    LOCK,
+    MARKER,
+    PACK_RE,
+    PACKS,
+    RETRIES,
+    TMP,
+    TMP_RE,
+    Ident,
+    check_writable,
+    clean_tmp,
+    exclusive_lock,
+    host,
+    ident_of,
+    listing,
+    move_aside,
+    publish,
+    quarantined,
+    scan_dir,
+)
 from nasnc.store._hdf5 import (
     Damaged,
     EntryInfo,
@@ -30,26 +54,13 @@ from nasnc.store._hdf5 import (
     read_pack_index,
     write_entry_file,
     write_marker,
-    write_pack,
 )
 
 __all__ = ["Damage", "Store"]
 
 logger = logging.getLogger(__name__)
 
-MARKER = "nasnc-store.h5"
-ENTRIES = "entries"
-PACKS = "packs"
-TMP = "tmp"
-LOCK = "compact.lock"
-_KNOWN = {MARKER, ENTRIES, PACKS, TMP, LOCK}
-_PACK_RE = re.compile(r"pack-(?P<ns>\d{20})-(?P<n>\d{8})-[0-9a-f]{8}\.h5")
-_TMP_RE = re.compile(
-    r"(?P<what>[0-9a-z]+)\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp"
-)
-_RETRIES = 20
-
-_Ident = tuple[int, int, int]  # (inode, size, mtime_ns): a visible file never changes in place
+_Found = dict[Path, tuple[Ident, str]]  # damaged files found by one pass: identity, reason
 
 
 @dataclass(frozen=True)
@@ -68,82 +79,9 @@ class _Loc:
     """Where the winning copy of one key lives: an entry file, or a row of a pack."""
 
     path: Path
-    ident: _Ident
+    ident: Ident
     row: int | None
     info: EntryInfo
-
-
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _publish(
-    tmp: Path, final: Path, write: Callable[[Path], None], *, durable: bool, error: str
-) -> None:
-    """Write ``tmp``, then rename it atomically to ``final`` (fsynced when ``durable``).
-
-    Readers see ``final`` whole or not at all; on any failure ``tmp`` is
-    removed and an ``OSError`` becomes :class:`StoreError` starting with ``error``.
-    """
-    try:
-        write(tmp)
-        if durable:
-            _fsync(tmp)
-        os.replace(tmp, final)
-        if durable:
-            _fsync(final.parent)
-    except BaseException as exc:
-        with suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError):
-            raise StoreError(f"{error}: {exc}") from exc
-        raise
-
-
-def _fsync(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # directories cannot be opened on some platforms
-        return
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # pragma: no cover - file systems without fsync on directories
-        if exc.errno not in (errno.EINVAL, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
-def _list(directory: Path, pattern: re.Pattern[str]) -> list[tuple[str, _Ident]]:
-    """Names matching ``pattern`` in ``directory`` with their identity, sorted by name."""
-    out = []
-    try:
-        with os.scandir(directory) as it:
-            for item in it:
-                if not pattern.fullmatch(item.name):
-                    continue
-                try:
-                    st = item.stat()
-                except FileNotFoundError:
-                    continue
-                out.append((item.name, (st.st_ino, st.st_size, st.st_mtime_ns)))
-    except FileNotFoundError:
-        return []
-    out.sort()
-    return out
-
-
-_ENTRY_RE = re.compile(r"[0-9a-f]{24}\.h5")
 
 
 class Store:
@@ -201,6 +139,7 @@ class Store:
         durable: bool = True,
         compact_every: int | None = 32,
         fanout: int = 4,
+        min_free_bytes: int = 64 * 2**20,
     ) -> None:
         if compact_every is not None and (
             isinstance(compact_every, bool)
@@ -214,17 +153,26 @@ class Store:
             raise ConfigError(f"fanout must be an int >= 2, but got {fanout=}.")
         if writer_id is not None and not isinstance(writer_id, str):
             raise ConfigError(f"writer_id must be a str or None, but got {writer_id=}.")
+        if (
+            isinstance(min_free_bytes, bool)
+            or not isinstance(min_free_bytes, int)
+            or min_free_bytes < 0
+        ):
+            raise ConfigError(
+                f"min_free_bytes must be a non-negative int, but got {min_free_bytes=}."
+            )
         self.path = Path(os.path.abspath(os.fspath(path)))
         self._writer_id = writer_id
         self.create = create
         self.durable = durable
         self.compact_every = compact_every
         self.fanout = fanout
-        self._loose_cache: dict[str, tuple[_Ident, EntryInfo | str]] = {}
-        self._pack_cache: dict[str, tuple[_Ident, PackIndex | str]] = {}
-        self._locs: dict[str, tuple[_Ident, list[tuple[_Loc, int]]]] = {}
+        self.min_free_bytes = min_free_bytes
+        self._loose_cache: dict[str, tuple[Ident, EntryInfo | Damaged]] = {}
+        self._pack_cache: dict[str, tuple[Ident, PackIndex | Damaged]] = {}
+        self._locs: dict[str, tuple[Ident, list[tuple[_Loc, int]]]] = {}
         self._damaged: dict[Path, str] = {}
-        self._warned: set[tuple[str, _Ident]] = set()
+        self._warned: set[tuple[str, Ident]] = set()
         self._open()
 
     # ------------------------------------------------------------ opening
@@ -246,7 +194,7 @@ class Store:
             except (Damaged, FileNotFoundError) as exc:
                 raise StoreError(f"{marker}: {exc}") from None
         else:
-            others = sorted(p.name for p in path.iterdir() if p.name not in _KNOWN)
+            others = sorted(p.name for p in path.iterdir() if p.name not in KNOWN)
             if others:
                 raise StoreError(
                     f"{path} is not a nasnc cache (no {MARKER}) and is not empty "
@@ -259,12 +207,16 @@ class Store:
             try:
                 for sub in (ENTRIES, PACKS, TMP):
                     (path / sub).mkdir(exist_ok=True)
-                if not marker.exists():
-                    tmp = self._tmp_path("store")
-                    write_marker(tmp, nasnc_version=_default_version(), created=time.time())
-                    os.replace(tmp, marker)
             except OSError as exc:
                 raise StoreError(f"cannot initialise the cache {path}: {exc}") from None
+            check_writable(path, self._tmp_path("probe"), self.min_free_bytes)
+            if not marker.exists():
+                tmp = self._tmp_path("store")
+                try:
+                    write_marker(tmp, nasnc_version=_default_version(), created=time.time())
+                    os.replace(tmp, marker)
+                except OSError as exc:
+                    raise StoreError(f"cannot initialise the cache {path}: {exc}") from None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -280,15 +232,29 @@ class Store:
     @property
     def writer_id(self) -> str:
         """The id recorded in written files (``"<host>-<pid>"`` unless given)."""
-        return self._writer_id or f"{_host()}-{os.getpid()}"
+        return self._writer_id or f"{host()}-{os.getpid()}"
 
     @property
     def damaged(self) -> list[Damage]:
-        """Files skipped by the latest scan (or failed by :meth:`get`), with reasons."""
+        """Damaged files skipped by the latest scan (or :meth:`get`), with reasons.
+
+        A writing store (``create=True``) moves them to the quarantine at
+        once, so this lists what it could not move (or a reader found).
+        """
         return [Damage(p, r) for p, r in sorted(self._damaged.items())]
 
+    @property
+    def quarantined(self) -> list[Path]:
+        """Files moved to ``<cache>/quarantine/`` as damaged, by any process, oldest first.
+
+        Each has a ``<name>.why.txt`` note beside it (original path, reason).
+        Their entries are recomputed when needed; the files are kept for
+        inspection and can be deleted at will.
+        """
+        return quarantined(self.path)
+
     def _tmp_path(self, what: str) -> Path:
-        return self.path / TMP / f"{what}.{_host()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        return self.path / TMP / f"{what}.{host()}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
 
     def _entry_path(self, key: str) -> Path:
         return self.path / ENTRIES / f"{key}.h5"
@@ -313,7 +279,7 @@ class Store:
         checked = _check(entry)
         final = self._entry_path(checked.key)
         tmp = self._tmp_path(checked.key)
-        _publish(
+        publish(
             tmp,
             final,
             lambda path: write_entry_file(
@@ -326,33 +292,13 @@ class Store:
             "stored %s (%s, %s, seed %d)", checked.key, entry.arch, entry.dataset, entry.seed
         )
         if self.compact_every is not None:
-            loose = len(_list(self.path / ENTRIES, _ENTRY_RE))
+            loose = len(scan_dir(self.path / ENTRIES, ENTRY_RE))
             if loose >= self.compact_every:
                 try:
                     self.compact(wait=False)
                 except (StoreError, OSError) as exc:
                     logger.warning("automatic compaction of %s failed: %s", self.path, exc)
         return checked.key
-
-    @contextmanager
-    def _lock(self, wait: bool) -> Iterator[bool]:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - non-POSIX platforms
-            raise StoreError("compaction needs POSIX file locks (fcntl)") from None
-        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
 
     def compact(self, *, full: bool = False, wait: bool = True) -> int:
         """Pack the entry files into a shard and merge shards of the same size tier.
@@ -361,9 +307,10 @@ class Store:
         and renamed into ``packs/`` before any merged file is deleted, so a
         kill at any point leaves every entry readable (possibly in two places
         for a moment; readers take entry files over shards and, between
-        shards, the copy stored last). Damaged files are left in place and
-        never merged. One compaction runs at a time (an exclusive ``flock``
-        on ``compact.lock``, released by the kernel if its holder dies).
+        shards, the copy stored last). Damaged files are moved to the
+        quarantine; the entries of a damaged shard that still verify are
+        kept. One compaction runs at a time (an exclusive ``flock`` on
+        ``compact.lock``, released by the kernel if its holder dies).
 
         Parameters
         ----------
@@ -378,229 +325,164 @@ class Store:
         int
             Number of entries written into new shards (0: nothing to do).
         """
-        with self._lock(wait) as acquired:
+        with exclusive_lock(self.path / LOCK, wait) as acquired:
             if not acquired:
                 return 0
-            return self._compact(full)
+            return _compact.compact_locked(self, full)
 
-    def _tier(self, n: int) -> int:
-        return int(math.log(max(n, 1), self.fanout))
-
-    def _compact(self, full: bool) -> int:
-        self.clean(older_than_s=86400.0)  # leftovers of killed writers (same host) or stale
-        packs: list[tuple[str, int]] = []  # (name, entries) of healthy shards
-        for name, ident in _list(self.path / PACKS, _PACK_RE):
-            try:
-                self._pack_index(name, ident)
-            except (Damaged, FileNotFoundError):
-                continue
-            packs.append((name, int(name.split("-")[2])))  # pack-<ns>-<n>-<id>.h5
-        written = 0
-        loose = _list(self.path / ENTRIES, _ENTRY_RE)
-        if loose or (full and len(packs) > 1):
-            made = self._merge(loose, packs if full else [])
-            if made is not None:
-                if full:
-                    packs = []
-                packs.append(made)
-                written += made[1]
-        while not full:  # size-tiered merging, smallest tier first
-            tiers: dict[int, list[tuple[str, int]]] = {}
-            for pack in packs:
-                tiers.setdefault(self._tier(pack[1]), []).append(pack)
-            group = next((g for _, g in sorted(tiers.items()) if len(g) >= self.fanout), None)
-            if group is None:
-                break
-            made = self._merge([], group)
-            packs = [p for p in packs if p not in group]
-            if made is None:
-                break
-            packs.append(made)
-            written += made[1]
-        return written
-
-    def _merge(
-        self, loose: list[tuple[str, _Ident]], packs: list[tuple[str, int]]
-    ) -> tuple[str, int] | None:
-        """Write the entries of ``loose`` files and ``packs`` into one new shard."""
-        merged: dict[str, tuple[_Checked, int]] = {}
-        sources: list[str] = []
-        for name, _ in packs:  # between shards the copy stored last wins
-            path = self.path / PACKS / name
-            try:
-                st = path.stat()
-                index = self._pack_index(name, (st.st_ino, st.st_size, st.st_mtime_ns))
-                entries = read_pack_entries(path, index, range(len(index.infos)))
-            except (Damaged, FileNotFoundError) as exc:
-                logger.warning("compaction skips %s: %s", path, exc)
-                continue
-            sources.append(name)
-            for entry, stored in zip(entries, index.stored_ns):
-                if entry.key not in merged or merged[entry.key][1] < stored:
-                    merged[entry.key] = (_check(entry), stored)
-        used: list[tuple[str, _Ident]] = []
-        for name, ident in loose:  # entry files win over shards
-            path = self.path / ENTRIES / name
-            try:
-                entry, stored = read_entry_file(path)
-            except FileNotFoundError:
-                continue
-            except Damaged as exc:
-                logger.warning("compaction skips damaged %s: %s", path, exc)
-                continue
-            if entry.key != name[:-3]:
-                logger.warning("compaction skips %s: it holds key %s", path, entry.key)
-                continue
-            merged[entry.key] = (_check(entry), stored)
-            used.append((name, ident))
-        if not merged:
-            return None
-        n = len(merged)
-        name = f"pack-{time.time_ns():020d}-{n:08d}-{uuid.uuid4().hex[:8]}.h5"
-        pack = self.path / PACKS / name
-        tmp = self._tmp_path("pack")
-        _publish(
-            tmp,
-            pack,
-            lambda path: write_pack(
-                path,
-                [c for c, _ in merged.values()],
-                [t for _, t in merged.values()],
-                writer=self.writer_id,
-                created=time.time(),
-                nasnc_version=_default_version(),
-            ),
-            durable=True,  # always: the merged files are deleted next
-            error=f"cannot write the packed shard {pack}",
-        )
-        for loose_name, ident in used:
-            path = self.path / ENTRIES / loose_name
-            with suppress(FileNotFoundError):
-                st = path.stat()
-                if (st.st_ino, st.st_size, st.st_mtime_ns) == ident:  # not replaced meanwhile
-                    path.unlink()
-        for source in sources:
-            with suppress(FileNotFoundError):
-                (self.path / PACKS / source).unlink()
-        _fsync(self.path / ENTRIES)
-        _fsync(self.path / PACKS)
-        logger.info(
-            "packed %d entries (%d entry files, %d shards) into %s",
-            n,
-            len(used),
-            len(sources),
-            name,
-        )
-        return name, n
-
-    def clean(self, *, older_than_s: float = 3600.0) -> list[Path]:
+    def clean(self, *, older_than_s: float = 3600.0, min_age_s: float = 600.0) -> list[Path]:
         """Remove temporary files left by killed writers; return the removed paths.
 
-        A temporary file is removed when its writer (same host) is no longer
-        running, or when it is older than ``older_than_s`` seconds. Readers
-        never look at temporary files, so cleaning is only about disk space;
-        every compaction cleans with ``older_than_s`` of one day.
+        A temporary file is removed when it is older than ``older_than_s``
+        seconds, or older than ``min_age_s`` and written by a process of
+        this host that no longer runs (containers may share a host name but
+        not process ids, so a pid alone proves nothing). Readers never look
+        at temporary files, so cleaning is only about disk space; every
+        compaction cleans with ``older_than_s`` of one day.
         """
-        removed = []
-        now = time.time()
-        host = _host()
-        try:
-            items = list(os.scandir(self.path / TMP))
-        except FileNotFoundError:
-            return []
-        for item in items:
-            match = _TMP_RE.fullmatch(item.name)
-            if match is None:
-                continue
+        return clean_tmp(self.path, older_than_s=older_than_s, min_age_s=min_age_s)
+
+    # --------------------------------------------------------- quarantine
+    def _quarantine(self, found: _Found) -> bool:
+        """Move damaged files aside if this store writes and no compaction runs.
+
+        What stays in place is warned about (once per file version). Returns
+        whether anything changed on disk (then callers list again).
+        """
+        moved = False
+        if self.create and found:
             try:
-                age = now - item.stat().st_mtime
-            except FileNotFoundError:
-                continue
-            dead = match["host"] == host and not _pid_alive(int(match["pid"]))
-            if dead or age > older_than_s:
+                with exclusive_lock(self.path / LOCK, wait=False) as acquired:
+                    if acquired:  # else a compaction runs: it sets damaged files aside itself
+                        moved = bool(self._quarantine_locked(found))
+            except (StoreError, OSError) as exc:
+                logger.warning("cannot move damaged files of %s aside: %s", self.path, exc)
+        for path, (ident, reason) in found.items():
+            if path in self._damaged:  # still in place
+                self._warn(path, ident, reason)
+            else:
+                moved = True
+        return moved
+
+    def _warn(self, path: Path, ident: Ident, reason: str) -> None:
+        if (path.name, ident) not in self._warned:
+            self._warned.add((path.name, ident))
+            logger.warning("skipping damaged cache file %s: %s", path, reason)
+
+    def _quarantine_locked(self, found: _Found, *, salvage: bool = True) -> list[tuple[str, int]]:
+        """Move ``found`` to the quarantine (lock held); a shard's verified rows are kept.
+
+        Returns the shards written with the salvaged rows.
+        """
+        made = []
+        for path, (ident, reason) in sorted(found.items()):
+            kept = 0
+            if salvage and path.parent.name == PACKS:
                 try:
-                    os.unlink(item.path)
+                    rows = _compact.salvage_pack(path)
                 except FileNotFoundError:
                     continue
-                removed.append(Path(item.path))
-        if removed:
-            logger.info("removed %d temporary file(s) from %s", len(removed), self.path / TMP)
-        return removed
+                if rows:
+                    made.append(_compact.write_shard(self, rows))
+                    kept = len(rows)
+            try:
+                dest = move_aside(self.path, path, ident, reason)
+            except OSError as exc:
+                logger.warning("cannot move damaged %s aside: %s", path, exc)
+                continue
+            if dest is None:
+                continue
+            self._damaged.pop(path, None)
+            logger.warning(
+                "moved damaged cache file %s to %s (%s)%s; its entries will be recomputed "
+                "when needed",
+                path,
+                dest,
+                reason,
+                f"; {kept} entries that still verify were kept" if kept else "",
+            )
+        return made
 
     # ------------------------------------------------------------ reading
-    def _pack_index(self, name: str, ident: _Ident) -> PackIndex:
+    def _pack_index(self, name: str, ident: Ident) -> PackIndex:
         cached = self._pack_cache.get(name)
         if cached is None or cached[0] != ident:
+            value: PackIndex | Damaged
             try:
-                value: PackIndex | str = read_pack_index(self.path / PACKS / name)
+                value = read_pack_index(self.path / PACKS / name)
             except Damaged as exc:
-                value = str(exc)
+                value = exc
             cached = (ident, value)
             self._pack_cache[name] = cached
-        if isinstance(cached[1], str):
-            raise Damaged(cached[1])
+        if isinstance(cached[1], Damaged):
+            raise cached[1]
         return cached[1]
 
-    def _pack_locs(self, name: str, ident: _Ident) -> list[tuple[_Loc, int]]:
+    def _pack_locs(self, name: str, ident: Ident) -> list[tuple[_Loc, int]]:
         cached = self._locs.get(name)
         if cached is None or cached[0] != ident:
             index = self._pack_index(name, ident)
             path = self.path / PACKS / name
             locs = [
-                (_Loc(path, ident, row, info), when)
-                for row, (info, when) in enumerate(zip(index.infos, index.stored_ns))
+                (_Loc(path, ident, row, index.infos[row]), index.stored_ns[row])
+                for row in sorted(index.rows.values())
             ]
             cached = (ident, locs)
             self._locs[name] = cached
         return cached[1]
 
-    def _loose_info(self, name: str, ident: _Ident) -> EntryInfo:
+    def _loose_info(self, name: str, ident: Ident) -> EntryInfo:
         cached = self._loose_cache.get(name)
         if cached is None or cached[0] != ident:
+            value: EntryInfo | Damaged
             try:
-                info = read_entry_info(self.path / ENTRIES / name)
-                value: EntryInfo | str = info
-                if info.key != name[:-3]:
-                    value = f"holds the entry {info.key}, not the one its name says"
+                value = read_entry_info(self.path / ENTRIES / name)
+                if value.key != name[:-3]:
+                    value = Damaged(f"holds the entry {value.key}, not the one its name says")
             except Damaged as exc:
-                value = str(exc)
+                value = exc
             cached = (ident, value)
             self._loose_cache[name] = cached
-        if isinstance(cached[1], str):
-            raise Damaged(cached[1])
+        if isinstance(cached[1], Damaged):
+            raise cached[1]
         return cached[1]
 
-    def _note_damage(
-        self, damaged: dict[Path, str], path: Path, ident: _Ident, reason: str
-    ) -> None:
-        damaged[path] = reason
-        if (path.name, ident) not in self._warned:
-            self._warned.add((path.name, ident))
-            logger.warning("skipping damaged cache file %s: %s", path, reason)
+    def _note(self, found: _Found, path: Path, ident: Ident, exc: Damaged | str) -> None:
+        """Record a damaged file; collect it into ``found`` to be set aside, or warn now."""
+        reason = str(exc)
+        self._damaged[path] = reason
+        if isinstance(exc, Damaged) and not exc.movable:
+            self._warn(path, ident, reason)
+        else:
+            found[path] = (ident, reason)
 
     def _scan(self) -> dict[str, _Loc]:
-        """Map every readable key to its winning copy; record damaged files.
+        """Map every readable key to its winning copy; record (and set aside) damaged files.
 
-        Entry files are listed before shards: compaction renames a shard into
-        place before deleting what it merged, so whatever vanished from the
-        first listing is in the second. A file that vanishes while being read
-        makes the scan start again. An entry file wins over shards; between
-        shards, the copy stored last (``stored_ns``) wins.
+        The listing is taken when two in a row agree (see
+        :func:`~nasnc.store._files.listing`). A file that vanishes while being
+        read makes the scan start again. An entry file wins over shards;
+        between shards, the copy stored last (``stored_ns``) wins. A shard
+        with rows failing their checksums serves its other rows.
         """
-        for _ in range(_RETRIES):
-            loose = _list(self.path / ENTRIES, _ENTRY_RE)
-            packs = _list(self.path / PACKS, _PACK_RE)
+        moved = False
+        for _ in range(RETRIES):
+            loose, packs = listing(self.path)
             catalog: dict[str, _Loc] = {}
             stored: dict[str, int] = {}
-            damaged: dict[Path, str] = {}
+            self._damaged = {}
+            found: _Found = {}
             try:
                 for name, ident in packs:
                     path = self.path / PACKS / name
                     try:
                         locs = self._pack_locs(name, ident)
                     except Damaged as exc:
-                        self._note_damage(damaged, path, ident, str(exc))
+                        self._note(found, path, ident, exc)
                         continue
+                    bad = self._pack_index(name, ident).bad
+                    if bad:
+                        self._note(found, path, ident, "; ".join(bad.values()))
                     for loc, when in locs:
                         key = loc.info.key
                         if key not in stored or stored[key] <= when:
@@ -611,7 +493,7 @@ class Store:
                     try:
                         info = self._loose_info(name, ident)
                     except Damaged as exc:
-                        self._note_damage(damaged, path, ident, str(exc))
+                        self._note(found, path, ident, exc)
                         continue
                     catalog[info.key] = _Loc(path, ident, None, info)
             except FileNotFoundError:
@@ -621,24 +503,29 @@ class Store:
             self._loose_cache = {k: v for k, v in self._loose_cache.items() if k in seen_loose}
             self._pack_cache = {k: v for k, v in self._pack_cache.items() if k in seen_packs}
             self._locs = {k: v for k, v in self._locs.items() if k in seen_packs}
-            self._damaged = damaged
+            if found and not moved and self._quarantine(found):
+                moved = True  # list again: files moved, salvaged rows in new shards
+                continue
             return catalog
         raise StoreError(f"the cache {self.path} kept changing while being read; try again.")
 
-    def _mark_damaged(self, loc: _Loc, reason: str) -> None:
-        """Remember a file found damaged while reading its arrays (skipped from now on)."""
-        cache = self._loose_cache if loc.row is None else self._pack_cache
-        cache[loc.path.name] = (loc.ident, reason)
+    def _mark_damaged(self, loc: _Loc, exc: Damaged) -> None:
+        """A file found damaged while reading its arrays: skipped from now on, set aside."""
+        cache: dict[str, Any] = self._loose_cache if loc.row is None else self._pack_cache
+        cache[loc.path.name] = (loc.ident, exc)
         self._locs.pop(loc.path.name, None)
-        self._note_damage(self._damaged, loc.path, loc.ident, reason)
+        found: _Found = {}
+        self._note(found, loc.path, loc.ident, exc)
+        self._quarantine(found)
 
     def _load(self, keys: Sequence[str], catalog: dict[str, _Loc]) -> tuple[list[Entry], bool]:
         """Full entries for ``keys`` (in that order) and whether a file proved damaged.
 
-        Index records are read without the trajectories, so damage to array
-        data shows only here; the file is then skipped by every later scan.
+        Index records are verified without the trajectories, so damage to
+        array data shows only here; the file is then skipped by every later
+        scan (and set aside by a writing store).
         """
-        for _ in range(_RETRIES):
+        for _ in range(RETRIES):
             found: dict[str, Entry] = {}
             by_pack: dict[Path, list[_Loc]] = {}
             damaged = False
@@ -651,7 +538,7 @@ class Store:
                         try:
                             found[key] = read_entry_file(loc.path)[0]
                         except Damaged as exc:
-                            self._mark_damaged(loc, str(exc))
+                            self._mark_damaged(loc, exc)
                             damaged = True
                     else:
                         by_pack.setdefault(loc.path, []).append(loc)
@@ -660,7 +547,7 @@ class Store:
                         index = self._pack_index(path.name, locs[0].ident)
                         entries = read_pack_entries(path, index, [loc.row or 0 for loc in locs])
                     except Damaged as exc:
-                        self._mark_damaged(locs[0], str(exc))
+                        self._mark_damaged(locs[0], exc)
                         damaged = True
                         continue
                     for entry in entries:
@@ -674,39 +561,42 @@ class Store:
     def get(self, key: str) -> Entry | None:
         """The entry stored under ``key``, or ``None`` when there is none.
 
-        Raises
-        ------
-        StoreError
-            The file holding ``key`` is corrupt, truncated or of an unknown
-            ``schema_version`` (the message names the file).
+        A damaged copy is never returned: it is skipped with a warning naming
+        the file (and moved to the quarantine by a writing store), and the
+        newest healthy copy in a shard, if any, is returned instead; with
+        none, the key is a miss and its evaluation is simply redone.
         """
         if not isinstance(key, str):
             raise ConfigError(f"a cache key is a str, but got {key=}.")
         if not KEY_PATTERN.fullmatch(key):
             return None
         path = self._entry_path(key)
-        try:
-            entry, _ = read_entry_file(path)
-        except FileNotFoundError:
-            pass
-        except Damaged as exc:
-            self._damaged[path] = str(exc)
-            raise StoreError(f"cannot read entry {key} from {path}: {exc}") from None
-        else:
+        for _ in range(RETRIES):
+            try:
+                ident = ident_of(path.stat())
+                entry, _ = read_entry_file(path)
+            except FileNotFoundError:
+                break
+            except Damaged as exc:
+                with_same = path.exists() and ident_of(path.stat()) == ident
+                if not with_same:
+                    continue  # replaced while being read: read the new file
+                self._mark_damaged(_Loc(path, ident, None, _NO_INFO), exc)
+                break
             if entry.key != key:
-                reason = f"holds the entry {entry.key}, not the one its name says"
-                self._damaged[path] = reason
-                raise StoreError(f"cannot read entry {key} from {path}: {reason}")
+                damage = Damaged(f"holds the entry {entry.key}, not the one its name says")
+                self._mark_damaged(_Loc(path, ident, None, _NO_INFO), damage)
+                break
             return entry
-        for _ in range(_RETRIES):
+        for _ in range(RETRIES):
             try:
                 best: tuple[int, _Loc, PackIndex] | None = None
-                for name, ident in _list(self.path / PACKS, _PACK_RE):
+                for name, ident in listing(self.path, entries=False)[1]:
                     pack = self.path / PACKS / name
                     try:
                         index = self._pack_index(name, ident)
                     except Damaged as exc:
-                        self._note_damage(self._damaged, pack, ident, str(exc))
+                        self._quarantine_found(pack, ident, exc)
                         continue
                     row = index.rows.get(key)
                     if row is not None and (best is None or best[0] <= index.stored_ns[row]):
@@ -718,11 +608,15 @@ class Store:
                 try:
                     return read_pack_entries(loc.path, index, [loc.row or 0])[0]
                 except Damaged as exc:
-                    self._mark_damaged(loc, str(exc))
-                    raise StoreError(f"cannot read entry {key} from {loc.path}: {exc}") from None
+                    self._mark_damaged(loc, exc)  # then the next best copy, if any
             except FileNotFoundError:
                 continue
         raise StoreError(f"the cache {self.path} kept changing while being read; try again.")
+
+    def _quarantine_found(self, path: Path, ident: Ident, exc: Damaged) -> None:
+        found: _Found = {}
+        self._note(found, path, ident, exc)
+        self._quarantine(found)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key in self._scan()
@@ -851,7 +745,7 @@ class Store:
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ConfigError(f"k must be a non-negative int, but got {k=}.")
-        for _ in range(_RETRIES):  # a file found damaged while loading: rank again without it
+        for _ in range(RETRIES):  # a file found damaged while loading: rank again without it
             catalog = self._scan()
             infos = self._rank(catalog, by, k, dataset, arch, config_hash)
             entries, damaged = self._load([i.key for i in infos], catalog)
@@ -871,7 +765,7 @@ class Store:
         Damaged files are skipped with a logged warning and listed in
         :attr:`damaged`; they never hide healthy entries.
         """
-        for _ in range(_RETRIES):  # a file found damaged while loading: list again without it
+        for _ in range(RETRIES):  # a file found damaged while loading: list again without it
             catalog = self._scan()
             infos = self._select(catalog, dataset, arch, config_hash)
             infos.sort(key=lambda i: (i.created, i.key))
@@ -881,16 +775,22 @@ class Store:
         return entries
 
     def stats(self) -> dict[str, int]:
-        """Counts of entries, loose entry files, shards, damaged and temporary files."""
+        """Counts of entries, entry files, shards, damaged, quarantined and temporary files."""
         catalog = self._scan()
         try:
-            tmp = sum(1 for n in os.listdir(self.path / TMP) if _TMP_RE.fullmatch(n))
+            tmp = sum(1 for n in os.listdir(self.path / TMP) if TMP_RE.fullmatch(n))
         except FileNotFoundError:
             tmp = 0
         return {
             "entries": len(catalog),
-            "loose_files": len(_list(self.path / ENTRIES, _ENTRY_RE)),
-            "packs": len(_list(self.path / PACKS, _PACK_RE)),
+            "loose_files": len(scan_dir(self.path / ENTRIES, ENTRY_RE)),
+            "packs": len(scan_dir(self.path / PACKS, PACK_RE)),
             "damaged": len(self._damaged),
+            "quarantined": len(self.quarantined),
             "temporary": tmp,
         }
+
+
+_NO_INFO = EntryInfo(
+    key="", arch="", canonical="", dataset="", seed=0, config_hash="", created=math.nan, summary={}
+)
