@@ -18,6 +18,8 @@ scale-free ``_sf`` variants), the effective coupling is
 :func:`beta_eff` computes it in closed form from row and column sums of the
 ``|W_l|`` of neighbouring layers (O(#weights), on the device, no host sync);
 :func:`line_graph` builds ``P`` explicitly for tests and small nets.
+:func:`network_beta_eff` does the same over the whole network's coupling
+graph (every conv/linear layer, traced by :func:`coupling_graph`).
 
 Streaming: :class:`CapacitanceObserver` records βeff every ``k`` optimiser
 steps into an on-device buffer (a ``nasnc.train`` observer, or a hook on any
@@ -43,6 +45,13 @@ from nasnc.capacitance._estimator import (
     CapacitanceEstimator,
     trajectory_features,
 )
+from nasnc.capacitance._network import (
+    CouplingGraph,
+    coupling_graph,
+    coupling_matrices,
+    network_beta_eff,
+    network_line_graph,
+)
 from nasnc.capacitance._observer import CapacitanceObserver
 from nasnc.capacitance._probe import CapacitanceProbe, dense_chain
 
@@ -53,10 +62,15 @@ __all__ = [
     "CapacitanceEstimator",
     "CapacitanceObserver",
     "CapacitanceProbe",
+    "CouplingGraph",
     "beta_eff",
     "beta_eff_variants",
+    "coupling_graph",
+    "coupling_matrices",
     "dense_chain",
     "line_graph",
+    "network_beta_eff",
+    "network_line_graph",
     "trajectory_features",
     "variant_name",
 ]
