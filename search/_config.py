@@ -14,9 +14,16 @@ A config file is a YAML mapping::
     proxies: []                   # baseline proxies stored beside βeff
     threads: null                 # torch threads per worker (null: cores // workers)
     download: false               # fetch CIFAR into data_root when missing
-    sampler: {name: tpe, n_startup_trials: 5}
+    sampler: {name: tpe, n_startup_trials: 5, kwargs: {}}
+                                  # tpe | random | gp | nsga2 | nsga3 | bruteforce | qmc;
+                                  # kwargs go to the Optuna sampler (search._samplers)
     pruner: {name: capacitance, percentile: 75, n_startup_trials: 4, n_warmup_steps: 1}
+                                  # or median | successive_halving | hyperband (kwargs) | none
     proxy: {...}                  # nasnc.pipeline.ProxyConfig fields
+    screen: {size: 0, top_k: 10}  # stage 1: free scores of `size` distinct cells, the
+                                  # top_k enqueued (search._screen); size 0: no screen
+    pick: {weights: {aggregate: 1}}  # the final pick: rank aggregate over trained cells
+    objectives: [beta_eff]        # several, e.g. [beta_eff, params]: multi-objective
 
 Unknown keys and bad values raise :class:`~nasnc.ConfigError` naming the key
 path (``proxy.epochs``) and the value. CLI options override the file through
@@ -25,6 +32,7 @@ path (``proxy.epochs``) and the value. CLI options override the file through
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,8 +46,13 @@ from nasnc._errors import ConfigError
 from nasnc.pipeline import ProxyConfig
 
 __all__ = [
+    "COST_OBJECTIVES",
+    "PRUNERS",
+    "SAMPLERS",
+    "PickConfig",
     "PrunerConfig",
     "SamplerConfig",
+    "ScreenConfig",
     "SearchConfig",
     "apply_overrides",
     "load_config",
@@ -48,25 +61,62 @@ __all__ = [
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
+#: Samplers by config name: Optuna's samplers that handle categorical parameters.
+SAMPLERS: tuple[str, ...] = ("tpe", "random", "gp", "nsga2", "nsga3", "bruteforce", "qmc")
+
+
 @dataclass(frozen=True)
 class SamplerConfig:
-    """Optuna sampler: ``tpe`` (default) or ``random``; seeded by the study seed."""
+    """Optuna sampler by name, seeded by the study seed; ``kwargs`` go to its constructor.
 
-    name: Literal["tpe", "random"] = "tpe"
+    ``tpe`` (default; ``constant_liar`` on when several workers share the
+    study unless ``kwargs`` says otherwise), ``random``, ``gp``, ``nsga2``,
+    ``nsga3``, ``bruteforce`` and ``qmc``. ``n_startup_trials`` applies to
+    ``tpe`` and ``gp``. Unknown kwargs are refused naming
+    ``sampler.kwargs.<key>`` (checked against the installed Optuna).
+    """
+
+    name: Literal["tpe", "random", "gp", "nsga2", "nsga3", "bruteforce", "qmc"] = "tpe"
     n_startup_trials: int = 5
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.n_startup_trials < 0:
             raise ConfigError(
                 f"n_startup_trials must be >= 0, but got n_startup_trials={self.n_startup_trials}"
             )
+        if not isinstance(self.kwargs, Mapping):
+            raise ConfigError(f"kwargs must be a mapping, but got kwargs={self.kwargs!r}")
+        if "seed" in self.kwargs:
+            raise ConfigError(
+                "kwargs.seed is set from the study's seed; set `seed` at the top level, "
+                f"but got kwargs.seed={self.kwargs['seed']!r}"
+            )
+
+
+#: Pruners by config name.
+PRUNERS: tuple[str, ...] = (
+    "capacitance",
+    "median",
+    "successive_halving",
+    "hyperband",
+    "none",
+)
 
 
 @dataclass(frozen=True)
 class PrunerConfig:
-    """Pruner: ``capacitance`` (CapacitancePruner), ``median`` (Optuna's) or ``none``."""
+    """Pruner: ``capacitance`` (CapacitancePruner), Optuna's ``median``,
+    ``successive_halving`` or ``hyperband``, or ``none``.
 
-    name: Literal["capacitance", "median", "none"] = "capacitance"
+    ``percentile`` .. ``z`` configure ``capacitance`` (and ``median`` its
+    startup/warm-up); ``kwargs`` go to Optuna's successive-halving and
+    Hyperband pruners (``min_resource``, ``reduction_factor``, ...).
+    """
+
+    name: Literal["capacitance", "median", "successive_halving", "hyperband", "none"] = (
+        "capacitance"
+    )
     #: percentage of peers kept (Optuna's meaning): 75 prunes the bottom 25 %
     percentile: float = 75.0
     n_startup_trials: int = 5
@@ -75,6 +125,7 @@ class PrunerConfig:
     use_uncertainty: bool = False
     k: int = 1
     z: float = 1.0
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0 <= self.percentile <= 100:
@@ -89,6 +140,97 @@ class PrunerConfig:
                 raise ConfigError(f"{name} must be >= 1, but got {name}={getattr(self, name)}")
         if self.z < 0:
             raise ConfigError(f"z must be >= 0, but got z={self.z}")
+        if not isinstance(self.kwargs, Mapping):
+            raise ConfigError(f"kwargs must be a mapping, but got kwargs={self.kwargs!r}")
+        if self.kwargs and self.name not in ("successive_halving", "hyperband"):
+            raise ConfigError(
+                f"kwargs apply to successive_halving and hyperband, but got "
+                f"kwargs={dict(self.kwargs)!r} with name={self.name!r}"
+            )
+
+
+@dataclass(frozen=True)
+class ScreenConfig:
+    """Stage 1: free scores at initialisation over a pool of distinct cells.
+
+    ``size`` distinct canonical cells (seeded by ``seed``, default the study
+    seed; 0 switches the stage off) are scored with ``scores`` on the proxy
+    network, ranked by their rank aggregate (:func:`nasnc.proxies.rank_aggregate`,
+    ``weights`` per score, default 1 each; NaN per ``nan``), and the
+    ``top_k`` are enqueued as the study's first trials.
+    """
+
+    size: int = 0
+    top_k: int = 10
+    scores: tuple[str, ...] = ("naswot", "synflow", "jacob_cov", "flops")
+    weights: dict[str, float] = field(default_factory=dict)
+    nan: Literal["worst", "propagate"] = "worst"
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        from nasnc.proxies import PROXIES
+        from nasnc.space import NUM_UNIQUE
+
+        if not 0 <= self.size <= NUM_UNIQUE:
+            raise ConfigError(
+                f"size must be in [0, {NUM_UNIQUE}] (distinct cells), but got size={self.size}"
+            )
+        if self.top_k < 1 or (self.size and self.top_k > self.size):
+            raise ConfigError(f"top_k must be in [1, size={self.size}], but got top_k={self.top_k}")
+        unknown = [s for s in self.scores if s not in PROXIES]
+        if not self.scores or unknown:
+            raise ConfigError(
+                f"scores must name proxies of {', '.join(PROXIES)}, "
+                f"but got scores={list(self.scores)!r}"
+            )
+        _check_weights("weights", self.weights, self.scores)
+
+
+#: Names a pick or an objective can use beside the proxies (trial user attributes).
+TRIAL_SCORES: tuple[str, ...] = ("beta_eff", "beta_eff_std", "proxy_valid_acc", "aggregate")
+
+
+def _check_weights(where: str, weights: Any, known: tuple[str, ...]) -> None:
+    if not isinstance(weights, Mapping):
+        raise ConfigError(f"{where} must be a mapping of score -> weight, but got {weights!r}")
+    for name, w in weights.items():
+        if name not in known:
+            raise ConfigError(
+                f"{where}.{name}: unknown score; known: {', '.join(known)}, but got {name!r}"
+            )
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+            raise ConfigError(f"{where}.{name} must be a finite number, but got {w!r}")
+
+
+@dataclass(frozen=True)
+class PickConfig:
+    """The final pick: a rank aggregate of named scores over the trained shortlist.
+
+    The default follows the measurements (../shared/DESIGN.md, "Second
+    round"): the free aggregate ranks unseen cells at Kendall τ +0.67 to
+    +0.71, βeff of the CPU proxy at +0.13 and its accuracy at +0.14, so the
+    default picks by ``aggregate`` alone. Configs that train the shortlist
+    at a real budget may weigh ``proxy_valid_acc`` in.
+    Candidates are completed trials, and pruned ones when every weighted
+    score is known for them (the aggregate is known before training), so a
+    pruner cannot hide a cell the pick would choose.
+    """
+
+    weights: dict[str, float] = field(default_factory=lambda: {"aggregate": 1.0})
+    nan: Literal["worst", "propagate"] = "worst"
+
+    def __post_init__(self) -> None:
+        from nasnc.proxies import PROXIES
+
+        _check_weights("weights", self.weights, (*TRIAL_SCORES, *PROXIES))
+        if not any(float(w) != 0.0 for w in self.weights.values()):
+            raise ConfigError(
+                f"weights need at least one non-zero weight, but got weights={self.weights!r}"
+            )
+
+
+#: Objectives minimised by default (costs); every other objective is maximised.
+COST_OBJECTIVES: tuple[str, ...] = ("params", "flops")
 
 
 @dataclass(frozen=True)
@@ -114,6 +256,9 @@ class SearchConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    screen: ScreenConfig = field(default_factory=ScreenConfig)
+    pick: PickConfig = field(default_factory=PickConfig)
+    objectives: tuple[str, ...] = ("beta_eff",)
 
     def __post_init__(self) -> None:
         if not _STUDY_NAME.match(self.study_name):
@@ -133,14 +278,27 @@ class SearchConfig:
             )
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1 or null, but got threads={self.threads}")
-        if self.proxies:
-            from nasnc.proxies import PROXIES
+        from nasnc.proxies import AGGREGATES, PROXIES
 
-            unknown = [p for p in self.proxies if p not in PROXIES]
+        if self.proxies:
+            unknown = [p for p in self.proxies if p not in PROXIES and p not in AGGREGATES]
             if unknown:
                 raise ConfigError(
-                    f"proxies: unknown proxy {unknown[0]!r}; known: {', '.join(PROXIES)}"
+                    f"proxies: unknown proxy {unknown[0]!r}; known: "
+                    f"{', '.join([*PROXIES, *AGGREGATES])}"
                 )
+        names = (*TRIAL_SCORES, *PROXIES)
+        bad = [o for o in self.objectives if o not in names]
+        if not self.objectives or bad or len(set(self.objectives)) != len(self.objectives):
+            raise ConfigError(
+                f"objectives must list distinct names of {', '.join(names)}, "
+                f"but got objectives={list(self.objectives)!r}"
+            )
+        if self.sampler.name == "nsga3" and len(self.objectives) < 2:
+            raise ConfigError(
+                "sampler.name nsga3 is for several objectives, but got "
+                f"objectives={list(self.objectives)!r}"
+            )
         if self.benchmark_dataset is not None:
             from nasnc.bench import Dataset
 

@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
@@ -19,6 +19,9 @@ from nasnc.pipeline import ProxyConfig, ReportPoint, evaluate_arch
 from nasnc.space import EDGES, OPS, Arch
 from nasnc.store import Store
 from search._pruner import STD_ATTR
+
+if TYPE_CHECKING:
+    from search._stages import TrialStage
 
 __all__ = [
     "HEARTBEAT_ATTR",
@@ -92,7 +95,9 @@ class Objective:
     each report point it reports the βeff estimate, records its standard
     deviation (for :class:`~search.CapacitancePruner`'s uncertainty guard) and
     a heartbeat, and prunes on ``trial.should_prune()``. The returned value is
-    the estimated converged βeff (maximise).
+    the estimated converged βeff (maximise), unless a ``stage``
+    (:class:`search._stages.TrialStage`) names other or several objectives; it
+    also records the cell's screen ``aggregate`` and benchmark accuracy.
     """
 
     def __init__(
@@ -105,7 +110,11 @@ class Objective:
         device: str | torch.device = "auto",
         proxies: tuple[str, ...] = (),
         heartbeat_interval: float = 60.0,
+        stage: TrialStage | None = None,
     ) -> None:
+        self.stage = stage
+        if stage is not None:
+            proxies = stage.proxies(proxies)
         self.heartbeat_interval = heartbeat_interval
         self.proxy = proxy
         self.data = data
@@ -114,22 +123,27 @@ class Objective:
         self.device = device
         self.proxies = proxies
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         ops = [trial.suggest_categorical(param_name(t, s), OPS) for t, s in EDGES]
         arch = Arch(tuple(str(op) for op in ops))
         trial.set_user_attr("arch", str(arch))
         trial.set_user_attr("canonical", arch.canonical())
         trial.set_user_attr(HEARTBEAT_ATTR, time.time())
         trial.set_user_attr(WORKER_ATTR, WORKER_ID)
+        stage = self.stage
+        if stage is not None:
+            stage.before(trial, arch)
         stds: dict[str, float] = {}
 
         def on_report(point: ReportPoint) -> str | None:
-            trial.report(point.beta_eff, point.index)
+            reports = stage is None or stage.reports  # Optuna cannot prune multi-objective
+            if reports:
+                trial.report(stage.report_value(point) if stage else point.beta_eff, point.index)
             std = point.beta_eff_std
             stds[str(point.index)] = std if math.isfinite(std) else 0.0
             trial.set_user_attr(STD_ATTR, dict(stds))
             trial.set_user_attr(HEARTBEAT_ATTR, time.time())
-            if trial.should_prune():
+            if reports and trial.should_prune():
                 return "stop"
             return None
 
@@ -162,4 +176,4 @@ class Objective:
             reason = f"non-finite beta_eff estimate {value}"
             trial.set_user_attr("fail_reason", reason)
             raise TrainingDiverged(f"{arch}: {reason}")
-        return value
+        return stage.values(trial, entry, value) if stage is not None else value

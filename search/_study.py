@@ -48,6 +48,7 @@ from nasnc import ConfigError, NasncError, __version__
 from nasnc.data import ProxyData
 from nasnc.pipeline import load_proxy_data
 from nasnc.store import Store
+from search import _samplers
 from search._config import PrunerConfig, SamplerConfig, SearchConfig
 from search._objective import (
     HEARTBEAT_ATTR,
@@ -56,7 +57,15 @@ from search._objective import (
     Objective,
     TrainingDiverged,
 )
-from search._pruner import CapacitancePruner
+from search._screen import SCREEN_ATTR
+from search._stages import (
+    directions,
+    make_stage,
+    pareto_front,
+    pick,
+    screen_study,
+    trained_cells,
+)
 
 __all__ = [
     "FINISHED_STATES",
@@ -108,30 +117,16 @@ def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) ->
         raise NasncError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from exc
 
 
-def make_sampler(config: SamplerConfig, seed: int) -> optuna.samplers.BaseSampler:
-    if config.name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.n_startup_trials)
+def make_sampler(
+    config: SamplerConfig, seed: int, *, workers: int = 1
+) -> optuna.samplers.BaseSampler:
+    """The configured sampler (see :mod:`search._samplers`)."""
+    return _samplers.make_sampler(config, seed, workers=workers)
 
 
 def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
-    if config.name == "none":
-        return optuna.pruners.NopPruner()
-    if config.name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=config.n_startup_trials,
-            n_warmup_steps=config.n_warmup_steps,
-            interval_steps=config.interval_steps,
-        )
-    return CapacitancePruner(
-        config.percentile,
-        n_startup_trials=config.n_startup_trials,
-        n_warmup_steps=config.n_warmup_steps,
-        interval_steps=config.interval_steps,
-        use_uncertainty=config.use_uncertainty,
-        k=config.k,
-        z=config.z,
-    )
+    """The configured pruner (see :mod:`search._samplers`)."""
+    return _samplers.make_pruner(config)
 
 
 def _sampler_seed(config: SearchConfig, study: optuna.Study, worker: int) -> int:
@@ -159,11 +154,21 @@ def open_study(config: SearchConfig, *, worker: int = 0) -> optuna.Study:
     study = optuna.create_study(
         storage=storage,
         study_name=config.study_name,
-        direction="maximize",
+        directions=directions(config.objectives),
         pruner=make_pruner(config.pruner),
         load_if_exists=True,
     )
-    study.sampler = make_sampler(config.sampler, _sampler_seed(config, study, worker))
+    if study.metric_names is None:
+        study.set_metric_names(list(config.objectives))
+    elif list(study.metric_names) != list(config.objectives):
+        raise ConfigError(
+            f"study {config.study_name!r} in {config.storage_url} optimises "
+            f"{study.metric_names}, but got objectives={list(config.objectives)}; "
+            "use another --study name."
+        )
+    study.sampler = make_sampler(
+        config.sampler, _sampler_seed(config, study, worker), workers=config.workers
+    )
     stored = study.user_attrs.get("proxy")
     current = config.proxy.to_dict()
     if stored is None:
@@ -244,6 +249,7 @@ def _run_worker(
         device=device,
         proxies=config.proxies,
         heartbeat_interval=config.heartbeat_interval,
+        stage=make_stage(config, data, store, device),
     )
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
         MaxTrialsCallback(config.n_trials, states=FINISHED_STATES)
@@ -328,6 +334,8 @@ def run_search(
     about once a second (several).
     """
     study = open_study(config)
+    if n_finished(study) < config.n_trials:
+        screen_study(config, study)  # stage 1: free scores, shortlist enqueued
     if config.workers == 1:
         if progress is not None:
             progress(study)
@@ -384,11 +392,17 @@ def run_search(
 class SearchSummary:
     """What a study found; ``to_dict()`` is the ``--format json`` output.
 
-    With a benchmark configured, ``top1_regret`` is the space's best accuracy
-    minus the true accuracy of the search's pick (the top cell by βeff) and
-    ``regret`` the space's best minus the best true accuracy among all
-    completed cells (what the search found, whether or not βeff ranked it
-    first); both in accuracy points, like ``true_acc``.
+    ``screened`` counts the cells scored in stage 1, ``trained`` the
+    distinct cells trained (completed or pruned) in stage 2. ``best_found``
+    is the study's answer, the cell chosen by ``pick`` (its ``arch``,
+    ``trial``, combined ``score``, what it was picked ``by`` and, when known,
+    its benchmark accuracy ``true_acc``). With a benchmark configured,
+    ``regret`` is the space's best accuracy minus that of ``best_found``;
+    ``top1_regret`` the same for the top cell by the first objective (βeff);
+    ``best_trained`` the best true accuracy among all completed cells and
+    ``best_trained_regret`` its regret (what stage 2 trained, whether or not
+    the pick chose it); all in accuracy points, like ``true_acc``. A
+    multi-objective study lists its non-dominated trials in ``pareto_front``.
     """
 
     study_name: str
@@ -401,10 +415,16 @@ class SearchSummary:
     top: list[dict[str, Any]]
     regret: float | None = None
     top1_regret: float | None = None
-    best_found: float | None = None
+    best_found: dict[str, Any] | None = None
     best_in_space: float | None = None
     benchmark: str | None = None
     benchmark_error: str | None = None
+    screened: int = 0
+    trained: int = 0
+    best_trained: float | None = None
+    best_trained_regret: float | None = None
+    objectives: list[str] | None = None
+    pareto_front: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -422,6 +442,12 @@ class SearchSummary:
             "best_in_space": self.best_in_space,
             "benchmark": self.benchmark,
             "benchmark_error": self.benchmark_error,
+            "screened": self.screened,
+            "trained": self.trained,
+            "best_trained": self.best_trained,
+            "best_trained_regret": self.best_trained_regret,
+            "objectives": self.objectives,
+            "pareto_front": self.pareto_front,
         }
 
 
@@ -447,8 +473,8 @@ def summarize(
     count = {s: sum(t.state == s for t in trials) for s in TrialState}
     hits = sum(bool(t.user_attrs.get("cache_hit")) for t in trials if t.state in FINISHED_STATES)
     done = sorted(
-        (t for t in trials if t.state == TrialState.COMPLETE and _finite(t.value) is not None),
-        key=lambda t: float(t.value),  # type: ignore[arg-type]
+        (t for t in trials if t.state == TrialState.COMPLETE and _finite(_first(t)) is not None),
+        key=lambda t: float(_first(t)),  # type: ignore[arg-type]
         reverse=True,
     )
     seen: set[str] = set()
@@ -462,17 +488,29 @@ def summarize(
             {
                 "trial": t.number,
                 "arch": t.user_attrs.get("arch"),
-                "beta_eff": _finite(t.value),
+                "beta_eff": _finite(t.user_attrs.get("beta_eff", _first(t))),
                 "beta_eff_std": _finite(t.user_attrs.get("beta_eff_std")),
                 "proxy_valid_acc": _finite(t.user_attrs.get("proxy_valid_acc")),
+                "aggregate": _finite(t.user_attrs.get("aggregate")),
                 "cost_s": _finite(t.user_attrs.get("cost_s")),
                 "cache_hit": bool(t.user_attrs.get("cache_hit")),
             }
         )
+    chosen, pick_by, pick_score = pick(trials, config.pick, fallback=config.objectives[0])
+    best_found = None
+    if chosen is not None:
+        best_found = {
+            "trial": chosen.number,
+            "arch": chosen.user_attrs.get("arch"),
+            "score": _finite(pick_score),
+            "by": pick_by,
+            "state": chosen.state.name,
+            "true_acc": None,
+        }
     extra: dict[str, Any] = {}
-    if (truth is not None or config.benchmark) and ranked:
+    if (truth is not None or config.benchmark) and (ranked or best_found):
         try:
-            extra = _add_ground_truth(ranked, config, truth)
+            extra = _add_ground_truth(ranked, config, truth, best_found)
         except NasncError as exc:
             logger.warning("no ground truth in the summary: %s", exc)
             extra = {"benchmark_error": str(exc)}
@@ -486,8 +524,18 @@ def summarize(
         cache_hits=hits,
         top=ranked[:top_k],
         benchmark=config.benchmark,
+        best_found=best_found,
+        screened=int(study.user_attrs.get(SCREEN_ATTR, {}).get("size", 0)),
+        trained=trained_cells(study),
+        objectives=list(config.objectives),
+        pareto_front=pareto_front(study, config.objectives) or None,
         **extra,
     )
+
+
+def _first(trial: FrozenTrial) -> float | None:
+    """The first objective value (``trial.value`` raises for multi-objective trials)."""
+    return trial.values[0] if trial.values else None
 
 
 _BENCH_DATASET = {
@@ -498,9 +546,13 @@ _BENCH_DATASET = {
 
 
 def _add_ground_truth(
-    ranked: list[dict[str, Any]], config: SearchConfig, truth: Any
+    ranked: list[dict[str, Any]],
+    config: SearchConfig,
+    truth: Any,
+    best_found: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fill ``true_acc`` (validation accuracy, %) of every ranked row; return the regrets."""
+    """Fill ``true_acc`` (validation accuracy, %) of every ranked row and of
+    ``best_found``; return the regrets."""
     from nasnc.bench import open_benchmark
     from nasnc.metrics import regret
 
@@ -512,10 +564,15 @@ def _add_ground_truth(
         row["true_acc"] = truth.get(row["arch"], dataset, "valid")
     _arch, best = truth.best(dataset, "valid")
     found = [float(r["true_acc"]) for r in ranked if r["true_acc"] is not None]
-    first = ranked[0]["true_acc"]
+    first = ranked[0]["true_acc"] if ranked else None
+    picked = None
+    if best_found is not None and best_found["arch"]:
+        picked = truth.get(best_found["arch"], dataset, "valid")
+        best_found["true_acc"] = None if picked is None else float(picked)
     return {
         "best_in_space": float(best),
-        "best_found": max(found) if found else None,
-        "regret": float(regret(found, float(best))) if found else None,
+        "best_trained": max(found) if found else None,
+        "best_trained_regret": float(regret(found, float(best))) if found else None,
+        "regret": None if picked is None else float(best) - float(picked),
         "top1_regret": None if first is None else float(best) - float(first),
     }

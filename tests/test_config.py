@@ -41,7 +41,7 @@ def test_defaults_are_the_measured_cpu_proxy() -> None:
         ("proxy:\n  dataset: mnist\n", ["proxy.dataset", "mnist"]),
         ("proxy:\n  probe: [0, 4]\n", ["proxy.probe", "[0, 4]"]),
         ("proxy:\n  normalize: maybe\n", ["proxy.normalize", "maybe"]),
-        ("pruner:\n  name: hyperband\n", ["pruner.name", "hyperband"]),
+        ("pruner:\n  name: hyperbandit\n", ["pruner.name", "hyperbandit"]),
         ("pruner:\n  percentile: 120\n", ["pruner", "percentile=120"]),
         ("workers: 0\n", ["workers=0"]),
         ("n_trials: many\n", ["n_trials", "many"]),

@@ -183,6 +183,9 @@ def test_cli_search_json(
     assert main(["search", str(path), "--format", "json", "--study", "cli-tiny"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) >= {"completed", "pruned", "failed", "cache_hits", "top"}
+    assert set(out) >= {"screened", "trained", "best_found", "regret"}
+    assert out["screened"] == 0 and out["trained"] >= 1
+    assert set(out["best_found"]) >= {"arch", "score", "true_acc"}
     assert out["completed"] + out["pruned"] + out["failed"] == 3
     for row in out["top"]:
         assert set(row) >= {"arch", "beta_eff", "beta_eff_std"}
@@ -231,8 +234,13 @@ def test_summary_with_ground_truth_and_regret(tmp_path: Path, cifar_root: Path) 
     assert [row["arch"] for row in summary.top] == [skip, conv]  # ranked by beta_eff
     assert summary.top[0]["true_acc"] == pytest.approx(acc[skip])
     assert summary.top1_regret == pytest.approx(best - acc[skip])
-    assert summary.regret == pytest.approx(best - max(acc.values()))
-    assert summary.best_found == pytest.approx(acc[conv])
+    assert summary.best_trained_regret == pytest.approx(best - max(acc.values()))
+    assert summary.best_trained == pytest.approx(acc[conv])
+    # no screen, so no aggregate: the pick falls back to beta_eff and says so
+    assert summary.best_found is not None and summary.best_found["arch"] == skip
+    assert summary.best_found["by"].startswith("beta_eff")
+    assert summary.best_found["true_acc"] == pytest.approx(acc[skip])
+    assert summary.regret == pytest.approx(best - acc[skip])
 
     broken = summarize(study, apply_overrides(config, {"benchmark": str(tmp_path / "no.pth")}))
     assert broken.benchmark_error and "no.pth" in broken.benchmark_error

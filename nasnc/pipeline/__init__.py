@@ -1,7 +1,8 @@
 """One architecture through the proxy, as a library call (no Optuna).
 
 ``ProxyConfig`` says what determines a result; ``evaluate_arch`` trains (or
-reads from the cache) and returns the :class:`~nasnc.store.Entry`.
+reads from the cache) and returns the :class:`~nasnc.store.Entry`;
+``screen_archs`` scores many cells at initialisation (cached, no training).
 """
 
 from nasnc.pipeline._config import DATASET_CLASSES, ProxyConfig
@@ -13,14 +14,19 @@ from nasnc.pipeline._evaluate import (
     proxy_key,
     resolved_config,
 )
+from nasnc.pipeline._screen import ScreenResult, score_only_entry, screen_archs, screen_config
 
 __all__ = [
     "DATASET_CLASSES",
     "Evaluation",
     "ProxyConfig",
     "ReportPoint",
+    "ScreenResult",
     "evaluate_arch",
     "load_proxy_data",
     "proxy_key",
     "resolved_config",
+    "score_only_entry",
+    "screen_archs",
+    "screen_config",
 ]

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from search.cli._base import Command, emit
+from search.cli._base import CACHE_HELP, FORMATS, Command, emit, progress_wanted
 
 
 class Search(Command):
@@ -22,7 +22,7 @@ class Search(Command):
         parser.add_argument("--n-trials", type=int, help="total trials of the study")
         parser.add_argument("--workers", type=int, help="worker processes on this machine")
         parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
-        parser.add_argument("--cache", help="HDF5 trajectory cache")
+        parser.add_argument("--cache", metavar="PATH", help=CACHE_HELP)
         parser.add_argument("--data-root", help="folder holding the dataset (else $NASNC_DATA_DIR)")
         parser.add_argument("--seed", type=int)
         parser.add_argument("--benchmark", help="ground truth for the summary: builtin or FILE")
@@ -35,8 +35,15 @@ class Search(Command):
         )
         parser.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
         parser.add_argument("--top", type=int, default=10, help="rows of the summary table")
-        parser.add_argument("--format", choices=("table", "json"), default="table")
-        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument(
+            "--format",
+            choices=FORMATS,
+            default="table",
+            help="table (default), csv (the ranked trials, all their fields) or json",
+        )
+        parser.add_argument(
+            "--no-progress", action="store_true", help="no progress bar (none unless a terminal)"
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         # heavy imports (torch, optuna) only when the command runs: `nasnc --help` stays fast
@@ -72,7 +79,7 @@ class Search(Command):
             truth = open_benchmark(config.benchmark)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         bar = None
-        if not args.no_progress and args.format == "table":
+        if progress_wanted(args.no_progress) and args.format == "table":
             bar = tqdm(
                 total=config.n_trials,
                 desc=f"study {config.study_name}",
@@ -120,6 +127,8 @@ class Search(Command):
         summary = summarize(study, config, top_k=args.top, truth=truth)
         if args.format == "json":
             emit([], [], "json", json_payload=summary.to_dict())
+        elif args.format == "csv":  # the ranked trials with every field of their rows
+            emit(summary.top, list(dict.fromkeys(k for row in summary.top for k in row)), "csv")
         else:
             print(
                 f"study {summary.study_name} ({summary.storage}): {summary.completed} completed, "

@@ -1,0 +1,125 @@
+"""Optuna samplers and pruners from their config sections, checked against the installed Optuna.
+
+Every sampler named here handles the six categorical edge parameters
+(``edge_1_0`` ... ``edge_3_2``): TPE, random, GP (categorical kernels),
+NSGA-II/III (categorical crossover and mutation), brute force (enumerates the
+5^6 cells) and QMC (samples categorical parameters with its independent
+sampler, i.e. at random; useful only as a baseline). CMA-ES is left out: it
+samples categorical parameters independently at random.
+
+Keyword arguments are passed through to the Optuna constructor; a name the
+installed Optuna does not accept is refused with the key path
+(``sampler.kwargs.<key>``) and the accepted names.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optuna
+
+from nasnc import ConfigError
+from search._config import PrunerConfig, SamplerConfig
+from search._pruner import CapacitancePruner
+
+__all__ = ["make_pruner", "make_sampler", "sampler_class"]
+
+_SAMPLERS: dict[str, str] = {
+    "tpe": "TPESampler",
+    "random": "RandomSampler",
+    "gp": "GPSampler",
+    "nsga2": "NSGAIISampler",
+    "nsga3": "NSGAIIISampler",
+    "bruteforce": "BruteForceSampler",
+    "qmc": "QMCSampler",
+}
+_PRUNERS: dict[str, str] = {
+    "successive_halving": "SuccessiveHalvingPruner",
+    "hyperband": "HyperbandPruner",
+}
+
+
+def sampler_class(name: str) -> type[optuna.samplers.BaseSampler]:
+    """The Optuna sampler class configured by ``name``."""
+    try:
+        cls: type[optuna.samplers.BaseSampler] = getattr(optuna.samplers, _SAMPLERS[name])
+    except (KeyError, AttributeError):
+        raise ConfigError(
+            f"sampler.name must be one of {', '.join(_SAMPLERS)} (in Optuna "
+            f"{optuna.__version__}), but got {name!r}"
+        ) from None
+    return cls
+
+
+def _checked_kwargs(
+    where: str, fn: Callable[..., Any], kwargs: Mapping[str, Any], reserved: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    accepted = [
+        p.name
+        for p in inspect.signature(fn).parameters.values()
+        if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    for key in kwargs:
+        if key not in accepted or key in reserved:
+            known = [a for a in accepted if a not in reserved]
+            raise ConfigError(
+                f"{where}.kwargs.{key}: not an argument of {getattr(fn, '__qualname__', fn)} "
+                f"(Optuna {optuna.__version__}); accepted: {', '.join(known) or 'none'}"
+            )
+    return dict(kwargs)
+
+
+def make_sampler(
+    config: SamplerConfig, seed: int, *, workers: int = 1
+) -> optuna.samplers.BaseSampler:
+    """The configured sampler, seeded; TPE gets ``constant_liar`` when ``workers > 1``.
+
+    A constant liar makes parallel TPE workers treat running trials as bad,
+    so they do not all propose the same cell (Optuna's advice for
+    distributed TPE); ``sampler.kwargs.constant_liar`` overrides it.
+    """
+    cls = sampler_class(config.name)
+    kwargs = _checked_kwargs("sampler", cls.__init__, config.kwargs, reserved=("seed",))
+    if config.name in ("tpe", "gp"):
+        kwargs.setdefault("n_startup_trials", config.n_startup_trials)
+    if config.name == "tpe":
+        kwargs.setdefault("constant_liar", workers > 1)
+    with warnings.catch_warnings():  # GP, NSGA-III and QMC are "experimental" in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            sampler: optuna.samplers.BaseSampler = cls(seed=seed, **kwargs)  # type: ignore[call-arg]
+            return sampler
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"sampler {config.name!r} with kwargs {kwargs}: {exc}") from None
+
+
+def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
+    """The configured pruner (see :class:`~search.PrunerConfig`)."""
+    if config.name == "none":
+        return optuna.pruners.NopPruner()
+    if config.name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=config.n_startup_trials,
+            n_warmup_steps=config.n_warmup_steps,
+            interval_steps=config.interval_steps,
+        )
+    if config.name in _PRUNERS:
+        cls = getattr(optuna.pruners, _PRUNERS[config.name])
+        kwargs = _checked_kwargs("pruner", cls.__init__, config.kwargs)
+        try:
+            pruner: optuna.pruners.BasePruner = cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"pruner {config.name!r} with kwargs {kwargs}: {exc}") from None
+        return pruner
+    return CapacitancePruner(
+        config.percentile,
+        n_startup_trials=config.n_startup_trials,
+        n_warmup_steps=config.n_warmup_steps,
+        interval_steps=config.interval_steps,
+        use_uncertainty=config.use_uncertainty,
+        k=config.k,
+        z=config.z,
+    )

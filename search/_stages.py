@@ -1,0 +1,294 @@
+"""Stage 2 of ``nasnc search`` around the objective, and what the summary reports.
+
+:class:`TrialStage` is what the :class:`~search.Objective` consults beside
+training: the objective(s) a trial returns (one name, or several for a
+multi-objective study), the value it reports at each report point (βeff,
+or the proxy accuracy when that is the objective; multi-objective studies
+report nothing: Optuna cannot prune them), the cell's ``aggregate`` within
+the screened pool, and its benchmark accuracy (``true_acc``) when ground
+truth is configured (visible in optuna-dashboard and ``optuna trials``).
+
+:func:`pick` chooses the study's answer: the rank aggregate of
+``pick.weights`` over the candidates (see :class:`~search.PickConfig`);
+:func:`pareto_front` lists a multi-objective study's non-dominated trials.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from nasnc.pipeline import ReportPoint
+from nasnc.proxies import PROXIES, expand_proxies, rank_aggregate
+from nasnc.space import Arch
+from nasnc.store import Entry
+from search._config import COST_OBJECTIVES, PickConfig, SearchConfig
+from search._screen import ScreenPool, enqueue_shortlist, run_screen
+
+__all__ = [
+    "TRUE_ACC_ATTR",
+    "TrialStage",
+    "directions",
+    "make_stage",
+    "pareto_front",
+    "pick",
+    "screen_study",
+    "trained_cells",
+]
+
+logger = logging.getLogger(__name__)
+
+#: User attribute with the benchmark's accuracy of the trial's cell (%), when known.
+TRUE_ACC_ATTR = "true_acc"
+_BENCH_DATASET = {
+    "cifar10": "cifar10-valid",
+    "cifar100": "cifar100",
+    "ImageNet16-120": "ImageNet16-120",
+}
+
+
+def directions(objectives: Sequence[str]) -> list[StudyDirection]:
+    """Optuna directions: costs (params, FLOPs) are minimised, scores maximised."""
+    return [
+        StudyDirection.MINIMIZE if o in COST_OBJECTIVES else StudyDirection.MAXIMIZE
+        for o in objectives
+    ]
+
+
+def truth_dataset(config: SearchConfig) -> str:
+    """The benchmark dataset the study's cells are judged on."""
+    return config.benchmark_dataset or _BENCH_DATASET[config.proxy.dataset]
+
+
+class TrialStage:
+    """Per-trial extras of a study: objectives, reports, pool aggregate, ground truth.
+
+    Parameters
+    ----------
+    objectives : sequence of str
+        Names of :data:`search._config.TRIAL_SCORES` or proxies.
+    pool : ScreenPool, optional
+        The screened pool; gives every trial its ``aggregate``.
+    score : callable, optional
+        ``score(arch) -> {name: value}``: free scores of a cell outside the
+        pool (cached score-only entries).
+    truth, truth_dataset : optional
+        A :class:`nasnc.bench.GroundTruth` and the dataset to read.
+    """
+
+    def __init__(
+        self,
+        objectives: Sequence[str] = ("beta_eff",),
+        *,
+        pool: ScreenPool | None = None,
+        score: Callable[[Arch], Mapping[str, float]] | None = None,
+        truth: Any = None,
+        truth_dataset: str | None = None,
+    ) -> None:
+        self.objectives = tuple(objectives)
+        self.pool = pool
+        self.score = score
+        self.truth = truth
+        self.truth_dataset = truth_dataset
+
+    @property
+    def reports(self) -> bool:
+        """Whether trials report intermediate values (single objective trained online)."""
+        return len(self.objectives) == 1 and self.objectives[0] in ("beta_eff", "proxy_valid_acc")
+
+    def proxies(self, configured: Sequence[str]) -> tuple[str, ...]:
+        """Per-network proxies to compute: the configured ones (aggregates expanded)
+        plus those named as objectives."""
+        names = [*configured, *(o for o in self.objectives if o in PROXIES)]
+        return expand_proxies(names)[0]
+
+    def report_value(self, point: ReportPoint) -> float:
+        if self.objectives[0] == "proxy_valid_acc":
+            return point.valid_acc
+        return point.beta_eff
+
+    def before(self, trial: optuna.Trial, arch: Arch) -> None:
+        """Record the cell's aggregate and benchmark accuracy before training."""
+        pool = self.pool
+        if (
+            pool is not None
+            and trial.user_attrs.get("aggregate") is None
+            and (self.score is not None or pool.index_of(arch) is not None)
+        ):
+            value = pool.aggregate_of(arch, self.score or (lambda a: {}))
+            trial.set_user_attr("aggregate", value if math.isfinite(value) else None)
+        if self.truth is not None and self.truth_dataset is not None:
+            acc = self.truth.get(str(arch), self.truth_dataset, "valid")
+            trial.set_user_attr(TRUE_ACC_ATTR, None if acc is None else float(acc))
+
+    def values(self, trial: optuna.Trial, entry: Entry, beta_eff: float) -> float | list[float]:
+        """The trial's objective value(s)."""
+        out = []
+        for name in self.objectives:
+            if name == "beta_eff":
+                value = beta_eff
+            elif name in ("beta_eff_std", "proxy_valid_acc"):
+                value = float(entry.summary.get(name, math.nan))
+            elif name == "aggregate":
+                got = trial.user_attrs.get("aggregate")
+                value = math.nan if got is None else float(got)
+            else:
+                value = float(entry.scores.get(name, math.nan))
+            out.append(value)
+        return out[0] if len(out) == 1 else out
+
+
+def trained_cells(study: optuna.Study) -> int:
+    """Distinct cells trained (completed or pruned) by the study's trials."""
+    seen = {
+        str(t.user_attrs.get("canonical") or t.user_attrs.get("arch"))
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if t.user_attrs.get("arch")
+    }
+    return len(seen)
+
+
+def _trial_score(trial: FrozenTrial, name: str) -> float:
+    if name == "beta_eff" and trial.user_attrs.get("beta_eff") is None and trial.values:
+        value: Any = trial.values[0]
+    else:
+        value = trial.user_attrs.get(name)
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out if math.isfinite(out) else math.nan
+
+
+def pick(
+    trials: Sequence[FrozenTrial], config: PickConfig, *, fallback: str = "beta_eff"
+) -> tuple[FrozenTrial | None, str, float]:
+    """The chosen trial, what it was chosen by, and its combined score.
+
+    Candidates: COMPLETE trials, and PRUNED ones whose every weighted score
+    is known. The combined score is the rank aggregate of the weighted
+    scores over the candidates (one per cell). When no candidate has the
+    weighted scores (a study without a screen, default weights), the pick
+    falls back to ``fallback`` and says so.
+    """
+    weights = {k: float(v) for k, v in config.weights.items() if float(v) != 0.0}
+    by = " + ".join(f"{w:g}*{k}" if w != 1 else k for k, w in weights.items())
+    for attempt in (weights, {fallback: 1.0}):
+        seen: set[str] = set()
+        rows: list[FrozenTrial] = []
+        for t in trials:
+            if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+                continue
+            has_all = all(math.isfinite(_trial_score(t, n)) for n in attempt)
+            if t.state == TrialState.PRUNED and not has_all:
+                continue
+            canonical = str(t.user_attrs.get("canonical") or t.user_attrs.get("arch"))
+            if canonical in seen or not t.user_attrs.get("arch"):
+                continue
+            seen.add(canonical)
+            rows.append(t)
+        columns = {n: np.array([_trial_score(t, n) for t in rows]) for n in attempt}
+        if rows and any(np.isfinite(c).any() for c in columns.values()):
+            combined = rank_aggregate(columns, weights=attempt, nan=config.nan)
+            if np.isfinite(combined).any():
+                best = int(np.nanargmax(combined))
+                label = by if attempt is weights else f"{fallback} (no trial has {by})"
+                if attempt is not weights:
+                    logger.warning("pick: no candidate has %s; picked by %s", by, fallback)
+                return rows[best], label, float(combined[best])
+    return None, by, math.nan
+
+
+def pareto_front(study: optuna.Study, objectives: Sequence[str]) -> list[dict[str, Any]]:
+    """The non-dominated completed trials of a multi-objective study."""
+    if len(study.directions) < 2:
+        return []
+    front = sorted(study.best_trials, key=lambda t: t.number)
+    return [
+        {
+            "trial": t.number,
+            "arch": t.user_attrs.get("arch"),
+            "values": dict(zip(objectives, t.values or [], strict=False)),
+            TRUE_ACC_ATTR: t.user_attrs.get(TRUE_ACC_ATTR),
+        }
+        for t in front
+    ]
+
+
+def _open_truth(config: SearchConfig) -> Any:
+    if not config.benchmark:
+        return None
+    from nasnc import NasncError
+    from nasnc.bench import open_benchmark
+
+    try:
+        return open_benchmark(config.benchmark)
+    except NasncError as exc:  # the summary reports it; the search goes on
+        logger.warning("no benchmark accuracy per trial: %s", exc)
+        return None
+
+
+def _load_data(config: SearchConfig, device: str) -> Any:
+    from nasnc.pipeline import load_proxy_data
+
+    return load_proxy_data(
+        config.proxy, config.data_root, device=device, seed=config.seed, download=config.download
+    )
+
+
+def screen_study(
+    config: SearchConfig, study: optuna.Study, *, device: str | None = None
+) -> ScreenPool | None:
+    """Stage 1 for ``study``: screen the pool (cached) and enqueue its shortlist.
+
+    Does nothing when ``screen.size`` is 0. Score-only entries are written
+    without fsync (they are cheap to recompute; a crash loses at most the
+    one in flight, as with any entry).
+    """
+    if not config.screen.size:
+        return None
+    from nasnc.store import Store
+    from nasnc.train import resolve_device
+
+    dev = str(resolve_device(device or config.device))
+    data = _load_data(config, dev)
+    store = Store(config.cache, durable=False)
+    pool = run_screen(config, data, store, device=dev)
+    enqueue_shortlist(study, pool, config.screen.top_k)
+    return pool
+
+
+def make_stage(config: SearchConfig, data: Any, store: Any, device: str) -> TrialStage:
+    """The :class:`TrialStage` of a worker: its pool (from the cache) and ground truth."""
+    pool = score = None
+    if config.screen.size:
+        from nasnc.pipeline import screen_archs
+
+        pool = run_screen(config, data, store, device=device)
+
+        def score(arch: Arch) -> dict[str, float]:
+            one = screen_archs(
+                [arch],
+                config.proxy,
+                data,
+                names=config.screen.scores,
+                seed=config.seed,
+                device=device,
+                store=store,
+            )
+            return {n: float(col[0]) for n, col in one.scores.items()}
+
+    return TrialStage(
+        config.objectives,
+        pool=pool,
+        score=score,
+        truth=_open_truth(config),
+        truth_dataset=truth_dataset(config),
+    )

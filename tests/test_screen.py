@@ -1,0 +1,268 @@
+"""Stage 1 (screen), the two-stage study, samplers, pruners, multi-objective, the pick."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nasnc import ConfigError
+from nasnc.data import ProxyData
+from nasnc.pipeline import ProxyConfig, load_proxy_data, proxy_key, screen_archs, screen_config
+from nasnc.space import NUM_UNIQUE, sample_archs
+from nasnc.store import Store, config_hash
+from search._config import PickConfig, SamplerConfig, SearchConfig, apply_overrides
+from search._samplers import make_pruner, make_sampler
+from search._screen import edge_params, pool_archs, run_screen
+from search._stages import pick
+from search._study import open_study, run_search, summarize
+from tests.test_search import TINY_PROXY, tiny_config
+
+SCORES = ("naswot", "synflow", "jacob_cov", "flops")
+
+
+@pytest.fixture(autouse=True)
+def _quiet_optuna() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def cifar_root(shared_data: Path) -> Path:
+    """The real CIFAR-10 of ../shared/data (its ``cifar-10-batches-py/``)."""
+    return shared_data / "cifar10"
+
+
+@pytest.fixture(scope="module")
+def tiny_data(cifar_root: Path) -> ProxyData:
+    return load_proxy_data(ProxyConfig(**TINY_PROXY), cifar_root, device="cpu")
+
+
+def test_screen_writes_score_only_entries_and_a_rerun_scores_nothing(
+    tmp_path: Path, tiny_data: ProxyData
+) -> None:
+    proxy = ProxyConfig(**TINY_PROXY)
+    archs = sample_archs(6, seed=0, unique=True, exclude_zero=True)
+    store = Store(tmp_path / "cache", durable=False)
+    first = screen_archs(archs, proxy, tiny_data, names=SCORES[:2], store=store, device="cpu")
+    assert first.cached == 0 and len(first) == 6
+    assert all(np.isfinite(first.scores["naswot"]))
+    entries = store.entries(config_hash=config_hash(screen_config(proxy, tiny_data, device="cpu")))
+    assert len(entries) == 6
+    for e in entries:
+        assert e.summary["score_only"] is True and e.n_points == 0
+        assert math.isnan(e.summary["beta_eff"]) and e.summary["cost_s"] > 0
+        assert set(e.scores) == {"naswot", "synflow"}
+        # never the key of a trained run of the same cell
+        assert e.key != proxy_key(e.arch, proxy, 0, tiny_data, device="cpu")
+
+    # a later screen (another process: a fresh Store object) asks for one more score:
+    # only that one is computed, the cached ones are reused as they are
+    again = screen_archs(
+        archs,
+        proxy,
+        tiny_data,
+        names=SCORES[:3],
+        store=Store(tmp_path / "cache"),
+        device="cpu",
+    )
+    assert again.cached == 0 and len(Store(tmp_path / "cache")) == 6
+    assert again.scores["naswot"] == pytest.approx(first.scores["naswot"])
+    third = screen_archs(
+        archs,
+        proxy,
+        tiny_data,
+        names=SCORES[:3],
+        store=Store(tmp_path / "cache"),
+        device="cpu",
+    )
+    assert third.cached == 6 and third.per_cell_s == []
+    # the screen key ignores the training recipe: another lr reuses the entries
+    other = ProxyConfig(**{**TINY_PROXY, "lr": 0.05, "epochs": 1})
+    assert (
+        screen_archs(
+            archs,
+            other,
+            tiny_data,
+            names=SCORES[:3],
+            store=Store(tmp_path / "cache"),
+            device="cpu",
+        ).cached
+        == 6
+    )
+
+
+def test_pool_ranks_cells_inside_and_outside_it(
+    tmp_path: Path, tiny_data: ProxyData, cifar_root: Path
+) -> None:
+    config = tiny_config(tmp_path, cifar_root, **{"screen.size": 8, "screen.top_k": 3})
+    pool = run_screen(config, tiny_data, Store(tmp_path / "cache"), device="cpu")
+    assert len(pool) == 8 and [str(a) for a in pool_archs(config)] == pool.result.archs
+    top = pool.shortlist(3)
+    assert [v for _a, v in top] == sorted(pool.aggregate, reverse=True)[:3]
+    assert pool.aggregate_of(top[0][0], lambda a: {}) == top[0][1]
+    # a cell outside the pool that beats it in every score ranks first: aggregate 0
+    outside = next(a for a in sample_archs(40, seed=9, unique=True) if pool.index_of(a) is None)
+    best = {n: float(np.nanmax(pool.result.scores[n])) + 1 for n in SCORES}
+    assert pool.aggregate_of(outside, lambda a: best) == 0.0
+
+
+def test_two_stage_study_enqueues_the_shortlist_and_reports_the_contract(
+    tmp_path: Path, cifar_root: Path
+) -> None:
+    from nasnc.bench import open_benchmark
+
+    config = tiny_config(
+        tmp_path,
+        cifar_root,
+        n_trials=4,
+        benchmark="builtin",
+        **{"screen.size": 12, "screen.top_k": 3, "pruner.name": "none"},
+    )
+    study = run_search(config)
+    pool = run_screen(
+        config,
+        load_proxy_data(config.proxy, cifar_root, device="cpu"),
+        Store(config.cache),
+        device="cpu",
+    )
+    assert pool.result.cached == 12  # the study's screen is cached: nothing scored again
+    shortlist = [a for a, _v in pool.shortlist(3)]
+    trials = sorted(study.trials, key=lambda t: t.number)
+    assert [t.user_attrs["arch"] for t in trials[:3]] == shortlist
+    assert trials[0].params == edge_params(shortlist[0])
+    assert [t.user_attrs["screen_rank"] for t in trials[:3]] == [1, 2, 3]
+    truth = open_benchmark("builtin")
+    for t in trials:
+        assert t.user_attrs["aggregate"] is not None  # the 4th, sampled, is ranked against the pool
+        assert t.user_attrs["true_acc"] == pytest.approx(
+            truth.get(t.user_attrs["arch"], "cifar10-valid", "valid")
+        )
+    assert study.metric_names == ["beta_eff"]
+
+    out = summarize(study, config).to_dict()
+    assert out["screened"] == 12 and out["trained"] == len(
+        {t.user_attrs["canonical"] for t in trials}
+    )
+    found = out["best_found"]
+    assert found["by"] == "aggregate"  # the measured default: the free aggregate
+    best_agg = max(t.user_attrs["aggregate"] for t in trials if t.state == TrialState.COMPLETE)
+    picked = next(t for t in trials if t.number == found["trial"])
+    assert picked.user_attrs["aggregate"] == best_agg
+    assert found["true_acc"] == pytest.approx(picked.user_attrs["true_acc"])
+    assert out["regret"] == pytest.approx(out["best_in_space"] - found["true_acc"])
+
+    # rerunning adds trials on top, never the shortlist again
+    more = run_search(apply_overrides(config, {"n_trials": 5}))
+    archs = [t.user_attrs.get("arch") for t in more.trials]
+    assert len(more.trials) == 5 and all(archs.count(a) == 1 for a in shortlist)
+
+
+def test_multi_objective_study_has_a_pareto_front(tmp_path: Path, cifar_root: Path) -> None:
+    config = tiny_config(
+        tmp_path,
+        cifar_root,
+        n_trials=4,
+        objectives=["beta_eff", "params"],
+        **{"sampler.name": "nsga2", "sampler.kwargs": {"population_size": 2}},
+    )
+    study = run_search(config)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["beta_eff", "params"]
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert done and all(len(t.values) == 2 and t.values[1] > 0 for t in done)
+    assert all(not t.intermediate_values for t in done)  # no reports: Optuna cannot prune these
+    out = summarize(study, config).to_dict()
+    front = out["pareto_front"]
+    assert front and {r["trial"] for r in front} == {t.number for t in study.best_trials}
+    assert set(front[0]["values"]) == {"beta_eff", "params"}
+    # resuming under other objectives is refused
+    with pytest.raises(ConfigError, match=r"objectives"):
+        open_study(apply_overrides(config, {"objectives": ["beta_eff"]}))
+
+
+@pytest.mark.parametrize("name", ["tpe", "random", "gp", "nsga2", "bruteforce", "qmc"])
+def test_every_sampler_handles_the_categorical_edges(name: str) -> None:
+    sampler = make_sampler(SamplerConfig(name=name), seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+
+    def objective(trial: optuna.Trial) -> float:
+        from nasnc.space import EDGES, OPS
+
+        ops = [trial.suggest_categorical(f"edge_{t}_{s}", OPS) for t, s in EDGES]
+        return float(sum(op == "nor_conv_3x3" for op in ops))
+
+    study.optimize(objective, n_trials=4)
+    assert len(study.trials) == 4
+
+
+def test_sampler_and_pruner_options_are_checked_and_named() -> None:
+    with pytest.raises(ConfigError, match=r"sampler\.kwargs\.n_startup"):
+        make_sampler(SamplerConfig(name="random", kwargs={"n_startup": 3}), seed=0)
+    with pytest.raises(ConfigError, match=r"kwargs\.seed"):
+        SamplerConfig(kwargs={"seed": 1})
+    tpe = make_sampler(SamplerConfig(), seed=0, workers=2)
+    assert tpe._constant_liar is True  # several workers: constant liar
+    assert make_sampler(SamplerConfig(), seed=0, workers=1)._constant_liar is False  # type: ignore[attr-defined]
+    lie = make_sampler(SamplerConfig(kwargs={"constant_liar": False}), seed=0, workers=2)
+    assert lie._constant_liar is False  # type: ignore[attr-defined]
+    from nasnc._config import from_mapping
+
+    sha = from_mapping(
+        SearchConfig, {"pruner": {"name": "successive_halving", "kwargs": {"reduction_factor": 2}}}
+    )
+    assert isinstance(make_pruner(sha.pruner), optuna.pruners.SuccessiveHalvingPruner)
+    hb = from_mapping(SearchConfig, {"pruner": {"name": "hyperband"}})
+    assert isinstance(make_pruner(hb.pruner), optuna.pruners.HyperbandPruner)
+    with pytest.raises(ConfigError, match=r"pruner\.kwargs\.reduction"):
+        make_pruner(
+            from_mapping(
+                SearchConfig, {"pruner": {"name": "hyperband", "kwargs": {"reduction": 2}}}
+            ).pruner
+        )
+    with pytest.raises(ConfigError, match=r"screen\.top_k"):
+        from_mapping(SearchConfig, {"screen": {"size": 5, "top_k": 6}})
+    with pytest.raises(ConfigError, match=str(NUM_UNIQUE)):
+        from_mapping(SearchConfig, {"screen": {"size": NUM_UNIQUE + 1}})
+    with pytest.raises(ConfigError, match=r"pick\.weights\.betaeff"):
+        from_mapping(SearchConfig, {"pick": {"weights": {"betaeff": 1}}})
+    with pytest.raises(ConfigError, match=r"objectives"):
+        from_mapping(SearchConfig, {"objectives": ["beta_eff", "beta_eff"]})
+
+
+def _trial(number: int, state: TrialState, arch: str, **attrs: object) -> optuna.trial.FrozenTrial:
+    t = optuna.trial.create_trial(
+        state=state,
+        value=1.0 if state == TrialState.COMPLETE else None,
+        params={},
+        distributions={},
+        user_attrs={"arch": arch, "canonical": arch, **attrs},
+    )
+    t.number = number
+    return t
+
+
+def test_pick_is_a_rank_aggregate_and_pruned_cells_stay_candidates() -> None:
+    a, b, c = (str(x) for x in sample_archs(3, seed=1, unique=True))
+    trials = [
+        _trial(0, TrialState.COMPLETE, a, aggregate=-2.0, proxy_valid_acc=0.6),
+        _trial(1, TrialState.PRUNED, b, aggregate=-0.5),  # pruned on βeff, best free aggregate
+        _trial(2, TrialState.COMPLETE, c, aggregate=-1.0, proxy_valid_acc=0.4),
+    ]
+    chosen, by, _score = pick(trials, PickConfig())
+    assert chosen is not None and chosen.number == 1 and by == "aggregate"
+    # a pick that needs training cannot choose a pruned cell
+    chosen, _by, _s = pick(trials, PickConfig(weights={"aggregate": 1.0, "proxy_valid_acc": 1.0}))
+    assert chosen is not None and chosen.number in (0, 2)
+    chosen, _by, _s = pick(trials, PickConfig(weights={"proxy_valid_acc": 1.0}))
+    assert chosen is not None and chosen.number == 0
+    # no trial has the weighted score: fall back to the objective, and say so
+    bare = [
+        _trial(0, TrialState.COMPLETE, a, beta_eff=1.0),
+        _trial(1, TrialState.COMPLETE, c, beta_eff=3.0),
+    ]
+    chosen, by, _s = pick(bare, PickConfig())
+    assert chosen is not None and chosen.number == 1 and by.startswith("beta_eff (no trial has")
