@@ -598,6 +598,10 @@ class Store:
                     except Damaged as exc:
                         self._quarantine_found(pack, ident, exc)
                         continue
+                    if index.bad and self._quarantine_found(
+                        pack, ident, Damaged("; ".join(index.bad.values()))
+                    ):
+                        raise FileNotFoundError(pack)  # moved, good rows re-packed: list again
                     row = index.rows.get(key)
                     if row is not None and (best is None or best[0] <= index.stored_ns[row]):
                         loc = _Loc(pack, ident, row, index.infos[row])
@@ -613,10 +617,10 @@ class Store:
                 continue
         raise StoreError(f"the cache {self.path} kept changing while being read; try again.")
 
-    def _quarantine_found(self, path: Path, ident: Ident, exc: Damaged) -> None:
+    def _quarantine_found(self, path: Path, ident: Ident, exc: Damaged) -> bool:
         found: _Found = {}
         self._note(found, path, ident, exc)
-        self._quarantine(found)
+        return self._quarantine(found)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key in self._scan()
