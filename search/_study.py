@@ -239,8 +239,8 @@ def _run_worker(
         fail_stale_trials(study, config.heartbeat_grace)
     if n_finished(study) >= config.n_trials:
         return
+    store = Store(config.cache, writer_id=f"{os.getpid()}-{worker}")  # unwritable: stop now
     data = _load_data(config, device)
-    store = Store(config.cache, writer_id=f"{os.getpid()}-{worker}")
     objective = Objective(
         config.proxy,
         data,

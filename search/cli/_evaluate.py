@@ -110,6 +110,7 @@ class Evaluate(Command):
         archs = parse_archs(args.archs)
         p = config.proxy
         device = resolve_device(config.device)
+        store = Store(config.cache)  # an unwritable cache stops here, before any work
         data = load_proxy_data(
             p, config.data_root, device=device, seed=config.seed, download=config.download
         )
@@ -117,7 +118,6 @@ class Evaluate(Command):
             import torch
 
             torch.set_num_threads(config.threads)
-        store = Store(config.cache)
         rows: list[dict[str, Any]] = []
         bar = tqdm(
             archs,
