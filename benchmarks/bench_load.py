@@ -40,7 +40,7 @@ from nasnc.bench import open_benchmark
 t0 = time.perf_counter()
 bench = open_benchmark(sys.argv[1])
 t1 = time.perf_counter()
-bench.get("421211", "cifar10-valid")  # benchmark index 0
+bench.get("nb201:421211", "cifar10-valid")  # benchmark index 0
 t2 = time.perf_counter()
 if sys.argv[1] == "builtin":
     open_benchmark("builtin")

@@ -20,7 +20,10 @@ from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from nasnc._errors import ConfigError
 
-__all__ = ["from_mapping", "to_mapping"]
+__all__ = ["DEFAULT_CACHE", "from_mapping", "to_mapping"]
+
+#: Where the HDF5 trajectory cache lives unless a config or ``--cache`` says otherwise.
+DEFAULT_CACHE = "runs/cache"
 
 T = TypeVar("T")
 

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import yaml
 
-from nasnc._config import from_mapping, to_mapping
+from nasnc._config import DEFAULT_CACHE, from_mapping, to_mapping
 from nasnc._errors import ConfigError
 from nasnc.pipeline import ProxyConfig
 
@@ -244,7 +244,7 @@ class SearchConfig:
     timeout: float | None = None
     device: str = "auto"
     data_root: str | None = None
-    cache: str = "runs/cache"
+    cache: str = DEFAULT_CACHE
     seed: int = 0
     benchmark: str | None = None
     benchmark_dataset: str | None = None

@@ -45,6 +45,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from nasnc import ConfigError, NasncError, __version__
+from nasnc._catalogue import dataset_info
 from nasnc.data import ProxyData
 from nasnc.pipeline import load_proxy_data
 from nasnc.store import Store
@@ -538,13 +539,6 @@ def _first(trial: FrozenTrial) -> float | None:
     return trial.values[0] if trial.values else None
 
 
-_BENCH_DATASET = {
-    "cifar10": "cifar10-valid",
-    "cifar100": "cifar100",
-    "ImageNet16-120": "ImageNet16-120",
-}
-
-
 def _add_ground_truth(
     ranked: list[dict[str, Any]],
     config: SearchConfig,
@@ -559,7 +553,7 @@ def _add_ground_truth(
     if truth is None:
         assert config.benchmark is not None
         truth = open_benchmark(config.benchmark)
-    dataset = config.benchmark_dataset or _BENCH_DATASET[config.proxy.dataset]
+    dataset = config.benchmark_dataset or dataset_info(config.proxy.dataset).benchmark
     for row in ranked:
         row["true_acc"] = truth.get(row["arch"], dataset, "valid")
     _arch, best = truth.best(dataset, "valid")

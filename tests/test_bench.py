@@ -102,7 +102,7 @@ def test_builtin_seeds_and_single_queries(
         assert mean == pytest.approx(float(row["cifar10_valid_valacc_200"]), abs=1e-5)
         assert builtin.get(arch, "cifar10-valid", seed=777) == seeds[777]
     # the op-digit code, the string and the Arch name the same cell
-    assert builtin.get("421211", "cifar100") == builtin.get(INDEX0, "cifar100")
+    assert builtin.get("nb201:421211", "cifar100") == builtin.get(INDEX0, "cifar100")
     assert builtin.query(INDEX0, "ImageNet16-120", "train_time") > 0
     assert builtin.query(INDEX0, "cifar10-valid", "latency") > 0
 

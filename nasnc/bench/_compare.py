@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from nasnc._catalogue import PROXY_DATASETS, dataset_info
 from nasnc._errors import ArchError, ConfigError
 from nasnc.bench._types import Dataset, GroundTruth, Metric, Schedule
 from nasnc.metrics import correlation_summary, kendall_tau
@@ -59,14 +60,6 @@ BETA_VARIANTS: tuple[str, ...] = (
 _SUMMARY_SCORES: tuple[str, ...] = ("beta_eff", "beta_eff_last")
 _TRAJECTORY_CURVES: tuple[str, ...] = ("beta_eff", *BETA_VARIANTS, "valid_acc")
 _CALIBRATION_FEATURES: tuple[str, ...] = ("beta_eff", "beta_eff_last")
-
-_CACHE_TO_TRUTH: dict[str, Dataset] = {
-    "cifar10": Dataset.CIFAR10_VALID,
-    "cifar10-valid": Dataset.CIFAR10_VALID,
-    "cifar100": Dataset.CIFAR100,
-    "imagenet16-120": Dataset.IMAGENET16_120,
-    "imagenet16": Dataset.IMAGENET16_120,
-}
 
 
 class EntryLike(Protocol):
@@ -95,14 +88,14 @@ def truth_dataset_for(cache_dataset: str) -> Dataset:
     validation accuracy after training on the train split); ``cifar100`` and
     ``ImageNet16-120`` map to themselves.
     """
-    ds = _CACHE_TO_TRUTH.get(str(cache_dataset).strip().lower())
-    if ds is None:
+    try:
+        info = dataset_info(cache_dataset)
+    except ConfigError:
         raise ConfigError(
-            f"no default benchmark dataset for cache dataset; known: "
-            f"{', '.join(sorted(_CACHE_TO_TRUTH))}; pass the benchmark dataset explicitly, "
-            f"but got {cache_dataset=}."
-        )
-    return ds
+            f"no default benchmark dataset for cache dataset; known: {', '.join(PROXY_DATASETS)} "
+            f"(and their aliases); pass the benchmark dataset explicitly, but got {cache_dataset=}."
+        ) from None
+    return Dataset.parse(info.benchmark)
 
 
 def _as_float(value: Any) -> float:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nasnc._catalogue import CATALOGUE, dataset_info
 from nasnc._errors import ConfigError, DataError
 from nasnc.data._download import ARCHIVES, Archive, download_archive
 
@@ -60,12 +61,18 @@ def _scaled(values: Sequence[float]) -> tuple[float, float, float]:
     return (a, b, c)
 
 
+def _catalogued(name: str, **files: Any) -> DatasetSpec:
+    """A spec whose name, classes and resolution come from the dataset catalogue."""
+    info = CATALOGUE[name]
+    return DatasetSpec(
+        name=info.name, num_classes=info.num_classes, resolution=info.resolution, **files
+    )
+
+
 #: The datasets nasnc reads, with the benchmark's normalisation constants.
 DATASETS: dict[str, DatasetSpec] = {
-    "cifar10": DatasetSpec(
-        name="cifar10",
-        num_classes=10,
-        resolution=32,
+    "cifar10": _catalogued(
+        "cifar10",
         folders=("cifar-10-batches-py", "cifar10/cifar-10-batches-py"),
         train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
         test_file="test_batch",
@@ -74,10 +81,8 @@ DATASETS: dict[str, DatasetSpec] = {
         std=_scaled((63.0, 62.1, 66.7)),
         archive="cifar10",
     ),
-    "cifar100": DatasetSpec(
-        name="cifar100",
-        num_classes=100,
-        resolution=32,
+    "cifar100": _catalogued(
+        "cifar100",
         folders=("cifar-100-python", "cifar100/cifar-100-python"),
         train_files=("train",),
         test_file="test",
@@ -86,10 +91,8 @@ DATASETS: dict[str, DatasetSpec] = {
         std=_scaled((68.2, 65.4, 70.4)),
         archive="cifar100",
     ),
-    "ImageNet16-120": DatasetSpec(
-        name="ImageNet16-120",
-        num_classes=120,
-        resolution=16,
+    "ImageNet16-120": _catalogued(
+        "ImageNet16-120",
         folders=("ImageNet16", "ImageNet16-120", "ImageNet16-120/ImageNet16", "imagenet16-120"),
         train_files=tuple(f"train_data_batch_{i}" for i in range(1, 11)),
         test_file="val_data",
@@ -101,24 +104,9 @@ DATASETS: dict[str, DatasetSpec] = {
     ),
 }
 
-_ALIASES = {
-    "cifar10": "cifar10",
-    "cifar-10": "cifar10",
-    "cifar10-valid": "cifar10",
-    "cifar100": "cifar100",
-    "cifar-100": "cifar100",
-    "imagenet16-120": "ImageNet16-120",
-    "imagenet16": "ImageNet16-120",
-}
-
 
 def _spec(name: str) -> DatasetSpec:
-    key = _ALIASES.get(str(name).lower())
-    if key is None:
-        raise ConfigError(
-            f"unknown dataset; known: {', '.join(DATASETS)} (and cifar10-valid), but got {name=}."
-        )
-    return DATASETS[key]
+    return DATASETS[dataset_info(name).name]
 
 
 # --------------------------------------------------------------------------- reading

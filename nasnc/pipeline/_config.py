@@ -6,13 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from nasnc._catalogue import CATALOGUE, PROXY_DATASETS, dataset_info
 from nasnc._config import from_mapping, to_mapping
 from nasnc._errors import ConfigError
+from nasnc.capacitance import variant_name
 
 __all__ = ["DATASET_CLASSES", "ProxyConfig"]
 
-#: Proxy datasets and their number of classes.
-DATASET_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
+#: Proxy datasets and their number of classes (from the dataset catalogue).
+DATASET_CLASSES: dict[str, int] = {name: info.num_classes for name, info in CATALOGUE.items()}
 
 
 def _positive(name: str, value: float | None) -> None:
@@ -39,7 +41,9 @@ class ProxyConfig:
 
     Attributes
     ----------
-    dataset : {"cifar10", "cifar100", "ImageNet16-120"}
+    dataset : str
+        A proxy dataset of the catalogue (``cifar10``, ``cifar100``,
+        ``ImageNet16-120``) or one of its aliases, stored under its name.
     resolution : int or None
         Input side in pixels after 2×2 average pooling (16), or None for native.
     train_subset : int or None
@@ -74,7 +78,7 @@ class ProxyConfig:
         variant, as in the earlier study of ../shared/DESIGN.md.
     """
 
-    dataset: Literal["cifar10", "cifar100", "ImageNet16-120"] = "cifar10"
+    dataset: str = "cifar10"
     resolution: int | None = 16
     train_subset: int | None = 10000
     subset_mode: Literal["first", "seeded"] = "first"
@@ -97,10 +101,14 @@ class ProxyConfig:
     normalize: bool = True
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASET_CLASSES:
+        try:
+            info = dataset_info(self.dataset)
+        except ConfigError:
             raise ConfigError(
-                f"dataset must be one of {', '.join(DATASET_CLASSES)}, but got {self.dataset!r}"
-            )
+                f"dataset must be one of {', '.join(PROXY_DATASETS)} (or an alias), "
+                f"but got {self.dataset!r}"
+            ) from None
+        object.__setattr__(self, "dataset", info.name)
         for name in (
             "resolution",
             "train_subset",
@@ -131,12 +139,12 @@ class ProxyConfig:
 
     @property
     def num_classes(self) -> int:
-        return DATASET_CLASSES[self.dataset]
+        return CATALOGUE[self.dataset].num_classes
 
     @property
     def variant(self) -> str:
         """Name of the trajectory column of the configured βeff variant."""
-        return f"beta_eff_{self.interaction}" + ("_sf" if self.normalize else "")
+        return variant_name(self.interaction, self.normalize)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None, *, where: str = "proxy") -> ProxyConfig:

@@ -18,13 +18,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
+from nasnc._config import DEFAULT_CACHE
+
 __all__ = [
     "ARCH_HELP",
+    "CACHE_HELP",
+    "FORMATS",
     "Command",
     "UsageError",
     "emit",
     "format_table",
     "positive_int",
+    "progress_wanted",
+    "resolve_cache_dataset",
     "to_jsonable",
 ]
 
@@ -37,6 +43,54 @@ ARCH_HELP = (
 
 class UsageError(Exception):
     """A command-line mistake: printed as one line, exit status 2."""
+
+
+#: Output formats of every command that prints results.
+FORMATS: tuple[str, ...] = ("table", "csv", "json")
+#: The ``--cache`` option of every command: defaulted everywhere, never required.
+CACHE_HELP = (
+    f"the HDF5 trajectory cache folder (default: {DEFAULT_CACHE}, or the config's "
+    "'cache:' for commands that read a config)"
+)
+
+
+def progress_wanted(no_progress: bool, stream: TextIO | None = None) -> bool:
+    """Draw a progress bar only when not refused and ``stream`` (stderr) is a terminal."""
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return not no_progress and callable(isatty) and bool(isatty())
+
+
+def resolve_cache_dataset(name: str, held: Iterable[str], cache: str) -> tuple[str, str | None]:
+    """The cache's name for dataset ``name`` and the benchmark setup ``name`` spells, if any.
+
+    ``name`` may be any spelling of the dataset catalogue (``CIFAR-10``); a
+    benchmark setup such as ``cifar10-valid`` selects its proxy dataset and
+    is returned as the second element. A dataset the cache does not hold is
+    a :class:`UsageError` naming it, what the cache holds and, for an unknown
+    name, the known datasets.
+    """
+    from nasnc._catalogue import BENCHMARK_DATASETS, PROXY_DATASETS, dataset_info
+    from nasnc._errors import ConfigError
+
+    present = sorted(set(held))
+    if name in present:
+        return name, None
+    try:
+        info = dataset_info(name)
+    except ConfigError:
+        info = None
+    if info is not None and info.name in present:
+        setup = next(
+            (b for b in BENCHMARK_DATASETS if b.lower() == name.strip().lower() and b != info.name),
+            None,
+        )
+        return info.name, setup
+    known = "" if info is not None else f" (known datasets: {', '.join(PROXY_DATASETS)})"
+    raise UsageError(
+        f"the cache {cache} has no entries for dataset {name!r}{known}; "
+        f"it holds: {', '.join(present) or 'nothing'}"
+    )
 
 
 def positive_int(text: str) -> int:

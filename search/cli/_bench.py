@@ -7,12 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-from search.cli._base import ARCH_HELP, Command, UsageError, emit
+from nasnc._catalogue import BENCHMARK_DATASETS
+from search.cli._base import ARCH_HELP, FORMATS, Command, UsageError, emit, progress_wanted
 
 __all__ = ["BENCH_DATASETS", "BenchImport", "BenchShow"]
 
-#: nasnc.bench.Dataset values (spelled out so that `nasnc --help` need not import scipy).
-BENCH_DATASETS: tuple[str, ...] = ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")
+#: nasnc.bench.Dataset values, from the catalogue (so that `nasnc --help` need not import scipy).
+BENCH_DATASETS: tuple[str, ...] = tuple(BENCHMARK_DATASETS)
 
 _SOURCE_HELP = (
     "'builtin', a table from `nasnc bench import` (.h5), the NAS-Bench-201 .pth, or a "
@@ -49,7 +50,7 @@ class BenchImport(Command):
         source = open_benchmark(args.source)
         bar = None
         progress = None
-        if not args.no_progress and sys.stderr.isatty():
+        if progress_wanted(args.no_progress):
             from tqdm import tqdm
 
             bar = tqdm(total=len(source.archs()), unit="arch", file=sys.stderr)
@@ -85,7 +86,7 @@ class BenchShow(Command):
             action="append",
             help="only this dataset (repeatable; default: all)",
         )
-        parser.add_argument("--format", choices=("table", "json"), default="table")
+        parser.add_argument("--format", choices=FORMATS, default="table")
 
     def run(self, args: argparse.Namespace) -> int:
         from nasnc.bench import open_benchmark, parse_arch_or_index
@@ -95,6 +96,22 @@ class BenchShow(Command):
         info = truth.describe(arch, datasets=args.dataset)
         if args.format == "json":
             emit([], [], "json", json_payload=info)
+            return 0
+        if args.format == "csv":  # one row per result, the cell's identity on each
+            rows = [
+                {
+                    "arch": info["arch"],
+                    "index": info["index"],
+                    "dataset": r["dataset"],
+                    "schedule_epochs": r["schedule"],
+                    "metric": r["metric"],
+                    "value": r["value"],
+                    "seeds": " ".join(f"{s}:{v}" for s, v in r["seeds"].items()),
+                }
+                for r in info["results"]
+            ]
+            columns = ["arch", "index", "dataset", "schedule_epochs", "metric", "value", "seeds"]
+            emit(rows, columns, "csv")
             return 0
         for key in ("arch", "code", "canonical", "index", "source"):
             value = info[key]

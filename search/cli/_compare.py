@@ -8,8 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nasnc._config import DEFAULT_CACHE
 from nasnc._errors import StoreError
-from search.cli._base import Command, UsageError, emit
+from search.cli._base import (
+    CACHE_HELP,
+    FORMATS,
+    Command,
+    UsageError,
+    emit,
+    resolve_cache_dataset,
+)
 from search.cli._bench import BENCH_DATASETS
 
 __all__ = ["Compare"]
@@ -27,7 +35,7 @@ class Compare(Command):
     help = "signed rank correlations of cached scores with benchmark ground truth"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--cache", required=True, help="the nasnc cache directory")
+        parser.add_argument("--cache", default=DEFAULT_CACHE, metavar="PATH", help=CACHE_HELP)
         parser.add_argument(
             "--benchmark",
             default="builtin",
@@ -52,7 +60,12 @@ class Compare(Command):
             help="proxy configuration (hash prefix) for the main table (default: the largest)",
         )
         parser.add_argument("--plot", metavar="DIR", help="write PNG figures into DIR")
-        parser.add_argument("--format", choices=("table", "json"), default="table")
+        parser.add_argument(
+            "--format",
+            choices=FORMATS,
+            default="table",
+            help="table (default), csv (one row per score) or json (everything)",
+        )
         parser.add_argument(
             "--calibrate",
             type=int,
@@ -76,17 +89,9 @@ class Compare(Command):
         store = Store(args.cache, create=False)
         datasets = sorted({info.dataset for info in store.index()})
         cache_ds, truth_ds = args.dataset, args.truth_dataset
-        if cache_ds is not None and cache_ds not in datasets:
-            lowered = {d.lower(): d for d in datasets}
-            if cache_ds.lower() in lowered:
-                cache_ds = lowered[cache_ds.lower()]
-            elif cache_ds.lower() == "cifar10-valid" and "cifar10" in datasets:
-                cache_ds, truth_ds = "cifar10", truth_ds or "cifar10-valid"
-            else:
-                raise UsageError(
-                    f"the cache {args.cache} has no entries for dataset {cache_ds!r}; "
-                    f"it holds: {', '.join(datasets) or 'nothing'}"
-                )
+        if cache_ds is not None:
+            cache_ds, setup = resolve_cache_dataset(cache_ds, datasets, args.cache)
+            truth_ds = truth_ds or setup
         if cache_ds is None:
             if len(datasets) != 1:
                 raise UsageError(
@@ -118,9 +123,40 @@ class Compare(Command):
             result.pop("rows", None)
         if args.format == "json":
             emit([], [], "json", json_payload=result)
+        elif args.format == "csv":
+            rows, columns = self._score_rows(result, args.top_k)
+            emit(rows, columns, "csv")
         else:
             self._table(result, args.top_k)
         return 0
+
+    @staticmethod
+    def _score_rows(result: dict[str, Any], k: int) -> tuple[list[dict[str, Any]], list[str]]:
+        """One row per score, every number in its own column (for CSV)."""
+        rows = []
+        for name, s in result["scores"].items():
+            tau_lo, tau_hi = s["kendall_ci"]
+            rho_lo, rho_hi = s["spearman_ci"]
+            rows.append(
+                {
+                    "score": name,
+                    "n": s["n"],
+                    "kendall_tau": s["kendall_tau"],
+                    "kendall_ci_low": tau_lo,
+                    "kendall_ci_high": tau_hi,
+                    "spearman": s["spearman"],
+                    "spearman_ci_low": rho_lo,
+                    "spearman_ci_high": rho_hi,
+                    "pearson": s["pearson"],
+                    f"top{k}_precision": s[f"top{k}_precision"],
+                    "top1_regret": s["top1_regret"],
+                    "dataset": result["dataset"],
+                    "metric": result["metric"],
+                    "cache_dataset": result["cache_dataset"],
+                }
+            )
+        columns = list(rows[0]) if rows else ["score"]
+        return rows, columns
 
     @staticmethod
     def _table(result: dict[str, Any], k: int) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from nasnc._errors import ConfigError
 from nasnc.space import Arch, sample_archs
-from search.cli._base import Command, UsageError, emit
+from search.cli._base import CACHE_HELP, FORMATS, Command, UsageError, emit, progress_wanted
 
 
 def parse_archs(spec: str) -> list[Arch]:
@@ -61,7 +61,7 @@ class Evaluate(Command):
             default="all",
             help="baseline proxies at initialisation: all, none or a comma list",
         )
-        parser.add_argument("--cache", help="HDF5 cache (default: the config's, runs/cache)")
+        parser.add_argument("--cache", metavar="PATH", help=CACHE_HELP)
         parser.add_argument("--data-root", help="folder holding the dataset (else $NASNC_DATA_DIR)")
         parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
         parser.add_argument("--seed", type=int)
@@ -73,8 +73,10 @@ class Evaluate(Command):
             default=None,
             help="download CIFAR into --data-root when missing",
         )
-        parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
-        parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument("--format", choices=FORMATS, default="table")
+        parser.add_argument(
+            "--no-progress", action="store_true", help="no progress bar (none unless a terminal)"
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from tqdm import tqdm
@@ -124,7 +126,7 @@ class Evaluate(Command):
             desc="evaluate",
             unit="arch",
             file=sys.stderr,
-            disable=args.no_progress,
+            disable=not progress_wanted(args.no_progress),
             dynamic_ncols=True,
         )
         hits = 0

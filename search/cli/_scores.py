@@ -6,9 +6,18 @@ import argparse
 import sys
 from typing import Any
 
+from nasnc._config import DEFAULT_CACHE
 from nasnc.space import Arch
 from nasnc.store import EntryInfo, Store
-from search.cli._base import ARCH_HELP, Command, UsageError, emit
+from search.cli._base import (
+    ARCH_HELP,
+    CACHE_HELP,
+    FORMATS,
+    Command,
+    UsageError,
+    emit,
+    resolve_cache_dataset,
+)
 
 __all__ = ["Scores"]
 
@@ -62,15 +71,15 @@ class Scores(Command):
     help = "cached βeff and baseline scores, best first (the whole cache, one arch, a dataset)"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--cache", required=True, metavar="PATH", help="the cache directory (e.g. runs/cache)"
-        )
+        parser.add_argument("--cache", default=DEFAULT_CACHE, metavar="PATH", help=CACHE_HELP)
         parser.add_argument("--top", type=int, metavar="K", help="only the K best (default: all)")
         parser.add_argument(
             "--arch",
             help=f"only this cell and its isomorphic twins: {ARCH_HELP}",
         )
-        parser.add_argument("--dataset", help="only this dataset (e.g. cifar10)")
+        parser.add_argument(
+            "--dataset", help="only this dataset (e.g. cifar10); one not in the cache exits 2"
+        )
         parser.add_argument("--config-hash", help="only entries of this proxy config hash")
         parser.add_argument(
             "--by",
@@ -78,17 +87,21 @@ class Scores(Command):
             help="rank by a summary scalar or a baseline score, descending, NaN last "
             "(default: beta_eff)",
         )
-        parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+        parser.add_argument("--format", choices=FORMATS, default="table")
 
     def run(self, args: argparse.Namespace) -> int:
         if args.top is not None and args.top < 0:
             raise UsageError(f"--top must be a non-negative count, but got {args.top}.")
         arch = Arch.parse(args.arch) if args.arch is not None else None
         store = Store(args.cache, create=False)
+        dataset = args.dataset
+        if dataset is not None:
+            held = {info.dataset for info in store.index()}
+            dataset, _setup = resolve_cache_dataset(dataset, held, args.cache)
         infos = store.rank(
             args.by,
             k=args.top,
-            dataset=args.dataset,
+            dataset=dataset,
             arch=arch,
             config_hash=args.config_hash,
         )
@@ -103,10 +116,4 @@ class Scores(Command):
             emit(rows, columns, args.format)
         for damage in store.damaged:
             print(f"nasnc scores: warning: skipped damaged file {damage}", file=sys.stderr)
-        if store.quarantined:
-            print(
-                f"nasnc scores: {len(store.quarantined)} damaged file(s) were moved to "
-                f"{store.path / 'quarantine'} (their entries are recomputed when needed)",
-                file=sys.stderr,
-            )
         return 0

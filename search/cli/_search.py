@@ -41,9 +41,7 @@ class Search(Command):
             default="table",
             help="table (default), csv (the ranked trials, all their fields) or json",
         )
-        parser.add_argument(
-            "--no-progress", action="store_true", help="no progress bar (none unless a terminal)"
-        )
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(self, args: argparse.Namespace) -> int:
         # heavy imports (torch, optuna) only when the command runs: `nasnc --help` stays fast
@@ -99,11 +97,9 @@ class Search(Command):
                 "pruned": states.count(TrialState.PRUNED),
                 "failed": states.count(TrialState.FAIL),
             }
-            best = [
-                t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None
-            ]
-            if best:
-                postfix["best βeff"] = f"{max(best):.4g}"
+            best = [t.values[0] for t in trials if t.state == TrialState.COMPLETE and t.values]
+            if best and len(config.objectives) == 1:
+                postfix[f"best {config.objectives[0]}"] = f"{max(best):.4g}"
             bar.set_postfix(postfix, refresh=False)
             bar.refresh()
 
@@ -137,22 +133,44 @@ class Search(Command):
                 + (f", {summary.running} still running" if summary.running else "")
             )
             columns = ["trial", "arch", "beta_eff", "beta_eff_std", "proxy_valid_acc", "cost_s"]
+            if summary.screened:
+                columns.insert(2, "aggregate")
+                print(
+                    f"stage 1 screened {summary.screened} cells; stage 2 trained {summary.trained}"
+                )
             if summary.best_in_space is not None:
                 columns.append("true_acc")
             if summary.top:
                 emit(summary.top, columns, "table")
+            if summary.pareto_front:
+                print(f"Pareto front ({', '.join(summary.objectives or [])}):")
+                emit(
+                    [{**r, **r["values"]} for r in summary.pareto_front],
+                    ["trial", "arch", *(summary.objectives or []), "true_acc"],
+                    "table",
+                )
+            found = summary.best_found
+            if found is not None:
+                acc = found.get("true_acc")
+                regret = summary.regret
+                print(
+                    f"pick (by {found['by']}): trial {found['trial']} {found['arch']}"
+                    + (f", {acc:.2f} %" if acc is not None else "")
+                    + (f" (regret {regret:.2f} points)" if regret is not None else "")
+                )
             if summary.best_in_space is not None:
                 best = summary.best_in_space
                 if summary.top1_regret is not None:
                     print(
                         f"ground truth ({summary.benchmark}): best in the space {best:.2f} %; "
-                        f"top-1 pick by beta_eff {best - summary.top1_regret:.2f} % "
+                        f"top-1 by {(summary.objectives or ['beta_eff'])[0]} "
+                        f"{best - summary.top1_regret:.2f} % "
                         f"(regret {summary.top1_regret:.2f} points)"
                     )
-                if summary.regret is not None and summary.best_found is not None:
+                if summary.best_trained_regret is not None and summary.best_trained is not None:
                     print(
-                        f"best completed cell {summary.best_found:.2f} % "
-                        f"(regret {summary.regret:.2f} points)"
+                        f"best completed cell {summary.best_trained:.2f} % "
+                        f"(regret {summary.best_trained_regret:.2f} points)"
                     )
             if summary.benchmark_error:
                 print(f"no ground truth: {summary.benchmark_error}", file=sys.stderr)

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from nasnc._catalogue import BENCHMARK_DATASETS, CATALOGUE
 from nasnc.space import NUM_ARCHS, OPS, Arch, all_archs, canonical_classes
-from search.cli._base import ARCH_HELP, Command, emit, positive_int
-
-#: Dataset name -> (classes, input resolution) as the benchmark trains them.
-DATASET_SHAPES: dict[str, tuple[int, int]] = {
-    "cifar10": (10, 32),
-    "cifar10-valid": (10, 32),
-    "cifar100": (100, 32),
-    "ImageNet16-120": (120, 16),
-}
+from search.cli._base import ARCH_HELP, FORMATS, Command, emit, positive_int
 
 
 class SpaceInfo(Command):
@@ -21,7 +14,7 @@ class SpaceInfo(Command):
     help = "counts of the NAS-Bench-201 search space"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--format", choices=("table", "json"), default="table")
+        parser.add_argument("--format", choices=FORMATS, default="table")
 
     def run(self, args: argparse.Namespace) -> int:
         info = {
@@ -33,6 +26,8 @@ class SpaceInfo(Command):
         assert info["architectures"] == NUM_ARCHS
         if args.format == "json":
             emit([], [], "json", json_payload=info)
+        elif args.format == "csv":
+            emit([{**info, "ops": " ".join(OPS)}], list(info), "csv")
         else:
             print(f"architectures      {info['architectures']}")
             print(f"unique (canonical) {info['unique']}")
@@ -49,7 +44,7 @@ class SpaceShow(Command):
         parser.add_argument("arch", help=ARCH_HELP)
         parser.add_argument(
             "--dataset",
-            choices=tuple(DATASET_SHAPES),
+            choices=tuple(BENCHMARK_DATASETS),
             default="cifar10",
             help="sets the classes and input resolution (default: cifar10)",
         )
@@ -59,19 +54,21 @@ class SpaceShow(Command):
         parser.add_argument(
             "--cells-per-stage", type=positive_int, default=5, help="cells in each of 3 stages"
         )
-        parser.add_argument("--format", choices=("table", "json"), default="table")
+        parser.add_argument("--format", choices=FORMATS, default="table")
 
     def run(self, args: argparse.Namespace) -> int:
         from nasnc.models import arch_params, build_network, count_macs
 
         arch = Arch.parse(args.arch)
-        classes, resolution = DATASET_SHAPES[args.dataset]
+        shape = CATALOGUE[BENCHMARK_DATASETS[args.dataset]]
+        classes, resolution = shape.num_classes, shape.resolution
         net = build_network(
             arch, channels=args.channels, cells_per_stage=args.cells_per_stage, num_classes=classes
         )
         info = {
             "arch": str(arch),
-            "code": arch.code,
+            "code": f"nb201:{arch.code}",
+            "naslib": f"naslib:{arch.naslib_code}",
             "canonical": arch.canonical(),
             "class_size": len(canonical_classes()[arch.canonical()]),
             "dataset": args.dataset,
@@ -86,6 +83,8 @@ class SpaceShow(Command):
         }
         if args.format == "json":
             emit([], [], "json", json_payload=info)
+        elif args.format == "csv":
+            emit([info], list(info), "csv")
         else:
             width = max(len(k) for k in info)
             for key, value in info.items():

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nasnc._catalogue import PROXY_DATASETS
 from nasnc._errors import ConfigError
 from search.cli._base import ARCH_HELP, Command, emit
 
@@ -132,7 +133,7 @@ def _one_of(default: str, choices: tuple[str, ...], help: str) -> _Opt:
 
 
 _OPTIONS: dict[str, _Opt] = {
-    "dataset": _one_of("cifar10", ("cifar10", "cifar100", "ImageNet16-120"), "dataset"),
+    "dataset": _one_of(PROXY_DATASETS[0], PROXY_DATASETS, "dataset"),
     "data_root": _Opt(None, _path_or_none, "data folder (default: $NASNC_DATA_DIR)", metavar="DIR"),
     "download": _Opt(
         False, _as_bool, "download the official CIFAR archive into the data root", flag=True
