@@ -116,4 +116,10 @@ class Scores(Command):
             emit(rows, columns, args.format)
         for damage in store.damaged:
             print(f"nasnc scores: warning: skipped damaged file {damage}", file=sys.stderr)
+        if store.quarantined:
+            print(
+                f"nasnc scores: {len(store.quarantined)} damaged file(s) were moved to "
+                f"{store.path / 'quarantine'} (their entries are recomputed when needed)",
+                file=sys.stderr,
+            )
         return 0
