@@ -76,9 +76,7 @@ BENCHMARK_DATASETS: dict[str, str] = {
 }
 
 _LOOKUP: dict[str, DatasetInfo] = {
-    spelling.lower(): info
-    for info in CATALOGUE.values()
-    for spelling in (info.name, *info.aliases)
+    spelling.lower(): info for info in CATALOGUE.values() for spelling in (info.name, *info.aliases)
 }
 
 
