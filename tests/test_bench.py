@@ -324,8 +324,8 @@ def test_import_builtin_round_trip(builtin: BuiltinBenchmark, tmp_path: Path) ->
     assert table.best("cifar100") == builtin.best("cifar100")
 
 
-def test_table_from_a_newer_schema_is_refused(nats: NATSBenchmark, tmp_path: Path) -> None:
-    out = import_table(nats, tmp_path / "t.h5")
+def test_table_from_a_newer_schema_is_refused(builtin: BuiltinBenchmark, tmp_path: Path) -> None:
+    out = import_table(builtin, tmp_path / "t.h5")
     with h5py.File(out, "a") as f:
         f.attrs["schema_version"] = 99
     with pytest.raises(BenchmarkError, match="schema 99"):

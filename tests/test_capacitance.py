@@ -370,11 +370,11 @@ def test_observer_does_not_sync_the_host_on_cuda() -> None:
     )
 
 
-def test_observer_streams_through_train_proxy(cifar_root: Path) -> None:
+def test_observer_streams_through_train_proxy(synthetic_root: Path) -> None:
     from nasnc.data import load_dataset
     from nasnc.train import Budget, TrainRecipe, train_proxy
 
-    data = load_dataset("cifar10", cifar_root, train_subset=128, valid_size=64, resolution=8)
+    data = load_dataset("cifar10", synthetic_root, train_subset=128, valid_size=64, resolution=8)
     torch.manual_seed(0)
     model = build_network(
         "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|avg_pool_3x3~2|",

@@ -43,7 +43,7 @@ def test_parse_archs_sample_and_file(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_evaluate_json_and_resume(
-    tmp_path: Path, cifar_root: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, synthetic_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(CONFIG))
@@ -55,7 +55,7 @@ def test_evaluate_json_and_resume(
         "--cache",
         str(tmp_path / "cache"),
         "--data-root",
-        str(cifar_root),
+        str(synthetic_root),
         "--device",
         "cpu",
         "--proxies",
@@ -85,9 +85,7 @@ def test_evaluate_json_and_resume(
     assert [r["beta_eff"] for r in again] == [r["beta_eff"] for r in rows]
 
 
-def test_unknown_proxy_is_a_usage_error(
-    tmp_path: Path, cifar_root: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_unknown_proxy_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
         [
             "evaluate",
@@ -95,7 +93,7 @@ def test_unknown_proxy_is_a_usage_error(
             "--proxies",
             "params,magic",
             "--data-root",
-            str(cifar_root),
+            str(tmp_path / "no-data"),  # checked before any data is read
             "--cache",
             str(tmp_path / "c"),
         ]

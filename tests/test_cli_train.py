@@ -1,4 +1,4 @@
-"""``nasnc train`` end to end on real CIFAR-10 (tiny budgets)."""
+"""``nasnc train`` end to end on a synthetic CIFAR-10 (tiny budgets)."""
 
 from __future__ import annotations
 
@@ -39,12 +39,12 @@ def _restore_threads() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def test_train_json(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_json(synthetic_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = [
         "train",
         ARCH,
         "--data-root",
-        str(shared_data),
+        str(synthetic_root),
         "--epochs",
         "1",
         *TINY,
@@ -66,13 +66,13 @@ def test_train_json(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_train_table_prints_report_lines(
-    cifar_root: Path, capsys: pytest.CaptureFixture[str]
+    synthetic_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = [
         "train",
         ARCH,
         "--data-root",
-        str(cifar_root),
+        str(synthetic_root),
         "--steps",
         "4",
         "--report-every",
@@ -87,11 +87,11 @@ def test_train_table_prints_report_lines(
 
 
 def test_config_file_and_flags(
-    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = tmp_path / "proxy.yaml"
     cfg.write_text(
-        f"data_root: {shared_data}\nsteps: 2\nsubset: 128\nvalid-size: 32\nresolution: 8\n"
+        f"data_root: {synthetic_root}\nsteps: 2\nsubset: 128\nvalid-size: 32\nresolution: 8\n"
         "channels: 4\nprobe: [16, 8]\nbatch_size: 64\ninteraction: product\nthreads: 1\nseed: 3\n"
         "augment: false\n"
     )
@@ -125,22 +125,23 @@ def test_missing_data_exits_1_naming_the_folder(
     assert str(tmp_path / "cifar-10-batches-py") in err and "--data-root" in err
 
 
-def test_bad_values_are_usage_errors(cifar_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_values_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    no_data = str(tmp_path / "no-data")  # options are checked before any data is read
     assert (
         main(
             [
                 "train",
                 "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|",
                 "--data-root",
-                str(cifar_root),
+                no_data,
             ]
         )
         == 2
     )
     assert "'conv'" in capsys.readouterr().err
-    assert main(["train", ARCH, "--data-root", str(cifar_root), "--probe", "16,x"]) == 2
+    assert main(["train", ARCH, "--data-root", no_data, "--probe", "16,x"]) == 2
     assert "probe" in capsys.readouterr().err
-    assert main(["train", ARCH, "--data-root", str(cifar_root), "--epochs", "0"]) == 2
+    assert main(["train", ARCH, "--data-root", no_data, "--epochs", "0"]) == 2
     assert "epochs='0'" in capsys.readouterr().err
 
 

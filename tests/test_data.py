@@ -1,4 +1,4 @@
-"""nasnc.data: real CIFAR-10 from ../shared/data, archives and broken files built in tmp_path."""
+"""nasnc.data: a synthetic CIFAR-10 (and the real one where present), archives and broken files."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SYNTHETIC_TEST, SYNTHETIC_TRAIN
 
 from nasnc import ConfigError, DataError
 from nasnc.data import (
+    DATASETS,
     Archive,
     DeviceTransform,
     ProxyData,
@@ -24,14 +26,21 @@ from nasnc.data import (
     random_crop_flip,
     resolve_data_root,
 )
+from nasnc.testing import make_synthetic_dataset
 
 CIFAR_DIR = "cifar-10-batches-py"
+N_TRAIN, N_TEST = SYNTHETIC_TRAIN, SYNTHETIC_TEST  # the session's synthetic_root
+
+
+def _read_raw(root: Path, name: str = "data_batch_1") -> dict:
+    with (root / CIFAR_DIR / name).open("rb") as f:
+        return pickle.load(f, encoding="latin1")
 
 
 @pytest.fixture(scope="module")
-def raw_batch(cifar_root: Path) -> dict:
-    with (cifar_root / CIFAR_DIR / "data_batch_1").open("rb") as f:
-        return pickle.load(f, encoding="latin1")
+def raw_batch(synthetic_root: Path) -> dict:
+    """The session's synthetic ``data_batch_1`` as the pickled dict (N x 3072 uint8, labels)."""
+    return _read_raw(synthetic_root)
 
 
 def _write_batch(path: Path, data: np.ndarray, labels: list[int], key: str = "labels") -> None:
@@ -63,25 +72,57 @@ def _batch_bytes(data: np.ndarray, labels: list[int]) -> bytes:
 
 
 # --------------------------------------------------------------------------- real CIFAR-10
-def test_load_real_cifar10(shared_data: Path, raw_batch: dict) -> None:
+def test_load_real_cifar10(shared_data: Path, real_cifar_root: Path) -> None:
+    raw = _read_raw(real_cifar_root)
     data = load_dataset("cifar10", shared_data)  # the cifar10/ sub-folder layout
     assert data.name == "cifar10" and data.num_classes == 10 and data.resolution == 32
     assert data.train_x.shape == (10_000, 3, 32, 32) and data.train_x.dtype == torch.uint8
     assert data.train_y.dtype == torch.int64 and data.num_valid == 2000
     assert int(data.train_y.min()) == 0 and int(data.train_y.max()) == 9
     # file order kept, R/G/B planes decoded as [3, 32, 32]
-    np.testing.assert_array_equal(data.train_y[:50].numpy(), raw_batch["labels"][:50])
+    np.testing.assert_array_equal(data.train_y[:50].numpy(), raw["labels"][:50])
+    np.testing.assert_array_equal(data.train_x[7].numpy().reshape(-1), raw["data"][7])
+
+
+def test_real_cifar10_matches_the_catalogue(real_cifar_root: Path) -> None:
+    """The normalisation constants fit the files, and data_batch_1 is the official first batch."""
+    data = load_dataset("cifar10", real_cifar_root, valid_size=None)
+    spec = DATASETS["cifar10"]
+    for x in (data.train_x, data.valid_x):
+        pixels = x.double() / 255
+        np.testing.assert_allclose(pixels.mean(dim=(0, 2, 3)).numpy(), spec.mean, atol=5e-3)
+        np.testing.assert_allclose(pixels.std(dim=(0, 2, 3)).numpy(), spec.std, atol=5e-3)
+    # class counts of the official data_batch_1; the test file holds 1000 per class
+    official = [1005, 974, 1032, 1016, 999, 937, 1030, 1001, 1025, 981]
+    assert torch.bincount(data.train_y, minlength=10).tolist() == official
+    assert torch.bincount(data.valid_y, minlength=10).tolist() == [1000] * 10
+
+
+# --------------------------------------------------------------------------- synthetic CIFAR-10
+def test_load_keeps_file_order_and_planes(synthetic_root: Path, raw_batch: dict) -> None:
+    data = load_dataset("cifar10", synthetic_root, valid_size=None)
+    assert data.name == "cifar10" and data.num_classes == 10 and data.resolution == 32
+    assert data.train_x.shape == (N_TRAIN, 3, 32, 32) and data.train_x.dtype == torch.uint8
+    assert data.train_y.dtype == torch.int64 and data.num_valid == N_TEST
+    assert data.train_y.unique().tolist() == list(range(10))
+    np.testing.assert_array_equal(data.train_y.numpy(), raw_batch["labels"])
+    # R/G/B planes decoded as [3, 32, 32]
     np.testing.assert_array_equal(data.train_x[7].numpy().reshape(-1), raw_batch["data"][7])
+    np.testing.assert_array_equal(data.train_x[7, 1, 0, :].numpy(), raw_batch["data"][7][1024:1056])
 
 
-def test_root_may_hold_the_batches_folder_directly(cifar_root: Path) -> None:
-    data = load_dataset("CIFAR10", cifar_root, train_subset=10, valid_size=5)
+def test_root_may_hold_a_cifar10_folder(tmp_path: Path) -> None:
+    make_synthetic_dataset(tmp_path / "cifar10", num_train=12, num_test=6)
+    data = load_dataset("CIFAR10", tmp_path, train_subset=10, valid_size=5)
     assert data.num_train == 10 and data.num_valid == 5
+    assert data.source == str(tmp_path / "cifar10" / CIFAR_DIR)
 
 
-def test_env_var_is_the_fallback_root(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NASNC_DATA_DIR", str(shared_data))
-    assert resolve_data_root(None) == shared_data
+def test_env_var_is_the_fallback_root(
+    synthetic_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NASNC_DATA_DIR", str(synthetic_root))
+    assert resolve_data_root(None) == synthetic_root
     assert load_dataset("cifar10", train_subset=4, valid_size=0).num_train == 4
     monkeypatch.delenv("NASNC_DATA_DIR")
     with pytest.raises(DataError, match="--data-root") as err:
@@ -89,9 +130,9 @@ def test_env_var_is_the_fallback_root(shared_data: Path, monkeypatch: pytest.Mon
     assert "NASNC_DATA_DIR" in str(err.value)
 
 
-def test_resolution_16_averages_2x2_blocks(cifar_root: Path) -> None:
-    full = load_dataset("cifar10", cifar_root, train_subset=200, valid_size=20)
-    small = load_dataset("cifar10", cifar_root, train_subset=200, valid_size=20, resolution=16)
+def test_resolution_16_averages_2x2_blocks(synthetic_root: Path) -> None:
+    full = load_dataset("cifar10", synthetic_root, train_subset=200, valid_size=20)
+    small = load_dataset("cifar10", synthetic_root, train_subset=200, valid_size=20, resolution=16)
     assert small.train_x.shape == (200, 3, 16, 16) and small.train_x.dtype == torch.uint8
     assert small.valid_x.shape == (20, 3, 16, 16)
     pooled = F.avg_pool2d(full.train_x.float(), 2)
@@ -99,46 +140,50 @@ def test_resolution_16_averages_2x2_blocks(cifar_root: Path) -> None:
     torch.testing.assert_close(small.train_y, full.train_y)
 
 
-def test_subsets_first_and_seeded(cifar_root: Path) -> None:
-    full = load_dataset("cifar10", cifar_root, valid_size=0)
-    first = load_dataset("cifar10", cifar_root, train_subset=300, valid_size=0)
+def test_subsets_first_and_seeded(synthetic_root: Path) -> None:
+    full = load_dataset("cifar10", synthetic_root, valid_size=0)
+    first = load_dataset("cifar10", synthetic_root, train_subset=300, valid_size=0)
     assert torch.equal(first.train_x, full.train_x[:300])
     a = load_dataset(
-        "cifar10", cifar_root, train_subset=300, subset_mode="seeded", seed=1, valid_size=0
+        "cifar10", synthetic_root, train_subset=300, subset_mode="seeded", seed=1, valid_size=0
     )
     b = load_dataset(
-        "cifar10", cifar_root, train_subset=300, subset_mode="seeded", seed=1, valid_size=0
+        "cifar10", synthetic_root, train_subset=300, subset_mode="seeded", seed=1, valid_size=0
     )
     c = load_dataset(
-        "cifar10", cifar_root, train_subset=300, subset_mode="seeded", seed=2, valid_size=0
+        "cifar10", synthetic_root, train_subset=300, subset_mode="seeded", seed=2, valid_size=0
     )
     assert torch.equal(a.train_x, b.train_x)
     assert not torch.equal(a.train_x, c.train_x)
     assert not torch.equal(a.train_x, first.train_x)
     # every seeded image is one of the training images, each at most once
-    rows = {bytes(x) for x in full.train_x.reshape(10_000, -1).numpy()}
+    rows = {bytes(x) for x in full.train_x.reshape(N_TRAIN, -1).numpy()}
     picked = [bytes(x) for x in a.train_x.reshape(300, -1).numpy()]
     assert set(picked) <= rows and len(set(picked)) == 300
 
 
-def test_valid_from_test_and_held_out_train(cifar_root: Path) -> None:
-    test_all = load_dataset("cifar10", cifar_root, train_subset=10, valid_size=None)
-    assert test_all.num_valid == 10_000
-    held = load_dataset("cifar10", cifar_root, valid_from="train", valid_size=1000)
-    assert held.num_train == 9000 and held.num_valid == 1000
-    full = load_dataset("cifar10", cifar_root, valid_size=0)
-    assert torch.equal(held.valid_x, full.train_x[9000:])  # "first" holds out the last images
+def test_valid_from_test_and_held_out_train(synthetic_root: Path) -> None:
+    test_all = load_dataset("cifar10", synthetic_root, train_subset=10, valid_size=None)
+    assert test_all.num_valid == N_TEST
+    held = load_dataset("cifar10", synthetic_root, valid_from="train", valid_size=300)
+    assert held.num_train == N_TRAIN - 300 and held.num_valid == 300
+    full = load_dataset("cifar10", synthetic_root, valid_size=0)
+    # "first" holds out the last images
+    assert torch.equal(held.valid_x, full.train_x[N_TRAIN - 300 :])
     seeded = load_dataset(
         "cifar10",
-        cifar_root,
+        synthetic_root,
         valid_from="train",
         valid_size=500,
         subset_mode="seeded",
-        train_subset=2000,
+        train_subset=1000,
     )
-    train_rows = {bytes(x) for x in seeded.train_x.reshape(2000, -1).numpy()}
+    train_rows = {bytes(x) for x in seeded.train_x.reshape(1000, -1).numpy()}
     valid_rows = {bytes(x) for x in seeded.valid_x.reshape(500, -1).numpy()}
-    assert not train_rows & valid_rows
+    assert len(valid_rows) == 500 and not train_rows & valid_rows
+    assert (train_rows | valid_rows) <= {
+        bytes(x) for x in full.train_x.reshape(N_TRAIN, -1).numpy()
+    }
 
 
 @pytest.mark.parametrize(
@@ -150,15 +195,15 @@ def test_valid_from_test_and_held_out_train(cifar_root: Path) -> None:
         ({"subset_mode": "random"}, "subset_mode='random'"),
         ({"valid_from": "val"}, "valid_from='val'"),
         ({"train_subset": 0}, "train_subset=0"),
-        ({"train_subset": 10_001}, "train_subset=10001"),
-        ({"valid_size": 10_001}, "valid_size=10001"),
+        ({"train_subset": N_TRAIN + 1}, f"train_subset={N_TRAIN + 1}"),
+        ({"valid_size": N_TEST + 1}, f"valid_size={N_TEST + 1}"),
         ({"valid_size": -1}, "valid_size=-1"),
         ({"valid_from": "train", "valid_size": None}, "valid_size=None"),
-        ({"valid_from": "train", "valid_size": 10_000}, "valid_size=10000"),
+        ({"valid_from": "train", "valid_size": N_TRAIN}, f"valid_size={N_TRAIN}"),
     ],
 )
-def test_bad_options_raise_config_error(cifar_root: Path, kwargs: dict, needle: str) -> None:
-    args = {"name": "cifar10", "root": cifar_root, **kwargs}
+def test_bad_options_raise_config_error(synthetic_root: Path, kwargs: dict, needle: str) -> None:
+    args = {"name": "cifar10", "root": synthetic_root, **kwargs}
     with pytest.raises(ConfigError) as err:
         load_dataset(**args)
     assert needle in str(err.value)
@@ -195,10 +240,10 @@ def test_whatever_training_batches_are_present_are_loaded(tmp_path: Path, raw_ba
 
 
 # --------------------------------------------------------------------------- broken files
-def test_truncated_file_is_named(tmp_path: Path, cifar_root: Path) -> None:
+def test_truncated_file_is_named(tmp_path: Path, synthetic_root: Path) -> None:
     folder = tmp_path / CIFAR_DIR
     folder.mkdir()
-    payload = (cifar_root / CIFAR_DIR / "data_batch_1").read_bytes()
+    payload = (synthetic_root / CIFAR_DIR / "data_batch_1").read_bytes()
     (folder / "data_batch_1").write_bytes(payload[: len(payload) // 3])
     with pytest.raises(DataError, match="corrupt or truncated") as err:
         load_dataset("cifar10", tmp_path, valid_size=0)
@@ -387,8 +432,8 @@ def _reference_crop_flip(x: torch.Tensor, padding: int, seed: int) -> torch.Tens
     return torch.stack(out)
 
 
-def test_random_crop_flip_matches_per_image_semantics(cifar_root: Path) -> None:
-    x = load_dataset("cifar10", cifar_root, train_subset=64, valid_size=0).train_x
+def test_random_crop_flip_matches_per_image_semantics(synthetic_root: Path) -> None:
+    x = load_dataset("cifar10", synthetic_root, train_subset=64, valid_size=0).train_x
     out = random_crop_flip(x, padding=4, flip=True, generator=torch.Generator().manual_seed(3))
     assert out.shape == x.shape and out.dtype == torch.uint8
     torch.testing.assert_close(out, _reference_crop_flip(x, 4, 3), rtol=0, atol=0)
@@ -401,9 +446,16 @@ def test_crop_and_flip_edge_cases() -> None:
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).view(2, 3, 4, 4)
     g = torch.Generator().manual_seed(0)
     assert torch.equal(random_crop_flip(x, padding=0, flip=False, generator=g), x)
-    flipped = random_crop_flip(x, padding=0, flip=True, generator=g)
-    for i in range(2):
-        assert torch.equal(flipped[i], x[i]) or torch.equal(flipped[i], x[i].flip(-1))
+    many = torch.arange(16 * 3 * 4 * 4, dtype=torch.uint8).view(16, 3, 4, 4)
+    flipped = random_crop_flip(
+        many, padding=0, flip=True, generator=torch.Generator().manual_seed(5)
+    )
+    # no padding: no offsets drawn, only the flips, so the same seed predicts them
+    flags = torch.randint(0, 2, (16,), generator=torch.Generator().manual_seed(5)).bool()
+    assert 0 < int(flags.sum()) < 16  # this seed flips some images and keeps others
+    torch.testing.assert_close(
+        flipped, torch.where(flags.view(16, 1, 1, 1), many.flip(-1), many), rtol=0, atol=0
+    )
     padded = random_crop_flip(x.float(), padding=4, flip=False, generator=g)
     assert padded.dtype == torch.float32 and padded.shape == x.shape
 

@@ -1,4 +1,4 @@
-"""evaluate_arch on real CIFAR-10: cache hits, replay, stop, baselines, keys."""
+"""evaluate_arch on a synthetic CIFAR-10: cache hits, replay, stop, baselines, keys."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ TINY = ProxyConfig(
 
 
 @pytest.fixture(scope="module")
-def data(cifar_root: Path):  # type: ignore[no-untyped-def]
-    return load_dataset("cifar10", cifar_root, train_subset=256, valid_size=128, resolution=8)
+def data(synthetic_root: Path):  # type: ignore[no-untyped-def]
+    return load_dataset("cifar10", synthetic_root, train_subset=256, valid_size=128, resolution=8)
 
 
 def test_evaluate_then_cache_hit_replays(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]

@@ -31,9 +31,9 @@ def _quiet_optuna() -> None:
 
 
 @pytest.fixture(scope="module")
-def cifar_root(shared_data: Path) -> Path:
-    """The real CIFAR-10 of ../shared/data (its ``cifar-10-batches-py/``)."""
-    return shared_data / "cifar10"
+def cifar_root(synthetic_root: Path) -> Path:
+    """The session's synthetic CIFAR-10 (conftest): these tests need images, not CIFAR's."""
+    return synthetic_root
 
 
 @pytest.fixture(scope="module")

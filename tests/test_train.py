@@ -1,4 +1,4 @@
-"""nasnc.train on real CIFAR-10 (tiny subsets and tiny networks, CPU)."""
+"""nasnc.train on a synthetic CIFAR-10 (tiny subsets and tiny networks, CPU)."""
 
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ RECIPE = TrainRecipe(batch_size=64, eval_batch_size=128)
 
 
 @pytest.fixture(scope="module")
-def data(cifar_root: Path) -> ProxyData:
+def data(synthetic_root: Path) -> ProxyData:
     """256 training and 128 validation images at 8 px: 4 steps per epoch at batch 64."""
-    return load_dataset("cifar10", cifar_root, train_subset=256, valid_size=128, resolution=8)
+    return load_dataset("cifar10", synthetic_root, train_subset=256, valid_size=128, resolution=8)
 
 
 def tiny_model(seed: int = 0) -> nn.Module:
@@ -87,7 +87,7 @@ def test_train_records_trajectory_and_calls_observers(data: ProxyData) -> None:
     assert result.final_valid_acc == traj["valid_acc"][-1]
 
 
-def test_report_every_and_budgets(data: ProxyData, cifar_root: Path) -> None:
+def test_report_every_and_budgets(data: ProxyData, synthetic_root: Path) -> None:
     rec = Recorder()
     res = train_proxy(
         tiny_model(),
@@ -103,7 +103,7 @@ def test_report_every_and_budgets(data: ProxyData, cifar_root: Path) -> None:
     half = train_proxy(tiny_model(), data, Budget(epochs=0.5), device="cpu", recipe=RECIPE)
     assert half.steps == 2 and half.reports == 1
     # a last incomplete batch counts as a step unless drop_last
-    odd = load_dataset("cifar10", cifar_root, train_subset=100, valid_size=10, resolution=8)
+    odd = load_dataset("cifar10", synthetic_root, train_subset=100, valid_size=10, resolution=8)
     assert train_proxy(tiny_model(), odd, 1, device="cpu", recipe=RECIPE).steps == 2
     dropped = TrainRecipe(batch_size=64, drop_last=True)
     assert train_proxy(tiny_model(), odd, 1, device="cpu", recipe=dropped).steps == 1
