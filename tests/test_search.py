@@ -1,4 +1,4 @@
-"""End-to-end studies on a tiny proxy with real CIFAR-10 from ../shared/data."""
+"""End-to-end studies on a tiny proxy with a synthetic CIFAR-10 (conftest.synthetic_root)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from nasnc import ConfigError
 from nasnc.store import Store
 from search._config import SearchConfig, apply_overrides
+from search._objective import WORKER_ATTR
 from search._study import (
     fail_stale_trials,
     open_study,
@@ -66,8 +67,8 @@ def _quiet_optuna() -> None:
 
 
 @pytest.mark.slow
-def test_study_prunes_caches_and_hits_the_cache(tmp_path: Path, cifar_root: Path) -> None:
-    config = tiny_config(tmp_path, cifar_root)
+def test_study_prunes_caches_and_hits_the_cache(tmp_path: Path, synthetic_root: Path) -> None:
+    config = tiny_config(tmp_path, synthetic_root)
     study = run_search(config)
     states = [t.state for t in study.trials]
     assert len(study.trials) == 8
@@ -87,8 +88,13 @@ def test_study_prunes_caches_and_hits_the_cache(tmp_path: Path, cifar_root: Path
 
     # a second study with the same seed samples the same cells: completed ones come from the cache
     again = run_search(apply_overrides(config, {"study_name": "tiny-again"}))
+    cells = [t.user_attrs["canonical"] for t in again.trials]
+    assert cells == [t.user_attrs["canonical"] for t in study.trials]  # the same draws
+    done = {t.user_attrs["canonical"] for t in completed}
     hits = [t for t in again.trials if t.user_attrs.get("cache_hit")]
-    assert len(hits) >= 1
+    # every completed cell is served from the cache; pruned ones were never cached
+    assert {t.user_attrs["canonical"] for t in hits} == done
+    assert all(t.user_attrs.get("cache_hit") for t in again.trials if cells[t.number] in done)
     for t in hits:
         assert t.user_attrs["cost_s"] is not None
     summary = summarize(again, config)
@@ -99,15 +105,15 @@ def test_study_prunes_caches_and_hits_the_cache(tmp_path: Path, cifar_root: Path
     assert len(run_search(config).trials) == 8
 
 
-def test_resuming_with_another_proxy_is_refused(tmp_path: Path, cifar_root: Path) -> None:
-    config = tiny_config(tmp_path, cifar_root)
+def test_resuming_with_another_proxy_is_refused(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, tmp_path / "no-data")
     open_study(config)
     with pytest.raises(ConfigError, match="epochs"):
         open_study(apply_overrides(config, {"proxy.epochs": 5.0}))
 
 
-def test_stale_running_trials_are_failed(tmp_path: Path, cifar_root: Path) -> None:
-    config = tiny_config(tmp_path, cifar_root, storage=f"journal:{tmp_path}/j.journal")
+def test_stale_running_trials_are_failed(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, tmp_path / "no-data", storage=f"journal:{tmp_path}/j.journal")
     study = open_study(config)
     trial = study.ask()
     trial.set_user_attr("heartbeat", 0.0)  # a worker that died long ago
@@ -122,15 +128,18 @@ def test_stale_running_trials_are_failed(tmp_path: Path, cifar_root: Path) -> No
 
 
 @pytest.mark.slow
-def test_two_workers_on_a_journal_file(tmp_path: Path, cifar_root: Path) -> None:
+def test_two_workers_on_a_journal_file(tmp_path: Path, synthetic_root: Path) -> None:
     config = tiny_config(
-        tmp_path, cifar_root, storage=f"journal:{tmp_path}/study.journal", workers=2, n_trials=4
+        tmp_path, synthetic_root, storage=f"journal:{tmp_path}/study.journal", workers=2, n_trials=4
     )
     study = run_search(config)
-    finished = [t for t in study.trials if t.state != TrialState.RUNNING]
-    assert len(finished) >= 4
+    assert len(study.trials) >= 4  # both may be mid-trial when the 4th finishes
     assert all(t.state != TrialState.RUNNING for t in study.trials)
-    assert len(Store(config.cache).keys()) >= 1
+    # each process tags its trials: both workers took some
+    assert len({t.user_attrs[WORKER_ATTR] for t in study.trials}) == 2
+    completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert completed
+    assert {t.user_attrs["key"] for t in completed} <= set(Store(config.cache).keys())
 
 
 def _postgres_url() -> str | None:
@@ -154,15 +163,18 @@ def _postgres_url() -> str | None:
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_postgres_storage_with_two_workers(tmp_path: Path, cifar_root: Path) -> None:
+def test_postgres_storage_with_two_workers(tmp_path: Path, synthetic_root: Path) -> None:
     url = _postgres_url()
     if url is None:
         pytest.skip("no PostgreSQL server answers on 127.0.0.1:5432")
     name = f"nasnc-test-{uuid.uuid4().hex[:8]}"
-    config = tiny_config(tmp_path, cifar_root, storage=url, study_name=name, workers=2, n_trials=4)
+    config = tiny_config(
+        tmp_path, synthetic_root, storage=url, study_name=name, workers=2, n_trials=4
+    )
     try:
         study = run_search(config)
-        assert len([t for t in study.trials if t.state != TrialState.RUNNING]) >= 4
+        assert len(study.trials) >= 4 and TrialState.RUNNING not in [t.state for t in study.trials]
+        assert len({t.user_attrs[WORKER_ATTR] for t in study.trials}) == 2  # both workers ran
         # a second process joins the same study by name (load_if_exists)
         joined = open_study(config)
         assert joined.study_name == name
@@ -173,11 +185,11 @@ def test_postgres_storage_with_two_workers(tmp_path: Path, cifar_root: Path) -> 
 
 @pytest.mark.slow
 def test_cli_search_json(
-    tmp_path: Path, cifar_root: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, synthetic_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import yaml
 
-    cfg = tiny_config(tmp_path, cifar_root, n_trials=3).to_dict()
+    cfg = tiny_config(tmp_path, synthetic_root, n_trials=3).to_dict()
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["search", str(path), "--format", "json", "--study", "cli-tiny"]) == 0
@@ -207,10 +219,10 @@ def test_cores_are_divided_between_workers(workers: int, cores: int, threads: in
     assert threads_per_worker(workers, cores) * workers <= max(cores, workers)
 
 
-def test_summary_with_ground_truth_and_regret(tmp_path: Path, cifar_root: Path) -> None:
+def test_summary_with_ground_truth_and_regret(tmp_path: Path) -> None:
     from nasnc.bench import open_benchmark
 
-    config = tiny_config(tmp_path, cifar_root, benchmark="builtin")
+    config = tiny_config(tmp_path, tmp_path / "no-data", benchmark="builtin")
     study = open_study(config)
     truth = open_benchmark("builtin")
     cells = {
@@ -247,19 +259,17 @@ def test_summary_with_ground_truth_and_regret(tmp_path: Path, cifar_root: Path) 
     assert broken.completed == 2 and len(broken.top) == 2
 
 
-def test_bad_proxy_and_benchmark_dataset_are_rejected(tmp_path: Path, cifar_root: Path) -> None:
+def test_bad_proxy_and_benchmark_dataset_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'synflo'"):
-        tiny_config(tmp_path, cifar_root, proxies=["synflo"])
+        tiny_config(tmp_path, tmp_path / "no-data", proxies=["synflo"])
     with pytest.raises(ConfigError, match="cifar-10"):
-        tiny_config(tmp_path, cifar_root, benchmark_dataset="cifar-10")
+        tiny_config(tmp_path, tmp_path / "no-data", benchmark_dataset="cifar-10")
 
 
-def test_sampler_seeds_differ_on_resume_and_between_workers(
-    tmp_path: Path, cifar_root: Path
-) -> None:
+def test_sampler_seeds_differ_on_resume_and_between_workers(tmp_path: Path) -> None:
     from search._study import _sampler_seed
 
-    config = tiny_config(tmp_path, cifar_root)
+    config = tiny_config(tmp_path, tmp_path / "no-data")
     study = open_study(config)
     fresh = _sampler_seed(config, study, 0)
     assert fresh == _sampler_seed(config, study, 0)  # reproducible fresh study
@@ -268,8 +278,8 @@ def test_sampler_seeds_differ_on_resume_and_between_workers(
     assert fresh != _sampler_seed(config, study, 0)  # a resumption draws new cells
 
 
-def test_diverged_cache_hit_is_a_failed_trial(tmp_path: Path, cifar_root: Path) -> None:
-    config = tiny_config(tmp_path, cifar_root, n_trials=2, **{"proxy.lr": 1e8})
+def test_diverged_cache_hit_is_a_failed_trial(tmp_path: Path, synthetic_root: Path) -> None:
+    config = tiny_config(tmp_path, synthetic_root, n_trials=2, **{"proxy.lr": 1e8})
     config = apply_overrides(config, {"pruner.n_startup_trials": 0})
     first = run_search(config)
     assert {t.state for t in first.trials} == {TrialState.FAIL}
@@ -283,7 +293,9 @@ def test_diverged_cache_hit_is_a_failed_trial(tmp_path: Path, cifar_root: Path) 
 
 
 @pytest.mark.slow
-def test_ctrl_c_keeps_finished_trials_and_a_rerun_resumes(tmp_path: Path, cifar_root: Path) -> None:
+def test_ctrl_c_keeps_finished_trials_and_a_rerun_resumes(
+    tmp_path: Path, synthetic_root: Path
+) -> None:
     import signal
     import subprocess
     import sys
@@ -291,7 +303,7 @@ def test_ctrl_c_keeps_finished_trials_and_a_rerun_resumes(tmp_path: Path, cifar_
 
     import yaml
 
-    config = tiny_config(tmp_path, cifar_root, n_trials=50, threads=1)
+    config = tiny_config(tmp_path, synthetic_root, n_trials=50, threads=1)
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(config.to_dict()))
     proc = subprocess.Popen(
