@@ -212,7 +212,7 @@ class PickConfig:
     default picks by ``aggregate`` alone. Configs that train the shortlist
     at a real budget may weigh ``proxy_valid_acc`` in.
     Candidates are completed trials, and pruned ones when every weighted
-    score is known for them (the aggregate is known before training), so a
+    score is known before training (the aggregate, free proxies), so a
     pruner cannot hide a cell the pick would choose.
     """
 

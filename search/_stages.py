@@ -155,6 +155,10 @@ def trained_cells(study: optuna.Study) -> int:
     return len(seen)
 
 
+#: Scores known before training: a pruned trial has them in full.
+_BEFORE_TRAINING = frozenset({"aggregate", *PROXIES})
+
+
 def _trial_score(trial: FrozenTrial, name: str) -> float:
     if name == "beta_eff" and trial.user_attrs.get("beta_eff") is None and trial.values:
         value: Any = trial.values[0]
@@ -172,9 +176,11 @@ def pick(
 ) -> tuple[FrozenTrial | None, str, float]:
     """The chosen trial, what it was chosen by, and its combined score.
 
-    Candidates: COMPLETE trials, and PRUNED ones whose every weighted score
-    is known. The combined score is the rank aggregate of the weighted
-    scores over the candidates (one per cell). When no candidate has the
+    Candidates: COMPLETE trials, and PRUNED ones when every weighted score is
+    known before training (the aggregate, free proxies) and present: a pruned
+    run's accuracy or βeff is partial and not comparable. The combined score
+    is the rank aggregate of the weighted scores over the candidates (one per
+    cell). When no candidate has the
     weighted scores (a study without a screen, default weights), the pick
     falls back to ``fallback`` and says so.
     """
@@ -186,9 +192,11 @@ def pick(
         for t in trials:
             if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
                 continue
-            has_all = all(math.isfinite(_trial_score(t, n)) for n in attempt)
-            if t.state == TrialState.PRUNED and not has_all:
-                continue
+            if t.state == TrialState.PRUNED and not (
+                all(n in _BEFORE_TRAINING for n in attempt)
+                and all(math.isfinite(_trial_score(t, n)) for n in attempt)
+            ):
+                continue  # a pruned run's trained signals are partial: not comparable
             canonical = str(t.user_attrs.get("canonical") or t.user_attrs.get("arch"))
             if canonical in seen or not t.user_attrs.get("arch"):
                 continue

@@ -160,7 +160,9 @@ def open_study(config: SearchConfig, *, worker: int = 0) -> optuna.Study:
         load_if_exists=True,
     )
     if study.metric_names is None:
-        study.set_metric_names(list(config.objectives))
+        with warnings.catch_warnings():  # "experimental" in Optuna; shown by the dashboard
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(config.objectives))
     elif list(study.metric_names) != list(config.objectives):
         raise ConfigError(
             f"study {config.study_name!r} in {config.storage_url} optimises "

@@ -266,3 +266,26 @@ def test_pick_is_a_rank_aggregate_and_pruned_cells_stay_candidates() -> None:
     ]
     chosen, by, _s = pick(bare, PickConfig())
     assert chosen is not None and chosen.number == 1 and by.startswith("beta_eff (no trial has")
+
+
+def test_a_pruned_run_is_cached_flagged_and_never_served_as_a_hit(
+    tmp_path: Path, tiny_data: ProxyData
+) -> None:
+    from nasnc.pipeline import evaluate_arch
+
+    proxy = ProxyConfig(**TINY_PROXY)
+    arch = str(sample_archs(1, seed=4, unique=True, exclude_zero=True)[0])
+    store = Store(tmp_path / "cache")
+    stopped = evaluate_arch(
+        arch, proxy, tiny_data, device="cpu", store=store, on_report=lambda p: "stop"
+    )
+    assert stopped.stopped and not stopped.cache_hit
+    partial = store.get(stopped.entry.key)
+    assert partial is not None and partial.summary["pruned"] is True
+    assert partial.n_points == 1  # the trajectory up to the pruning point
+    full = evaluate_arch(arch, proxy, tiny_data, device="cpu", store=store)
+    assert not full.cache_hit and full.entry.summary["pruned"] is False
+    assert full.entry.n_points == 3
+    stored = store.get(full.entry.key)
+    assert stored is not None and stored.summary["pruned"] is False  # replaced by the full run
+    assert evaluate_arch(arch, proxy, tiny_data, device="cpu", store=store).cache_hit

@@ -61,7 +61,7 @@ class Evaluation:
 
     entry: Entry
     cache_hit: bool
-    stopped: bool  # the on_report callback stopped it (a pruned trial); not cached
+    stopped: bool  # the on_report callback stopped it (a pruned trial); cached as pruned
 
     @property
     def diverged(self) -> bool:
@@ -250,7 +250,10 @@ def evaluate_arch(
         on one training batch and store beside βeff.
     on_report : callable, optional
         Called at each report point with a :class:`ReportPoint`; returning
-        ``"stop"`` ends the evaluation (a pruned trial), which is not cached.
+        ``"stop"`` ends the evaluation (a pruned trial). Its partial run is
+        cached with ``summary["pruned"] = True`` (so ``nasnc compare`` can see
+        every trial, not only those the pruner kept) and is never served as a
+        cache hit: the cell trains again when asked for.
     progress : callable, optional
         ``progress(step, total_steps)`` during training.
     """
@@ -261,6 +264,9 @@ def evaluate_arch(
     key = make_key(arch.canonical(), config.dataset, resolved, seed)
     if store is not None:
         cached = store.get(key)
+        if cached is not None and cached.summary.get("pruned", False):
+            logger.info("cached run of %s was pruned (partial): training it again", arch)
+            cached = None
         if cached is not None:
             logger.info("cache hit for %s (key %s)", arch, key)
             missing = [p for p in proxies if p not in cached.scores]
@@ -349,6 +355,7 @@ def evaluate_arch(
         "cost_s": float(cost),
         "steps": int(result.steps),
         "diverged": bool(result.diverged),
+        "pruned": bool(result.stopped),
     }
     if n_rows and not result.diverged:
         from nasnc.proxies import tse
@@ -366,6 +373,6 @@ def evaluate_arch(
     )
     if result.diverged:
         logger.warning("%s diverged: %s", arch, result.reason)
-    if store is not None and not result.stopped:
+    if store is not None:  # a pruned run too, flagged: compare sees every trial, not the kept
         store.put(entry)
     return Evaluation(entry=entry, cache_hit=False, stopped=bool(result.stopped))
