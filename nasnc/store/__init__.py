@@ -31,10 +31,12 @@ reader can see. It is a directory of **immutable** HDF5 files:
   ``put``, wins). One compaction runs at a time (``flock`` on
   ``compact.lock``, released by the kernel if the compactor dies); writers
   never wait for it (``put`` skips compaction while another process runs one).
-* Readers list ``entries/`` before ``packs/`` (what compaction removed from
-  the first listing is in the second), cache each shard's index in memory by
-  (inode, size, mtime) and rescan if a file vanishes under them. No handle is
-  held between calls; each call uses ``with h5py.File(...)``.
+* Readers take a listing of ``entries/`` and ``packs/`` when two in a row
+  agree (``readdir`` is no snapshot: a compaction renaming a shard in and
+  deleting its sources could hide both from one listing), cache each shard's
+  index in memory by (inode, size, mtime) and rescan if a file vanishes
+  under them. No handle is held between calls; each call uses
+  ``with h5py.File(...)``.
 
 Alternatives considered: per-writer append shards need a writer id that
 survives restarts, and a writer killed mid-append leaves its shard
@@ -45,13 +47,32 @@ service to run. Immutable files plus rename need none of that.
 HDF5 file locking: visible files never change, so readers open them with
 ``locking=False`` and work on file systems without ``flock`` (some NFS or
 Lustre mounts); ``HDF5_USE_FILE_LOCKING``, when set, takes precedence inside
-HDF5. Files use the HDF5 1.10 object format (checksummed metadata) and
-Fletcher-32 checksums on every array, so corruption is detected rather than
-read as numbers. A corrupt or truncated file, or an unknown
-``schema_version``, makes :meth:`Store.get` of its key raise
-:class:`~nasnc.StoreError` naming the file; listings skip it with a logged
-warning and report it in :attr:`Store.damaged`, so one damaged file never
-hides the others. No pickle anywhere: datasets and attributes only.
+HDF5. No pickle anywhere: datasets and attributes only.
+
+Damaged files
+-------------
+HDF5 1.10 checksums its superblock, object headers and B-trees, and every
+array has a Fletcher-32 checksum, but variable-length strings (arch, config,
+key...) and scalar datasets (the summary) are stored unchecksummed. Each
+entry therefore carries a SHA-256 ``digest`` of everything it serves (key,
+arch, canonical form, dataset, seed, config JSON, config hash, created,
+version, typed summary and scores, and ``trajectory_digest``, the SHA-256 of
+its trajectory columns), so the index record is verified without reading
+the arrays and the arrays when they are read. Files written before digests
+existed are checked by recomputing their key.
+
+Any failure to read a file, or a mismatch, makes that file (or that row of
+a shard) *damaged*: never served, skipped with one warning naming it, listed
+in :attr:`Store.damaged`. A writing store (``create=True``, which every
+command that trains opens) then moves it to ``quarantine/`` with a note
+saying why, after re-packing the rows of a damaged shard that still verify
+into a new shard; :meth:`Store.get` falls back to the newest healthy copy or
+returns ``None``, so the evaluation is simply redone. Reading stores
+(``create=False``, e.g. ``nasnc scores``) move nothing. A writing store
+checks when it opens that it can write (and that ``min_free_bytes`` are
+free), so an unwritable cache stops a command before it trains.
+``benchmarks/store_fuzz.py`` flips single bytes of every class and counts
+crashes and wrong values served (none).
 
 On-disk layout (``schema_version`` 1)::
 
@@ -61,13 +82,16 @@ On-disk layout (``schema_version`` 1)::
     ├── entries/<key>.h5         one entry file per recent put
     ├── packs/pack-<ns>-<count>-<id>.h5   packed shards (read-only)
     ├── tmp/                     files being written (ignored by readers)
-    └── compact.lock             flock held while compacting
+    ├── quarantine/<time>-<id>-<entries|packs>-<name>   damaged files moved aside,
+    │                            each with a <name>.why.txt note (path, reason)
+    └── compact.lock             flock held while compacting (and quarantining)
 
     entries/<key>.h5
     ├── attrs: schema_version=1, kind="entry", key, arch, canonical, dataset,
     │          seed (int64), config (canonical JSON), config_hash,
     │          nasnc_version, created (unix s, float64), stored_ns (int64,
-    │          time of the put), writer
+    │          time of the put), writer, digest and trajectory_digest
+    │          (64 hex digits, fixed-length bytes)
     ├── trajectory/              attrs: n_points; one row per report point
     │   ├── step        float64 (n,)   chunked, maxshape (None,), fletcher32
     │   ├── epoch, train_loss, train_acc, valid_acc, wall_s
@@ -86,10 +110,12 @@ On-disk layout (``schema_version`` 1)::
     │   │   nasnc_version          utf-8 strings (N,)
     │   ├── seed int64 (N,), created float64 (N,), stored_ns int64 (N,)
     │   ├── offset int64 (N+1,)    entry i owns trajectory rows offset[i]:offset[i+1]
+    │   ├── digest, trajectory_digest   S64 (N,): as in entry files
     │   ├── layouts                utf-8 JSON strings: the columns, summary types
     │   │                          and score names an entry has
     │   └── layout_id int32 (N,)   row into layouts
     ├── summary/<name>  float64 (N,)   NaN where an entry lacks it
+    ├── summary_int/<name>  int64 (N,) exact values of int summaries (0 where none)
     ├── scores/<name>   float64 (N,)
     └── trajectory/<column>  float64 (T,)   chunked, fletcher32
 

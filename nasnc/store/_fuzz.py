@@ -16,8 +16,8 @@ non-zero mask at an offset drawn from one *class* of bytes:
     the bytes of every dataset's storage (chunks and scalars).
 
 Every read path then runs on the damaged copy, first as a reader
-(``create=False``: ``keys``, ``index``, ``rank``, ``entries``, ``top``,
-``get`` of every key), then as a writer (``get`` of every key, ``put`` of
+(``create=False``: ``keys``, ``rank``, ``entries``, ``get`` of every key;
+``index`` and ``top`` share their code paths), then as a writer (``get`` of every key, ``put`` of
 what is missing, then everything read back). Each flip is classed by its
 worst outcome: ``crash`` (an exception escaped), ``corrupt`` (a value that
 differs from what was written was served), ``blocked`` (a writer could not
