@@ -1,241 +1,35 @@
-"""``nasnc train``: train one architecture for a proxy budget and stream βeff.
+"""``nasnc train ARCH``: one architecture through the proxy, βeff printed at every report point.
 
-Options come from three layers, later ones winning: the CPU default proxy
-(16 px, 8 channels, 1 cell per stage, 10k images, 8 epochs, lr 0.1, batch
-256, probe 128-64), then ``--config FILE`` (a flat YAML mapping of the option
-names, ``cells_per_stage`` or ``cells-per-stage``), then the options given on
-the command line.
+A thin command over :class:`nasnc.pipeline.ProxyConfig` and
+:func:`nasnc.pipeline.evaluate_arch`, the same two that ``nasnc evaluate``
+and ``nasnc search`` use: the same cell, proxy and seed give the same βeff
+(and the same cache key) in all three. The proxy comes from ``--config FILE``
+(a study config, whose ``proxy:`` section and ``seed``/``device``/``cache``...
+are read as ``evaluate`` reads them, or a flat mapping of ``ProxyConfig``
+fields), then ``--set FIELD=VALUE`` and the few common flags.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nasnc._catalogue import PROXY_DATASETS
+from nasnc._config import DEFAULT_CACHE
 from nasnc._errors import ConfigError
-from search.cli._base import ARCH_HELP, Command, emit
+from search.cli._base import ARCH_HELP, Command, UsageError, emit, progress_wanted
 
-__all__ = ["TRAIN_DEFAULTS", "Train", "resolve_train_options"]
+if TYPE_CHECKING:
+    from search._config import SearchConfig
 
+__all__ = ["Train", "load_train_config"]
 
-def _as_int(value: Any, name: str, *, minimum: int = 0, none: bool = False) -> int | None:
-    if none and (value is None or (isinstance(value, str) and value.lower() in ("none", "all"))):
-        return None
-    try:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError
-        out = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be an integer, but got {name}={value!r}.") from None
-    if out < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, but got {name}={value!r}.")
-    return out
-
-
-def _as_float(value: Any, name: str) -> float:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, but got {name}={value!r}.") from None
-    if not math.isfinite(out) or out <= 0:
-        raise ConfigError(f"{name} must be a positive number, but got {name}={value!r}.")
-    return out
-
-
-def _as_str(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{name} must be a non-empty string, but got {name}={value!r}.")
-    return value
-
-
-def _as_bool(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in (
-        "true",
-        "yes",
-        "on",
-        "1",
-        "false",
-        "no",
-        "off",
-        "0",
-    ):
-        return value.lower() in ("true", "yes", "on", "1")
-    raise ConfigError(f"{name} must be true or false, but got {name}={value!r}.")
-
-
-def _as_probe(value: Any, name: str) -> tuple[int, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    try:
-        widths = tuple(int(str(v).strip()) for v in items)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"{name} must be comma-separated hidden widths like 128,64, but got {name}={value!r}."
-        ) from None
-    if not widths or min(widths) < 1:
-        raise ConfigError(
-            f"{name} needs at least one positive hidden width (beta_eff needs two dense "
-            f"layers), but got {name}={value!r}."
-        )
-    return widths
-
-
-def _choice(*choices: str) -> Callable[[Any, str], str]:
-    def convert(value: Any, name: str) -> str:
-        if value not in choices:
-            raise ConfigError(
-                f"{name} must be one of {', '.join(choices)}, but got {name}={value!r}."
-            )
-        return str(value)
-
-    return convert
-
-
-@dataclass(frozen=True)
-class _Opt:
-    default: Any
-    convert: Callable[[Any, str], Any]
-    help: str
-    flag: bool = False  # a boolean switch (--x / --no-x)
-    metavar: str | None = None
-
-
-def _ints(minimum: int, *, none: bool = False) -> Callable[[Any, str], int | None]:
-    def convert(value: Any, name: str) -> int | None:
-        return _as_int(value, name, minimum=minimum, none=none)
-
-    return convert
-
-
-def _path_or_none(value: Any, name: str) -> str | None:
-    return None if value is None else _as_str(str(value), name)
-
-
-def _threads(value: Any, name: str) -> int | None:
-    if value is None or (isinstance(value, str) and value.lower() == "auto"):
-        return None
-    return _as_int(value, name, minimum=1)
-
-
-def _one_of(default: str, choices: tuple[str, ...], help: str) -> _Opt:
-    return _Opt(default, _choice(*choices), help, metavar="{" + ",".join(choices) + "}")
-
-
-_OPTIONS: dict[str, _Opt] = {
-    "dataset": _one_of(PROXY_DATASETS[0], PROXY_DATASETS, "dataset"),
-    "data_root": _Opt(None, _path_or_none, "data folder (default: $NASNC_DATA_DIR)", metavar="DIR"),
-    "download": _Opt(
-        False, _as_bool, "download the official CIFAR archive into the data root", flag=True
-    ),
-    "epochs": _Opt(8.0, _as_float, "budget in epochs (may be fractional)", metavar="E"),
-    "steps": _Opt(
-        None, _ints(1, none=True), "budget in optimiser steps instead of epochs", metavar="N"
-    ),
-    "subset": _Opt(
-        10_000, _ints(1, none=True), "training images ('all': every one present)", metavar="N"
-    ),
-    "subset_mode": _one_of("first", ("first", "seeded"), "first N images or a seeded sample"),
-    "valid_size": _Opt(
-        2000, _ints(0, none=True), "validation images from the test file ('all')", metavar="N"
-    ),
-    "resolution": _Opt(
-        16,
-        _ints(1, none=True),
-        "image side in px, block-averaged ('none': native)",
-        metavar="PX",
-    ),
-    "device": _Opt("auto", _as_str, "auto (CUDA, then MPS, then CPU), cpu, cuda[:i] or mps"),
-    "channels": _Opt(8, _ints(1), "channels of the first stage"),
-    "cells_per_stage": _Opt(1, _ints(1), "cells per stage (the benchmark uses 5)"),
-    "probe": _Opt((128, 64), _as_probe, "hidden widths of the capacitance probe", metavar="W1,W2"),
-    "every_n_steps": _Opt(1, _ints(1), "observe beta_eff every N optimiser steps", metavar="N"),
-    "interaction": _one_of("chain", ("chain", "product"), "the variant shown as beta_eff"),
-    "normalize": _Opt(
-        True, _as_bool, "show the scale-free variant as beta_eff (the best measured)", flag=True
-    ),
-    "seed": _Opt(0, _ints(0), "seed of the model, probe, data order and augmentation"),
-    "lr": _Opt(0.1, _as_float, "peak learning rate (cosine to 0 over the budget)"),
-    "batch_size": _Opt(256, _ints(1), "training batch size"),
-    "augment": _Opt(
-        False,
-        _as_bool,
-        "random crop (pad 4) + horizontal flip (off by default: at 16 px it cost the "
-        "8-epoch proxy ~10 points of accuracy)",
-        flag=True,
-    ),
-    "report_every": _Opt(
-        None, _ints(1, none=True), "report every N steps (default: 8 report points)", metavar="N"
-    ),
-    "threads": _Opt(
-        None,
-        _threads,
-        "torch CPU threads ('auto': the cores the load average leaves idle, at least 1)",
-        metavar="N",
-    ),
-    "format": _one_of("table", ("table", "json"), "output format"),
-}
-
-#: The CPU default proxy (DESIGN "What we know so far", second row) and other defaults.
-TRAIN_DEFAULTS: dict[str, Any] = {k: o.default for k, o in _OPTIONS.items()}
-
-
-def _load_config(path: str) -> dict[str, Any]:
-    import yaml
-
-    file = Path(path)
-    try:
-        text = file.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc}") from exc
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, Mapping):
-        raise ConfigError(
-            f"config file {file} must hold a mapping of option names, "
-            f"but got {type(loaded).__name__}"
-        )
-    out: dict[str, Any] = {}
-    for key, value in loaded.items():
-        name = str(key).replace("-", "_")
-        if name not in _OPTIONS:
-            raise ConfigError(
-                f"unknown key {key!r} in config file {file}; known: {', '.join(sorted(_OPTIONS))}"
-            )
-        out[name] = value
-    return out
-
-
-def resolve_train_options(
-    cli: Mapping[str, Any], config: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """Defaults, then ``config`` (a file's mapping), then explicit ``cli`` values (not None).
-
-    Every value is converted and validated; a bad one raises :class:`ConfigError` naming it.
-    """
-    raw: dict[str, Any] = dict(TRAIN_DEFAULTS)
-    for source in (config or {}, cli):
-        for key, value in source.items():
-            if key not in _OPTIONS:
-                raise ConfigError(f"unknown option {key!r}")
-            if source is cli and value is None:
-                continue
-            raw[key] = value
-    return {key: opt.convert(raw[key], key) for key, opt in _OPTIONS.items()}
+_FORMATS = ("table", "json")
 
 
 def _idle_cores(limit: int) -> int:
@@ -252,156 +46,248 @@ def _idle_cores(limit: int) -> int:
     return max(1, min(limit, (os.cpu_count() or 1) - round(busy)))
 
 
+def _proxy_fields() -> set[str]:
+    from nasnc.pipeline import ProxyConfig
+
+    return {f.name for f in dataclasses.fields(ProxyConfig)}
+
+
+def load_train_config(path: str | Path | None) -> SearchConfig:
+    """The study config ``path`` holds, or one around a flat mapping of ProxyConfig fields.
+
+    A file with any key of a study config that is not a ``ProxyConfig`` field
+    (``proxy:``, ``seed:``, ``study_name:``...) is read as ``nasnc evaluate
+    --config`` reads it; otherwise its keys are the ``proxy:`` section itself
+    (the rest at its defaults). None gives the built-in CPU proxy.
+    """
+    import yaml
+
+    from nasnc.pipeline import ProxyConfig
+    from search._config import SearchConfig, load_config
+
+    if path is None:
+        return SearchConfig()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    study_keys = {f.name for f in dataclasses.fields(SearchConfig)} - _proxy_fields()
+    if data is None or (isinstance(data, dict) and study_keys & set(data)):
+        return load_config(path)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path} must hold a study config or a mapping of proxy fields, "
+            f"but holds {type(data).__name__}"
+        )
+    try:
+        return SearchConfig(proxy=ProxyConfig.from_mapping(data, where=""))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    """``--set FIELD=VALUE`` pairs as ``proxy.FIELD`` overrides (VALUE read as YAML)."""
+    import yaml
+
+    known = _proxy_fields()
+    out: dict[str, Any] = {}
+    for item in items:
+        field, sep, text = item.partition("=")
+        field = field.strip().replace("-", "_")
+        if not sep or not field:
+            raise UsageError(f"--set expects FIELD=VALUE, but got {item!r}")
+        if field not in known:
+            raise UsageError(
+                f"--set {item!r}: {field!r} is not a proxy field; known: {', '.join(sorted(known))}"
+            )
+        try:
+            out[f"proxy.{field}"] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise UsageError(f"--set {item!r}: the value is not valid YAML") from None
+    return out
+
+
 def _fmt(value: float, spec: str) -> str:
     return "nan" if not math.isfinite(value) else format(value, spec)
 
 
 class Train(Command):
     name = "train"
-    help = "train one architecture for a proxy budget while beta_eff streams"
+    help = "train one architecture at the proxy (ProxyConfig) and print beta_eff per report point"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("arch", help=ARCH_HELP)
         parser.add_argument(
-            "--config", metavar="FILE", help="YAML mapping of these options (flags win)"
+            "--config",
+            metavar="FILE",
+            help="a study config (its proxy: section, seed, device, cache, ... as evaluate reads "
+            "them) or a flat mapping of ProxyConfig fields (default: the built-in CPU proxy)",
         )
-        for key, opt in _OPTIONS.items():
-            flag = "--" + key.replace("_", "-")
-            default = (
-                opt.default
-                if not isinstance(opt.default, tuple)
-                else ",".join(map(str, opt.default))
-            )
-            text = f"{opt.help} (default: {default})"
-            if opt.flag:
-                parser.add_argument(
-                    flag, dest=key, action=argparse.BooleanOptionalAction, default=None, help=text
-                )
-            else:
-                parser.add_argument(flag, dest=key, default=None, metavar=opt.metavar, help=text)
+        parser.add_argument(
+            "--set",
+            metavar="FIELD=VALUE",
+            action="append",
+            default=[],
+            help="override one ProxyConfig field, e.g. --set train_subset=5000 (repeatable)",
+        )
+        parser.add_argument("--dataset", help="override the proxy dataset")
+        parser.add_argument("--epochs", type=float, help="override the proxy budget")
+        parser.add_argument("--seed", type=int, help="seed of the run (default: the config's, 0)")
+        parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+        parser.add_argument(
+            "--threads",
+            type=int,
+            help="torch threads (default: the config's, else on CPU the cores the load "
+            "average leaves idle)",
+        )
+        parser.add_argument("--data-root", help="folder holding the dataset (else $NASNC_DATA_DIR)")
+        parser.add_argument(
+            "--download",
+            action="store_true",
+            default=None,
+            help="download CIFAR into --data-root when missing",
+        )
+        cache = parser.add_mutually_exclusive_group()
+        cache.add_argument(
+            "--cache",
+            metavar="PATH",
+            help=f"the HDF5 trajectory cache, shared with evaluate and search (default: "
+            f"{DEFAULT_CACHE}, or the study config's 'cache:'): a cached cell is replayed, "
+            "not trained, and a new run is stored",
+        )
+        cache.add_argument(
+            "--no-cache",
+            action="store_true",
+            help="train even if the cell is cached, and store nothing",
+        )
+        parser.add_argument("--format", choices=_FORMATS, default="table")
+        parser.add_argument(
+            "--no-progress", action="store_true", help="no progress bar (none unless a terminal)"
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         import torch
         from tqdm import tqdm
 
-        from nasnc.capacitance import CapacitanceObserver
-        from nasnc.data import load_dataset
-        from nasnc.models import build_network
+        from nasnc.pipeline import ReportPoint, evaluate_arch, load_proxy_data
         from nasnc.space import Arch
-        from nasnc.train import Budget, Report, TrainRecipe, resolve_device, train_proxy
+        from nasnc.store import Store
+        from nasnc.train import resolve_device
+        from search._config import apply_overrides
 
         arch = Arch.parse(args.arch)
-        config = _load_config(args.config) if args.config else {}
-        opts = resolve_train_options({k: getattr(args, k) for k in _OPTIONS}, config)
-        device = resolve_device(opts["device"])
-        threads = opts["threads"] or (
+        config = apply_overrides(
+            load_train_config(args.config),
+            {
+                **_parse_set(args.set),
+                "proxy.dataset": args.dataset,
+                "proxy.epochs": args.epochs,
+                "seed": args.seed,
+                "device": args.device,
+                "threads": args.threads,
+                "data_root": args.data_root,
+                "download": args.download,
+                "cache": args.cache,
+            },
+        )
+        proxy = config.proxy
+        device = resolve_device(config.device)
+        store = None if args.no_cache else Store(config.cache)  # unwritable: stop before work
+        threads = config.threads or (
             _idle_cores(torch.get_num_threads()) if device.type == "cpu" else None
         )
         if threads is not None:
             torch.set_num_threads(threads)
-        data = load_dataset(
-            opts["dataset"],
-            opts["data_root"],
-            train_subset=opts["subset"],
-            subset_mode=opts["subset_mode"],
-            valid_size=opts["valid_size"],
-            resolution=opts["resolution"],
-            device=device,
-            seed=opts["seed"],
-            download=opts["download"],
+        data = load_proxy_data(
+            proxy, config.data_root, device=device, seed=config.seed, download=config.download
         )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(opts["seed"])
-            model = build_network(
-                arch,
-                channels=opts["channels"],
-                cells_per_stage=opts["cells_per_stage"],
-                num_classes=data.num_classes,
-                probe=opts["probe"],
-                probe_seed=opts["seed"],
-            )
-        observer = CapacitanceObserver(
-            every_n_steps=opts["every_n_steps"],
-            interaction=opts["interaction"],
-            normalize=opts["normalize"],
-        )
-        recipe = TrainRecipe(lr=opts["lr"], batch_size=opts["batch_size"], augment=opts["augment"])
-        budget = (
-            Budget(steps=opts["steps"])
-            if opts["steps"] is not None
-            else Budget(epochs=opts["epochs"])
-        )
-        total = budget.total_steps(math.ceil(data.num_train / recipe.batch_size))
-        report_every = opts["report_every"] or max(1, math.ceil(total / 8))
-        table = opts["format"] == "table"
-
-        bar = tqdm(total=total, unit="step", file=sys.stderr, disable=None, leave=False)
-
-        def progress(step: int, _total: int) -> None:
-            bar.update(1)
-
-        def on_report(rep: Report) -> None:
-            if table:
-                bar.write(
-                    f"step {rep.step:>{len(str(total))}}/{total}  epoch {rep.epoch:5.2f}  "
-                    f"loss {_fmt(rep.train_loss, '.4f')}  train {_fmt(rep.train_acc, '.3f')}  "
-                    f"valid {_fmt(rep.valid_acc, '.3f')}  "
-                    f"beta_eff {_fmt(rep.extras.get('beta_eff', math.nan), '.5g')}  "
-                    f"{rep.wall_s:6.1f}s",
-                    file=sys.stdout,
-                )
-
+        table = args.format == "table"
         if table:
             print(
                 f"{arch}  {data.name} {data.num_train} images at {data.resolution} px, "
-                f"{total} steps on {device}"
+                f"{proxy.epochs:g} epochs on {device}"
                 + (f" ({threads} thread{'s' if threads > 1 else ''})" if threads else "")
+                + f", seed {config.seed}, cache: {'none' if store is None else config.cache}"
             )
+        bar = tqdm(
+            unit="step",
+            file=sys.stderr,
+            disable=not progress_wanted(args.no_progress),
+            leave=False,
+            dynamic_ncols=True,
+        )
+
+        def progress(step: int, total: int) -> None:
+            bar.total = total
+            bar.update(step - bar.n)
+
         t0 = time.perf_counter()
+
+        def on_report(point: ReportPoint) -> None:
+            if not table:
+                return
+            total = point.total_steps
+            epoch = point.step / total * proxy.epochs if total else math.nan
+            bar.write(
+                f"step {point.step:>{len(str(total))}}/{total}  epoch {epoch:5.2f}  "
+                f"loss {_fmt(point.train_loss, '.4f')}  valid {_fmt(point.valid_acc, '.3f')}  "
+                f"beta_eff {_fmt(point.beta_eff, '.5g')} ± {_fmt(point.beta_eff_std, '.2g')}  "
+                f"last {_fmt(point.beta_eff_last, '.5g')}  "
+                + ("cached" if point.cached else f"{time.perf_counter() - t0:6.1f}s"),
+                file=sys.stdout,
+            )
+
         try:
-            result = train_proxy(
-                model,
+            result = evaluate_arch(
+                arch,
+                proxy,
                 data,
-                budget,
+                seed=config.seed,
                 device=device,
-                seed=opts["seed"],
-                observers=[observer],
-                report_every=report_every,
+                store=store,
                 on_report=on_report,
-                recipe=recipe,
                 progress=progress,
             )
         finally:
             bar.close()
         seconds = time.perf_counter() - t0
-        beta_last = float(result.trajectory["beta_eff"][-1]) if result.reports else math.nan
-        summary = {
-            "arch": str(arch),
-            "canonical": arch.canonical(),
-            "dataset": data.name,
-            "final_valid_acc": result.final_valid_acc,
-            "beta_eff_last": beta_last,
-            "diverged": result.diverged,
-            "stopped": result.stopped,
-            "reason": result.reason,
-            "steps": result.steps,
-            "seconds": seconds,
-        }
+        entry, summary = result.entry, result.entry.summary
         if table:
             print(
-                f"final: valid acc {_fmt(result.final_valid_acc, '.4f')}  "
-                f"beta_eff {_fmt(beta_last, '.5g')}  steps {result.steps}/{total}  "
+                f"final: valid acc {_fmt(summary['proxy_valid_acc'], '.4f')}  "
+                f"beta_eff {_fmt(summary['beta_eff'], '.5g')} ± "
+                f"{_fmt(summary['beta_eff_std'], '.2g')}  "
+                f"last {_fmt(summary['beta_eff_last'], '.5g')}  steps {summary['steps']}  "
                 f"{seconds:.1f}s"
+                + ("  (from the cache)" if result.cache_hit else "")
                 + ("  DIVERGED" if result.diverged else "")
-                + (f"  ({result.reason})" if result.reason else "")
             )
-        else:
-            payload = {
-                **summary,
-                "config": {k: v for k, v in opts.items() if k not in ("format", "threads")},
-                "threads": threads,
-                "trajectory": {k: v.tolist() for k, v in result.trajectory.items()},
-                "beta_eff_per_step": {k: v.tolist() for k, v in observer.trajectory().items()},
-            }
-            emit([], [], "json", json_payload=payload)
+            return 0
+        payload = {
+            "arch": str(arch),
+            "canonical": arch.canonical(),
+            "dataset": entry.dataset,
+            "seed": entry.seed,
+            "key": entry.key,
+            "cache": None if store is None else config.cache,
+            "cache_hit": result.cache_hit,
+            "final_valid_acc": summary["proxy_valid_acc"],
+            "beta_eff": summary["beta_eff"],
+            "beta_eff_std": summary["beta_eff_std"],
+            "beta_eff_last": summary["beta_eff_last"],
+            "diverged": result.diverged,
+            "steps": summary["steps"],
+            "cost_s": summary["cost_s"],
+            "seconds": seconds,
+            "threads": threads,
+            "config": entry.config,
+            "scores": entry.scores,
+            "trajectory": entry.trajectory,
+        }
+        emit([], [], "json", json_payload=payload)
         return 0
