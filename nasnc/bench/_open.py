@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -9,6 +10,8 @@ from nasnc._errors import BenchmarkError
 from nasnc.bench._types import GroundTruth
 
 __all__ = ["open_benchmark"]
+
+logger = logging.getLogger(__name__)
 
 _KINDS = ("builtin", "nb201", "nats", "table")
 
@@ -72,6 +75,11 @@ def open_benchmark(source: str | os.PathLike[str], *, kind: str | None = None) -
         from nasnc.bench._table import TableBenchmark
 
         return TableBenchmark(path)
+    logger.warning(  # a config file can name it: say what opening it means
+        "%s is a Python pickle: loading it can run code; open only files you trust "
+        "(`nasnc bench import` converts it once into a pickle-free .h5 table)",
+        path,
+    )
     if kind == "nb201":
         from nasnc.bench._official import NB201Benchmark
 

@@ -17,7 +17,8 @@ BENCH_DATASETS: tuple[str, ...] = tuple(BENCHMARK_DATASETS)
 
 _SOURCE_HELP = (
     "'builtin', a table from `nasnc bench import` (.h5), the NAS-Bench-201 .pth, or a "
-    "NATS-Bench tss directory/.pickle.pbz2 (pickles: name only files you trust)"
+    "NATS-Bench tss directory/.pickle.pbz2 (.pth and .pbz2 are pickles, which can run "
+    "code when loaded: name only files you trust)"
 )
 
 
