@@ -210,7 +210,7 @@ class Train(Command):
         if table:
             print(
                 f"{arch}  {data.name} {data.num_train} images at {data.resolution} px, "
-                f"{proxy.epochs:g} epochs on {device}"
+                f"{proxy.epochs:g} epoch{'s' if proxy.epochs != 1 else ''} on {device}"
                 + (f" ({threads} thread{'s' if threads > 1 else ''})" if threads else "")
                 + f", seed {config.seed}, cache: {'none' if store is None else config.cache}"
             )
