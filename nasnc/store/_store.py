@@ -96,7 +96,9 @@ class Store:
         Recorded in every file this object writes (default ``"<host>-<pid>"``).
     create : bool
         With ``False`` a missing or uninitialised path is a :class:`StoreError`
-        (for readers such as ``nasnc scores``) and nothing is ever created.
+        (for readers such as ``nasnc scores``) and nothing is ever created or
+        moved. With ``True`` the store checks at once that it can write, and
+        moves damaged files it meets to ``quarantine/``.
     durable : bool
         ``fsync`` each file and its directory before and after the rename, so
         an entry that :meth:`put` returned survives a power loss too (a
@@ -110,6 +112,10 @@ class Store:
         (entry count within a factor ``fanout``) exist, they are merged into
         one, so a cache of ``n`` entries keeps ``O(fanout * log(n))`` shards
         and every entry is rewritten ``O(log(n))`` times in its life.
+    min_free_bytes : int
+        A writing store refuses to open (:class:`StoreError`) when its file
+        system has less free space than this (default 64 MiB), so a full
+        disk stops a command before it trains rather than when it stores.
 
     Notes
     -----
