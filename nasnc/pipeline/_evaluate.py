@@ -8,6 +8,7 @@ callback that may return ``"stop"``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -147,13 +148,27 @@ def _check_data(config: ProxyConfig, data: ProxyData) -> None:
         )
 
 
+@functools.cache
+def _blas() -> Any:
+    """The BLAS thread pools, found once (``threadpool_limits`` searches at every call, ~3 ms).
+
+    A 7-column fit gains nothing from BLAS threads; on a busy machine,
+    contending for them made the refit 3-9x slower at 2,000-10,000 points
+    (``python benchmarks/estimate_cost.py``), with bit-identical results.
+    """
+    from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+
+    return ThreadpoolController()
+
+
 def _estimate(steps: np.ndarray, betas: np.ndarray, total_steps: int) -> tuple[float, float]:
     ok = np.isfinite(betas)
     if ok.sum() < 2:
         last = float(betas[ok][-1]) if ok.any() else math.nan
         return last, math.nan
     est = CapacitanceEstimator()
-    est.partial_fit(steps[ok], betas[ok], total_steps=total_steps)
+    with _blas().limit(limits=1, user_api="blas"):
+        est.partial_fit(steps[ok], betas[ok], total_steps=total_steps)
     mean, std = est.estimate()
     return float(mean), float(std)
 
