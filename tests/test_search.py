@@ -92,7 +92,7 @@ def test_study_prunes_caches_and_hits_the_cache(tmp_path: Path, synthetic_root: 
     assert cells == [t.user_attrs["canonical"] for t in study.trials]  # the same draws
     done = {t.user_attrs["canonical"] for t in completed}
     hits = [t for t in again.trials if t.user_attrs.get("cache_hit")]
-    # every completed cell is served from the cache; pruned ones were never cached
+    # every completed cell is served from the cache; pruned runs never are
     assert {t.user_attrs["canonical"] for t in hits} == done
     assert all(t.user_attrs.get("cache_hit") for t in again.trials if cells[t.number] in done)
     for t in hits:
