@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nasnc.bench import compare_scores, open_benchmark
+from nasnc.analysis import compare_scores
+from nasnc.bench import open_benchmark
 from nasnc.pipeline import ProxyConfig, evaluate_arch, load_proxy_data
 from nasnc.proxies import PROXIES
 from nasnc.space import sample_archs

@@ -15,6 +15,7 @@ Sub-packages (dependencies point downwards only)::
     bench        ground-truth sources behind one interface
     proxies      baseline scores
     metrics      rank correlations, top-k, regret
+    analysis     cached scores against the ground truth: correlations, calibration, plots
 """
 
 from __future__ import annotations

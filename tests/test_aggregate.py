@@ -95,7 +95,8 @@ def test_aggregate_is_a_pool_score_not_a_network_proxy() -> None:
 
 
 def test_compare_reports_the_aggregate_over_the_compared_cells() -> None:
-    from nasnc.bench import compare_scores, open_benchmark
+    from nasnc.analysis import compare_scores
+    from nasnc.bench import open_benchmark
     from nasnc.space import sample_archs
     from nasnc.testing import make_entry
 

@@ -8,7 +8,8 @@ import pytest
 
 from nasnc import ConfigError
 from nasnc._catalogue import BENCHMARK_DATASETS, CATALOGUE, PROXY_DATASETS, dataset_info
-from nasnc.bench import Dataset, truth_dataset_for
+from nasnc.analysis import truth_dataset_for
+from nasnc.bench import Dataset
 from nasnc.capacitance import VARIANTS, variant_name
 from nasnc.data import DATASETS
 from nasnc.pipeline import DATASET_CLASSES, ProxyConfig

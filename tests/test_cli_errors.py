@@ -71,7 +71,8 @@ def test_library_raises_the_packages_own_error() -> None:
 
 
 def test_plot_and_import_refuse_bad_paths_in_the_library(tmp_path: Path) -> None:
-    from nasnc.bench import import_table, open_benchmark, plot_comparison
+    from nasnc.analysis import plot_comparison
+    from nasnc.bench import import_table, open_benchmark
 
     existing = tmp_path / "file"
     existing.write_text("")

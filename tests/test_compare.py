@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nasnc._errors import ConfigError
-from nasnc.bench import (
-    Dataset,
-    compare_scores,
-    entry_scores,
-    open_benchmark,
-    plot_comparison,
-    truth_dataset_for,
-)
+from nasnc.analysis import compare_scores, entry_scores, plot_comparison, truth_dataset_for
+from nasnc.bench import Dataset, open_benchmark
 from nasnc.space import Arch, sample_archs
 from nasnc.store import Store
 from nasnc.testing import DEFAULT_CONFIG, make_entry
@@ -277,3 +273,16 @@ def test_cli_bench_import_and_show_nats_mini(tmp_path: Path, shared_data: Path, 
     assert ("cifar10", 200, "valid") not in rows and ("cifar10", 12, "test") in rows
     code, _, err = _run(capsys, "bench", "show", "|bad~0|", "--benchmark", str(table))
     assert code == 2
+
+
+def test_ground_truth_does_not_import_the_analysis() -> None:
+    """``nasnc.bench`` is ground truth only: no analysis, no matplotlib on import."""
+    code = (
+        "import sys, nasnc.bench, nasnc.analysis; "
+        "print(sorted(m for m in sys.modules if m.startswith('matplotlib')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    code = "import sys, nasnc.bench; print('nasnc.analysis' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

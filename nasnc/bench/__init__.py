@@ -16,7 +16,8 @@ Every source answers :meth:`GroundTruth.get` / :meth:`GroundTruth.query` by
 :class:`~nasnc.space.Arch`, :class:`Dataset`, :class:`Metric`, ``epochs`` and
 :class:`Schedule`; see :mod:`nasnc.bench._types` for the splits and the
 traps of the official API that nasnc handles (``hp='12'``, ``is_random``,
-``cifar10`` vs ``cifar10-valid``, index order).
+``cifar10`` vs ``cifar10-valid``, index order). Rank correlations against it,
+calibration and plots are analysis: :mod:`nasnc.analysis`.
 
 >>> from nasnc.bench import open_benchmark, Dataset
 >>> bench = open_benchmark("builtin")
@@ -26,17 +27,8 @@ traps of the official API that nasnc handles (``hp='12'``, ``is_random``,
 """
 
 from nasnc.bench._builtin import BuiltinBenchmark
-from nasnc.bench._compare import (
-    BETA_VARIANTS,
-    EntryLike,
-    calibrate,
-    compare_scores,
-    entry_scores,
-    truth_dataset_for,
-)
 from nasnc.bench._official import NATSBenchmark, NB201Benchmark
 from nasnc.bench._open import open_benchmark
-from nasnc.bench._plot import plot_comparison
 from nasnc.bench._table import TABLE_FORMAT, TABLE_SCHEMA_VERSION, TableBenchmark, import_table
 from nasnc.bench._types import (
     ACCURACY_METRICS,
@@ -50,25 +42,18 @@ from nasnc.bench._types import (
 
 __all__ = [
     "ACCURACY_METRICS",
-    "BETA_VARIANTS",
     "COST_METRICS",
     "TABLE_FORMAT",
     "TABLE_SCHEMA_VERSION",
     "BuiltinBenchmark",
     "Dataset",
-    "EntryLike",
     "GroundTruth",
     "Metric",
     "NATSBenchmark",
     "NB201Benchmark",
     "Schedule",
     "TableBenchmark",
-    "calibrate",
-    "compare_scores",
-    "entry_scores",
     "import_table",
     "open_benchmark",
     "parse_arch_or_index",
-    "plot_comparison",
-    "truth_dataset_for",
 ]

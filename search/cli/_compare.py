@@ -77,7 +77,8 @@ class Compare(Command):
         parser.add_argument("--seed", type=int, default=0, help="bootstrap / split seed")
 
     def run(self, args: argparse.Namespace) -> int:
-        from nasnc.bench import compare_scores, open_benchmark, plot_comparison, truth_dataset_for
+        from nasnc.analysis import compare_scores, plot_comparison, truth_dataset_for
+        from nasnc.bench import open_benchmark
         from nasnc.store import Store
 
         if args.top_k < 1:

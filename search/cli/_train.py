@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nasnc._catalogue import PROXY_DATASETS
 from nasnc._config import DEFAULT_CACHE
 from nasnc._errors import ConfigError
 from search.cli._base import ARCH_HELP, Command, UsageError, emit, progress_wanted
@@ -135,7 +136,11 @@ class Train(Command):
             default=[],
             help="override one ProxyConfig field, e.g. --set train_subset=5000 (repeatable)",
         )
-        parser.add_argument("--dataset", help="override the proxy dataset")
+        parser.add_argument(
+            "--dataset",
+            metavar="{" + ",".join(PROXY_DATASETS) + "}",
+            help="override the proxy dataset (or an alias of one)",
+        )
         parser.add_argument("--epochs", type=float, help="override the proxy budget")
         parser.add_argument("--seed", type=int, help="seed of the run (default: the config's, 0)")
         parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")

@@ -1,4 +1,4 @@
-"""PNG figures of a :func:`~nasnc.bench.compare_scores` result (matplotlib, Agg canvas).
+"""PNG figures of a :func:`~nasnc.analysis.compare_scores` result (matplotlib, Agg canvas).
 
 Figures are drawn on ``matplotlib.figure.Figure`` with an Agg canvas: no
 pyplot, no global backend switch, safe in worker processes and notebooks.

@@ -35,7 +35,7 @@ import numpy as np
 
 from nasnc._catalogue import PROXY_DATASETS, dataset_info
 from nasnc._errors import ArchError, ConfigError
-from nasnc.bench._types import Dataset, GroundTruth, Metric, Schedule
+from nasnc.bench import Dataset, GroundTruth, Metric, Schedule
 from nasnc.metrics import correlation_summary, kendall_tau
 from nasnc.space import Arch
 
