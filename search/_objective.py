@@ -22,8 +22,10 @@ from search._pruner import STD_ATTR
 
 if TYPE_CHECKING:
     from search._stages import TrialStage
+from search._signals import raise_if_interrupted
 
 __all__ = [
+    "FAIL_REASON_ATTR",
     "HEARTBEAT_ATTR",
     "WORKER_ATTR",
     "WORKER_ID",
@@ -35,6 +37,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: User attribute saying why a trial failed (absent when Optuna failed it on an exception).
+FAIL_REASON_ATTR = "fail_reason"
 #: User attribute with the wall time of the trial's last sign of life.
 HEARTBEAT_ATTR = "heartbeat"
 #: User attribute naming the process running the trial (``host:pid``).
@@ -136,6 +140,7 @@ class Objective:
         stds: dict[str, float] = {}
 
         def on_report(point: ReportPoint) -> str | None:
+            raise_if_interrupted()
             reports = stage is None or stage.reports  # Optuna cannot prune multi-objective
             if reports:
                 trial.report(stage.report_value(point) if stage else point.beta_eff, point.index)
@@ -167,13 +172,13 @@ class Objective:
             trial.set_user_attr(name, value if math.isfinite(value) else None)
         if result.diverged:
             reason = "training diverged (non-finite loss)"
-            trial.set_user_attr("fail_reason", reason)
+            trial.set_user_attr(FAIL_REASON_ATTR, reason)
             raise TrainingDiverged(f"{arch}: {reason}")
         if result.stopped:
             raise optuna.TrialPruned(f"beta_eff low at report {len(stds) - 1}")
         value = float(summary["beta_eff"])
         if not math.isfinite(value):
             reason = f"non-finite beta_eff estimate {value}"
-            trial.set_user_attr("fail_reason", reason)
+            trial.set_user_attr(FAIL_REASON_ATTR, reason)
             raise TrainingDiverged(f"{arch}: {reason}")
         return stage.values(trial, entry, value) if stage is not None else value

@@ -18,6 +18,16 @@ seconds pass without a beat. Journal files have no heartbeat in Optuna, so the
 objective writes a ``heartbeat`` user attribute at every report point and
 :func:`fail_stale_trials` fails RUNNING trials whose last beat is older than the
 grace period when a run starts.
+
+Interruptions and ``n_trials``
+------------------------------
+Ctrl-C and SIGTERM stop a run at a safe point (:mod:`search._signals`): the
+trial in flight is failed with ``fail_reason = "interrupted"``, finished trials
+are kept. ``n_trials`` counts the trials that reached a verdict about their
+cell: COMPLETE, PRUNED, and FAIL with a reason about the cell (training
+diverged). Trials failed by an interruption, a stale heartbeat (a killed
+worker) or a crash do not count, so rerunning the same command completes the
+requested number.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import signal
 import socket
 import time
 import warnings
@@ -41,7 +52,6 @@ import optuna
 import torch
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
-from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from nasnc import ConfigError, NasncError, __version__
@@ -52,6 +62,7 @@ from nasnc.store import Store
 from search import _samplers
 from search._config import PrunerConfig, SamplerConfig, SearchConfig
 from search._objective import (
+    FAIL_REASON_ATTR,
     HEARTBEAT_ATTR,
     WORKER_ATTR,
     WORKER_ID,
@@ -59,6 +70,7 @@ from search._objective import (
     TrainingDiverged,
 )
 from search._screen import SCREEN_ATTR
+from search._signals import Interrupted, raise_if_interrupted, stop_on_signals
 from search._stages import (
     directions,
     make_stage,
@@ -71,6 +83,7 @@ from search._stages import (
 __all__ = [
     "FINISHED_STATES",
     "SearchSummary",
+    "counts_toward_n_trials",
     "fail_stale_trials",
     "make_pruner",
     "make_sampler",
@@ -84,8 +97,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Trial states that count towards ``n_trials``.
+#: Trial states that end a trial (see :func:`counts_toward_n_trials` for ``n_trials``).
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+#: ``fail_reason`` of a trial stopped by Ctrl-C or SIGTERM.
+INTERRUPTED_REASON = "interrupted"
+#: ``fail_reason`` prefix of a RUNNING trial failed for a stale heartbeat.
+STALE_REASON = "stale:"
 
 
 def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) -> BaseStorage:
@@ -147,6 +164,11 @@ def _sampler_seed(config: SearchConfig, study: optuna.Study, worker: int) -> int
 
 def open_study(config: SearchConfig, *, worker: int = 0) -> optuna.Study:
     """Create the study or load it; refuse to resume it under a different proxy config."""
+    return _open_study(config, worker)[0]
+
+
+def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseStorage]:
+    """The study and the storage object it was opened on (Optuna may wrap the latter)."""
     storage = make_storage(
         config.storage_url,
         heartbeat_interval=config.heartbeat_interval,
@@ -188,14 +210,29 @@ def open_study(config: SearchConfig, *, worker: int = 0) -> optuna.Study:
             f"proxy config (differs in: {', '.join(differ)}); trials would not be comparable. "
             "Use another --study name."
         )
-    return study
+    return study, storage
 
 
-def fail_stale_trials(study: optuna.Study, grace: float) -> int:
-    """Fail RUNNING trials whose heartbeat is older than ``grace`` seconds; return how many."""
+def _fail_trial(storage: BaseStorage, study_id: int, trial: FrozenTrial, reason: str) -> bool:
+    """Fail a RUNNING trial of another owner through the storage's public API."""
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    try:
+        storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
+        return storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):  # finished meanwhile
+        return False
+
+
+def fail_stale_trials(storage: BaseStorage, study_name: str, grace: float) -> int:
+    """Fail RUNNING trials whose heartbeat is older than ``grace`` seconds; return how many.
+
+    Meant for journal storages, which have no heartbeat of their own in Optuna
+    (RDB storages fail stale trials themselves).
+    """
+    study_id = storage.get_study_id_from_name(study_name)
     now = time.time()
     n = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
         beat = trial.user_attrs.get(HEARTBEAT_ATTR)
         last = (
             float(beat)
@@ -203,16 +240,10 @@ def fail_stale_trials(study: optuna.Study, grace: float) -> int:
             else (trial.datetime_start.timestamp() if trial.datetime_start else now)
         )
         if now - last > grace:
-            try:
-                study._storage.set_trial_user_attr(
-                    trial._trial_id, "fail_reason", f"stale: no heartbeat for {now - last:.0f} s"
-                )
-                if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                    n += 1
-            except RuntimeError:  # finished meanwhile by its worker
-                continue
+            reason = f"{STALE_REASON} no heartbeat for {now - last:.0f} s"
+            n += _fail_trial(storage, study_id, trial, reason)
     if n:
-        logger.warning("failed %d stale trial(s) of study %s", n, study.study_name)
+        logger.warning("failed %d stale trial(s) of study %s", n, study_name)
     return n
 
 
@@ -233,13 +264,14 @@ def _run_worker(
     worker: int,
     n_threads: int | None,
     callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    opened: tuple[optuna.Study, BaseStorage] | None = None,
 ) -> None:
     if n_threads is not None:
         torch.set_num_threads(n_threads)
     device = _device_for(worker, config.device)
-    study = open_study(config, worker=worker)
-    if not isinstance(study._storage, RDBStorage):
-        fail_stale_trials(study, config.heartbeat_grace)
+    study, storage = opened if opened is not None else _open_study(config, worker)
+    if isinstance(storage, JournalStorage):  # RDB storages have Optuna's heartbeat
+        fail_stale_trials(storage, study.study_name, config.heartbeat_grace)
     if n_finished(study) >= config.n_trials:
         return
     store = Store(config.cache, writer_id=f"{os.getpid()}-{worker}")  # unwritable: stop now
@@ -254,12 +286,16 @@ def _run_worker(
         heartbeat_interval=config.heartbeat_interval,
         stage=make_stage(config, data, store, device),
     )
-    callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
-        MaxTrialsCallback(config.n_trials, states=FINISHED_STATES)
-    ]
+
+    def stop_when_done(study: optuna.Study, _trial: FrozenTrial) -> None:
+        raise_if_interrupted()  # a signal whose exception was dropped stops here
+        if n_finished(study) >= config.n_trials:
+            study.stop()
+
+    callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [stop_when_done]
     if callback is not None:
         callbacks.append(callback)
-    before = {t._trial_id for t in study.get_trials(deepcopy=False)}
+    before = {t.number for t in study.get_trials(deepcopy=False)}
     try:
         study.optimize(
             objective,
@@ -269,26 +305,25 @@ def _run_worker(
             gc_after_trial=False,
         )
     except KeyboardInterrupt:
-        _fail_interrupted(study, before)
+        _fail_interrupted(storage, study.study_name, before)
         raise
 
 
-def _fail_interrupted(study: optuna.Study, before: set[int]) -> None:
-    """Fail the RUNNING trials this process left behind when Ctrl-C arrived.
+def _fail_interrupted(storage: BaseStorage, study_name: str, before: set[int]) -> None:
+    """Fail the trials this process left RUNNING when a signal arrived, as ``interrupted``.
 
-    Optuna fails a trial interrupted inside the objective itself; a signal
-    during sampling or bookkeeping leaves it RUNNING. Ours are the trials
+    Optuna itself fails a trial whose objective the signal went through, before
+    an attribute can be added (a finished trial is read-only): a FAIL without a
+    ``fail_reason`` does not count toward ``n_trials`` either. A signal during
+    sampling or bookkeeping leaves the trial RUNNING: ours are the trials
     tagged with this process's :data:`WORKER_ID`, or untagged ones created
     since this run started.
     """
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    study_id = storage.get_study_id_from_name(study_name)
+    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
         tag = trial.user_attrs.get(WORKER_ATTR)
-        if tag == WORKER_ID or (tag is None and trial._trial_id not in before):
-            try:
-                study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "interrupted")
-                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            except RuntimeError:  # finished meanwhile
-                continue
+        if tag == WORKER_ID or (tag is None and trial.number not in before):
+            _fail_trial(storage, study_id, trial, INTERRUPTED_REASON)
 
 
 def _worker_entry(config_dict: dict[str, Any], worker: int, n_threads: int, log_level: int) -> None:
@@ -298,14 +333,29 @@ def _worker_entry(config_dict: dict[str, Any], worker: int, n_threads: int, log_
     logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = from_mapping(SearchConfig, config_dict)
-    # Ctrl-C reaches every worker: Optuna fails its running trial, the worker exits quietly
-    with contextlib.suppress(KeyboardInterrupt):
+    # Ctrl-C reaches every worker, SIGTERM is forwarded by the parent: the worker
+    # fails its running trial and exits quietly
+    with stop_on_signals(), contextlib.suppress(KeyboardInterrupt):
         _run_worker(config, worker, n_threads)
 
 
+def counts_toward_n_trials(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` reached a verdict about its cell (see the module docstring)."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    if trial.state != TrialState.FAIL:
+        return False
+    reason = trial.user_attrs.get(FAIL_REASON_ATTR)
+    return (
+        isinstance(reason, str)
+        and reason != INTERRUPTED_REASON
+        and not reason.startswith(STALE_REASON)
+    )
+
+
 def n_finished(study: optuna.Study) -> int:
-    """Trials of ``study`` that count towards ``n_trials`` (complete, pruned or failed)."""
-    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+    """Trials of ``study`` that count towards ``n_trials`` (:func:`counts_toward_n_trials`)."""
+    return sum(map(counts_toward_n_trials, study.get_trials(deepcopy=False)))
 
 
 def _usable_cores() -> int:
@@ -335,8 +385,20 @@ def run_search(
     between them (torch threads per worker x workers <= cores).
     ``progress(study)`` is called after each finished trial (one worker) or
     about once a second (several).
+
+    Ctrl-C and SIGTERM raise :class:`~search._signals.Interrupted` (a
+    ``KeyboardInterrupt`` carrying the exit status) once the trials in flight
+    are failed and the workers have stopped.
     """
-    study = open_study(config)
+    with stop_on_signals():
+        return _run_search(config, progress)
+
+
+def _run_search(
+    config: SearchConfig, progress: Callable[[optuna.Study], None] | None
+) -> optuna.Study:
+    opened = _open_study(config, 0)
+    study = opened[0]
     if n_finished(study) < config.n_trials:
         screen_study(config, study)  # stage 1: free scores, shortlist enqueued
     if config.workers == 1:
@@ -347,6 +409,7 @@ def run_search(
             0,
             config.threads,
             callback=(lambda s, _t: progress(s)) if progress is not None else None,
+            opened=opened,
         )
         return study
 
@@ -374,7 +437,13 @@ def run_search(
             if progress is not None:
                 progress(study)
             time.sleep(1.0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # Ctrl-C in a terminal reaches every worker; SIGTERM reaches only this process
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signum)
         for p in procs:
             p.join(timeout=30)
         raise

@@ -16,6 +16,8 @@ from search._config import SearchConfig, apply_overrides
 from search._objective import WORKER_ATTR
 from search._study import (
     fail_stale_trials,
+    make_storage,
+    n_finished,
     open_study,
     run_search,
     summarize,
@@ -113,18 +115,57 @@ def test_resuming_with_another_proxy_is_refused(tmp_path: Path) -> None:
 
 
 def test_stale_running_trials_are_failed(tmp_path: Path) -> None:
+    import time
+
     config = tiny_config(tmp_path, tmp_path / "no-data", storage=f"journal:{tmp_path}/j.journal")
     study = open_study(config)
     trial = study.ask()
     trial.set_user_attr("heartbeat", 0.0)  # a worker that died long ago
     fresh = study.ask()
-    import time
-
     fresh.set_user_attr("heartbeat", time.time())
-    assert fail_stale_trials(study, grace=60) == 1
-    states = {t.number: t.state for t in study.get_trials()}
-    assert states[trial.number] == TrialState.FAIL
-    assert states[fresh.number] == TrialState.RUNNING
+    storage = make_storage(config.storage_url)
+    assert fail_stale_trials(storage, config.study_name, grace=60) == 1
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[trial.number].state == TrialState.FAIL
+    assert trials[trial.number].user_attrs["fail_reason"].startswith("stale:")
+    assert trials[fresh.number].state == TrialState.RUNNING
+    assert n_finished(study) == 0  # a killed worker's trial does not use up n_trials
+
+
+@pytest.mark.parametrize(("kind", "swept"), [("journal", True), ("sqlite", False)])
+def test_the_heartbeat_sweep_runs_only_on_journal_storages(
+    tmp_path: Path, kind: str, swept: bool
+) -> None:
+    """RDB storages have Optuna's own heartbeat: nasnc's sweep must leave them alone.
+
+    The study is already at ``n_trials``, so the run only opens it and sweeps.
+    """
+    url = {"journal": f"journal:{tmp_path}/j.journal", "sqlite": f"sqlite:///{tmp_path}/s.db"}
+    config = tiny_config(tmp_path, tmp_path / "no-data", storage=url[kind], n_trials=1)
+    study = open_study(config)
+    study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=1.0))
+    stale = study.ask()
+    stale.set_user_attr("heartbeat", 0.0)
+    run_search(config)
+    state = {t.number: t.state for t in open_study(config).get_trials()}[stale.number]
+    assert state == (TrialState.FAIL if swept else TrialState.RUNNING)
+
+
+def test_only_verdicts_on_a_cell_count_toward_n_trials() -> None:
+    from optuna.trial import create_trial
+
+    from search._study import counts_toward_n_trials
+
+    def failed(**attrs: str) -> optuna.trial.FrozenTrial:
+        return create_trial(state=TrialState.FAIL, user_attrs=attrs)
+
+    assert counts_toward_n_trials(create_trial(state=TrialState.COMPLETE, value=1.0))
+    assert counts_toward_n_trials(create_trial(state=TrialState.PRUNED))
+    assert counts_toward_n_trials(failed(fail_reason="training diverged (non-finite loss)"))
+    assert not counts_toward_n_trials(failed(fail_reason="interrupted"))
+    assert not counts_toward_n_trials(failed(fail_reason="stale: no heartbeat for 400 s"))
+    assert not counts_toward_n_trials(failed())  # failed by Optuna on an exception
+    assert not counts_toward_n_trials(create_trial(state=TrialState.WAITING))
 
 
 @pytest.mark.slow
@@ -293,8 +334,9 @@ def test_diverged_cache_hit_is_a_failed_trial(tmp_path: Path, synthetic_root: Pa
 
 
 @pytest.mark.slow
-def test_ctrl_c_keeps_finished_trials_and_a_rerun_resumes(
-    tmp_path: Path, synthetic_root: Path
+@pytest.mark.parametrize(("signame", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_keeps_finished_trials_and_a_rerun_completes_n_trials(
+    tmp_path: Path, synthetic_root: Path, signame: str, status: int
 ) -> None:
     import signal
     import subprocess
@@ -323,18 +365,18 @@ def test_ctrl_c_keeps_finished_trials_and_a_rerun_resumes(
                 continue
             finished = sum(t.state == TrialState.COMPLETE for t in study.get_trials())
         assert finished >= 2, "no trial finished in time"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, signame))
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == status, err
     assert "interrupted" in err and "resume" in err
     assert "completed" in out  # the summary is still printed
     study = optuna.load_study(study_name="tiny", storage=config.storage_url)
-    states = [t.state for t in study.get_trials()]
-    assert TrialState.RUNNING not in states
-    done = len(states)
-    assert states.count(TrialState.COMPLETE) >= 2
-    resumed = run_search(apply_overrides(config, {"n_trials": done + 1}))
-    assert len(resumed.trials) == done + 1
+    trials = study.get_trials()
+    assert TrialState.RUNNING not in [t.state for t in trials]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) >= 2
+    counted = n_finished(study)  # the trial in flight, failed, does not count
+    resumed = run_search(apply_overrides(config, {"n_trials": counted + 1}))
+    assert n_finished(resumed) == counted + 1

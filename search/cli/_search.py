@@ -111,11 +111,11 @@ class Search(Command):
                 "or use another --study",
                 file=sys.stderr,
             )
-        interrupted = False
+        interrupted = 0
         try:
             study = run_search(config, progress=progress)
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (search._signals.Interrupted)
+            interrupted = getattr(exc, "exit_status", 130)
             study = open_study(config)
         finally:
             if bar is not None:
@@ -180,5 +180,5 @@ class Search(Command):
                 "interrupted: completed trials are kept; rerun the same command to resume",
                 file=sys.stderr,
             )
-            return 130
+            return interrupted
         return 0

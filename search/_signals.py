@@ -1,0 +1,77 @@
+"""Ctrl-C and SIGTERM end a search the same way: at a safe point, losing only the trial in flight.
+
+Python's default SIGINT handler raises ``KeyboardInterrupt`` wherever the main
+thread happens to be, and an exception raised inside a finalizer or a weakref
+callback is printed and dropped ("Exception ignored in ..."): the search then
+carries on as if nothing happened. SIGTERM, what ``kill``, batch schedulers and
+container runtimes send, ends the process without any cleanup at all.
+
+:func:`stop_on_signals` installs one handler for both signals. It records the
+signal and raises :class:`Interrupted` (a ``KeyboardInterrupt``, so Optuna
+fails the running trial and re-raises it); :func:`raise_if_interrupted`, called
+at every report point and after every trial, raises it again if the first one
+was dropped. Later signals are recorded but raise nothing, so the cleanup that
+an interruption starts (failing this process's running trials, stopping the
+workers) is not itself interrupted.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+__all__ = ["Interrupted", "raise_if_interrupted", "stop_on_signals"]
+
+#: The signals a search stops on.
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_received: int | None = None
+
+
+class Interrupted(KeyboardInterrupt):
+    """The search was stopped by ``signum``; exit with :attr:`exit_status` (128 + signum)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
+
+
+def _handle(signum: int, _frame: FrameType | None) -> None:
+    global _received
+    if _received is not None:  # already stopping: let the cleanup finish
+        return
+    _received = signum
+    raise Interrupted(signum)
+
+
+def raise_if_interrupted() -> None:
+    """Raise :class:`Interrupted` if a signal arrived (its first exception may be lost)."""
+    if _received is not None:
+        raise Interrupted(_received)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Handle SIGINT and SIGTERM as described in the module docstring, then restore the handlers.
+
+    Signal handlers belong to the main thread: elsewhere this does nothing.
+    """
+    global _received
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _received = None
+    previous = {signum: signal.signal(signum, _handle) for signum in SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _received = None
