@@ -89,7 +89,9 @@ def test_isomorphic_cells_share_the_cache(tmp_path: Path, data) -> None:  # type
     assert evaluate_arch(b, TINY, data, device="cpu", store=store).cache_hit
 
 
-def test_stop_is_not_cached(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
+def test_a_stopped_run_is_cached_as_pruned_and_never_served(  # type: ignore[no-untyped-def]
+    tmp_path: Path, data
+) -> None:
     store = Store(tmp_path / "cache")
     seen: list[int] = []
 
@@ -101,7 +103,12 @@ def test_stop_is_not_cached(tmp_path: Path, data) -> None:  # type: ignore[no-un
     assert result.stopped
     assert seen == [0, 1]
     assert len(result.entry.trajectory["step"]) == 2
-    assert result.entry.key not in store
+    stored = store.get(result.entry.key)  # kept for compare, flagged as partial
+    assert stored is not None and stored.summary["pruned"] is True
+    again = evaluate_arch(CONV, TINY, data, device="cpu", store=store)
+    assert not again.cache_hit  # a partial run is trained again, not replayed
+    assert len(again.entry.trajectory["step"]) > 2
+    assert store.get(result.entry.key).summary["pruned"] is False
 
 
 def test_same_seed_same_result(data) -> None:  # type: ignore[no-untyped-def]
