@@ -1,10 +1,12 @@
 """The Optuna layer of nasnc: config, objective, CapacitancePruner, study runner, CLI.
 
+Installed as ``nasnc_search`` (the source folder is ``search/``; a user's own
+``search.py`` cannot shadow it), so imports inside the package are relative.
 This is the only package that imports Optuna; the core library :mod:`nasnc`
 never does. Names are imported lazily so that ``nasnc --help`` does not pay
 for torch and Optuna.
 
->>> from search import load_config, run_search, summarize   # doctest: +SKIP
+>>> from nasnc_search import load_config, run_search, summarize   # doctest: +SKIP
 >>> config = load_config("configs/quickstart.yaml")          # doctest: +SKIP
 >>> print(summarize(run_search(config), config).to_dict())   # doctest: +SKIP
 """
@@ -15,16 +17,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from search._config import (
+    from ._config import (
         PrunerConfig,
         SamplerConfig,
         SearchConfig,
         apply_overrides,
         load_config,
     )
-    from search._objective import Objective, TrainingDiverged, trial_arch
-    from search._pruner import CapacitancePruner
-    from search._study import (
+    from ._objective import Objective, TrainingDiverged, trial_arch
+    from ._pruner import CapacitancePruner
+    from ._study import (
         SearchSummary,
         fail_stale_trials,
         make_storage,
@@ -35,22 +37,22 @@ if TYPE_CHECKING:
     )
 
 _WHERE = {
-    "CapacitancePruner": "search._pruner",
-    "Objective": "search._objective",
-    "TrainingDiverged": "search._objective",
-    "trial_arch": "search._objective",
-    "PrunerConfig": "search._config",
-    "SamplerConfig": "search._config",
-    "SearchConfig": "search._config",
-    "apply_overrides": "search._config",
-    "load_config": "search._config",
-    "SearchSummary": "search._study",
-    "fail_stale_trials": "search._study",
-    "make_storage": "search._study",
-    "open_study": "search._study",
-    "run_search": "search._study",
-    "summarize": "search._study",
-    "threads_per_worker": "search._study",
+    "CapacitancePruner": "._pruner",
+    "Objective": "._objective",
+    "TrainingDiverged": "._objective",
+    "trial_arch": "._objective",
+    "PrunerConfig": "._config",
+    "SamplerConfig": "._config",
+    "SearchConfig": "._config",
+    "apply_overrides": "._config",
+    "load_config": "._config",
+    "SearchSummary": "._study",
+    "fail_stale_trials": "._study",
+    "make_storage": "._study",
+    "open_study": "._study",
+    "run_search": "._study",
+    "summarize": "._study",
+    "threads_per_worker": "._study",
 }
 
 __all__ = [
@@ -76,8 +78,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
-        raise AttributeError(f"module 'search' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
 
 
 def __dir__() -> list[str]:

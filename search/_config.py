@@ -16,12 +16,12 @@ A config file is a YAML mapping::
     download: false               # fetch CIFAR into data_root when missing
     sampler: {name: tpe, n_startup_trials: 5, kwargs: {}}
                                   # tpe | random | gp | nsga2 | nsga3 | bruteforce | qmc;
-                                  # kwargs go to the Optuna sampler (search._samplers)
+                                  # kwargs go to the Optuna sampler (nasnc_search._samplers)
     pruner: {name: capacitance, percentile: 75, n_startup_trials: 4, n_warmup_steps: 1}
                                   # or median | successive_halving | hyperband (kwargs) | none
     proxy: {...}                  # nasnc.pipeline.ProxyConfig fields
     screen: {size: 0, top_k: 10}  # stage 1: free scores of `size` distinct cells, the
-                                  # top_k enqueued (search._screen); size 0: no screen
+                                  # top_k enqueued (nasnc_search._screen); size 0: no screen
     pick: {weights: {aggregate: 1}}  # the final pick: rank aggregate over trained cells
     objectives: [beta_eff]        # several, e.g. [beta_eff, params]: multi-objective
 

@@ -18,11 +18,12 @@ from nasnc.data import ProxyData
 from nasnc.pipeline import ProxyConfig, ReportPoint, evaluate_arch
 from nasnc.space import EDGES, OPS, Arch
 from nasnc.store import Store
-from search._pruner import STD_ATTR
+
+from ._pruner import STD_ATTR
 
 if TYPE_CHECKING:
-    from search._stages import TrialStage
-from search._signals import raise_if_interrupted
+    from ._stages import TrialStage
+from ._signals import raise_if_interrupted
 
 __all__ = [
     "FAIL_REASON_ATTR",
@@ -65,7 +66,7 @@ class _Heartbeat:
     """Writes :data:`HEARTBEAT_ATTR` every ``interval`` seconds from a daemon thread.
 
     Report points can be minutes apart (a GPU-scale epoch on a CPU); the beat
-    keeps a live trial from looking stale to :func:`search.fail_stale_trials`.
+    keeps a live trial from looking stale to :func:`nasnc_search.fail_stale_trials`.
     """
 
     def __init__(self, trial: optuna.Trial, interval: float) -> None:
@@ -97,10 +98,10 @@ class Objective:
     :func:`nasnc.pipeline.evaluate_arch`: a cache hit replays the cached
     trajectory (no training), a miss trains with the capacitance observer. At
     each report point it reports the βeff estimate, records its standard
-    deviation (for :class:`~search.CapacitancePruner`'s uncertainty guard) and
+    deviation (for :class:`~nasnc_search.CapacitancePruner`'s uncertainty guard) and
     a heartbeat, and prunes on ``trial.should_prune()``. The returned value is
     the estimated converged βeff (maximise), unless a ``stage``
-    (:class:`search._stages.TrialStage`) names other or several objectives; it
+    (:class:`nasnc_search._stages.TrialStage`) names other or several objectives; it
     also records the cell's screen ``aggregate`` and benchmark accuracy.
     """
 

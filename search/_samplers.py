@@ -22,8 +22,9 @@ from typing import Any
 import optuna
 
 from nasnc import ConfigError
-from search._config import PrunerConfig, SamplerConfig
-from search._pruner import CapacitancePruner
+
+from ._config import PrunerConfig, SamplerConfig
+from ._pruner import CapacitancePruner
 
 __all__ = ["make_pruner", "make_sampler", "sampler_class"]
 
@@ -97,7 +98,7 @@ def make_sampler(
 
 
 def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
-    """The configured pruner (see :class:`~search.PrunerConfig`)."""
+    """The configured pruner (see :class:`~nasnc_search.PrunerConfig`)."""
     if config.name == "none":
         return optuna.pruners.NopPruner()
     if config.name == "median":

@@ -30,8 +30,9 @@ from nasnc.pipeline import ScreenResult, screen_archs
 from nasnc.proxies import aggregate_against, rank_aggregate
 from nasnc.space import EDGES, Arch, sample_archs
 from nasnc.store import Store
-from search._config import ScreenConfig, SearchConfig
-from search._objective import param_name
+
+from ._config import ScreenConfig, SearchConfig
+from ._objective import param_name
 
 __all__ = [
     "SCREEN_ATTR",

@@ -1,6 +1,6 @@
 """Stage 2 of ``nasnc search`` around the objective, and what the summary reports.
 
-:class:`TrialStage` is what the :class:`~search.Objective` consults beside
+:class:`TrialStage` is what the :class:`~nasnc_search.Objective` consults beside
 training: the objective(s) a trial returns (one name, or several for a
 multi-objective study), the value it reports at each report point (βeff,
 or the proxy accuracy when that is the objective; multi-objective studies
@@ -9,7 +9,7 @@ the screened pool, and its benchmark accuracy (``true_acc``) when ground
 truth is configured (visible in optuna-dashboard and ``optuna trials``).
 
 :func:`pick` chooses the study's answer: the rank aggregate of
-``pick.weights`` over the candidates (see :class:`~search.PickConfig`);
+``pick.weights`` over the candidates (see :class:`~nasnc_search.PickConfig`);
 :func:`pareto_front` lists a multi-objective study's non-dominated trials.
 """
 
@@ -29,8 +29,9 @@ from nasnc.pipeline import ReportPoint
 from nasnc.proxies import PROXIES, expand_proxies, rank_aggregate
 from nasnc.space import Arch
 from nasnc.store import Entry
-from search._config import COST_OBJECTIVES, PickConfig, SearchConfig
-from search._screen import ScreenPool, enqueue_shortlist, run_screen
+
+from ._config import COST_OBJECTIVES, PickConfig, SearchConfig
+from ._screen import ScreenPool, enqueue_shortlist, run_screen
 
 __all__ = [
     "TRUE_ACC_ATTR",
@@ -73,7 +74,7 @@ class TrialStage:
     Parameters
     ----------
     objectives : sequence of str
-        Names of :data:`search._config.TRIAL_SCORES` or proxies.
+        Names of :data:`nasnc_search._config.TRIAL_SCORES` or proxies.
     pool : ScreenPool, optional
         The screened pool; gives every trial its ``aggregate``.
     score : callable, optional

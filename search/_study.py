@@ -21,7 +21,7 @@ grace period when a run starts.
 
 Interruptions and ``n_trials``
 ------------------------------
-Ctrl-C and SIGTERM stop a run at a safe point (:mod:`search._signals`): the
+Ctrl-C and SIGTERM stop a run at a safe point (:mod:`nasnc_search._signals`): the
 trial in flight is failed with ``fail_reason = "interrupted"``, finished trials
 are kept. ``n_trials`` counts the trials that reached a verdict about their
 cell: COMPLETE, PRUNED, and FAIL with a reason about the cell (training
@@ -59,9 +59,10 @@ from nasnc._catalogue import dataset_info
 from nasnc.data import ProxyData
 from nasnc.pipeline import load_proxy_data
 from nasnc.store import Store
-from search import _samplers
-from search._config import PrunerConfig, SamplerConfig, SearchConfig
-from search._objective import (
+
+from . import _samplers
+from ._config import PrunerConfig, SamplerConfig, SearchConfig
+from ._objective import (
     FAIL_REASON_ATTR,
     HEARTBEAT_ATTR,
     WORKER_ATTR,
@@ -69,9 +70,9 @@ from search._objective import (
     Objective,
     TrainingDiverged,
 )
-from search._screen import SCREEN_ATTR
-from search._signals import Interrupted, raise_if_interrupted, stop_on_signals
-from search._stages import (
+from ._screen import SCREEN_ATTR
+from ._signals import Interrupted, raise_if_interrupted, stop_on_signals
+from ._stages import (
     directions,
     make_stage,
     pareto_front,
@@ -138,12 +139,12 @@ def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) ->
 def make_sampler(
     config: SamplerConfig, seed: int, *, workers: int = 1
 ) -> optuna.samplers.BaseSampler:
-    """The configured sampler (see :mod:`search._samplers`)."""
+    """The configured sampler (see :mod:`nasnc_search._samplers`)."""
     return _samplers.make_sampler(config, seed, workers=workers)
 
 
 def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
-    """The configured pruner (see :mod:`search._samplers`)."""
+    """The configured pruner (see :mod:`nasnc_search._samplers`)."""
     return _samplers.make_pruner(config)
 
 
@@ -386,7 +387,7 @@ def run_search(
     ``progress(study)`` is called after each finished trial (one worker) or
     about once a second (several).
 
-    Ctrl-C and SIGTERM raise :class:`~search._signals.Interrupted` (a
+    Ctrl-C and SIGTERM raise :class:`~nasnc_search._signals.Interrupted` (a
     ``KeyboardInterrupt`` carrying the exit status) once the trials in flight
     are failed and the workers have stopped.
     """

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from nasnc_search.cli._bench import BENCH_DATASETS
+from nasnc_search.cli._main import build_parser
 
 from nasnc import ConfigError
 from nasnc._catalogue import BENCHMARK_DATASETS, CATALOGUE, PROXY_DATASETS, dataset_info
@@ -13,8 +15,6 @@ from nasnc.bench import Dataset
 from nasnc.capacitance import VARIANTS, variant_name
 from nasnc.data import DATASETS
 from nasnc.pipeline import DATASET_CLASSES, ProxyConfig
-from search.cli._bench import BENCH_DATASETS
-from search.cli._main import build_parser
 
 
 def test_loader_specs_derive_from_the_catalogue() -> None:

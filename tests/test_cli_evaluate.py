@@ -5,10 +5,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from search.cli import main
-from search.cli._base import UsageError
-from search.cli._evaluate import parse_archs
+from nasnc_search.cli import main
+from nasnc_search.cli._base import UsageError
+from nasnc_search.cli._evaluate import parse_archs
 
 CONFIG = {
     "proxy": {

@@ -3,8 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from search.cli import main
+from nasnc_search.cli import main
 
 
 def test_space_info(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,10 +4,9 @@ import math
 
 import optuna
 import pytest
+from nasnc_search import CapacitancePruner
+from nasnc_search._pruner import STD_ATTR
 from optuna.trial import TrialState, create_trial
-
-from search import CapacitancePruner
-from search._pruner import STD_ATTR
 
 
 def _study(

@@ -8,13 +8,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-
-from nasnc import ConfigError
-from nasnc.store import Store
-from search._config import SearchConfig, apply_overrides
-from search._objective import WORKER_ATTR
-from search._study import (
+from nasnc_search._config import SearchConfig, apply_overrides
+from nasnc_search._objective import WORKER_ATTR
+from nasnc_search._study import (
     fail_stale_trials,
     make_storage,
     n_finished,
@@ -23,7 +19,11 @@ from search._study import (
     summarize,
     threads_per_worker,
 )
-from search.cli import main
+from nasnc_search.cli import main
+from optuna.trial import TrialState
+
+from nasnc import ConfigError
+from nasnc.store import Store
 
 TINY_PROXY = {
     "dataset": "cifar10",
@@ -152,9 +152,8 @@ def test_the_heartbeat_sweep_runs_only_on_journal_storages(
 
 
 def test_only_verdicts_on_a_cell_count_toward_n_trials() -> None:
+    from nasnc_search._study import counts_toward_n_trials
     from optuna.trial import create_trial
-
-    from search._study import counts_toward_n_trials
 
     def failed(**attrs: str) -> optuna.trial.FrozenTrial:
         return create_trial(state=TrialState.FAIL, user_attrs=attrs)
@@ -308,7 +307,7 @@ def test_bad_proxy_and_benchmark_dataset_are_rejected(tmp_path: Path) -> None:
 
 
 def test_sampler_seeds_differ_on_resume_and_between_workers(tmp_path: Path) -> None:
-    from search._study import _sampler_seed
+    from nasnc_search._study import _sampler_seed
 
     config = tiny_config(tmp_path, tmp_path / "no-data")
     study = open_study(config)
@@ -349,7 +348,7 @@ def test_a_signal_keeps_finished_trials_and_a_rerun_completes_n_trials(
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(config.to_dict()))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli._main", "search", str(path), "--no-progress"],
+        [sys.executable, "-m", "nasnc_search.cli._main", "search", str(path), "--no-progress"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

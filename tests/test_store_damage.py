@@ -188,7 +188,7 @@ def test_evaluate_recomputes_a_damaged_entry(tmp_path: Path, synthetic_root: Pat
 def test_scores_cli_says_how_many_were_quarantined(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from search.cli import main
+    from nasnc_search.cli import main
 
     store = Store(tmp_path, compact_every=None)
     key = store.put(make_entry(arch_for(8), seed=8))
@@ -239,7 +239,7 @@ def test_a_read_only_cache_is_refused_before_any_write(tmp_path: Path) -> None:
 def test_evaluate_cli_checks_the_cache_before_loading_data_or_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from search.cli import main
+    from nasnc_search.cli import main
 
     blocker = tmp_path / "file"
     blocker.write_text("")

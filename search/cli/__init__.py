@@ -1,5 +1,5 @@
 """The ``nasnc`` command line."""
 
-from search.cli._main import main
+from ._main import main
 
 __all__ = ["main"]

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from nasnc._catalogue import BENCHMARK_DATASETS
-from search.cli._base import ARCH_HELP, FORMATS, Command, UsageError, emit, progress_wanted
+
+from ._base import ARCH_HELP, FORMATS, Command, UsageError, emit, progress_wanted
 
 __all__ = ["BENCH_DATASETS", "BenchImport", "BenchShow"]
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from nasnc._config import DEFAULT_CACHE
 from nasnc._errors import StoreError
-from search.cli._base import (
+
+from ._base import (
     CACHE_HELP,
     FORMATS,
     Command,
@@ -18,7 +19,7 @@ from search.cli._base import (
     emit,
     resolve_cache_dataset,
 )
-from search.cli._bench import BENCH_DATASETS
+from ._bench import BENCH_DATASETS
 
 __all__ = ["Compare"]
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from nasnc._errors import ConfigError
 from nasnc.space import Arch, sample_archs
-from search.cli._base import CACHE_HELP, FORMATS, Command, UsageError, emit, progress_wanted
+
+from ._base import CACHE_HELP, FORMATS, Command, UsageError, emit, progress_wanted
 
 
 def parse_archs(spec: str) -> list[Arch]:
@@ -85,7 +86,8 @@ class Evaluate(Command):
         from nasnc.proxies import PROXIES
         from nasnc.store import REQUIRED_SUMMARY, Store
         from nasnc.train import resolve_device
-        from search._config import SearchConfig, apply_overrides, load_config
+
+        from .._config import SearchConfig, apply_overrides, load_config
 
         config = load_config(args.config) if args.config else SearchConfig()
         config = apply_overrides(

@@ -9,14 +9,15 @@ from collections.abc import Sequence
 
 from nasnc import NasncError, __version__
 from nasnc._errors import ArchError, ConfigError
-from search.cli._base import Command, UsageError
-from search.cli._bench import BenchImport, BenchShow
-from search.cli._compare import Compare
-from search.cli._evaluate import Evaluate
-from search.cli._scores import Scores
-from search.cli._search import Search
-from search.cli._space import SpaceInfo, SpaceShow
-from search.cli._train import Train
+
+from ._base import Command, UsageError
+from ._bench import BenchImport, BenchShow
+from ._compare import Compare
+from ._evaluate import Evaluate
+from ._scores import Scores
+from ._search import Search
+from ._space import SpaceInfo, SpaceShow
+from ._train import Train
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 

@@ -9,7 +9,8 @@ from typing import Any
 from nasnc._config import DEFAULT_CACHE
 from nasnc.space import Arch
 from nasnc.store import EntryInfo, Store
-from search.cli._base import (
+
+from ._base import (
     ARCH_HELP,
     CACHE_HELP,
     FORMATS,

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from search.cli._base import CACHE_HELP, FORMATS, Command, emit, progress_wanted
+from ._base import CACHE_HELP, FORMATS, Command, emit, progress_wanted
 
 
 class Search(Command):
@@ -49,8 +49,8 @@ class Search(Command):
         from optuna.trial import TrialState
         from tqdm import tqdm
 
-        from search._config import apply_overrides, load_config
-        from search._study import FINISHED_STATES, n_finished, open_study, run_search, summarize
+        from .._config import apply_overrides, load_config
+        from .._study import FINISHED_STATES, n_finished, open_study, run_search, summarize
 
         config = load_config(args.config)
         config = apply_overrides(
@@ -114,7 +114,7 @@ class Search(Command):
         interrupted = 0
         try:
             study = run_search(config, progress=progress)
-        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (search._signals.Interrupted)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (nasnc_search._signals.Interrupted)
             interrupted = getattr(exc, "exit_status", 130)
             study = open_study(config)
         finally:

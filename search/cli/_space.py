@@ -6,7 +6,8 @@ import argparse
 
 from nasnc._catalogue import BENCHMARK_DATASETS, CATALOGUE
 from nasnc.space import NUM_ARCHS, OPS, Arch, all_archs, canonical_classes
-from search.cli._base import ARCH_HELP, FORMATS, Command, emit, positive_int
+
+from ._base import ARCH_HELP, FORMATS, Command, emit, positive_int
 
 
 class SpaceInfo(Command):

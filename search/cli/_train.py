@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 from nasnc._catalogue import PROXY_DATASETS
 from nasnc._config import DEFAULT_CACHE
 from nasnc._errors import ConfigError
-from search.cli._base import ARCH_HELP, Command, UsageError, emit, progress_wanted
+
+from ._base import ARCH_HELP, Command, UsageError, emit, progress_wanted
 
 if TYPE_CHECKING:
-    from search._config import SearchConfig
+    from .._config import SearchConfig
 
 __all__ = ["Train", "load_train_config"]
 
@@ -64,7 +65,8 @@ def load_train_config(path: str | Path | None) -> SearchConfig:
     import yaml
 
     from nasnc.pipeline import ProxyConfig
-    from search._config import SearchConfig, load_config
+
+    from .._config import SearchConfig, load_config
 
     if path is None:
         return SearchConfig()
@@ -183,7 +185,8 @@ class Train(Command):
         from nasnc.space import Arch
         from nasnc.store import Store
         from nasnc.train import resolve_device
-        from search._config import apply_overrides
+
+        from .._config import apply_overrides
 
         arch = Arch.parse(args.arch)
         config = apply_overrides(
