@@ -4,10 +4,22 @@
 proxy accuracy, baselines) against a :class:`~nasnc.bench.GroundTruth` with
 bootstrap confidence intervals, and optionally calibrates βeff to accuracy;
 :func:`plot_comparison` draws its result (matplotlib, imported only when
-called). Ground truth itself lives in :mod:`nasnc.bench`, which never imports
-this package.
+called). :func:`anytime_regret` sets a search's best-so-far accuracy against
+seconds and trained cells beside random search at the same budget
+(:func:`plot_anytime` draws it). Ground truth itself lives in
+:mod:`nasnc.bench`, which never imports this package.
 """
 
+from nasnc.analysis._anytime import (
+    AnytimeCurve,
+    AnytimeRegret,
+    RandomSearchCurves,
+    anytime_curve,
+    anytime_regret,
+    best_so_far,
+    plot_anytime,
+    random_search,
+)
 from nasnc.analysis._compare import (
     BETA_VARIANTS,
     EntryLike,
@@ -20,10 +32,18 @@ from nasnc.analysis._plot import plot_comparison
 
 __all__ = [
     "BETA_VARIANTS",
+    "AnytimeCurve",
+    "AnytimeRegret",
     "EntryLike",
+    "RandomSearchCurves",
+    "anytime_curve",
+    "anytime_regret",
+    "best_so_far",
     "calibrate",
     "compare_scores",
     "entry_scores",
+    "plot_anytime",
     "plot_comparison",
+    "random_search",
     "truth_dataset_for",
 ]

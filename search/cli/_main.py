@@ -14,6 +14,7 @@ from ._base import Command, UsageError
 from ._bench import BenchImport, BenchShow
 from ._compare import Compare
 from ._evaluate import Evaluate
+from ._report import Report
 from ._scores import Scores
 from ._search import Search
 from ._space import SpaceInfo, SpaceShow
@@ -32,6 +33,7 @@ COMMANDS: tuple[Command, ...] = (
     BenchImport(),
     BenchShow(),
     Compare(),
+    Report(),
 )
 
 _USAGE_ERRORS = (UsageError, ArchError, ConfigError)
