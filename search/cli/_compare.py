@@ -21,7 +21,37 @@ from ._base import (
 )
 from ._bench import BENCH_DATASETS
 
-__all__ = ["Compare"]
+__all__ = ["ENTRY_KINDS", "Compare", "entry_kind"]
+
+#: What a cache entry is, for the counts ``nasnc compare`` reports.
+ENTRY_KINDS: tuple[str, ...] = ("complete", "pruned", "diverged", "score_only")
+
+
+def entry_kind(entry: Any) -> str:
+    """``score_only`` (a screen's free scores, nothing trained), ``pruned`` (a run a pruner
+    stopped: its trained signals are partial), ``diverged`` or ``complete``."""
+    summary = entry.summary or {}
+    if summary.get("score_only"):
+        return "score_only"
+    if summary.get("pruned"):
+        return "pruned"
+    if summary.get("diverged"):
+        return "diverged"
+    return "complete"
+
+
+def _used_line(used: dict[str, int]) -> str:
+    parts = [f"{used['complete']} complete", f"{used['pruned']} pruned"]
+    parts += [f"{used[k]} {k.replace('_', '-')}" for k in ("diverged", "score_only") if used[k]]
+    line = f"entries used: {used['n']} ({', '.join(parts)})"
+    if used["pruned"]:
+        line += (
+            "; pruned runs' βeff and proxy accuracy are where they stopped "
+            "(--exclude-pruned leaves them out)"
+        )
+    if used["excluded_pruned"]:
+        line += f"; {used['excluded_pruned']} pruned runs left out (--exclude-pruned)"
+    return line
 
 
 def _ci(pair: Any) -> str:
@@ -73,6 +103,12 @@ class Compare(Command):
             metavar="N",
             help="fit the capacitance calibrator on N architectures, report error on the rest",
         )
+        parser.add_argument(
+            "--exclude-pruned",
+            action="store_true",
+            help="leave out pruned trials' partial runs (summary 'pruned'); by default they "
+            "are used, so a study's cache is not biased toward the cells its pruner kept",
+        )
         parser.add_argument("--top-k", type=int, default=10, help="k of top-k precision")
         parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
         parser.add_argument("--seed", type=int, default=0, help="bootstrap / split seed")
@@ -106,6 +142,14 @@ class Compare(Command):
         entries = store.entries(dataset=cache_ds)
         if not entries:
             raise StoreError(f"the cache {args.cache} has no entries for dataset {cache_ds!r}")
+        n_pruned = sum(entry_kind(e) == "pruned" for e in entries)
+        if args.exclude_pruned:
+            entries = [e for e in entries if entry_kind(e) != "pruned"]
+            if not entries:
+                raise UsageError(
+                    f"--exclude-pruned leaves nothing: the cache {args.cache} holds only pruned "
+                    f"runs ({n_pruned}) for dataset {cache_ds!r}"
+                )
         truth = open_benchmark(args.benchmark)
         result = compare_scores(
             entries,
@@ -119,6 +163,12 @@ class Compare(Command):
             calibrate_n=args.calibrate,
             return_rows=args.plot is not None,
         )
+        used = [e for e in entries if e.config_hash == result.get("config_hash")]
+        result["entries_used"] = {
+            **{kind: sum(entry_kind(e) == kind for e in used) for kind in ENTRY_KINDS},
+            "n": len(used),
+            "excluded_pruned": n_pruned if args.exclude_pruned else 0,
+        }
         if args.plot is not None:
             for path in plot_comparison(result, args.plot):
                 print(f"wrote {path}", file=sys.stderr)
@@ -135,6 +185,7 @@ class Compare(Command):
     @staticmethod
     def _score_rows(result: dict[str, Any], k: int) -> tuple[list[dict[str, Any]], list[str]]:
         """One row per score, every number in its own column (for CSV)."""
+        used = result.get("entries_used") or {}
         rows = []
         for name, s in result["scores"].items():
             tau_lo, tau_hi = s["kendall_ci"]
@@ -155,6 +206,7 @@ class Compare(Command):
                     "dataset": result["dataset"],
                     "metric": result["metric"],
                     "cache_dataset": result["cache_dataset"],
+                    **{f"n_{kind}": used.get(kind) for kind in ENTRY_KINDS},
                 }
             )
         columns = list(rows[0]) if rows else ["score"]
@@ -168,6 +220,15 @@ class Compare(Command):
             f"({result.get('budget', '-')}) vs {result['dataset']} {result['metric']} "
             f"accuracy from {result['benchmark']}"
         )
+        used = result.get("entries_used")
+        if used:
+            print(_used_line(used))
+            others = [b for b in result["budgets"] if b["config_hash"] != result.get("config_hash")]
+            if used["n"] and used["score_only"] == used["n"] and others:
+                where = ", ".join(
+                    f"--config-hash {b['config_hash'][:8]} ({b['n']} cells)" for b in others
+                )
+                print(f"these are a screen's free scores, nothing trained; other configs: {where}")
         if result["n_missing"]:
             shown = ", ".join(result["missing"][:5])
             more = f", ... (+{result['n_missing'] - 5})" if result["n_missing"] > 5 else ""
