@@ -344,3 +344,56 @@ def test_ground_truth_does_not_import_the_analysis() -> None:
     code = "import sys, nasnc.bench; print('nasnc.analysis' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_evaluate_aggregate_needs_a_pool(tmp_path: Path, capsys) -> None:
+    argv = ["evaluate", "sample:1", "--proxies", "aggregate", "--cache", str(tmp_path / "c")]
+    code, _, err = _run(capsys, *argv, "--data-root", str(tmp_path / "no-data"))
+    assert code == 2 and "needs 2 or more cells" in err and "sample:1 gives 1" in err
+    code, _, err = _run(capsys, "evaluate", "sample:2", "--proxies", "aggregat")
+    assert code == 2 and "'aggregat'" in err and "aggregate" in err.split("known:")[1]
+
+
+@pytest.mark.slow
+def test_evaluate_aggregate_is_compare_aggregate(
+    tmp_path: Path, synthetic_root: Path, builtin, capsys
+) -> None:
+    """`evaluate --proxies aggregate` ranks the listed cells as one pool: the same values
+    compare_scores gives over the same cache entries."""
+    import yaml
+
+    from nasnc.proxies import AGGREGATES, rank_aggregate
+
+    cfg = tmp_path / "c.yaml"
+    proxy = {"resolution": 8, "train_subset": 256, "valid_size": 128, "channels": 4}
+    cfg.write_text(yaml.safe_dump({"proxy": {**proxy, "probe": [16], "epochs": 0.5}}))
+    cache = tmp_path / "cache"
+    code, out, err = _run(
+        capsys,
+        "evaluate",
+        "sample:4:1",
+        "--config",
+        str(cfg),
+        "--cache",
+        str(cache),
+        "--data-root",
+        str(synthetic_root),
+        "--device",
+        "cpu",
+        "--proxies",
+        "params,aggregate",
+        "--format",
+        "json",
+    )
+    assert code == 0, err
+    assert "within these 4 cells" in err
+    rows = json.loads(out)
+    parts = AGGREGATES["aggregate"]
+    assert {"params", "aggregate", *parts} <= set(rows[0])
+    by_hand = rank_aggregate({p: [r[p] for r in rows] for p in parts}, names=parts)
+    assert [r["aggregate"] for r in rows] == pytest.approx(by_hand.tolist())
+    assert max(r["aggregate"] for r in rows) <= 0.0
+    assert len({r["aggregate"] for r in rows}) > 1
+    result = compare_scores(Store(cache).entries(), builtin, n_boot=10, return_rows=True)
+    from_compare = {r["arch"]: r["aggregate"] for r in result["rows"]}
+    assert {str(Arch.parse(r["arch"])): r["aggregate"] for r in rows} == pytest.approx(from_compare)

@@ -47,6 +47,13 @@ def parse_archs(spec: str) -> list[Arch]:
     return archs
 
 
+def _num(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 class Evaluate(Command):
     name = "evaluate"
     help = "score architectures (βeff and baselines) without Optuna; resumable through the cache"
@@ -60,7 +67,9 @@ class Evaluate(Command):
         parser.add_argument(
             "--proxies",
             default="all",
-            help="baseline proxies at initialisation: all, none or a comma list",
+            help="baseline proxies at initialisation: all, none or a comma list; 'aggregate' "
+            "adds the rank aggregate of naswot, synflow, jacob_cov and flops, ranked within "
+            "the listed cells (a pool score: needs 2 or more, never cached)",
         )
         parser.add_argument("--cache", metavar="PATH", help=CACHE_HELP)
         parser.add_argument("--data-root", help="folder holding the dataset (else $NASNC_DATA_DIR)")
@@ -83,7 +92,7 @@ class Evaluate(Command):
         from tqdm import tqdm
 
         from nasnc.pipeline import evaluate_arch, load_proxy_data
-        from nasnc.proxies import PROXIES
+        from nasnc.proxies import AGGREGATES, PROXIES, expand_proxies, rank_aggregate
         from nasnc.store import REQUIRED_SUMMARY, Store
         from nasnc.train import resolve_device
 
@@ -102,16 +111,25 @@ class Evaluate(Command):
                 "download": args.download,
             },
         )
+        pooled: tuple[str, ...] = ()
         if args.proxies == "all":
             proxies = tuple(PROXIES)
         elif args.proxies in ("none", ""):
             proxies = ()
         else:
-            proxies = tuple(p.strip() for p in args.proxies.split(",") if p.strip())
-            unknown = [p for p in proxies if p not in PROXIES]
+            names = [p.strip() for p in args.proxies.split(",") if p.strip()]
+            unknown = [p for p in names if p not in PROXIES and p not in AGGREGATES]
             if unknown:
-                raise UsageError(f"unknown proxy {unknown[0]!r}; known: {', '.join(PROXIES)}")
+                raise UsageError(
+                    f"unknown proxy {unknown[0]!r}; known: {', '.join([*PROXIES, *AGGREGATES])}"
+                )
+            proxies, pooled = expand_proxies(names)
         archs = parse_archs(args.archs)
+        if pooled and len(archs) < 2:
+            raise UsageError(
+                f"--proxies {pooled[0]} ranks cells within the evaluated list (a pool score), "
+                f"so it needs 2 or more cells, but {args.archs} gives {len(archs)}"
+            )
         p = config.proxy
         device = resolve_device(config.device)
         store = Store(config.cache)  # an unwritable cache stops here, before any work
@@ -148,6 +166,16 @@ class Evaluate(Command):
             rows.append(row)
             bar.set_postfix(cached=hits, refresh=False)
         bar.close()
+        for name in pooled:  # over this list as the pool, as compare does over a config group
+            parts = AGGREGATES[name]
+            columns_in = {p: [_num(r.get(p)) for r in rows] for p in parts}
+            for row, value in zip(rows, rank_aggregate(columns_in, names=parts)):
+                row[name] = float(value)
+            print(
+                f"{name}: rank aggregate of {', '.join(parts)} within these {len(rows)} cells "
+                "(another list ranks them differently; not cached)",
+                file=sys.stderr,
+            )
         fixed = {"arch", "key", "cache_hit", *REQUIRED_SUMMARY}
         score_names = sorted({k for r in rows for k in r} - fixed)
         columns = ["arch", "beta_eff", "beta_eff_std", "proxy_valid_acc", *score_names, "cost_s"]
