@@ -206,10 +206,9 @@ def _check_weights(where: str, weights: Any, known: tuple[str, ...]) -> None:
 class PickConfig:
     """The final pick: a rank aggregate of named scores over the trained shortlist.
 
-    The default follows the measurements (../shared/DESIGN.md, "Second
-    round"): the free aggregate ranks unseen cells at Kendall τ +0.67 to
-    +0.71, βeff of the CPU proxy at +0.13 and its accuracy at +0.14, so the
-    default picks by ``aggregate`` alone. Configs that train the shortlist
+    The default follows the measurements (docs/results.md): on every sample
+    measured the free aggregate ranked unseen cells far better than βeff or
+    the accuracy of the CPU proxy, so the default picks by ``aggregate`` alone. Configs that train the shortlist
     at a real budget may weigh ``proxy_valid_acc`` in.
     Candidates are completed trials, and pruned ones when every weighted
     score is known before training (the aggregate, free proxies), so a

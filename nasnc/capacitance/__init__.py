@@ -1,6 +1,6 @@
 r"""Neural capacitance: βeff of the line graph of a dense chain, streamed during training.
 
-The method (../shared/DESIGN.md, "The method"; after Jiang et al., Nat.
+The method (docs/method.md; after Jiang et al., Nat.
 Commun. 2024). A capacitance probe (:class:`CapacitanceProbe`, a small MLP
 between the pooled features and the logits) gives a chain of dense layers.
 Its line graph G_B has one node per weight; a weight ``e = (i -> j)`` of layer

@@ -53,7 +53,7 @@ interval.
 
 Default horizon ``t_h = 1``: **the end of the budget**. That is what a proxy
 run actually reaches (the cached ``beta_eff_last`` and the measurements in
-../shared/DESIGN.md are end-of-budget values), and it keeps extrapolation
+docs/results.md are end-of-budget values), and it keeps extrapolation
 bounded: from an early trajectory the slow components (τ close to or above
 the budget) are nearly collinear with the constant, so the asymptote
 ``t → ∞`` (``horizon=math.inf``, the constant ``c_0``) is weakly identified

@@ -1,7 +1,7 @@
 """Datasets as uint8 tensors on the training device, with batch-wise augmentation.
 
 >>> from nasnc.data import load_dataset                      # doctest: +SKIP
->>> data = load_dataset("cifar10", "../shared/data", train_subset=10_000, resolution=16)
+>>> data = load_dataset("cifar10", "data", train_subset=10_000, resolution=16)
 """
 
 from nasnc.data._augment import DeviceTransform, random_crop_flip

@@ -28,10 +28,11 @@ class ProxyConfig:
 
     Every field changes the result, so every field enters the cache key (the
     seed enters separately; the data location and the device do not). The
-    defaults are the CPU proxy measured in ../shared/DESIGN.md ("What we know
-    so far", second row): 16 px, 8 channels, one cell per stage, the first
-    10,000 training images for 8 epochs at lr 0.1, where the proxy accuracy
-    itself is informative (Kendall τ ≈ +0.4 against the benchmark).
+    defaults are the CPU proxy of docs/results.md: 16 px, 8 channels, one
+    cell per stage, the first 10,000 training images for 8 epochs at lr 0.1,
+    chosen where the project's first 60-cell study found the proxy accuracy
+    informative (Kendall τ +0.41); on the later samples it ranked at +0.29
+    and +0.12.
 
     Augmentation is off by default: at 16 px a random crop with 4 px padding
     shifts the image by up to a quarter of its side, and measured here it cost
@@ -75,7 +76,7 @@ class ProxyConfig:
         default: on 100 cells at this proxy (benchmarks/rank_correlation.py,
         README) the scale-free chain variant ranked best of the four, Kendall
         τ +0.41 [+0.30, +0.52] against +0.17 [+0.05, +0.29] for the raw chain
-        variant, as in the earlier study of ../shared/DESIGN.md.
+        variant, as in the project's first study (docs/results.md).
     """
 
     dataset: str = "cifar10"

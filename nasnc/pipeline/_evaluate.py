@@ -98,7 +98,7 @@ def resolved_config(
     """``config`` plus the data actually used (image counts) and the device type, as hashed.
 
     With ``train_subset: null`` the number of training images depends on the
-    batches present (one in ../shared/data, five in a full download), so the
+    batches present (one in a partial copy, five in a full download), so the
     counts enter the cache key: runs on different data never share an entry.
     The type of the device the run *trains* on enters too (``device`` as
     :func:`evaluate_arch` takes it, ``"auto"`` resolved the same way; not the

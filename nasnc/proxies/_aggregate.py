@@ -14,7 +14,7 @@ another value (so they are never cached as a cell's score). AZ-NAS (Lee &
 Ham, CVPR 2024) uses this sum of log normalised ranks; on the CPU proxy
 network at initialisation the aggregate of NASWOT, synflow, jacob_cov and
 FLOPs ranked NAS-Bench-201 cells at Kendall τ +0.67 to +0.71
-(../shared/DESIGN.md, "Second round").
+(docs/results.md).
 
 Missing values are handled explicitly by ``nan``:
 
@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 NanPolicy = Literal["worst", "propagate"]
 
 #: Named rank aggregates usable wherever a proxy name is (computed over a pool).
-#: ``aggregate``: the free scores that ranked best on two samples (DESIGN.md).
+#: ``aggregate``: the free scores that ranked best on the samples of docs/results.md.
 AGGREGATES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {"aggregate": ("naswot", "synflow", "jacob_cov", "flops")}
 )

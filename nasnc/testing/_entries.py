@@ -16,7 +16,7 @@ from nasnc.store import Entry
 
 __all__ = ["DEFAULT_CONFIG", "make_entry"]
 
-#: A proxy configuration shaped like a resolved one (the second row of DESIGN.md).
+#: A proxy configuration shaped like a resolved one (the CPU proxy of docs/results.md).
 DEFAULT_CONFIG: dict[str, Any] = {
     "dataset": "cifar10",
     "resolution": 16,
