@@ -208,8 +208,9 @@ class PickConfig:
 
     The default follows the measurements (docs/results.md): on every sample
     measured the free aggregate ranked unseen cells far better than βeff or
-    the accuracy of the CPU proxy, so the default picks by ``aggregate`` alone. Configs that train the shortlist
-    at a real budget may weigh ``proxy_valid_acc`` in.
+    the accuracy of the CPU proxy, so the default picks by ``aggregate``
+    alone. Configs that train the shortlist at a real budget may weigh
+    ``proxy_valid_acc`` in.
     Candidates are completed trials, and pruned ones when every weighted
     score is known before training (the aggregate, free proxies), so a
     pruner cannot hide a cell the pick would choose.

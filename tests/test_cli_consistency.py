@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from nasnc_search._config import SearchConfig
-from nasnc_search.cli import main
-from nasnc_search.cli._base import progress_wanted
-from nasnc_search.cli._main import build_parser
 
 from nasnc._config import DEFAULT_CACHE
 from nasnc.space import sample_archs
 from nasnc.store import Store
 from nasnc.testing import make_entry
+from nasnc_search._config import SearchConfig
+from nasnc_search.cli import main
+from nasnc_search.cli._base import progress_wanted
+from nasnc_search.cli._main import build_parser
 
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"
 ARCHS = sample_archs(5, seed=3, unique=True, exclude_zero=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from nasnc_search.cli import main
 
 from nasnc import ConfigError
 from nasnc.models import build_network
+from nasnc_search.cli import main
 
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"
 

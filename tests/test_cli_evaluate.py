@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from nasnc_search.cli import main
 from nasnc_search.cli._base import UsageError
 from nasnc_search.cli._evaluate import parse_archs

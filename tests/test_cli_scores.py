@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from nasnc_search.cli import main
 
 from nasnc.space import Arch, canonical_classes, sample_archs
 from nasnc.store import Store
 from nasnc.testing import make_entry
+from nasnc_search.cli import main
 
 FIELDS = {
     "arch",

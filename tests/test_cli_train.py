@@ -10,15 +10,15 @@ import optuna
 import pytest
 import torch
 import yaml
-from nasnc_search._config import SearchConfig
-from nasnc_search._objective import Objective, param_name
-from nasnc_search.cli import main
-from nasnc_search.cli._train import _idle_cores, load_train_config
 
 from nasnc import ConfigError
 from nasnc.pipeline import ProxyConfig, load_proxy_data
 from nasnc.space import EDGES, Arch
 from nasnc.store import Store
+from nasnc_search._config import SearchConfig
+from nasnc_search._objective import Objective, param_name
+from nasnc_search.cli import main
+from nasnc_search.cli._train import _idle_cores, load_train_config
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 #: As tests/test_search.py's TINY_PROXY: 4 steps per epoch, 2 report points.

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nasnc_search.cli._bench import BENCH_DATASETS
-from nasnc_search.cli._main import main
 
 from nasnc._errors import ConfigError
 from nasnc.analysis import compare_scores, entry_scores, plot_comparison, truth_dataset_for
@@ -19,6 +17,8 @@ from nasnc.bench import Dataset, open_benchmark
 from nasnc.space import Arch, sample_archs
 from nasnc.store import Store
 from nasnc.testing import DEFAULT_CONFIG, make_entry
+from nasnc_search.cli._bench import BENCH_DATASETS
+from nasnc_search.cli._main import main
 
 MINI = ("nats-bench-mini", "NATS-tss-v1_0-3ffb9-simple")
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from nasnc_search._config import SearchConfig, apply_overrides, load_config
 
 from nasnc import ConfigError
 from nasnc.pipeline import ProxyConfig
+from nasnc_search._config import SearchConfig, apply_overrides, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,9 +4,10 @@ import math
 
 import optuna
 import pytest
+from optuna.trial import TrialState, create_trial
+
 from nasnc_search import CapacitancePruner
 from nasnc_search._pruner import STD_ATTR
-from optuna.trial import TrialState, create_trial
 
 
 def _study(

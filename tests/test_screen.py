@@ -8,11 +8,6 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from nasnc_search._config import PickConfig, SamplerConfig, SearchConfig, apply_overrides
-from nasnc_search._samplers import make_pruner, make_sampler
-from nasnc_search._screen import edge_params, pool_archs, run_screen
-from nasnc_search._stages import pick
-from nasnc_search._study import open_study, run_search, summarize
 from optuna.trial import TrialState
 
 from nasnc import ConfigError
@@ -20,6 +15,11 @@ from nasnc.data import ProxyData
 from nasnc.pipeline import ProxyConfig, load_proxy_data, proxy_key, screen_archs, screen_config
 from nasnc.space import NUM_UNIQUE, sample_archs
 from nasnc.store import Store, config_hash
+from nasnc_search._config import PickConfig, SamplerConfig, SearchConfig, apply_overrides
+from nasnc_search._samplers import make_pruner, make_sampler
+from nasnc_search._screen import edge_params, pool_archs, run_screen
+from nasnc_search._stages import pick
+from nasnc_search._study import open_study, run_search, summarize
 from tests.test_search import TINY_PROXY, tiny_config
 
 SCORES = ("naswot", "synflow", "jacob_cov", "flops")

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import TrialState
+
+from nasnc import ConfigError
+from nasnc.store import Store
 from nasnc_search._config import SearchConfig, apply_overrides
 from nasnc_search._objective import WORKER_ATTR
 from nasnc_search._study import (
@@ -20,10 +24,6 @@ from nasnc_search._study import (
     threads_per_worker,
 )
 from nasnc_search.cli import main
-from optuna.trial import TrialState
-
-from nasnc import ConfigError
-from nasnc.store import Store
 
 TINY_PROXY = {
     "dataset": "cifar10",
@@ -152,8 +152,9 @@ def test_the_heartbeat_sweep_runs_only_on_journal_storages(
 
 
 def test_only_verdicts_on_a_cell_count_toward_n_trials() -> None:
-    from nasnc_search._study import counts_toward_n_trials
     from optuna.trial import create_trial
+
+    from nasnc_search._study import counts_toward_n_trials
 
     def failed(**attrs: str) -> optuna.trial.FrozenTrial:
         return create_trial(state=TrialState.FAIL, user_attrs=attrs)
