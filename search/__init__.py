@@ -26,15 +26,9 @@ if TYPE_CHECKING:
     )
     from ._objective import Objective, TrainingDiverged, trial_arch
     from ._pruner import CapacitancePruner
-    from ._study import (
-        SearchSummary,
-        fail_stale_trials,
-        make_storage,
-        open_study,
-        run_search,
-        summarize,
-        threads_per_worker,
-    )
+    from ._storage import fail_stale_trials, make_storage
+    from ._study import open_study, run_search, threads_per_worker
+    from ._summary import SearchSummary, summarize
 
 _WHERE = {
     "CapacitancePruner": "._pruner",
@@ -46,12 +40,12 @@ _WHERE = {
     "SearchConfig": "._config",
     "apply_overrides": "._config",
     "load_config": "._config",
-    "SearchSummary": "._study",
-    "fail_stale_trials": "._study",
-    "make_storage": "._study",
+    "SearchSummary": "._summary",
+    "fail_stale_trials": "._storage",
+    "make_storage": "._storage",
     "open_study": "._study",
     "run_search": "._study",
-    "summarize": "._study",
+    "summarize": "._summary",
     "threads_per_worker": "._study",
 }
 

@@ -1,23 +1,7 @@
-"""Create or resume a study, run workers, and summarise the outcome.
+"""Create or resume a study and run its workers.
 
-Storage URLs
-------------
-``sqlite:///runs/<study>.db``  (default, one worker)
-    The embedded default; nothing to run.
-``journal:PATH``               (default with ``workers > 1``)
-    An Optuna journal file: several processes on one machine.
-``postgresql+psycopg://user@host/db``
-    Several machines: start ``nasnc search`` with the same URL and study name
-    on each (``load_if_exists``); each process uses its own device.
-
-Stale trials
-------------
-A worker killed mid-trial leaves a RUNNING trial. With an RDB storage
-(SQLite, PostgreSQL) Optuna's heartbeat fails it once ``heartbeat_grace``
-seconds pass without a beat. Journal files have no heartbeat in Optuna, so the
-objective writes a ``heartbeat`` user attribute at every report point and
-:func:`fail_stale_trials` fails RUNNING trials whose last beat is older than the
-grace period when a run starts.
+Storages are made in :mod:`nasnc_search._storage`, the outcome summarised in
+:mod:`nasnc_search._summary`.
 
 Interruptions and ``n_trials``
 ------------------------------
@@ -34,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import multiprocessing as mp
 import os
 import signal
@@ -43,19 +26,15 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 import torch
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages import BaseStorage, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from nasnc import ConfigError, NasncError, __version__
-from nasnc._catalogue import dataset_info
 from nasnc.data import ProxyData
 from nasnc.pipeline import load_proxy_data
 from nasnc.store import Store
@@ -64,76 +43,36 @@ from . import _samplers
 from ._config import PrunerConfig, SamplerConfig, SearchConfig
 from ._objective import (
     FAIL_REASON_ATTR,
-    HEARTBEAT_ATTR,
     WORKER_ATTR,
     WORKER_ID,
     Objective,
     TrainingDiverged,
 )
-from ._screen import SCREEN_ATTR
 from ._signals import Interrupted, raise_if_interrupted, stop_on_signals
 from ._stages import (
     directions,
     make_stage,
-    pareto_front,
-    pick,
     screen_study,
-    trained_cells,
+)
+from ._storage import (
+    INTERRUPTED_REASON,
+    STALE_REASON,
+    fail_stale_trials,
+    fail_trial,
+    make_storage,
 )
 
 __all__ = [
-    "FINISHED_STATES",
-    "SearchSummary",
     "counts_toward_n_trials",
-    "fail_stale_trials",
     "make_pruner",
     "make_sampler",
-    "make_storage",
     "n_finished",
     "open_study",
     "run_search",
-    "summarize",
     "threads_per_worker",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Trial states that end a trial (see :func:`counts_toward_n_trials` for ``n_trials``).
-FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-#: ``fail_reason`` of a trial stopped by Ctrl-C or SIGTERM.
-INTERRUPTED_REASON = "interrupted"
-#: ``fail_reason`` prefix of a RUNNING trial failed for a stale heartbeat.
-STALE_REASON = "stale:"
-
-
-def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) -> BaseStorage:
-    """An Optuna storage for ``url`` (see the module docstring); creates local folders."""
-    if url.startswith("journal:"):
-        path = Path(url[len("journal:") :])
-        if not path.name:
-            raise ConfigError(f"journal storage needs a file path, but got storage={url!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///"):
-        db = url[len("sqlite:///") :]
-        if db and db != ":memory:":
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
-    elif "://" not in url:
-        raise ConfigError(
-            f"storage must be a URL (sqlite:///FILE, journal:FILE, postgresql+psycopg://...), "
-            f"but got storage={url!r}"
-        )
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; we rely on them
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace,
-                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
-            )
-    except Exception as exc:  # SQLAlchemy/driver errors: name the storage
-        raise NasncError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from exc
 
 
 def make_sampler(
@@ -214,40 +153,6 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
     return study, storage
 
 
-def _fail_trial(storage: BaseStorage, study_id: int, trial: FrozenTrial, reason: str) -> bool:
-    """Fail a RUNNING trial of another owner through the storage's public API."""
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-    try:
-        storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
-        return storage.set_trial_state_values(trial_id, TrialState.FAIL)
-    except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):  # finished meanwhile
-        return False
-
-
-def fail_stale_trials(storage: BaseStorage, study_name: str, grace: float) -> int:
-    """Fail RUNNING trials whose heartbeat is older than ``grace`` seconds; return how many.
-
-    Meant for journal storages, which have no heartbeat of their own in Optuna
-    (RDB storages fail stale trials themselves).
-    """
-    study_id = storage.get_study_id_from_name(study_name)
-    now = time.time()
-    n = 0
-    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-        beat = trial.user_attrs.get(HEARTBEAT_ATTR)
-        last = (
-            float(beat)
-            if isinstance(beat, (int, float))
-            else (trial.datetime_start.timestamp() if trial.datetime_start else now)
-        )
-        if now - last > grace:
-            reason = f"{STALE_REASON} no heartbeat for {now - last:.0f} s"
-            n += _fail_trial(storage, study_id, trial, reason)
-    if n:
-        logger.warning("failed %d stale trial(s) of study %s", n, study_name)
-    return n
-
-
 def _device_for(worker: int, device: str) -> str:
     if device in ("auto", "cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 1:
         return f"cuda:{worker % torch.cuda.device_count()}"
@@ -324,7 +229,7 @@ def _fail_interrupted(storage: BaseStorage, study_name: str, before: set[int]) -
     for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
         tag = trial.user_attrs.get(WORKER_ATTR)
         if tag == WORKER_ID or (tag is None and trial.number not in before):
-            _fail_trial(storage, study_id, trial, INTERRUPTED_REASON)
+            fail_trial(storage, study_id, trial, INTERRUPTED_REASON)
 
 
 def _worker_entry(config_dict: dict[str, Any], worker: int, n_threads: int, log_level: int) -> None:
@@ -459,186 +364,3 @@ def _run_search(
     if bad:
         raise NasncError("worker(s) failed: " + ", ".join(f"{n} exit status {c}" for n, c in bad))
     return study
-
-
-@dataclass(frozen=True)
-class SearchSummary:
-    """What a study found; ``to_dict()`` is the ``--format json`` output.
-
-    ``screened`` counts the cells scored in stage 1, ``trained`` the
-    distinct cells trained (completed or pruned) in stage 2. ``best_found``
-    is the study's answer, the cell chosen by ``pick`` (its ``arch``,
-    ``trial``, combined ``score``, what it was picked ``by`` and, when known,
-    its benchmark accuracy ``true_acc``). With a benchmark configured,
-    ``regret`` is the space's best accuracy minus that of ``best_found``;
-    ``top1_regret`` the same for the top cell by the first objective (βeff);
-    ``best_trained`` the best true accuracy among all completed cells and
-    ``best_trained_regret`` its regret (what stage 2 trained, whether or not
-    the pick chose it); all in accuracy points, like ``true_acc``. A
-    multi-objective study lists its non-dominated trials in ``pareto_front``.
-    """
-
-    study_name: str
-    storage: str
-    completed: int
-    pruned: int
-    failed: int
-    running: int
-    cache_hits: int
-    top: list[dict[str, Any]]
-    regret: float | None = None
-    top1_regret: float | None = None
-    best_found: dict[str, Any] | None = None
-    best_in_space: float | None = None
-    benchmark: str | None = None
-    benchmark_error: str | None = None
-    screened: int = 0
-    trained: int = 0
-    best_trained: float | None = None
-    best_trained_regret: float | None = None
-    objectives: list[str] | None = None
-    pareto_front: list[dict[str, Any]] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "study": self.study_name,
-            "storage": self.storage,
-            "completed": self.completed,
-            "pruned": self.pruned,
-            "failed": self.failed,
-            "running": self.running,
-            "cache_hits": self.cache_hits,
-            "top": self.top,
-            "regret": self.regret,
-            "top1_regret": self.top1_regret,
-            "best_found": self.best_found,
-            "best_in_space": self.best_in_space,
-            "benchmark": self.benchmark,
-            "benchmark_error": self.benchmark_error,
-            "screened": self.screened,
-            "trained": self.trained,
-            "best_trained": self.best_trained,
-            "best_trained_regret": self.best_trained_regret,
-            "objectives": self.objectives,
-            "pareto_front": self.pareto_front,
-        }
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
-def summarize(
-    study: optuna.Study, config: SearchConfig, *, top_k: int = 10, truth: Any = None
-) -> SearchSummary:
-    """Counts by state, cache hits and the top architectures (one per canonical class).
-
-    ``truth`` is an open :class:`nasnc.bench.GroundTruth`; by default the
-    config's ``benchmark`` is opened. A ground truth that cannot be opened is
-    reported in ``benchmark_error`` (logged), never fatal: the counts and the
-    table are what a finished study must always show.
-    """
-    trials = study.get_trials(deepcopy=False)
-    count = {s: sum(t.state == s for t in trials) for s in TrialState}
-    hits = sum(bool(t.user_attrs.get("cache_hit")) for t in trials if t.state in FINISHED_STATES)
-    done = sorted(
-        (t for t in trials if t.state == TrialState.COMPLETE and _finite(_first(t)) is not None),
-        key=lambda t: float(_first(t)),  # type: ignore[arg-type]
-        reverse=True,
-    )
-    seen: set[str] = set()
-    ranked: list[dict[str, Any]] = []
-    for t in done:
-        canonical = str(t.user_attrs.get("canonical", t.user_attrs.get("arch")))
-        if canonical in seen:
-            continue
-        seen.add(canonical)
-        ranked.append(
-            {
-                "trial": t.number,
-                "arch": t.user_attrs.get("arch"),
-                "beta_eff": _finite(t.user_attrs.get("beta_eff", _first(t))),
-                "beta_eff_std": _finite(t.user_attrs.get("beta_eff_std")),
-                "proxy_valid_acc": _finite(t.user_attrs.get("proxy_valid_acc")),
-                "aggregate": _finite(t.user_attrs.get("aggregate")),
-                "cost_s": _finite(t.user_attrs.get("cost_s")),
-                "cache_hit": bool(t.user_attrs.get("cache_hit")),
-            }
-        )
-    chosen, pick_by, pick_score = pick(trials, config.pick, fallback=config.objectives[0])
-    best_found = None
-    if chosen is not None:
-        best_found = {
-            "trial": chosen.number,
-            "arch": chosen.user_attrs.get("arch"),
-            "score": _finite(pick_score),
-            "by": pick_by,
-            "state": chosen.state.name,
-            "true_acc": None,
-        }
-    extra: dict[str, Any] = {}
-    if (truth is not None or config.benchmark) and (ranked or best_found):
-        try:
-            extra = _add_ground_truth(ranked, config, truth, best_found)
-        except NasncError as exc:
-            logger.warning("no ground truth in the summary: %s", exc)
-            extra = {"benchmark_error": str(exc)}
-    return SearchSummary(
-        study_name=study.study_name,
-        storage=config.storage_url,
-        completed=count[TrialState.COMPLETE],
-        pruned=count[TrialState.PRUNED],
-        failed=count[TrialState.FAIL],
-        running=count[TrialState.RUNNING],
-        cache_hits=hits,
-        top=ranked[:top_k],
-        benchmark=config.benchmark,
-        best_found=best_found,
-        screened=int(study.user_attrs.get(SCREEN_ATTR, {}).get("size", 0)),
-        trained=trained_cells(study),
-        objectives=list(config.objectives),
-        pareto_front=pareto_front(study, config.objectives) or None,
-        **extra,
-    )
-
-
-def _first(trial: FrozenTrial) -> float | None:
-    """The first objective value (``trial.value`` raises for multi-objective trials)."""
-    return trial.values[0] if trial.values else None
-
-
-def _add_ground_truth(
-    ranked: list[dict[str, Any]],
-    config: SearchConfig,
-    truth: Any,
-    best_found: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Fill ``true_acc`` (validation accuracy, %) of every ranked row and of
-    ``best_found``; return the regrets."""
-    from nasnc.bench import open_benchmark
-    from nasnc.metrics import regret
-
-    if truth is None:
-        assert config.benchmark is not None
-        truth = open_benchmark(config.benchmark)
-    dataset = config.benchmark_dataset or dataset_info(config.proxy.dataset).benchmark
-    for row in ranked:
-        row["true_acc"] = truth.get(row["arch"], dataset, "valid")
-    _arch, best = truth.best(dataset, "valid")
-    found = [float(r["true_acc"]) for r in ranked if r["true_acc"] is not None]
-    first = ranked[0]["true_acc"] if ranked else None
-    picked = None
-    if best_found is not None and best_found["arch"]:
-        picked = truth.get(best_found["arch"], dataset, "valid")
-        best_found["true_acc"] = None if picked is None else float(picked)
-    return {
-        "best_in_space": float(best),
-        "best_trained": max(found) if found else None,
-        "best_trained_regret": float(regret(found, float(best))) if found else None,
-        "regret": None if picked is None else float(best) - float(picked),
-        "top1_regret": None if first is None else float(best) - float(first),
-    }

@@ -19,7 +19,8 @@ from nasnc_search._config import PickConfig, SamplerConfig, SearchConfig, apply_
 from nasnc_search._samplers import make_pruner, make_sampler
 from nasnc_search._screen import edge_params, pool_archs, run_screen
 from nasnc_search._stages import pick
-from nasnc_search._study import open_study, run_search, summarize
+from nasnc_search._study import open_study, run_search
+from nasnc_search._summary import summarize
 from tests.test_search import TINY_PROXY, tiny_config
 
 SCORES = ("naswot", "synflow", "jacob_cov", "flops")

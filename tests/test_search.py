@@ -14,15 +14,9 @@ from nasnc import ConfigError
 from nasnc.store import Store
 from nasnc_search._config import SearchConfig, apply_overrides
 from nasnc_search._objective import WORKER_ATTR
-from nasnc_search._study import (
-    fail_stale_trials,
-    make_storage,
-    n_finished,
-    open_study,
-    run_search,
-    summarize,
-    threads_per_worker,
-)
+from nasnc_search._storage import fail_stale_trials, make_storage
+from nasnc_search._study import n_finished, open_study, run_search, threads_per_worker
+from nasnc_search._summary import summarize
 from nasnc_search.cli import main
 
 TINY_PROXY = {

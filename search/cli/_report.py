@@ -155,7 +155,7 @@ class Report(Command):
 
         from .._config import SearchConfig, apply_overrides, load_config
         from .._screen import SCREEN_ATTR
-        from .._study import make_storage
+        from .._storage import make_storage
 
         for flag, value in (("--draw-cost", args.draw_cost), ("--screen-cost", args.screen_cost)):
             if value is not None and not (math.isfinite(value) and value >= 0):

@@ -50,7 +50,8 @@ class Search(Command):
         from tqdm import tqdm
 
         from .._config import apply_overrides, load_config
-        from .._study import FINISHED_STATES, n_finished, open_study, run_search, summarize
+        from .._study import n_finished, open_study, run_search
+        from .._summary import FINISHED_STATES, summarize
 
         config = load_config(args.config)
         config = apply_overrides(

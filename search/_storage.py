@@ -1,0 +1,116 @@
+"""Optuna storages from URLs, and failing trials their workers left behind.
+
+Storage URLs
+------------
+``sqlite:///runs/<study>.db``  (default, one worker)
+    The embedded default; nothing to run.
+``journal:PATH``               (default with ``workers > 1``)
+    An Optuna journal file: several processes on one machine.
+``postgresql+psycopg://user@host/db``
+    Several machines: start ``nasnc search`` with the same URL and study name
+    on each (``load_if_exists``); each process uses its own device.
+
+Stale trials
+------------
+A worker killed mid-trial leaves a RUNNING trial. With an RDB storage
+(SQLite, PostgreSQL) Optuna's heartbeat fails it once ``heartbeat_grace``
+seconds pass without a beat. Journal files have no heartbeat in Optuna, so the
+objective writes a ``heartbeat`` user attribute at every report point and
+:func:`fail_stale_trials` fails RUNNING trials whose last beat is older than the
+grace period when a run starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from nasnc import ConfigError, NasncError
+
+from ._objective import FAIL_REASON_ATTR, HEARTBEAT_ATTR
+
+__all__ = [
+    "INTERRUPTED_REASON",
+    "STALE_REASON",
+    "fail_stale_trials",
+    "fail_trial",
+    "make_storage",
+]
+
+logger = logging.getLogger(__name__)
+
+#: ``fail_reason`` of a trial stopped by Ctrl-C or SIGTERM.
+INTERRUPTED_REASON = "interrupted"
+#: ``fail_reason`` prefix of a RUNNING trial failed for a stale heartbeat.
+STALE_REASON = "stale:"
+
+
+def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) -> BaseStorage:
+    """An Optuna storage for ``url`` (see the module docstring); creates local folders."""
+    if url.startswith("journal:"):
+        path = Path(url[len("journal:") :])
+        if not path.name:
+            raise ConfigError(f"journal storage needs a file path, but got storage={url!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("sqlite:///"):
+        db = url[len("sqlite:///") :]
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+    elif "://" not in url:
+        raise ConfigError(
+            f"storage must be a URL (sqlite:///FILE, journal:FILE, postgresql+psycopg://...), "
+            f"but got storage={url!r}"
+        )
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; we rely on them
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace,
+                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+            )
+    except Exception as exc:  # SQLAlchemy/driver errors: name the storage
+        raise NasncError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def fail_trial(storage: BaseStorage, study_id: int, trial: FrozenTrial, reason: str) -> bool:
+    """Fail a RUNNING trial of another owner through the storage's public API."""
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    try:
+        storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
+        return storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):  # finished meanwhile
+        return False
+
+
+def fail_stale_trials(storage: BaseStorage, study_name: str, grace: float) -> int:
+    """Fail RUNNING trials whose heartbeat is older than ``grace`` seconds; return how many.
+
+    Meant for journal storages, which have no heartbeat of their own in Optuna
+    (RDB storages fail stale trials themselves).
+    """
+    study_id = storage.get_study_id_from_name(study_name)
+    now = time.time()
+    n = 0
+    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+        beat = trial.user_attrs.get(HEARTBEAT_ATTR)
+        last = (
+            float(beat)
+            if isinstance(beat, (int, float))
+            else (trial.datetime_start.timestamp() if trial.datetime_start else now)
+        )
+        if now - last > grace:
+            reason = f"{STALE_REASON} no heartbeat for {now - last:.0f} s"
+            n += fail_trial(storage, study_id, trial, reason)
+    if n:
+        logger.warning("failed %d stale trial(s) of study %s", n, study_name)
+    return n
