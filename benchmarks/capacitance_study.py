@@ -55,7 +55,7 @@ from nasnc.models import build_network
 from nasnc.pipeline import ProxyConfig, load_proxy_data
 from nasnc.proxies import AGGREGATES, compute_proxies, rank_aggregate
 from nasnc.space import Arch, sample_archs
-from nasnc.train import Budget, TrainRecipe, train_proxy
+from nasnc.train import Budget, train_proxy
 
 FREE = ("naswot", "synflow", "jacob_cov", "flops", "params")
 COMPUTE = ("free", "init", "bench", "train")
@@ -134,14 +134,7 @@ def measure(
         model = _build(arch, config)
         graph = coupling_graph(model.eval(), torch.zeros(TRACE_INPUT))
         w0 = [w.detach().clone() for w in graph.weights(model)]
-        recipe = TrainRecipe(
-            batch_size=config.batch_size,
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-            nesterov=config.nesterov,
-            augment=config.augment,
-        )
+        recipe = config.to_recipe()
         steps_per_epoch = max(1, math.ceil(int(data.train_y.shape[0]) / config.batch_size))
         result = train_proxy(
             model.train(),

@@ -149,3 +149,10 @@ def test_diverged_run_is_cached_and_flagged(tmp_path: Path, data) -> None:  # ty
     again = evaluate_arch(CONV, wild, data, device="cpu", store=store, on_report=seen.append)
     assert again.cache_hit and again.diverged
     assert all(math.isfinite(p.train_loss) for p in seen)
+
+
+def test_proxy_config_converts_itself_to_its_training_recipe() -> None:
+    config = ProxyConfig(lr=0.3, batch_size=64, momentum=0.8, weight_decay=1e-4, augment=True)
+    recipe = config.to_recipe()
+    assert (recipe.lr, recipe.batch_size, recipe.momentum) == (0.3, 64, 0.8)
+    assert (recipe.weight_decay, recipe.augment, recipe.nesterov) == (1e-4, True, config.nesterov)

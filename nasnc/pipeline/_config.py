@@ -10,6 +10,7 @@ from nasnc._catalogue import CATALOGUE, PROXY_DATASETS, dataset_info
 from nasnc._config import from_mapping, to_mapping
 from nasnc._errors import ConfigError
 from nasnc.capacitance import variant_name
+from nasnc.train import TrainRecipe
 
 __all__ = ["DATASET_CLASSES", "ProxyConfig"]
 
@@ -146,6 +147,17 @@ class ProxyConfig:
     def variant(self) -> str:
         """Name of the trajectory column of the configured βeff variant."""
         return variant_name(self.interaction, self.normalize)
+
+    def to_recipe(self) -> TrainRecipe:
+        """The training recipe this proxy trains with."""
+        return TrainRecipe(
+            batch_size=self.batch_size,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            nesterov=self.nesterov,
+            augment=self.augment,
+        )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None, *, where: str = "proxy") -> ProxyConfig:

@@ -27,7 +27,7 @@ from nasnc.models import build_network
 from nasnc.pipeline._config import ProxyConfig
 from nasnc.space import Arch
 from nasnc.store import Entry, Store, make_key
-from nasnc.train import Budget, Report, TrainRecipe, resolve_device, train_proxy
+from nasnc.train import Budget, Report, resolve_device, train_proxy
 
 __all__ = [
     "Evaluation",
@@ -300,14 +300,7 @@ def evaluate_arch(
         interaction=config.interaction,
         normalize=config.normalize,
     )
-    recipe = TrainRecipe(
-        batch_size=config.batch_size,
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        nesterov=config.nesterov,
-        augment=config.augment,
-    )
+    recipe = config.to_recipe()
     n_train = int(data.train_y.shape[0])
     steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
     report_every = max(1, steps_per_epoch // config.reports_per_epoch)
