@@ -6,10 +6,12 @@ Real HDF5 files damaged byte by byte; no mocks. The long fuzz run is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -218,22 +220,47 @@ def test_a_nearly_full_disk_is_refused_at_once(tmp_path: Path) -> None:
     assert Store(tmp_path, create=False).keys() == []  # reading needs no space
 
 
-@pytest.mark.skipif(
-    os.geteuid() == 0, reason="root writes into read-only folders: chmod cannot make one"
-)
+@contextlib.contextmanager
+def _read_only(paths: list[Path]) -> Iterator[None]:
+    """Make folders unwritable, also for root (who ignores permission bits).
+
+    As root the folders are made immutable with ``chattr +i``; where the file
+    system or the container does not allow that, the test cannot build a
+    read-only folder and is skipped, saying so.
+    """
+    if os.geteuid() != 0:
+        modes = {p: p.stat().st_mode for p in paths}
+        try:
+            for p in paths:
+                p.chmod(0o555)
+            yield
+        finally:
+            for p, mode in modes.items():
+                p.chmod(mode)
+        return
+    done: list[Path] = []
+    try:
+        for p in paths:
+            try:
+                refused = subprocess.run(["chattr", "+i", str(p)], capture_output=True).returncode
+            except OSError:  # no chattr on this system
+                refused = 1
+            if refused:
+                pytest.skip(f"running as root and 'chattr +i' is refused on {p}")
+            done.append(p)
+        yield
+    finally:
+        for p in done:
+            subprocess.run(["chattr", "-i", str(p)], check=True)
+
+
 def test_a_read_only_cache_is_refused_before_any_write(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     key = Store(cache).put(make_entry(arch_for(1), seed=1))
-    modes = {p: p.stat().st_mode for p in (cache, cache / "tmp", cache / "entries")}
-    try:
-        for p in modes:
-            p.chmod(0o555)
+    with _read_only([cache, cache / "tmp", cache / "entries"]):
         with pytest.raises(StoreError, match=rf"{cache} is not writable"):
             Store(cache)
         assert Store(cache, create=False).keys() == [key]  # reading still works
-    finally:
-        for p, mode in modes.items():
-            p.chmod(mode)
 
 
 def test_evaluate_cli_checks_the_cache_before_loading_data_or_training(
