@@ -19,7 +19,8 @@ scale-free ``_sf`` variants), the effective coupling is
 ``|W_l|`` of neighbouring layers (O(#weights), on the device, no host sync);
 :func:`line_graph` builds ``P`` explicitly for tests and small nets.
 :func:`network_beta_eff` does the same over the whole network's coupling
-graph (every conv/linear layer, traced by :func:`coupling_graph`).
+graph (every conv/linear layer, traced by :func:`coupling_graph`);
+:class:`WeightChangeObserver` streams it for the weight change ``W - W0``.
 
 Streaming: :class:`CapacitanceObserver` records βeff every ``k`` optimiser
 steps into an on-device buffer (a ``nasnc.train`` observer, or a hook on any
@@ -39,6 +40,7 @@ from nasnc.capacitance._betaeff import (
     beta_eff_variants,
     line_graph,
     variant_name,
+    weight_change_name,
 )
 from nasnc.capacitance._estimator import (
     CapacitanceCalibrator,
@@ -46,7 +48,9 @@ from nasnc.capacitance._estimator import (
     trajectory_features,
 )
 from nasnc.capacitance._network import (
+    WEIGHT_CHANGE_VARIANTS,
     CouplingGraph,
+    WeightChangeObserver,
     coupling_graph,
     coupling_matrices,
     network_beta_eff,
@@ -58,11 +62,13 @@ from nasnc.capacitance._probe import CapacitanceProbe, dense_chain
 __all__ = [
     "INTERACTIONS",
     "VARIANTS",
+    "WEIGHT_CHANGE_VARIANTS",
     "CapacitanceCalibrator",
     "CapacitanceEstimator",
     "CapacitanceObserver",
     "CapacitanceProbe",
     "CouplingGraph",
+    "WeightChangeObserver",
     "beta_eff",
     "beta_eff_variants",
     "coupling_graph",
@@ -73,4 +79,5 @@ __all__ = [
     "network_line_graph",
     "trajectory_features",
     "variant_name",
+    "weight_change_name",
 ]

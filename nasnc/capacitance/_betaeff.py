@@ -93,6 +93,7 @@ __all__ = [
     "beta_eff_variants",
     "line_graph",
     "variant_name",
+    "weight_change_name",
 ]
 
 #: The interaction variants, by name.
@@ -110,6 +111,15 @@ VARIANTS: tuple[tuple[str, bool], ...] = (
 def variant_name(interaction: str, normalize: bool) -> str:
     """Trajectory key of a variant: ``beta_eff_<interaction>`` plus ``_sf`` when normalised."""
     return f"beta_eff_{interaction}" + ("_sf" if normalize else "")
+
+
+def weight_change_name(interaction: str, normalize: bool) -> str:
+    """Trajectory key of a whole-network βeff of the weight change ``W - W0``.
+
+    ``beta_eff_dw_<interaction>`` plus ``_sf`` when normalised, e.g.
+    ``beta_eff_dw_product_sf`` (:class:`~nasnc.capacitance.WeightChangeObserver`).
+    """
+    return variant_name(interaction, normalize).replace("beta_eff_", "beta_eff_dw_", 1)
 
 
 def _check_interaction(interaction: str) -> str:

@@ -73,15 +73,21 @@ import torch
 from torch import nn
 
 from nasnc._errors import ConfigError
-from nasnc.capacitance._betaeff import VARIANTS, _check_interaction
+from nasnc.capacitance._betaeff import VARIANTS, _check_interaction, weight_change_name
 
 __all__ = [
+    "WEIGHT_CHANGE_VARIANTS",
     "CouplingGraph",
+    "WeightChangeObserver",
     "coupling_graph",
     "coupling_matrices",
     "network_beta_eff",
     "network_line_graph",
 ]
+
+#: The variant(s) :class:`WeightChangeObserver` records by default: the scale-free
+#: ``product`` βeff of ``W - W0`` (issue 11, docs/capacitance-study.md).
+WEIGHT_CHANGE_VARIANTS: tuple[tuple[str, bool], ...] = (("product", True),)
 
 logger = logging.getLogger(__name__)
 
@@ -396,3 +402,90 @@ def network_line_graph(
         (np.concatenate(vals), (np.concatenate(rows_idx), np.concatenate(cols_idx))), shape=(n, n)
     )
     return coo.tocsr()
+
+
+class WeightChangeObserver:
+    """Whole-network βeff of the weight change ``W - W0`` at every report point.
+
+    A ``nasnc.train`` observer (structurally, like
+    :class:`~nasnc.capacitance.CapacitanceObserver`). At the start of training
+    it traces the model's :class:`CouplingGraph` once on zeros of shape
+    ``example_shape`` (in ``eval()`` mode, so BatchNorm running statistics are
+    not touched; every module's training flag is restored afterwards) and
+    keeps detached clones ``W0`` of the live layers' weights on their device.
+    At each report point it returns :func:`network_beta_eff` of
+    ``[W - W0 for each layer]`` under the keys
+    :func:`~nasnc.capacitance.weight_change_name` (default
+    ``beta_eff_dw_product_sf``). Nothing runs at optimiser steps.
+
+    The values are **NaN**, never an error, when the trace fails or the graph
+    is empty (a cell whose output does not depend on its input).
+
+    Parameters
+    ----------
+    example_shape : sequence of int
+        Shape of the tracing input, e.g. ``(1, 3, H, W)`` (the graph does not
+        depend on the resolution).
+    variants : sequence of (str, bool), default :data:`WEIGHT_CHANGE_VARIANTS`
+        ``(interaction, normalize)`` pairs.
+    dtype : torch.dtype, optional
+        Accumulation dtype; default float64 (float32 on MPS).
+    """
+
+    def __init__(
+        self,
+        example_shape: Sequence[int],
+        variants: Sequence[tuple[str, bool]] = WEIGHT_CHANGE_VARIANTS,
+        *,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.example_shape = tuple(int(d) for d in example_shape)
+        self.variants = tuple((_check_interaction(i), bool(n)) for i, n in variants)
+        if not self.variants:
+            raise ConfigError(f"variants must name at least one variant, but got {variants=}.")
+        self.dtype = dtype
+        self.keys: tuple[str, ...] = tuple(weight_change_name(*v) for v in self.variants)
+        self.graph: CouplingGraph | None = None
+        self._weights: list[torch.Tensor] = []
+        self._w0: list[torch.Tensor] = []
+
+    def __repr__(self) -> str:
+        return f"WeightChangeObserver(example_shape={self.example_shape}, keys={self.keys})"
+
+    def on_train_start(self, model: nn.Module, total_steps: int) -> None:
+        """Trace the coupling graph and keep ``W0``; a failed trace leaves NaN values."""
+        self.graph, self._weights, self._w0 = None, [], []
+        modes = [(m, m.training) for m in model.modules()]
+        try:
+            param = next(model.parameters(), None)
+            device = param.device if param is not None else torch.device("cpu")
+            example = torch.zeros(self.example_shape, device=device)
+            graph = coupling_graph(model.eval(), example)
+            weights = graph.weights(model)
+        except Exception as exc:  # any model the trace cannot read: NaN, not a crash
+            logger.warning("weight-change βeff disabled: tracing the model failed: %s", exc)
+            return
+        finally:
+            for module, training in modes:
+                module.training = training
+        self.graph, self._weights = graph, weights
+        self._w0 = [w.detach().clone() for w in weights]
+
+    def on_step(self, step: int, model: nn.Module) -> None:
+        """Nothing: the weight change is read at report points only."""
+
+    def on_report(self, step: int) -> dict[str, float]:
+        """βeff of ``W - W0`` for each variant (one host sync); NaN without a graph."""
+        if self.graph is None or len(self.graph) == 0:
+            return dict.fromkeys(self.keys, math.nan)
+        dtype = self.dtype
+        if dtype is None:
+            dtype = torch.float32 if self._w0[0].device.type == "mps" else torch.float64
+        with torch.no_grad():
+            delta = [w.detach() - w0 for w, w0 in zip(self._weights, self._w0)]
+            values = network_beta_eff(self.graph, delta, self.variants, dtype=dtype).tolist()
+        return {k: float(v) for k, v in zip(self.keys, values)}
+
+    def on_train_end(self) -> None:
+        """Release ``W0`` and the weight references."""
+        self._weights, self._w0 = [], []

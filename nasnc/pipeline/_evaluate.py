@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from nasnc._errors import ConfigError
-from nasnc.capacitance import CapacitanceEstimator, CapacitanceObserver
+from nasnc.capacitance import CapacitanceEstimator, CapacitanceObserver, WeightChangeObserver
 from nasnc.data import ProxyData, load_dataset
 from nasnc.models import build_network
 from nasnc.pipeline._config import ProxyConfig
@@ -300,6 +300,8 @@ def evaluate_arch(
         interaction=config.interaction,
         normalize=config.normalize,
     )
+    # whole-network βeff of W - W0 (beta_eff_dw_product_sf): recorded, never the objective
+    weight_change = WeightChangeObserver((1, *data.train_x.shape[1:]))
     recipe = config.to_recipe()
     n_train = int(data.train_y.shape[0])
     steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
@@ -336,7 +338,7 @@ def evaluate_arch(
         Budget(epochs=config.epochs),
         device=dev,
         seed=seed,
-        observers=[observer],
+        observers=[observer, weight_change],
         report_every=report_every,
         on_report=at_report,
         recipe=recipe,
