@@ -11,8 +11,11 @@ Score columns, per architecture:
 - ``beta_eff`` (summary: the BRR estimate of converged βeff) and
   ``beta_eff_last`` (summary: the last measured value);
 - ``beta_eff_chain``, ``beta_eff_product``, ``beta_eff_chain_sf``,
-  ``beta_eff_product_sf``: the last finite value of these trajectory columns,
-  when the trajectory has them;
+  ``beta_eff_product_sf`` (the probe's βeff) and ``beta_eff_dw_product_sf``
+  (the whole network's βeff of the weight change ``W - W0``, recorded but
+  never the objective): the last finite value of these trajectory columns,
+  when the trajectory has them (entries cached before a column existed
+  simply lack it: the score is absent or counts fewer architectures);
 - ``proxy_valid_acc`` (summary);
 - every key of ``scores`` (baseline proxies, higher = better by convention);
 - ``aggregate`` (:data:`nasnc.proxies.AGGREGATES`) when the scores it combines
@@ -50,12 +53,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Trajectory columns whose last value is compared (CapacitanceObserver variants).
+#: Trajectory columns whose last value is compared: the CapacitanceObserver variants
+#: and the WeightChangeObserver's (``nasnc.capacitance.weight_change_name``; spelled out
+#: here so that ``nasnc.analysis`` does not import torch, checked equal by the tests).
 BETA_VARIANTS: tuple[str, ...] = (
     "beta_eff_chain",
     "beta_eff_product",
     "beta_eff_chain_sf",
     "beta_eff_product_sf",
+    "beta_eff_dw_product_sf",
 )
 _SUMMARY_SCORES: tuple[str, ...] = ("beta_eff", "beta_eff_last")
 _TRAJECTORY_CURVES: tuple[str, ...] = ("beta_eff", *BETA_VARIANTS, "valid_acc")
@@ -208,7 +214,12 @@ def _truth_values(
 
 
 def _by_epoch(group: _Group, archs: Sequence[str], y: np.ndarray) -> dict[str, Any] | None:
-    """Kendall tau of trajectory columns at each report epoch shared by every entry."""
+    """Kendall tau of trajectory columns at each report epoch shared by every entry.
+
+    A column enters when any entry has it; entries without it (cached before
+    it existed) count as missing, and ``n`` gives the architectures each tau
+    is computed on.
+    """
     common: set[float] | None = None
     for arch in archs:
         for entry in group.entries[arch]:
@@ -223,17 +234,20 @@ def _by_epoch(group: _Group, archs: Sequence[str], y: np.ndarray) -> dict[str, A
     cols = [
         c
         for c in _TRAJECTORY_CURVES
-        if all(c in e.trajectory for a in archs for e in group.entries[a])
+        if any(c in e.trajectory for a in archs for e in group.entries[a])
     ]
     if not cols:
         return None
     taus: dict[str, list[float]] = {c: [] for c in cols}
+    counts: dict[str, list[int]] = {c: [] for c in cols}
     for ep in epochs:
         for col in cols:
             x = np.full(len(archs), np.nan)
             for i, arch in enumerate(archs):
                 vals = []
                 for e in group.entries[arch]:
+                    if col not in e.trajectory:
+                        continue
                     eps = np.round(np.asarray(e.trajectory["epoch"], dtype=np.float64), 3)
                     hit = np.flatnonzero(eps == ep)
                     if hit.size:
@@ -242,7 +256,8 @@ def _by_epoch(group: _Group, archs: Sequence[str], y: np.ndarray) -> dict[str, A
                 if finite:
                     x[i] = float(np.mean(finite))
             taus[col].append(kendall_tau(x, y))
-    return {"epoch": epochs, "kendall_tau": taus}
+            counts[col].append(int((np.isfinite(x) & np.isfinite(y)).sum()))
+    return {"epoch": epochs, "kendall_tau": taus, "n": counts}
 
 
 def calibrate(
