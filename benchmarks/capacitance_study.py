@@ -53,6 +53,7 @@ from nasnc.data import ProxyData
 from nasnc.metrics import correlation_summary
 from nasnc.models import build_network
 from nasnc.pipeline import ProxyConfig, load_proxy_data
+from nasnc.pipeline._evaluate import _build as build_proxy_network
 from nasnc.proxies import AGGREGATES, compute_proxies, rank_aggregate
 from nasnc.space import Arch, sample_archs
 from nasnc.train import Budget, train_proxy
@@ -78,18 +79,11 @@ def study_sample(n: int, seed: int, disjoint_from: int | None) -> list[Arch]:
 
 
 def _build(arch: Arch, config: ProxyConfig, *, bench: bool = False) -> torch.nn.Module:
+    if not bench:  # the network evaluate_arch builds, backbone seed 0
+        return build_proxy_network(arch, config, 0, torch.device("cpu"))
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        if bench:
-            return build_network(arch, channels=16, cells_per_stage=5, num_classes=10)
-        return build_network(
-            arch,
-            channels=config.channels,
-            cells_per_stage=config.cells_per_stage,
-            num_classes=config.num_classes,
-            probe=config.probe,
-            probe_seed=config.probe_seed,
-        )
+        return build_network(arch, channels=16, cells_per_stage=5, num_classes=10)
 
 
 def _betas(
