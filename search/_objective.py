@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -23,7 +24,7 @@ from ._pruner import STD_ATTR
 
 if TYPE_CHECKING:
     from ._stages import TrialStage
-from ._signals import raise_if_interrupted
+from ._signals import INTERRUPTED_REASON, raise_if_interrupted
 
 __all__ = [
     "FAIL_REASON_ATTR",
@@ -129,6 +130,14 @@ class Objective:
         self.proxies = proxies
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Optuna fails the trial, say why
+            with contextlib.suppress(Exception):
+                trial.set_user_attr(FAIL_REASON_ATTR, INTERRUPTED_REASON)
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float | list[float]:
         ops = [trial.suggest_categorical(param_name(t, s), OPS) for t, s in EDGES]
         arch = Arch(tuple(str(op) for op in ops))
         trial.set_user_attr("arch", str(arch))

@@ -23,10 +23,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["Interrupted", "raise_if_interrupted", "stop_on_signals"]
+__all__ = ["INTERRUPTED_REASON", "Interrupted", "raise_if_interrupted", "stop_on_signals"]
 
 #: The signals a search stops on.
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+#: ``fail_reason`` of a trial stopped by Ctrl-C or SIGTERM.
+INTERRUPTED_REASON = "interrupted"
 
 _received: int | None = None
 

@@ -37,7 +37,6 @@ from nasnc import ConfigError, NasncError
 from ._objective import FAIL_REASON_ATTR, HEARTBEAT_ATTR
 
 __all__ = [
-    "INTERRUPTED_REASON",
     "STALE_REASON",
     "fail_stale_trials",
     "fail_trial",
@@ -46,8 +45,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: ``fail_reason`` of a trial stopped by Ctrl-C or SIGTERM.
-INTERRUPTED_REASON = "interrupted"
 #: ``fail_reason`` prefix of a RUNNING trial failed for a stale heartbeat.
 STALE_REASON = "stale:"
 

@@ -48,14 +48,13 @@ from ._objective import (
     Objective,
     TrainingDiverged,
 )
-from ._signals import Interrupted, raise_if_interrupted, stop_on_signals
+from ._signals import INTERRUPTED_REASON, Interrupted, raise_if_interrupted, stop_on_signals
 from ._stages import (
     directions,
     make_stage,
     screen_study,
 )
 from ._storage import (
-    INTERRUPTED_REASON,
     STALE_REASON,
     fail_stale_trials,
     fail_trial,
@@ -218,12 +217,10 @@ def _run_worker(
 def _fail_interrupted(storage: BaseStorage, study_name: str, before: set[int]) -> None:
     """Fail the trials this process left RUNNING when a signal arrived, as ``interrupted``.
 
-    Optuna itself fails a trial whose objective the signal went through, before
-    an attribute can be added (a finished trial is read-only): a FAIL without a
-    ``fail_reason`` does not count toward ``n_trials`` either. A signal during
-    sampling or bookkeeping leaves the trial RUNNING: ours are the trials
-    tagged with this process's :data:`WORKER_ID`, or untagged ones created
-    since this run started.
+    A trial the signal reached inside the objective carries its reason already
+    and Optuna has failed it; a signal during sampling or bookkeeping leaves
+    the trial RUNNING: ours are the trials tagged with this process's
+    :data:`WORKER_ID`, or untagged ones created since this run started.
     """
     study_id = storage.get_study_id_from_name(study_name)
     for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):

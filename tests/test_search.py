@@ -371,6 +371,12 @@ def test_a_signal_keeps_finished_trials_and_a_rerun_completes_n_trials(
     trials = study.get_trials()
     assert TrialState.RUNNING not in [t.state for t in trials]
     assert sum(t.state == TrialState.COMPLETE for t in trials) >= 2
+    # the trial in flight, if any, says why it failed
+    assert all(
+        t.user_attrs.get("fail_reason") == "interrupted"
+        for t in trials
+        if t.state == TrialState.FAIL
+    )
     counted = n_finished(study)  # the trial in flight, failed, does not count
     resumed = run_search(apply_overrides(config, {"n_trials": counted + 1}))
     assert n_finished(resumed) == counted + 1
