@@ -17,8 +17,8 @@ import time
 import torch
 
 from nasnc.capacitance import WeightChangeObserver
-from nasnc.models import build_network
 from nasnc.pipeline import ProxyConfig
+from nasnc.pipeline._evaluate import _build as build_proxy_network
 from nasnc.space import sample_archs
 
 
@@ -34,14 +34,7 @@ def main() -> None:
     labels = torch.randint(0, config.num_classes, (config.batch_size,))
     starts, reports, steps = [], [], []
     for arch in sample_archs(args.cells, seed=0, unique=True, exclude_zero=True):
-        torch.manual_seed(0)
-        model = build_network(
-            arch,
-            channels=config.channels,
-            cells_per_stage=config.cells_per_stage,
-            num_classes=config.num_classes,
-            probe=config.probe,
-        ).train()
+        model = build_proxy_network(arch, config, 0, torch.device("cpu")).train()
         observer = WeightChangeObserver(shape)
         t0 = time.perf_counter()
         observer.on_train_start(model, 320)
