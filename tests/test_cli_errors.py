@@ -80,3 +80,28 @@ def test_plot_and_import_refuse_bad_paths_in_the_library(tmp_path: Path) -> None
         plot_comparison({"rows": [], "scores": {}}, existing)
     with pytest.raises(ConfigError, match="does not exist"):
         import_table(open_benchmark("builtin"), tmp_path / "missing" / "t.h5")
+
+
+def test_closed_stdout_pipe_stops_quietly() -> None:
+    """`nasnc ... | head` closing the pipe early is not an internal error."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from nasnc_search.cli import main; sys.exit(main())",
+            "space",
+            "info",
+            "--format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the command writes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "internal error" not in err and "Traceback" not in err, err
