@@ -23,7 +23,8 @@ A config file is a YAML mapping::
     screen: {size: 0, top_k: 10}  # stage 1: free scores of `size` distinct cells, the
                                   # top_k enqueued (nasnc_search._screen); size 0: no screen
     pick: {weights: {aggregate: 1}}  # the final pick: rank aggregate over trained cells
-    objectives: [beta_eff]        # several, e.g. [beta_eff, params]: multi-objective
+    objectives: [beta_eff]        # several, e.g. [aggregate, latency]: multi-objective
+                                  # (params, flops, latency minimised; the rest maximised)
 
 Unknown keys and bad values raise :class:`~nasnc.ConfigError` naming the key
 path (``proxy.epochs``) and the value. CLI options override the file through
@@ -229,8 +230,10 @@ class PickConfig:
             )
 
 
-#: Objectives minimised by default (costs); every other objective is maximised.
-COST_OBJECTIVES: tuple[str, ...] = ("params", "flops")
+#: Objectives minimised by default (costs); every other objective is maximised. As
+#: proxies the same three read "higher = better" (raw size); as objectives they are costs.
+#: ``latency`` is measured on the study's machine (nasnc.proxies._latency).
+COST_OBJECTIVES: tuple[str, ...] = ("params", "flops", "latency")
 
 
 @dataclass(frozen=True)

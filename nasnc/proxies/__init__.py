@@ -4,6 +4,9 @@ Every score is oriented so that higher = better predicted accuracy;
 non-finite scores are reported as ``nan`` (with a logged warning).
 :data:`PROXIES` maps each name to its function and :func:`compute_proxies`
 computes several at once; :func:`tse` scores a training run from its losses.
+``latency`` (:mod:`nasnc.proxies._latency`) is measured, not computed: ms per
+batch on the machine at hand, higher = better as a proxy like ``params`` and
+``flops``, minimised as a cost; it depends on the machine.
 :data:`AGGREGATES` names rank aggregates (``aggregate``: NASWOT, synflow,
 jacob_cov, FLOPs), which are computed over a pool of cells by
 :func:`rank_aggregate`, never for one network alone.
@@ -17,6 +20,7 @@ from nasnc.proxies._aggregate import (
     rank_aggregate,
 )
 from nasnc.proxies._compute import PROXIES, ProxyFn, compute_proxies, tse
+from nasnc.proxies._latency import LATENCY_REPEATS, LATENCY_WARMUP, latency
 from nasnc.proxies._zero_cost import (
     JACOB_COV_EPS,
     fisher,
@@ -33,6 +37,8 @@ from nasnc.proxies._zero_cost import (
 __all__ = [
     "AGGREGATES",
     "JACOB_COV_EPS",
+    "LATENCY_REPEATS",
+    "LATENCY_WARMUP",
     "PROXIES",
     "ProxyFn",
     "aggregate_against",
@@ -43,6 +49,7 @@ __all__ = [
     "grad_norm",
     "grasp",
     "jacob_cov",
+    "latency",
     "log_rank",
     "naswot",
     "params",

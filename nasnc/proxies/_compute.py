@@ -15,6 +15,7 @@ from torch import nn
 
 from nasnc._errors import ConfigError
 from nasnc.proxies._aggregate import AGGREGATES
+from nasnc.proxies._latency import latency
 from nasnc.proxies._zero_cost import (
     _gradient_scores,
     fisher,
@@ -51,6 +52,7 @@ PROXIES: Mapping[str, ProxyFn] = MappingProxyType(
         "naswot": naswot,
         "fisher": fisher,
         "grasp": grasp,
+        "latency": latency,
     }
 )
 
