@@ -24,14 +24,28 @@ by βeff inside it are reported too.
     python benchmarks/search_regret.py --union 600 --pool 300 --seeds 5
     python benchmarks/search_regret.py --train --top-k 5 --seeds 2
 
+With ``--search CONFIG`` the real study runs instead, once per seed (the
+code path of ``nasnc search``: stage 1 screen, top-K enqueued, stage 2 trained
+with βeff streaming and pruned), each seed on a cold cache and a fresh
+journal storage under ``--out``; stage sizes may be overridden. It reports the
+study's pick, its best trained cell, post-hoc picks among the trained cells
+(proxy accuracy, βeff, the aggregate plus βeff of W - W0 after one epoch), and
+random search (oracle) with as many cells as each study's measured wall-clock
+buys at its median trained-cell cost.
+
+    python benchmarks/search_regret.py --search configs/cpu-30min.yaml --seeds 5 \
+        --screen-size 1000 --top-k 8 --n-trials 16
+
 Stage sizes are scaled to the machine: state them with the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -53,6 +67,163 @@ def _ms(values: list[float]) -> str:
     return f"{arr.mean():6.2f} ± {arr.std(ddof=1) if arr.size > 1 else 0.0:4.2f}"
 
 
+# ------------------------------------------------------------ --search mode
+DW_COLUMN = "beta_eff_dw_product_sf"  # W - W0, scale-free product (issue 11, line 3)
+
+
+def _first_finite(column: np.ndarray | None) -> float:
+    if column is None:
+        return math.nan
+    arr = np.asarray(column, dtype=float)
+    good = arr[np.isfinite(arr)]
+    return float(good[0]) if good.size else math.nan
+
+
+def _pick_among(values: dict[str, np.ndarray], acc: np.ndarray) -> float:
+    """True accuracy of the cell with the best rank aggregate of ``values``."""
+    if not acc.size:
+        return math.nan
+    combined = rank_aggregate(values)
+    if not np.isfinite(combined).any():
+        return math.nan
+    return float(acc[int(np.nanargmax(combined))])
+
+
+def search_seed(args: argparse.Namespace, seed: int, truth, space_best: float) -> dict:
+    """One real two-stage study (the CLI's code path) on a cold cache; its figures."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from nasnc_search import apply_overrides, load_config, run_search, summarize
+
+    run_dir = Path(args.out) / f"seed{seed}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # each seed is a cold start: no cache hits from earlier seeds
+    run_dir.mkdir(parents=True)
+    overrides = {
+        "seed": seed,
+        "study_name": f"regret-seed{seed}",
+        "storage": f"journal:{run_dir / 'study.journal'}",
+        "cache": str(run_dir / "cache"),
+        "data_root": args.data_root,
+        "screen.size": args.screen_size,
+        "screen.top_k": args.top_k,
+        "n_trials": args.n_trials,
+        "workers": args.workers,
+        "timeout": args.timeout,
+    }
+    config = apply_overrides(load_config(args.search), overrides)
+    start = time.perf_counter()
+    study = run_search(config)
+    wall = time.perf_counter() - start
+    summary = summarize(study, config, truth=truth).to_dict()
+    screen = study.user_attrs.get("screen") or {}
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    store = Store(config.cache)
+    rows: dict[str, dict[str, float]] = {}
+    for t in finished:
+        canonical = str(t.user_attrs.get("canonical"))
+        if canonical in rows:
+            continue
+        entry = store.get(str(t.user_attrs.get("key")))
+        traj = entry.trajectory if entry is not None else {}
+        rows[canonical] = {
+            "acc": float(t.user_attrs.get("true_acc") or math.nan),
+            "aggregate": float(t.user_attrs.get("aggregate") or math.nan),
+            "proxy_valid_acc": float(t.user_attrs.get("proxy_valid_acc") or math.nan),
+            "beta_eff": float(t.user_attrs.get("beta_eff") or math.nan),
+            "dw_ep1": _first_finite(traj.get(DW_COLUMN)),
+            "cost_s": float(t.user_attrs.get("cost_s") or math.nan),
+        }
+    col = {k: np.array([r[k] for r in rows.values()]) for k in next(iter(rows.values()), {})}
+    acc = col.get("acc", np.array([]))
+    by = {
+        "proxy_valid_acc": _pick_among({"p": col.get("proxy_valid_acc", acc)}, acc),
+        "beta_eff": _pick_among({"b": col.get("beta_eff", acc)}, acc),
+        "aggregate + dW": _pick_among(
+            {"a": col.get("aggregate", acc), "d": col.get("dw_ep1", acc)}, acc
+        ),
+    }
+    train_s = float(np.nanmedian(col["cost_s"])) if rows else math.nan
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    best_found = summary.get("best_found") or {}
+    return {
+        "seed": seed,
+        "wall_s": wall,
+        "screen_s": float(screen.get("seconds", math.nan)),
+        "screened": summary["screened"],
+        "trained": summary["trained"],
+        "completed": summary["completed"],
+        "pruned": summary["pruned"],
+        "train_s_median": train_s,
+        "pick": best_found.get("true_acc"),
+        "pick_arch": best_found.get("arch"),
+        "best_trained": summary.get("best_trained"),
+        "by": by,
+        "space_best": space_best,
+        "config": {
+            "screen_size": config.screen.size,
+            "top_k": config.screen.top_k,
+            "n_trials": config.n_trials,
+            "workers": config.workers,
+            "timeout": config.timeout,
+            "epochs": config.proxy.epochs,
+        },
+    }
+
+
+def run_search_mode(args: argparse.Namespace) -> int:
+    truth = open_benchmark("builtin")
+    _best, space_best = truth.best("cifar10-valid", "valid")
+    results = []
+    for seed in range(args.seeds):
+        got = search_seed(args, seed, truth, space_best)
+        results.append(got)
+        print(
+            f"seed {seed}: {got['wall_s']:.0f} s (screen {got['screen_s']:.0f} s, "
+            f"{got['screened']} cells; {got['trained']} trained, {got['pruned']} pruned); "
+            f"pick {got['pick']} % ({got['pick_arch']})",
+            file=sys.stderr,
+        )
+        with open(Path(args.out) / "results.jsonl", "a") as fh:
+            fh.write(json.dumps(got) + "\n")
+    # baselines at each seed's measured wall-clock
+    table: dict[str, list[float]] = {
+        "two-stage search: the pick (free aggregate)": [r["pick"] for r in results],
+        "  its best trained cell (oracle)": [r["best_trained"] for r in results],
+        "  trained cells picked by proxy accuracy": [r["by"]["proxy_valid_acc"] for r in results],
+        "  trained cells picked by beta_eff": [r["by"]["beta_eff"] for r in results],
+        "  trained cells picked by aggregate + dW ep1": [
+            r["by"]["aggregate + dW"] for r in results
+        ],
+        "random search, same wall-clock (oracle)": [],
+    }
+    n_random = []
+    for r in results:
+        n = max(1, int(r["wall_s"] * r["config"]["workers"] // r["train_s_median"]))
+        n_random.append(n)
+        rand = sample_archs(n, seed=1000 + r["seed"], unique=True, exclude_zero=True)
+        accs = [truth.get(str(a), "cifar10-valid", "valid") for a in rand]
+        table["random search, same wall-clock (oracle)"].append(
+            float(np.nanmax([math.nan if a is None else a for a in accs]))
+        )
+    walls = [r["wall_s"] for r in results]
+    c = results[0]["config"]
+    print(
+        f"\n{len(results)} seeds of `{args.search}`: screen {c['screen_size']} cells, "
+        f"top-{c['top_k']} enqueued, {c['n_trials']} trials, {c['workers']} workers, "
+        f"{c['epochs']} epochs, timeout {c['timeout']} s; "
+        f"wall-clock {_ms(walls)} s per study (screen {_ms([r['screen_s'] for r in results])} s); "
+        f"random search gets {min(n_random)}-{max(n_random)} cells at the median trained-cell "
+        f"cost; space best {space_best:.2f} % (cifar10-valid)\n"
+    )
+    print(f"{'method':48s} {'cifar10-valid %':>16s} {'regret':>14s}")
+    for name, values in table.items():
+        vals = [math.nan if v is None else float(v) for v in values]
+        print(f"{name:48s} {_ms(vals):>16s} {_ms([space_best - v for v in vals]):>14s}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -71,10 +242,21 @@ def main() -> int:
     )
     parser.add_argument("--cache", default="runs/search-regret")
     parser.add_argument("--threads", type=int, default=None)
+    real = parser.add_argument_group("--search: run the real two-stage study per seed")
+    real.add_argument(
+        "--search", metavar="CONFIG", help="a study config, e.g. configs/cpu-30min.yaml"
+    )
+    real.add_argument("--screen-size", type=int, default=None, help="override screen.size")
+    real.add_argument("--n-trials", type=int, default=None, help="override n_trials")
+    real.add_argument("--workers", type=int, default=None, help="override workers")
+    real.add_argument("--timeout", type=float, default=None, help="override timeout (s)")
+    real.add_argument("--out", default="runs/search-regret-real", help="one cold run per seed")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.search:
+        return run_search_mode(args)
     if not 0 < args.top_k <= args.pool <= args.union:
         parser.error("need 0 < --top-k <= --pool <= --union")
 
