@@ -6,8 +6,10 @@ bootstrap confidence intervals, and optionally calibrates βeff to accuracy;
 :func:`plot_comparison` draws its result (matplotlib, imported only when
 called). :func:`anytime_regret` sets a search's best-so-far accuracy against
 seconds and trained cells beside random search at the same budget
-(:func:`plot_anytime` draws it). Ground truth itself lives in
-:mod:`nasnc.bench`, which never imports this package.
+(:func:`plot_anytime` draws it). :func:`pareto_mask` and :func:`pareto_table`
+give the cells non-dominated in (score max, cost min) with their ground
+truth. Ground truth itself lives in :mod:`nasnc.bench`, which never imports
+this package.
 """
 
 from nasnc.analysis._anytime import (
@@ -28,10 +30,12 @@ from nasnc.analysis._compare import (
     entry_scores,
     truth_dataset_for,
 )
+from nasnc.analysis._pareto import PARETO_COSTS, pareto_mask, pareto_table
 from nasnc.analysis._plot import plot_comparison
 
 __all__ = [
     "BETA_VARIANTS",
+    "PARETO_COSTS",
     "AnytimeCurve",
     "AnytimeRegret",
     "EntryLike",
@@ -42,6 +46,8 @@ __all__ = [
     "calibrate",
     "compare_scores",
     "entry_scores",
+    "pareto_mask",
+    "pareto_table",
     "plot_anytime",
     "plot_comparison",
     "random_search",

@@ -21,6 +21,10 @@ Score columns, per architecture:
 - ``aggregate`` (:data:`nasnc.proxies.AGGREGATES`) when the scores it combines
   are present: the rank aggregate over the cells of the group (the pool).
 
+With ``pareto`` (cost names of :data:`~nasnc.analysis.PARETO_COSTS`), the
+same per-architecture columns also give, per cost, the cells non-dominated in
+(score max, cost min) (:func:`~nasnc.analysis.pareto_table`).
+
 No sign is assumed: a negative tau is reported as negative.
 """
 
@@ -38,6 +42,7 @@ import numpy as np
 
 from nasnc._catalogue import PROXY_DATASETS, dataset_info
 from nasnc._errors import ArchError, ConfigError
+from nasnc.analysis._pareto import PARETO_COSTS, pareto_table
 from nasnc.bench import Dataset, GroundTruth, Metric, Schedule
 from nasnc.metrics import correlation_summary, kendall_tau
 from nasnc.space import Arch
@@ -326,6 +331,8 @@ def compare_scores(
     calibrate_n: int | None = None,
     regret: bool = True,
     return_rows: bool = False,
+    pareto: Sequence[str] = (),
+    pareto_score: str | None = None,
 ) -> dict[str, Any]:
     """Signed agreement of every cached score with the benchmark's ground truth.
 
@@ -357,6 +364,14 @@ def compare_scores(
         skipped for sources where that is slow).
     return_rows
         Add ``rows``: per architecture, its ground truth and scores (for plots).
+    pareto
+        Costs (``params``, ``flops``, ``latency``: cached scores, minimised)
+        to set against ``pareto_score`` (maximised) over the main
+        configuration's architectures; adds ``pareto_front``, a dict from
+        each cost to :func:`~nasnc.analysis.pareto_table`'s result.
+    pareto_score
+        The front's score; None: ``aggregate`` when the entries give it,
+        else ``beta_eff``.
 
     Returns
     -------
@@ -373,6 +388,13 @@ def compare_scores(
         architecture (over every configuration) with the best one the source
         holds (all 15,625 cells for complete sources).
     """
+    pareto = list(dict.fromkeys(pareto))
+    bad_costs = [c for c in pareto if c not in PARETO_COSTS]
+    if bad_costs:
+        raise ConfigError(
+            f"a Pareto front's cost must be one of {', '.join(PARETO_COSTS)}, "
+            f"but got pareto={pareto!r}."
+        )
     me = Metric.parse(metric)
     if not me.is_accuracy:
         raise ConfigError(f"compare ranks accuracies (valid or test), but got {metric=}.")
@@ -453,6 +475,7 @@ def compare_scores(
     scores: dict[str, Any] = {}
     missing: list[str] = []
     n = 0
+    archs, columns, y = [], {}, np.empty(0)
     if main_hash is not None:
         group = groups[main_hash]
         archs, columns = group.table()
@@ -488,8 +511,11 @@ def compare_scores(
     result["budgets"] = budgets
 
     result["regret"] = None
-    if regret and n and truth.fast_scan:
-        best_arch, best_value = truth.best(ds, me, schedule=Schedule.EPOCHS_200)
+    space: tuple[Any, float] | None = None
+    if ((regret and n) or pareto) and truth.fast_scan:
+        space = truth.best(ds, me, schedule=Schedule.EPOCHS_200)
+    if regret and n and space is not None:
+        best_arch, best_value = space
         found = [(v, a) for a, v in truth_cache.items() if math.isfinite(v)]
         found_value, found_arch = max(found)
         result["regret"] = {
@@ -504,5 +530,19 @@ def compare_scores(
             "%s is slow to scan; import it with `nasnc bench import` to get the regret",
             truth.description,
         )
+    if pareto:
+        score = pareto_score or ("aggregate" if "aggregate" in columns else "beta_eff")
+        result["pareto_front"] = {
+            cost: pareto_table(
+                archs,
+                columns,
+                y,
+                score=score,
+                cost=cost,
+                space_best=None if space is None else float(space[1]),
+                space_best_arch=None if space is None else str(space[0]),
+            )
+            for cost in pareto
+        }
     first = ("dataset", "metric", "n", "missing", "n_missing", "scores")
     return {**{key: result[key] for key in first}, **result}

@@ -109,14 +109,37 @@ class Compare(Command):
             help="leave out pruned trials' partial runs (summary 'pruned'); by default they "
             "are used, so a study's cache is not biased toward the cells its pruner kept",
         )
+        parser.add_argument(
+            "--pareto",
+            action="append",
+            metavar="COST",
+            help="also list the cells non-dominated in (score max, COST min) with their "
+            "benchmark accuracy; COST: params, flops or latency (cached scores; repeat or "
+            "comma-separate for several). With --format csv the front is what is printed",
+        )
+        parser.add_argument(
+            "--pareto-score",
+            metavar="NAME",
+            help="the front's score (default: aggregate when the entries give it, else beta_eff)",
+        )
         parser.add_argument("--top-k", type=int, default=10, help="k of top-k precision")
         parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
         parser.add_argument("--seed", type=int, default=0, help="bootstrap / split seed")
 
     def run(self, args: argparse.Namespace) -> int:
-        from nasnc.analysis import compare_scores, plot_comparison, truth_dataset_for
+        from nasnc.analysis import PARETO_COSTS, compare_scores, plot_comparison, truth_dataset_for
         from nasnc.bench import open_benchmark
         from nasnc.store import Store
+
+        costs = [c.strip() for arg in args.pareto or [] for c in arg.split(",") if c.strip()]
+        bad = [c for c in costs if c not in PARETO_COSTS]
+        if bad or (args.pareto is not None and not costs):
+            raise UsageError(
+                f"--pareto takes {', '.join(PARETO_COSTS)} (repeated or comma-separated), "
+                f"got {','.join(args.pareto)!r}"
+            )
+        if args.pareto_score is not None and not costs:
+            raise UsageError("--pareto-score needs --pareto COST")
 
         if args.top_k < 1:
             raise UsageError(f"--top-k must be positive, got {args.top_k}")
@@ -162,6 +185,8 @@ class Compare(Command):
             seed=args.seed,
             calibrate_n=args.calibrate,
             return_rows=args.plot is not None,
+            pareto=costs,
+            pareto_score=args.pareto_score,
         )
         used = [e for e in entries if e.config_hash == result.get("config_hash")]
         result["entries_used"] = {
@@ -175,12 +200,79 @@ class Compare(Command):
             result.pop("rows", None)
         if args.format == "json":
             emit([], [], "json", json_payload=result)
+        elif args.format == "csv" and costs:
+            rows, columns = self._front_rows(result)
+            emit(rows, columns, "csv")
         elif args.format == "csv":
             rows, columns = self._score_rows(result, args.top_k)
             emit(rows, columns, "csv")
         else:
             self._table(result, args.top_k)
+            for front in (result.get("pareto_front") or {}).values():
+                self._front_table(front)
         return 0
+
+    @staticmethod
+    def _front_rows(result: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+        """One row per member of each front (for CSV), cost ascending within a front."""
+        rows = [
+            {
+                "cost_name": front["cost"],
+                "score_name": front["score"],
+                "arch": member["arch"],
+                "score": member["score"],
+                "cost": member["cost"],
+                "true_acc": member["true_acc"],
+                "n": front["n"],
+                "best_on_front": front["best_on_front"],
+                "space_best": front["space_best"],
+                "regret": front["regret"],
+                "dataset": result["dataset"],
+                "metric": result["metric"],
+            }
+            for front in result["pareto_front"].values()
+            for member in front["front"]
+        ]
+        columns = [
+            "cost_name",
+            "score_name",
+            "arch",
+            "score",
+            "cost",
+            "true_acc",
+            "n",
+            "best_on_front",
+            "space_best",
+            "regret",
+            "dataset",
+            "metric",
+        ]
+        return rows, columns
+
+    @staticmethod
+    def _front_table(front: dict[str, Any]) -> None:
+        dropped = f"; {front['n_dropped']} without both left out" if front["n_dropped"] else ""
+        print(
+            f"\nPareto front of {front['score']} (max) vs {front['cost']} (min): "
+            f"{front['n_front']} of {front['n']} cells{dropped}"
+        )
+        if front["front"]:
+            score, cost = front["score"], front["cost"]
+            rows = [
+                {"arch": m["arch"], score: m["score"], cost: m["cost"], "true_acc": m["true_acc"]}
+                for m in front["front"]
+            ]
+            emit(rows, ["arch", score, cost, "true_acc"], "table")
+        best = front["best_on_front"]
+        if best is None:
+            print("no ground truth for any cell on the front")
+            return
+        line = f"best on the front: {best:.2f} ({front['best_on_front_arch']})"
+        if front["regret"] is not None:
+            line += (
+                f"; best in the benchmark: {front['space_best']:.2f}; regret {front['regret']:.2f}"
+            )
+        print(line)
 
     @staticmethod
     def _score_rows(result: dict[str, Any], k: int) -> tuple[list[dict[str, Any]], list[str]]:
