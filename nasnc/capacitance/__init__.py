@@ -21,6 +21,8 @@ scale-free ``_sf`` variants), the effective coupling is
 :func:`network_beta_eff` does the same over the whole network's coupling
 graph (every conv/linear layer, traced by :func:`coupling_graph`);
 :class:`WeightChangeObserver` streams it for the weight change ``W - W0``.
+:class:`SnapshotObserver` keeps float16 weight snapshots at report points and
+:func:`snapshot_beta_eff` recomputes any variant from them.
 
 Streaming: :class:`CapacitanceObserver` records βeff every ``k`` optimiser
 steps into an on-device buffer (a ``nasnc.train`` observer, or a hook on any
@@ -58,9 +60,16 @@ from nasnc.capacitance._network import (
 )
 from nasnc.capacitance._observer import CapacitanceObserver
 from nasnc.capacitance._probe import CapacitanceProbe, dense_chain
+from nasnc.capacitance._snapshots import (
+    SNAPSHOT_VARIANTS,
+    SnapshotObserver,
+    network_name,
+    snapshot_beta_eff,
+)
 
 __all__ = [
     "INTERACTIONS",
+    "SNAPSHOT_VARIANTS",
     "VARIANTS",
     "WEIGHT_CHANGE_VARIANTS",
     "CapacitanceCalibrator",
@@ -68,6 +77,7 @@ __all__ = [
     "CapacitanceObserver",
     "CapacitanceProbe",
     "CouplingGraph",
+    "SnapshotObserver",
     "WeightChangeObserver",
     "beta_eff",
     "beta_eff_variants",
@@ -77,6 +87,8 @@ __all__ = [
     "line_graph",
     "network_beta_eff",
     "network_line_graph",
+    "network_name",
+    "snapshot_beta_eff",
     "trajectory_features",
     "variant_name",
     "weight_change_name",

@@ -5,10 +5,11 @@ reads from the cache) and returns the :class:`~nasnc.store.Entry`;
 ``screen_archs`` scores many cells at initialisation (cached, no training).
 """
 
-from nasnc.pipeline._config import DATASET_CLASSES, ProxyConfig
+from nasnc.pipeline._config import DATASET_CLASSES, SNAPSHOT_MODES, ProxyConfig
 from nasnc.pipeline._evaluate import (
     Evaluation,
     ReportPoint,
+    beta_eff_from_snapshots,
     evaluate_arch,
     load_proxy_data,
     proxy_key,
@@ -18,10 +19,12 @@ from nasnc.pipeline._screen import ScreenResult, score_only_entry, screen_archs,
 
 __all__ = [
     "DATASET_CLASSES",
+    "SNAPSHOT_MODES",
     "Evaluation",
     "ProxyConfig",
     "ReportPoint",
     "ScreenResult",
+    "beta_eff_from_snapshots",
     "evaluate_arch",
     "load_proxy_data",
     "proxy_key",

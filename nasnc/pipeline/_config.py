@@ -12,7 +12,10 @@ from nasnc._errors import ConfigError
 from nasnc.capacitance import variant_name
 from nasnc.train import TrainRecipe
 
-__all__ = ["DATASET_CLASSES", "ProxyConfig"]
+__all__ = ["DATASET_CLASSES", "SNAPSHOT_MODES", "ProxyConfig"]
+
+#: Values of ``ProxyConfig.snapshots``: keep no weights, the probe's, or the network's.
+SNAPSHOT_MODES: tuple[str, ...] = ("none", "probe", "network")
 
 #: Proxy datasets and their number of classes (from the dataset catalogue).
 DATASET_CLASSES: dict[str, int] = {name: info.num_classes for name, info in CATALOGUE.items()}
@@ -72,6 +75,13 @@ class ProxyConfig:
     interaction : {"chain", "product"}
         The βeff variant used for the objective and pruning (all four
         variants are recorded in every trajectory).
+    snapshots : {"none", "probe", "network"}
+        Keep float16 weight snapshots at every report point (and at step 0,
+        the initialisation) in the cache entry: the probe's dense layers, or
+        every conv/linear layer of the network. Lets a new βeff variant be
+        recomputed from stored runs (``beta_eff_from_snapshots``) without
+        training again. Enters the cache key only when not ``"none"``, so
+        existing keys are unchanged.
     normalize : bool
         Use the scale-free βeff (each layer's |W| divided by its mean). On by
         default: on 100 cells at this proxy (benchmarks/rank_correlation.py,
@@ -101,6 +111,7 @@ class ProxyConfig:
     reports_per_epoch: int = 1
     interaction: Literal["chain", "product"] = "chain"
     normalize: bool = True
+    snapshots: Literal["none", "probe", "network"] = "none"
 
     def __post_init__(self) -> None:
         try:
@@ -136,6 +147,11 @@ class ProxyConfig:
                 f"weight_decay={self.weight_decay!r}, momentum={self.momentum!r}"
             )
 
+        if self.snapshots not in SNAPSHOT_MODES:
+            raise ConfigError(
+                f"snapshots must be one of {', '.join(map(repr, SNAPSHOT_MODES))}, "
+                f"but got snapshots={self.snapshots!r}"
+            )
         if self.nesterov and self.momentum == 0:
             raise ConfigError("nesterov needs momentum > 0, but got momentum=0.0")
 
@@ -165,5 +181,12 @@ class ProxyConfig:
         return from_mapping(cls, data, where=where)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form; what the cache stores and hashes."""
-        return to_mapping(self)
+        """JSON-serialisable form; what the cache stores and hashes.
+
+        ``snapshots`` appears only when it is not ``"none"``: configs from
+        before the option existed hash as they did.
+        """
+        out = to_mapping(self)
+        if out.get("snapshots") == "none":
+            del out["snapshots"]
+        return out

@@ -128,14 +128,17 @@ new one. Trajectory columns are stored as float64; configs as canonical JSON
 
 from nasnc.store._entry import REQUIRED_SUMMARY, Entry, canonical_json, config_hash, make_key
 from nasnc.store._hdf5 import SCHEMA_VERSION, EntryInfo
+from nasnc.store._snapshots import SNAPSHOT_KINDS, Snapshots
 from nasnc.store._store import Damage, Store
 
 __all__ = [
     "REQUIRED_SUMMARY",
     "SCHEMA_VERSION",
+    "SNAPSHOT_KINDS",
     "Damage",
     "Entry",
     "EntryInfo",
+    "Snapshots",
     "Store",
     "canonical_json",
     "config_hash",

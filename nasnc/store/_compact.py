@@ -76,6 +76,17 @@ def _checked(entry: Entry, where: Path) -> _Checked | None:
         return None
 
 
+def _verify_snapshots(entries: Sequence[Entry]) -> None:
+    """Read every entry's snapshots once and check them (raises Damaged), keeping nothing.
+
+    The index record vouches only for the snapshot manifest's digest; what is
+    packed must verify, or a damaged snapshot would travel into the new shard.
+    """
+    for entry in entries:
+        if entry.snapshots is not None:
+            entry.snapshots.verify()
+
+
 def salvage_pack(path: Path, index: PackIndex | None = None) -> list[tuple[_Checked, int]]:
     """The rows of a damaged shard that still pass their checksums, one row at a time."""
     if index is None:
@@ -89,6 +100,7 @@ def salvage_pack(path: Path, index: PackIndex | None = None) -> list[tuple[_Chec
             continue
         try:
             (entry,) = read_pack_entries(path, index, [row])
+            _verify_snapshots([entry])
         except Damaged:
             continue
         checked = _checked(entry, path)
@@ -168,6 +180,7 @@ def _merge(
             ident = ident_of(path.stat())
             index = store._pack_index(name, ident)
             entries = read_pack_entries(path, index, range(len(index.infos)))
+            _verify_snapshots(entries)
         except FileNotFoundError:
             continue
         except Damaged as exc:
@@ -186,6 +199,7 @@ def _merge(
         path = store.path / ENTRIES / name
         try:
             entry, stored = read_entry_file(path)
+            _verify_snapshots([entry])
         except FileNotFoundError:
             continue
         except Damaged as exc:

@@ -20,6 +20,7 @@ import numpy as np
 
 from nasnc._errors import ArchError, ConfigError, StoreError
 from nasnc.space import Arch
+from nasnc.store._snapshots import Snapshots
 
 __all__ = [
     "KEY_PATTERN",
@@ -156,6 +157,10 @@ class Entry:
         Unix time of the evaluation.
     nasnc_version : str
         Version of nasnc that produced it.
+    snapshots : Snapshots or None
+        Float16 weight snapshots at the report points (``ProxyConfig.snapshots``),
+        or ``None``. An entry read from a cache holds a lazy :class:`Snapshots`:
+        nothing of it is read until it is used.
 
     Entries compare by identity (they hold arrays); compare :attr:`key` and
     fields explicitly.
@@ -171,6 +176,7 @@ class Entry:
     scores: dict[str, float] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
     nasnc_version: str = field(default_factory=_default_version)
+    snapshots: Snapshots | None = None
 
     @property
     def key(self) -> str:
@@ -246,6 +252,7 @@ class _Checked:
     scores: dict[str, float]
     created: float
     nasnc_version: str
+    snapshots: Snapshots | None = None
 
 
 def _check(entry: Entry) -> _Checked:
@@ -332,6 +339,11 @@ def _check(entry: Entry) -> _Checked:
         raise StoreError(f"cannot store {where}: created must be finite, got {created!r}.")
     if not isinstance(entry.nasnc_version, str):
         raise StoreError(f"cannot store {where}: nasnc_version must be a str.")
+    if entry.snapshots is not None and not isinstance(entry.snapshots, Snapshots):
+        raise StoreError(
+            f"cannot store {where}: snapshots must be a Snapshots or None, "
+            f"but got {type(entry.snapshots).__name__}."
+        )
     return _Checked(
         key=key,
         arch=entry.arch,
@@ -345,6 +357,7 @@ def _check(entry: Entry) -> _Checked:
         scores=scores,
         created=float(created),
         nasnc_version=entry.nasnc_version,
+        snapshots=entry.snapshots,
     )
 
 
@@ -381,12 +394,16 @@ def content_digest(
     summary: Mapping[str, float | int | bool],
     scores: Mapping[str, float],
     trajectory_sha: str,
+    snapshots_sha: str | None = None,
 ) -> str:
     """SHA-256 (hex) of everything an entry serves, exactly as written.
 
     Types are part of it (an int summary read back as a float is a mismatch)
     and so is :func:`trajectory_digest`, so the index record of an entry can
     be verified without reading its arrays, and the arrays when they are read.
+    ``snapshots_sha`` (the manifest digest of its weight snapshots) enters
+    only when the entry has snapshots, so digests of entries without them
+    are those written before snapshots existed.
     """
     record = [
         1,
@@ -403,6 +420,8 @@ def content_digest(
         [[name, float(v).hex()] for name, v in scores.items()],
         trajectory_sha,
     ]
+    if snapshots_sha is not None:
+        record.append(["snapshots", snapshots_sha])
     text = json.dumps(record, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
@@ -424,6 +443,7 @@ def checked_digests(entry: _Checked) -> tuple[str, str]:
             summary=entry.summary,
             scores=entry.scores,
             trajectory_sha=traj,
+            snapshots_sha=None if entry.snapshots is None else entry.snapshots.digest,
         ),
         traj,
     )

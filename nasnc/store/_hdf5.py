@@ -33,6 +33,7 @@ from nasnc.store._entry import (
     legacy_problem,
     trajectory_digest,
 )
+from nasnc.store._snapshots import Snapshots, write_snapshots
 
 __all__ = [
     "LIBVER",
@@ -95,6 +96,8 @@ class EntryInfo:
     created: float
     summary: Mapping[str, float | int | bool]
     scores: Mapping[str, float] = field(default_factory=dict)
+    #: Manifest digest of the entry's weight snapshots; ``None`` when it has none.
+    snapshots_digest: str | None = None
 
     def value(self, name: str) -> float:
         """``summary[name]`` or ``scores[name]`` as a float; NaN when absent."""
@@ -155,6 +158,30 @@ def _open_read(path: Path, kind: str) -> Iterator[h5py.File]:
         except Exception as exc:  # any failure to read a file is damage of that file
             reason = f"{type(exc).__name__}: {_short(exc)}"
             raise Damaged(f"is incomplete or corrupt ({reason})") from None
+
+
+@dataclass(frozen=True)
+class GroupOpener:
+    """Opens ``path`` (a verified cache file of ``kind``) and yields its group ``group``."""
+
+    path: Path
+    kind: str
+    group: str
+
+    @contextmanager
+    def __call__(self) -> Iterator[h5py.Group]:
+        with _open_read(self.path, self.kind) as f:
+            yield f[self.group]
+
+
+def _damaged(reason: str) -> None:
+    raise Damaged(reason)
+
+
+def _lazy_snapshots(path: Path, kind: str, group: str, digest: str | None) -> Snapshots | None:
+    if not digest:
+        return None
+    return Snapshots._lazy(GroupOpener(path, kind, group), digest, _damaged)
 
 
 def _short(exc: BaseException) -> str:
@@ -234,6 +261,10 @@ def write_entry_file(path: Path, entry: _Checked, *, writer: str, stored_ns: int
         scores = f.create_group("scores", track_order=True)
         for name, score in entry.scores.items():
             scores.create_dataset(name, data=np.float64(score))
+        if entry.snapshots is not None:
+            f.attrs["snapshots_digest"] = np.bytes_(
+                write_snapshots(f, "snapshots", entry.snapshots)
+            )
 
 
 def entry_length(trajectory: Mapping[str, np.ndarray]) -> int:
@@ -290,6 +321,7 @@ def _verify(
         summary=info.summary,
         scores=info.scores,
         trajectory_sha=traj_digest,
+        snapshots_sha=info.snapshots_digest,
     )
     if want != digest:
         return f"entry {info.key!r} fails its checksum (its content changed after it was written)"
@@ -308,6 +340,7 @@ def _read_record(f: h5py.File) -> _Record:
         created=float(a["created"]),
         summary={name: _typed(ds[()]) for name, ds in f["summary"].items()},
         scores={name: float(ds[()]) for name, ds in f["scores"].items()},
+        snapshots_digest=_str(a["snapshots_digest"]) if "snapshots_digest" in a else None,
     )
     config_json = _str(a["config"])
     version = _str(a["nasnc_version"])
@@ -352,6 +385,7 @@ def read_entry_file(path: Path) -> tuple[Entry, int]:
         scores=dict(info.scores),
         created=info.created,
         nasnc_version=record.nasnc_version,
+        snapshots=_lazy_snapshots(path, "entry", "snapshots", info.snapshots_digest),
     )
     return entry, record.stored_ns
 
@@ -435,6 +469,13 @@ def write_pack(
         _column(index, "layout_id", layout_id)
         _column(index, "digest", np.array([d for d, _ in digests], dtype="S64"))
         _column(index, "trajectory_digest", np.array([t for _, t in digests], dtype="S64"))
+        if any(e.snapshots is not None for e in entries):
+            snaps = f.create_group("snapshots")
+            written = [
+                "" if e.snapshots is None else write_snapshots(snaps, e.key, e.snapshots)
+                for e in entries
+            ]
+            _column(index, "snapshots_digest", np.array(written, dtype="S64"))
         index.create_dataset("layouts", data=np.array(list(layouts), dtype=object), dtype=_STR)
         for group_name, names, source in (
             ("summary", summary_names, "summary"),
@@ -503,6 +544,9 @@ def read_pack_index(path: Path) -> PackIndex:
         if "digest" in index or "trajectory_digest" in index:
             digests = [_str(d) for d in index["digest"][()].tolist()]
             traj_digests = [_str(d) for d in index["trajectory_digest"][()].tolist()]
+        snap_digests: list[str | None] = [None] * n
+        if "snapshots_digest" in index:
+            snap_digests = [_str(d) or None for d in index["snapshots_digest"][()].tolist()]
         summary = {name: ds[()].tolist() for name, ds in f["summary"].items()}
         ints = f["summary_int"].items() if "summary_int" in f else ()
         exact = {name: ds[()].tolist() for name, ds in ints}
@@ -519,6 +563,7 @@ def read_pack_index(path: Path) -> PackIndex:
         ]
         if digests is not None and traj_digests is not None:
             columns += [digests, traj_digests]
+        columns.append(snap_digests)
         sizes = {len(v) for v in columns}
         if sizes - {n} or len(offset) != n + 1:
             raise Damaged(f"has index columns of lengths {sorted(sizes)}, expected {n}")
@@ -544,6 +589,7 @@ def read_pack_index(path: Path) -> PackIndex:
                     for k, t in lay["s"].items()
                 },
                 scores={k: scores[k][i] for k in lay["c"]},
+                snapshots_digest=snap_digests[i],
             )
             infos.append(info)
             problem = _verify(
@@ -613,6 +659,9 @@ def read_pack_entries(path: Path, index: PackIndex, rows: Sequence[int]) -> list
                     scores=dict(info.scores),
                     created=info.created,
                     nasnc_version=index.versions[r],
+                    snapshots=_lazy_snapshots(
+                        path, "pack", f"snapshots/{info.key}", info.snapshots_digest
+                    ),
                 )
             )
     return out

@@ -11,10 +11,11 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasnc._errors import ConfigError, StoreError
 from nasnc.space import Arch
@@ -46,6 +47,7 @@ from nasnc.store._files import (
 from nasnc.store._hdf5 import (
     Damaged,
     EntryInfo,
+    GroupOpener,
     PackIndex,
     read_entry_file,
     read_entry_info,
@@ -55,6 +57,10 @@ from nasnc.store._hdf5 import (
     write_entry_file,
     write_marker,
 )
+from nasnc.store._snapshots import Snapshots
+
+if TYPE_CHECKING:
+    import h5py
 
 __all__ = ["Damage", "Store"]
 
@@ -82,6 +88,49 @@ class _Loc:
     ident: Ident
     row: int | None
     info: EntryInfo
+
+
+def _opener(loc: _Loc, key: str) -> GroupOpener:
+    if loc.row is None:
+        return GroupOpener(loc.path, "entry", "snapshots")
+    return GroupOpener(loc.path, "pack", f"snapshots/{key}")
+
+
+class _StoreSnapshots:
+    """Reads the snapshots of ``key`` from wherever the cache holds them now.
+
+    Compaction moves an entry from its entry file into a shard (and shards
+    into bigger ones), so a lazy :class:`Snapshots` handed out earlier looks
+    the entry up again when its file has gone, and refuses (StoreError) when
+    the copy found is another run's (its snapshots digest differs). Damage
+    is reported like any other: the file is skipped from now on and a
+    writing store moves it to the quarantine.
+    """
+
+    def __init__(self, store: Store, key: str, digest: str, loc: _Loc) -> None:
+        self.store, self.key, self.digest, self.loc = store, key, digest, loc
+
+    @contextmanager
+    def __call__(self) -> Iterator[h5py.Group]:
+        with ExitStack() as stack:
+            for _ in range(RETRIES):
+                try:
+                    group = stack.enter_context(_opener(self.loc, self.key)())
+                    break
+                except FileNotFoundError:
+                    self.loc = self.store._snapshot_loc(self.key, self.digest)
+            else:
+                raise StoreError(
+                    f"the cache {self.store.path} kept changing while being read; try again."
+                )
+            yield group
+
+    def damaged(self, reason: str) -> None:
+        self.store._mark_damaged(self.loc, Damaged(reason))
+        raise StoreError(
+            f"{self.loc.path}: the weight snapshots of entry {self.key} are damaged ({reason}); "
+            "the file is skipped from now on"
+        )
 
 
 class Store:
@@ -542,7 +591,7 @@ class Store:
                         continue
                     if loc.row is None:
                         try:
-                            found[key] = read_entry_file(loc.path)[0]
+                            found[key] = self._bind(read_entry_file(loc.path)[0], loc)
                         except Damaged as exc:
                             self._mark_damaged(loc, exc)
                             damaged = True
@@ -556,8 +605,8 @@ class Store:
                         self._mark_damaged(locs[0], exc)
                         damaged = True
                         continue
-                    for entry in entries:
-                        found[entry.key] = entry
+                    for entry, loc in zip(entries, locs):
+                        found[entry.key] = self._bind(entry, loc)
             except FileNotFoundError:
                 catalog = self._scan()
                 continue
@@ -593,7 +642,7 @@ class Store:
                 damage = Damaged(f"holds the entry {entry.key}, not the one its name says")
                 self._mark_damaged(_Loc(path, ident, None, _NO_INFO), damage)
                 break
-            return entry
+            return self._bind(entry, _Loc(path, ident, None, _NO_INFO))
         for _ in range(RETRIES):
             try:
                 best: tuple[int, _Loc, PackIndex] | None = None
@@ -616,12 +665,40 @@ class Store:
                     return None
                 _, loc, index = best
                 try:
-                    return read_pack_entries(loc.path, index, [loc.row or 0])[0]
+                    return self._bind(read_pack_entries(loc.path, index, [loc.row or 0])[0], loc)
                 except Damaged as exc:
                     self._mark_damaged(loc, exc)  # then the next best copy, if any
             except FileNotFoundError:
                 continue
         raise StoreError(f"the cache {self.path} kept changing while being read; try again.")
+
+    def _bind(self, entry: Entry, loc: _Loc) -> Entry:
+        """Let ``entry``'s lazy snapshots follow the entry through compaction."""
+        snaps = entry.snapshots
+        if snaps is not None:
+            source = _StoreSnapshots(self, entry.key, snaps.digest, loc)
+            snaps._bind(source, source.damaged)
+        return entry
+
+    def _snapshot_loc(self, key: str, digest: str) -> _Loc:
+        loc = self._scan().get(key)
+        if loc is None or loc.info.snapshots_digest != digest:
+            raise StoreError(
+                f"the weight snapshots of entry {key} are no longer in the cache {self.path} "
+                "(the entry was replaced or removed since it was read)"
+            )
+        return loc
+
+    def snapshots(self, key: str) -> Snapshots | None:
+        """The weight snapshots of the entry stored under ``key`` (lazy), or ``None``.
+
+        ``None`` when there is no such entry or it kept no snapshots
+        (``ProxyConfig.snapshots = "none"``). Nothing is read until the
+        returned :class:`Snapshots` is used; what is read is verified, and a
+        damaged file raises :class:`StoreError` (and is skipped from then on).
+        """
+        entry = self.get(key)
+        return None if entry is None else entry.snapshots
 
     def _quarantine_found(self, path: Path, ident: Ident, exc: Damaged) -> bool:
         found: _Found = {}
