@@ -164,3 +164,16 @@ def test_multi_objective_study_on_aggregate_and_latency(
     front = summarize(study, config).to_dict()["pareto_front"]
     assert {r["trial"] for r in front} == {t.number for t in study.best_trials}
     assert all(set(r["values"]) == {"aggregate", "latency"} for r in front)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_latency_waits_for_the_kernels() -> None:
+    net = build_network(CONV, channels=64, cells_per_stage=3, num_classes=10).to("cuda")
+    x, y = _batch(8, size=32)
+    small = latency(net, x.cuda(), y.cuda(), repeats=9)
+    large = latency(net, torch.randn(1024, 3, 32, 32, device="cuda"), y.cuda(), repeats=9)
+    # without synchronisation both would time only the kernel launches (about equal)
+    assert large > 4 * small > 0
+    out = compute_proxies(net, x, y, names=["latency"])  # the batch is moved to the model
+    assert out["latency"] > 0
