@@ -34,6 +34,7 @@ the partial Kendall τ of each score with the ground truth given the aggregate.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -45,22 +46,37 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy import optimize, stats
 
 from nasnc.bench import open_benchmark
-from nasnc.capacitance import VARIANTS, coupling_graph, network_beta_eff, variant_name
-from nasnc.data import ProxyData
+from nasnc.capacitance import (
+    VARIANTS,
+    CapacitanceEstimator,
+    CapacitanceObserver,
+    CapacitanceProbe,
+    CouplingGraph,
+    coupling_graph,
+    network_beta_eff,
+    variant_name,
+)
+from nasnc.data import DeviceTransform, ProxyData
 from nasnc.metrics import correlation_summary
 from nasnc.models import build_network
 from nasnc.pipeline import ProxyConfig, load_proxy_data
 from nasnc.pipeline._evaluate import _build as build_proxy_network
 from nasnc.proxies import AGGREGATES, compute_proxies, rank_aggregate
 from nasnc.space import Arch, sample_archs
-from nasnc.train import Budget, train_proxy
+from nasnc.train import Budget, Report, train_proxy
 
 FREE = ("naswot", "synflow", "jacob_cov", "flops", "params")
-COMPUTE = ("free", "init", "bench", "train")
+COMPUTE = ("free", "init", "bench", "train", "probe")
 TRACE_INPUT = (1, 3, 8, 8)  # the graph does not depend on resolution
+#: ``probe``: backbone epochs at which features are cached and a fresh probe is trained.
+PROBE_K = (0, 1, 2)
+#: Probe βeff variants recorded (trajectory keys of CapacitanceObserver, ``beta_eff_`` dropped).
+PROBE_VARIANTS = ("chain_sf", "product", "product_sf")
+#: Early fractions of the probe run from which line 6 predicts its end.
+LC_FRACTIONS = (0.10, 0.25)
 
 
 def study_sample(n: int, seed: int, disjoint_from: int | None) -> list[Arch]:
@@ -87,9 +103,14 @@ def _build(arch: Arch, config: ProxyConfig, *, bench: bool = False) -> torch.nn.
 
 
 def _betas(
-    model: torch.nn.Module, prefix: str, weights: Sequence[torch.Tensor] | None = None
+    model: torch.nn.Module,
+    prefix: str,
+    weights: Sequence[torch.Tensor] | None = None,
+    graph: CouplingGraph | None = None,
 ) -> dict[str, float]:
-    graph = coupling_graph(model.eval(), torch.zeros(TRACE_INPUT))
+    """The four whole-network βeff variants (``graph`` traced here, in eval mode, when None)."""
+    if graph is None:
+        graph = coupling_graph(model.eval(), torch.zeros(TRACE_INPUT))
     ws = graph.weights(model) if weights is None else weights
     values = network_beta_eff(graph, ws).tolist()
     return {
@@ -105,8 +126,284 @@ def _batch(data: ProxyData) -> tuple[torch.Tensor, torch.Tensor]:
     return (images - mean) / std, data.train_y[:64]
 
 
+# ----------------------------------------------------------- line 1: the probe on cached features
+@torch.no_grad()
+def pooled_features(
+    model: torch.nn.Module, x: torch.Tensor, transform: DeviceTransform, batch: int = 1000
+) -> torch.Tensor:
+    """The backbone's pooled features of uint8 images ``x`` (eval mode, no grad; mode restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat(
+            [model.features(transform.eval(x[i : i + batch])) for i in range(0, len(x), batch)]
+        )
+    finally:
+        model.train(was_training)
+
+
+def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """Every feature column z-scored with the training features' mean and std.
+
+    A constant column (std 0, e.g. a dead channel) becomes 0 instead of NaN.
+    """
+    mean = train.mean(0, keepdim=True)
+    std = train.std(0, keepdim=True)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return [(t - mean) / std for t in (train, *others)]
+
+
+def train_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    valid_x: torch.Tensor,
+    valid_y: torch.Tensor,
+    config: ProxyConfig,
+    *,
+    epochs: int,
+    eval_every: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Train a fresh capacitance probe (``config.probe`` widths, ``config.probe_seed``) on
+    cached features with the proxy's SGD recipe (cosine over ``epochs``), streaming βeff.
+
+    Returns the βeff trajectory (``step`` and one array per variant, every step),
+    the validation accuracy every ``eval_every`` steps (``acc_step``, ``acc``),
+    ``total_steps`` and ``diverged``.
+    """
+    probe = CapacitanceProbe(
+        train_x.shape[1], config.num_classes, hidden=config.probe, seed=config.probe_seed
+    )
+    opt = torch.optim.SGD(
+        probe.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov,
+    )
+    gen = torch.Generator().manual_seed(seed)
+    n, bs = int(train_y.shape[0]), config.batch_size
+    total = epochs * math.ceil(n / bs)
+    acc_step: list[int] = []
+    acc: list[float] = []
+    step = 0
+    diverged = False
+    with CapacitanceObserver(every_n_steps=1).attach(probe, opt, total_steps=total) as obs:
+        for _ in range(epochs):
+            perm = torch.randperm(n, generator=gen)
+            for start in range(0, n, bs):
+                idx = perm[start : start + bs]
+                for group in opt.param_groups:
+                    group["lr"] = 0.5 * config.lr * (1.0 + math.cos(math.pi * step / total))
+                opt.zero_grad(set_to_none=True)
+                loss = torch.nn.functional.cross_entropy(probe(train_x[idx]), train_y[idx])
+                if not torch.isfinite(loss):
+                    diverged = True
+                    break
+                loss.backward()
+                opt.step()
+                step += 1
+                if step % eval_every == 0 or step == total:
+                    with torch.no_grad():
+                        hit = probe(valid_x).argmax(1) == valid_y
+                    acc_step.append(step)
+                    acc.append(float(hit.float().mean()))
+            if diverged:
+                break
+    traj = obs.trajectory()
+    return {
+        "step": traj["step"],
+        **{v: traj[f"beta_eff_{v}"] for v in PROBE_VARIANTS},
+        "acc_step": np.asarray(acc_step, dtype=float),
+        "acc": np.asarray(acc, dtype=float),
+        "total_steps": total,
+        "diverged": diverged,
+    }
+
+
+# -------------------------------------------------- line 6: predictions from an early fraction
+def early(steps: np.ndarray, fraction: float, total: int) -> np.ndarray:
+    """Mask of the points within the first ``fraction`` of a ``total``-step run."""
+    return np.asarray(steps, dtype=float) <= fraction * total + 1e-9
+
+
+def brr_estimate(steps: np.ndarray, betas: np.ndarray, total: int) -> float:
+    """The converged βeff (end of the budget) that :class:`CapacitanceEstimator` predicts."""
+    ok = np.isfinite(betas)
+    if ok.sum() < 2:
+        return math.nan
+    est = CapacitanceEstimator().fit(steps[ok], betas[ok], total_steps=total)
+    return float(est.estimate()[0])
+
+
+def _pow3(t: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
+    return a - b * np.power(t, -c)
+
+
+def extrapolate_pow3(steps: np.ndarray, acc: np.ndarray, total: int) -> float:
+    """Accuracy at the end of a ``total``-step run from its early curve, by a power law.
+
+    Least-squares fit of ``acc(t) = a - b·t^(-c)``, ``t = step / total`` (so the
+    prediction is ``a - b``), with ``0 <= a <= 1``, ``b >= 0``, ``0.01 <= c <= 2``;
+    the prediction is clipped to [0, 1]. With fewer than 3 points, or when the
+    fit fails, the last reading is returned.
+    """
+    s = np.asarray(steps, dtype=float)
+    y = np.asarray(acc, dtype=float)
+    ok = np.isfinite(y) & (s > 0)
+    s, y = s[ok], y[ok]
+    if y.size == 0:
+        return math.nan
+    if y.size < 3:
+        return float(y[-1])
+    t = s / total
+    # start from c = 1/2 through the first and last points
+    b0 = max(float(y[-1] - y[0]), 1e-3) / max(float(t[0] ** -0.5 - t[-1] ** -0.5), 1e-6)
+    a0 = float(np.clip(y[-1] + b0 * t[-1] ** -0.5, 0.0, 1.0))
+    try:
+        (a, b, _c), _ = optimize.curve_fit(
+            _pow3,
+            t,
+            y,
+            p0=(a0, min(b0, 1e3), 0.5),
+            bounds=((0.0, 0.0, 0.01), (1.0, 1e3, 2.0)),
+            maxfev=2000,
+        )
+    except (RuntimeError, ValueError):
+        return float(y[-1])
+    return float(np.clip(a - b, 0.0, 1.0))
+
+
+def probe_scores(run: dict[str, Any], prefix: str, lc_prefix: str) -> dict[str, float]:
+    """Line 1 and line 6 scores of one probe run.
+
+    ``<prefix>_acc``: its final validation accuracy; ``<prefix>_<v>_last``: the
+    final βeff; ``<prefix>_<v>_brr``: the BRR estimate from the whole trajectory.
+    For every early fraction f (``f10``, ``f25``): ``<lc_prefix>_f<f>_<v>_brr``,
+    the BRR estimate from the first f of the βeff trajectory, and
+    ``<lc_prefix>_f<f>_acc_last`` / ``_acc_pow3``, the last early validation
+    accuracy and its power-law extrapolation.
+    """
+    total = int(run["total_steps"])
+    out: dict[str, float] = {}
+    if run["diverged"] or run["acc"].size == 0:
+        return out
+    out[f"{prefix}_acc"] = float(run["acc"][-1])
+    steps = run["step"].astype(float)
+    for v in PROBE_VARIANTS:
+        out[f"{prefix}_{v}_last"] = float(run[v][-1])
+        out[f"{prefix}_{v}_brr"] = brr_estimate(steps, run[v], total)
+    for f in LC_FRACTIONS:
+        tag = f"{lc_prefix}_f{round(100 * f)}"
+        m = early(steps, f, total)
+        for v in PROBE_VARIANTS:
+            out[f"{tag}_{v}_brr"] = brr_estimate(steps[m], run[v][m], total)
+        a = early(run["acc_step"], f, total)
+        last = run["acc"][a]
+        out[f"{tag}_acc_last"] = float(last[-1]) if last.size else math.nan
+        out[f"{tag}_acc_pow3"] = extrapolate_pow3(run["acc_step"][a], run["acc"][a], total)
+    return out
+
+
+def measure_probe(
+    arch: Arch, config: ProxyConfig, data: ProxyData, *, epochs: int, eval_every: int
+) -> dict[str, Any]:
+    """Line 1 and line 6 of one cell, and the whole network after 1 and 2 epochs.
+
+    One run of the default proxy recipe (as ``train``), stopped at its second
+    report point (epoch 2). At initialisation and at epochs 1 and 2 the
+    backbone's pooled features of the proxy's training subset and validation
+    split are computed once (eval mode, no grad), z-scored with the training
+    features' statistics, and a fresh probe is trained on them alone
+    (:func:`train_probe`); :func:`probe_scores` reads it. At epochs 1 and 2
+    also the proxy's validation accuracy (``acc_ep<k>``) and whole-network βeff
+    of W (``net_ep<k>_*``) and of W - W0 (``dW_ep<k>_*``); the epoch-1 values
+    are those of ``train`` (same run up to there). Costs per part:
+    ``cost_probe_backbone_ep<k>`` (build, trace, training to epoch k with its
+    validation passes and βeff, feature and probe time excluded),
+    ``cost_probe_features_k<k>``, ``cost_probe_fit_k<k>`` (probe training and
+    its scores), ``cost_probe`` (everything). ``curves`` holds every probe
+    run's βeff trajectories and validation curve (``main`` writes them to
+    ``curves-*.jsonl`` beside the scores, so line 6 can be redone without
+    training).
+    """
+    t0 = time.perf_counter()
+    row: dict[str, Any] = {"meta_probe_epochs": epochs, "meta_probe_eval_every": eval_every}
+    aside = 0.0  # seconds spent on features and probes, not on the backbone
+    model = _build(arch, config)
+    graph = coupling_graph(model.eval(), torch.zeros(TRACE_INPUT))
+    model.train()
+    w0 = [w.detach().clone() for w in graph.weights(model)]
+    transform = DeviceTransform(data.mean, data.std, device="cpu")
+    curves: dict[str, Any] = {}
+
+    def probe_at(k: int) -> None:
+        nonlocal aside
+        row[f"cost_probe_backbone_ep{k}"] = time.perf_counter() - t0 - aside
+        t1 = time.perf_counter()
+        train_f, valid_f = standardise(
+            pooled_features(model, data.train_x, transform),
+            pooled_features(model, data.valid_x, transform),
+        )
+        t2 = time.perf_counter()
+        run = train_probe(
+            train_f,
+            data.train_y,
+            valid_f,
+            data.valid_y,
+            config,
+            epochs=epochs,
+            eval_every=eval_every,
+        )
+        row.update(probe_scores(run, f"probe_k{k}", f"lc_k{k}"))
+        curves[f"k{k}"] = {
+            key: np.asarray(value, dtype=float).round(6).tolist() if key != "diverged" else value
+            for key, value in run.items()
+        }
+        t3 = time.perf_counter()
+        row[f"cost_probe_features_k{k}"] = t2 - t1
+        row[f"cost_probe_fit_k{k}"] = t3 - t2
+        aside += t3 - t1
+
+    probe_at(0)
+    last = max(PROBE_K)
+    epoch = 0
+
+    def on_report(report: Report) -> str | None:
+        nonlocal epoch
+        epoch += 1
+        row[f"acc_ep{epoch}"] = float(report.valid_acc)
+        row.update(_betas(model, f"net_ep{epoch}", graph=graph))
+        delta = [w.detach() - w_0 for w, w_0 in zip(graph.weights(model), w0)]
+        row.update(_betas(model, f"dW_ep{epoch}", delta, graph=graph))
+        if epoch in PROBE_K:
+            probe_at(epoch)
+        return "stop" if epoch >= last else None
+
+    steps_per_epoch = max(1, math.ceil(int(data.train_y.shape[0]) / config.batch_size))
+    train_proxy(
+        model.train(),
+        data,
+        Budget(epochs=config.epochs),
+        device="cpu",
+        seed=0,
+        report_every=steps_per_epoch,
+        on_report=on_report,
+        recipe=config.to_recipe(),
+    )
+    row["cost_probe"] = time.perf_counter() - t0
+    row["curves"] = curves
+    return row
+
+
 def measure(
-    arch: Arch, config: ProxyConfig, data: ProxyData, what: Sequence[str]
+    arch: Arch,
+    config: ProxyConfig,
+    data: ProxyData,
+    what: Sequence[str],
+    *,
+    probe_epochs: int = 10,
+    probe_eval_every: int = 5,
 ) -> dict[str, Any]:
     """Every requested score of one cell, with the seconds each part took (``cost_<part>``)."""
     row: dict[str, Any] = {"arch": str(arch)}
@@ -145,6 +442,10 @@ def measure(
         delta = [w.detach() - w_0 for w, w_0 in zip(graph.weights(model), w0)]
         row.update(_betas(model, "dW_ep1", delta))
         row["cost_train"] = time.perf_counter() - t0
+    if "probe" in what:
+        row.update(
+            measure_probe(arch, config, data, epochs=probe_epochs, eval_every=probe_eval_every)
+        )
     return row
 
 
@@ -200,6 +501,60 @@ def _row(name: str, s: dict[str, Any]) -> str:
     )
 
 
+def line6_table(
+    cols: dict[str, np.ndarray], lc: dict[str, np.ndarray], gt: np.ndarray
+) -> list[str]:
+    """Line 6: τ of each early prediction with the probe's final accuracy and the benchmark's.
+
+    Per backbone epoch k and early fraction f: the BRR estimate of the
+    converged βeff from the first f of the βeff trajectory (per variant), the
+    last validation accuracy seen by then, and its power-law extrapolation
+    (:func:`extrapolate_pow3`); as references, the final βeff and the BRR
+    estimate from the whole trajectory. For the βeff rows also τ with the
+    final βeff reading (how well the early estimate ranks the converged value).
+    """
+    out = [
+        "line 6 (learning-curve prediction from the first f of each probe run; targets: the "
+        "probe's final validation accuracy, the benchmark's 200-epoch accuracy):",
+        "",
+        "| k | predictor | τ with probe final acc [95 % CI] | τ with benchmark [95 % CI] | "
+        "τ with final βeff | n |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def cell(x: np.ndarray, y: np.ndarray) -> tuple[str, int]:
+        s = correlation_summary(x, y, n_boot=1000, seed=0)
+        return f"{s['kendall_tau']:+.3f} {_fmt_ci(s['kendall_ci'])}", int(s["n"])
+
+    for k in PROBE_K:
+        target = cols.get(f"probe_k{k}_acc")
+        if target is None:
+            continue
+        preds: list[tuple[str, np.ndarray, str | None]] = []
+        for f in LC_FRACTIONS:
+            tag = f"lc_k{k}_f{round(100 * f)}"
+            for v in PROBE_VARIANTS:
+                if f"{tag}_{v}_brr" in lc:
+                    preds.append((f"{tag}_{v}_brr", lc[f"{tag}_{v}_brr"], f"probe_k{k}_{v}_last"))
+            for name in ("acc_last", "acc_pow3"):
+                if f"{tag}_{name}" in lc:
+                    preds.append((f"{tag}_{name}", lc[f"{tag}_{name}"], None))
+        for v in PROBE_VARIANTS:
+            for ref in (f"probe_k{k}_{v}_brr", f"probe_k{k}_{v}_last"):
+                if ref in cols:
+                    preds.append((ref + " (whole run)", cols[ref], f"probe_k{k}_{v}_last"))
+        for name, x, last in preds:
+            with_acc, n = cell(x, target)
+            with_gt, _ = cell(x, gt)
+            with_last = "–"
+            if last is not None and last in cols and not name.startswith(last):
+                with_last = (
+                    f"{correlation_summary(x, cols[last], n_boot=1, seed=0)['kendall_tau']:+.3f}"
+                )
+            out.append(f"| {k} | {name} | {with_acc} | {with_gt} | {with_last} | {n} |")
+    return out
+
+
 def table(rows: dict[str, dict[str, Any]], seed: int) -> str:
     """The markdown tables of one sample (each score on the cells where it was recorded)."""
     truth = open_benchmark("builtin")
@@ -209,8 +564,9 @@ def table(rows: dict[str, dict[str, Any]], seed: int) -> str:
     cols = {
         k: np.array([rows[a].get(k, math.nan) for a in archs], dtype=float)
         for k in keys
-        if k != "arch" and not k.startswith("cost_")
+        if k != "arch" and not k.startswith(("cost_", "meta_"))
     }
+    lc = {k: cols.pop(k) for k in list(cols) if k.startswith("lc_")}
     costs = {
         k.removeprefix("cost_"): np.array([rows[a].get(k, math.nan) for a in archs], dtype=float)
         for k in keys
@@ -240,6 +596,8 @@ def table(rows: dict[str, dict[str, Any]], seed: int) -> str:
             for k, v in costs.items()
         ),
     ]
+    if lc:
+        lines += ["", *line6_table(cols, lc, gt)]
     if not have_free:
         return "\n".join(lines)
     lines += [
@@ -333,6 +691,16 @@ def main() -> int:
         help="leave out every cell of the n-cell sample drawn with SEED",
     )
     parser.add_argument("--compute", nargs="+", choices=COMPUTE, default=["free", "init"])
+    parser.add_argument(
+        "--probe-epochs", type=int, default=10, help="probe epochs on cached features (probe)"
+    )
+    parser.add_argument(
+        "--probe-eval-every",
+        type=int,
+        default=5,
+        metavar="STEPS",
+        help="probe validation accuracy every this many steps (probe)",
+    )
     parser.add_argument("--shard", default="0/1", metavar="I/K", help="only cells I, I+K, ...")
     parser.add_argument("--out", default="runs/capacitance-study")
     parser.add_argument(
@@ -373,11 +741,24 @@ def main() -> int:
     }
     start = time.perf_counter()
     mine = archs[i::k]
-    with path.open("a") as fh:
+    curves_path = out / f"curves-{path.name}"
+    curves_file = curves_path.open("a") if "probe" in args.compute else contextlib.nullcontext()
+    with path.open("a") as fh, curves_file as cfh:
         for j, arch in enumerate(mine, start=1):
             if str(arch) in done:
                 continue
-            row = measure(arch, config, data, args.compute)
+            row = measure(
+                arch,
+                config,
+                data,
+                args.compute,
+                probe_epochs=args.probe_epochs,
+                probe_eval_every=args.probe_eval_every,
+            )
+            curves = row.pop("curves", None)
+            if curves is not None:
+                cfh.write(json.dumps({"arch": row["arch"], **curves}) + "\n")
+                cfh.flush()
             fh.write(json.dumps(row) + "\n")
             fh.flush()
             costs = " ".join(f"{c}={row[f'cost_{c}']:.2f}s" for c in args.compute)

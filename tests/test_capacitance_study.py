@@ -1,0 +1,173 @@
+"""Helpers of benchmarks/capacitance_study.py (issue 11, lines 1 and 6): the probe on
+cached features, the early-fraction predictions, partial τ."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+
+from nasnc.data import DeviceTransform
+from nasnc.models import build_network
+from nasnc.pipeline import ProxyConfig
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "capacitance_study.py"
+
+
+@pytest.fixture(scope="module")
+def study() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("capacitance_study", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------ line 6 helpers
+def test_early_mask_includes_the_boundary(study: ModuleType) -> None:
+    steps = np.arange(1, 101)
+    assert study.early(steps, 0.1, 100).sum() == 10
+    assert study.early(steps, 0.25, 100).sum() == 25
+    assert study.early(steps, 1.0, 100).all()
+
+
+@pytest.mark.parametrize(("a", "b", "c"), [(0.6, 0.1, 0.5), (0.45, 0.05, 1.0), (0.8, 0.3, 0.3)])
+def test_pow3_recovers_the_end_of_a_power_law_from_its_first_quarter(
+    study: ModuleType, a: float, b: float, c: float
+) -> None:
+    total = 400
+    steps = np.arange(5, total + 1, 5, dtype=float)
+    acc = a - b * (steps / total) ** -c
+    m = study.early(steps, 0.25, total)
+    pred = study.extrapolate_pow3(steps[m], acc[m], total)
+    assert pred == pytest.approx(a - b, abs=2e-3)
+    # the last early reading is a worse forecast of a rising curve
+    assert abs(pred - (a - b)) < abs(acc[m][-1] - (a - b))
+
+
+def test_pow3_is_clipped_and_falls_back_to_the_last_reading(study: ModuleType) -> None:
+    assert study.extrapolate_pow3(np.array([10.0, 20.0]), np.array([0.2, 0.3]), 100) == 0.3
+    assert math.isnan(study.extrapolate_pow3(np.array([]), np.array([]), 100))
+    noisy = np.random.default_rng(0).uniform(0, 1, 30)
+    pred = study.extrapolate_pow3(np.arange(1.0, 31.0), noisy, 300)
+    assert 0.0 <= pred <= 1.0
+
+
+def test_brr_estimate_finds_the_converged_value(study: ModuleType) -> None:
+    steps = np.arange(1, 401, dtype=float)
+    betas = 5.0 - 2.0 * np.exp(-steps / 60.0)
+    m = study.early(steps, 0.25, 400)
+    assert study.brr_estimate(steps[m], betas[m], 400) == pytest.approx(betas[-1], rel=0.05)
+    assert math.isnan(study.brr_estimate(steps[:1], betas[:1], 400))
+    with_nan = betas.copy()
+    with_nan[::7] = np.nan
+    assert math.isfinite(study.brr_estimate(steps, with_nan, 400))
+
+
+# ------------------------------------------------------------------ line 1 helpers
+def test_standardise_uses_the_training_statistics_and_zeroes_dead_columns(
+    study: ModuleType,
+) -> None:
+    gen = torch.Generator().manual_seed(0)
+    train = torch.randn(200, 4, generator=gen) * 3 + 1
+    train[:, 2] = 7.0  # a dead feature
+    valid = torch.randn(50, 4, generator=gen)
+    z_train, z_valid = study.standardise(train, valid)
+    assert torch.allclose(z_train.mean(0)[[0, 1, 3]], torch.zeros(3), atol=1e-5)
+    assert torch.allclose(z_train.std(0)[[0, 1, 3]], torch.ones(3), atol=1e-5)
+    assert torch.all(z_train[:, 2] == 0)
+    assert torch.isfinite(z_valid).all()
+    mean, std = train.mean(0), train.std(0)
+    assert torch.allclose(z_valid[:, 0], (valid[:, 0] - mean[0]) / std[0], atol=1e-5)
+
+
+def test_pooled_features_are_the_networks_own_and_restore_the_mode(study: ModuleType) -> None:
+    torch.manual_seed(0)
+    model = build_network(
+        "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|",
+        channels=4,
+        cells_per_stage=1,
+        probe=(8,),
+    ).train()
+    x = torch.randint(0, 256, (7, 3, 8, 8), dtype=torch.uint8)
+    transform = DeviceTransform((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), device="cpu")
+    feats = study.pooled_features(model, x, transform, batch=3)
+    assert model.training
+    assert feats.shape == (7, model.feature_dim)
+    assert not feats.requires_grad
+    with torch.no_grad():
+        expected = model.eval().features(transform.eval(x))
+    assert torch.allclose(feats, expected, atol=1e-6)
+
+
+def _blobs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=gen)
+    centres = torch.randn(10, 6, generator=torch.Generator().manual_seed(99)) * 2
+    return centres[y] + torch.randn(n, 6, generator=gen), y
+
+
+def test_train_probe_streams_every_step_and_learns(study: ModuleType) -> None:
+    train_x, train_y = _blobs(600, 0)
+    valid_x, valid_y = _blobs(200, 1)
+    config = ProxyConfig(probe=(16, 8), batch_size=100)
+    run = study.train_probe(
+        train_x, train_y, valid_x, valid_y, config, epochs=4, eval_every=5, seed=0
+    )
+    assert run["total_steps"] == 24 and not run["diverged"]
+    assert run["step"].tolist() == list(range(1, 25))
+    for v in study.PROBE_VARIANTS:
+        assert run[v].shape == (24,) and np.isfinite(run[v]).all()
+    assert run["acc_step"].tolist() == [5, 10, 15, 20, 24]
+    assert run["acc"][-1] > 0.5  # separable blobs; chance is 0.1
+    # the same seed gives the same run
+    again = study.train_probe(
+        train_x, train_y, valid_x, valid_y, config, epochs=4, eval_every=5, seed=0
+    )
+    assert np.array_equal(run["chain_sf"], again["chain_sf"])
+
+    scores = study.probe_scores(run, "probe_k0", "lc_k0")
+    assert scores["probe_k0_acc"] == run["acc"][-1]
+    assert scores["probe_k0_chain_sf_last"] == run["chain_sf"][-1]
+    for f in (10, 25):
+        for v in study.PROBE_VARIANTS:
+            assert math.isfinite(scores[f"lc_k0_f{f}_{v}_brr"])
+    # 10 % of 24 steps holds no accuracy reading (the first is at step 5): NaN, not a guess
+    assert math.isnan(scores["lc_k0_f10_acc_last"])
+    assert math.isnan(scores["lc_k0_f10_acc_pow3"])
+    # 25 % holds one reading: too few for the power law, which falls back to it
+    assert scores["lc_k0_f25_acc_last"] == run["acc"][0]
+    assert scores["lc_k0_f25_acc_pow3"] == run["acc"][0]
+
+
+def test_probe_scores_of_a_diverged_run_are_empty(study: ModuleType) -> None:
+    run = {"total_steps": 10, "diverged": True, "acc": np.array([0.1])}
+    assert study.probe_scores(run, "p", "l") == {}
+
+
+# ------------------------------------------------------------------ line 5 helper
+def test_partial_tau_shrinks_a_shared_cause_and_keeps_an_independent_one(
+    study: ModuleType,
+) -> None:
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=400)
+    x = z + 0.3 * rng.normal(size=400)
+    y = z + 0.3 * rng.normal(size=400)
+    raw = kendalltau(x, y).statistic
+    # Kendall's partial τ is not a conditional correlation: it shrinks, not zeroes, a shared cause
+    assert study.partial_tau(x, y, z) < 0.4 * raw
+    txz, tyz = kendalltau(x, z).statistic, kendalltau(y, z).statistic
+    expected = (raw - txz * tyz) / math.sqrt((1 - txz**2) * (1 - tyz**2))
+    assert study.partial_tau(x, y, z) == pytest.approx(expected)
+    unrelated = rng.normal(size=400)
+    assert study.partial_tau(x, y, unrelated) == pytest.approx(raw, abs=0.05)
+    assert math.isnan(study.partial_tau(z, y, z))
