@@ -114,8 +114,15 @@ def run_screen(
     *,
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    threads: int | None = None,
 ) -> ScreenPool:
-    """Score the configured pool (from the cache where possible) and rank it."""
+    """Score the configured pool (from the cache where possible) and rank it.
+
+    ``workers`` processes with ``threads`` torch threads each score the cells
+    (see :func:`nasnc.pipeline.screen_archs`); the pool's scores do not depend
+    on them.
+    """
     result = screen_archs(
         pool_archs(config),
         config.proxy,
@@ -125,6 +132,8 @@ def run_screen(
         device=device,
         store=store,
         progress=progress,
+        workers=workers,
+        threads=threads,
     )
     return ScreenPool.from_result(result, config.screen)
 

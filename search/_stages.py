@@ -253,13 +253,21 @@ def _load_data(config: SearchConfig, device: str) -> Any:
 
 
 def screen_study(
-    config: SearchConfig, study: optuna.Study, *, device: str | None = None
+    config: SearchConfig,
+    study: optuna.Study,
+    *,
+    device: str | None = None,
+    workers: int = 1,
+    threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ScreenPool | None:
     """Stage 1 for ``study``: screen the pool (cached) and enqueue its shortlist.
 
     Does nothing when ``screen.size`` is 0. Score-only entries are written
     without fsync (they are cheap to recompute; a crash loses at most the
-    one in flight, as with any entry).
+    cells in flight, as with any entry). ``workers`` processes with
+    ``threads`` torch threads each score the pool on the CPU (the study's
+    workers and threads: the screen runs before they start).
     """
     if not config.screen.size:
         return None
@@ -269,7 +277,9 @@ def screen_study(
     dev = str(resolve_device(device or config.device))
     data = _load_data(config, dev)
     store = Store(config.cache, durable=False)
-    pool = run_screen(config, data, store, device=dev)
+    pool = run_screen(
+        config, data, store, device=dev, progress=progress, workers=workers, threads=threads
+    )
     enqueue_shortlist(study, pool, config.screen.top_k)
     return pool
 

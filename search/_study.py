@@ -302,8 +302,11 @@ def _run_search(
 ) -> optuna.Study:
     opened = _open_study(config, 0)
     study = opened[0]
+    cores = _usable_cores()
+    n_threads = config.threads or threads_per_worker(config.workers, cores)
     if n_finished(study) < config.n_trials:
-        screen_study(config, study)  # stage 1: free scores, shortlist enqueued
+        # stage 1: free scores (in the study's worker processes), shortlist enqueued
+        screen_study(config, study, workers=config.workers, threads=n_threads)
     if config.workers == 1:
         if progress is not None:
             progress(study)
@@ -316,8 +319,6 @@ def _run_search(
         )
         return study
 
-    cores = _usable_cores()
-    n_threads = config.threads or threads_per_worker(config.workers, cores)
     if config.workers > cores:
         logger.warning(
             "%d workers on %d cores: each gets one thread and they will contend",

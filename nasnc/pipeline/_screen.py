@@ -25,10 +25,16 @@ per cell) and computes only what is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import multiprocessing as mp
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +49,14 @@ from nasnc.space import Arch
 from nasnc.store import Entry, Store, config_hash, make_key
 from nasnc.train import resolve_device
 
-__all__ = ["SCREEN_FIELDS", "ScreenResult", "score_only_entry", "screen_archs", "screen_config"]
+__all__ = [
+    "MIN_PARALLEL",
+    "SCREEN_FIELDS",
+    "ScreenResult",
+    "score_only_entry",
+    "screen_archs",
+    "screen_config",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +146,133 @@ class ScreenResult:
         return len(self.archs)
 
 
+#: Fewest cells to score before ``workers > 1`` starts processes (each costs
+#: seconds to spawn and import torch; below this the serial screen is faster).
+MIN_PARALLEL = 64
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What scoring one cell needs besides the cell (sent once to each worker)."""
+
+    config: ProxyConfig
+    data: ProxyData
+    resolved: dict[str, Any]
+    seed: int
+    device: torch.device
+    store: Store | None
+
+
+#: One cell to score: row, cell, names missing, scores and cost already cached.
+_Task = tuple[int, str, list[str], dict[str, float], float]
+
+
+def _score_cell(job: _Job, task: _Task) -> tuple[int, dict[str, float], float]:
+    """Score the missing names of one cell and cache the entry; (row, scores, seconds)."""
+    row, arch_str, missing, have, prior_cost = task
+    arch = Arch.parse(arch_str)
+    t0 = time.perf_counter()
+    model = _build(arch, job.config, job.seed, job.device)
+    scores = dict(have)
+    scores.update(_baselines(model, job.data, missing, job.seed, job.device))
+    cost = time.perf_counter() - t0
+    if job.store is not None:
+        job.store.put(score_only_entry(arch, job.resolved, job.seed, scores, cost + prior_cost))
+    return row, scores, cost
+
+
+_worker_job: _Job | None = None
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Exit this process soon after ``parent`` dies (SIGKILL leaves no one to stop it)."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _init_worker(job: _Job, threads: int) -> None:
+    """Initialiser of a screen process: its torch threads and its job."""
+    global _worker_job
+    # the parent decides when to stop (and terminates us); Ctrl-C in a terminal
+    # reaches the whole process group and would only break the pool
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    torch.set_num_threads(threads)
+    _worker_job = job
+
+
+def _score_chunk(tasks: list[_Task]) -> list[tuple[int, dict[str, float], float]]:
+    if _worker_job is None:  # pragma: no cover - only run through _init_worker
+        raise RuntimeError("_score_chunk runs in a screen process set up by _init_worker")
+    return [_score_cell(_worker_job, t) for t in tasks]
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS
+        return os.cpu_count() or 1
+
+
+def _worker_data(data: ProxyData) -> ProxyData:
+    """Only the scoring batch of ``data``, on the CPU (what a screen process receives)."""
+    n = min(SCORE_BATCH, int(data.train_y.shape[0]))
+    return dataclasses.replace(
+        data,
+        train_x=data.train_x[:n].cpu().clone(),
+        train_y=data.train_y[:n].cpu().clone(),
+        valid_x=data.valid_x[:0].cpu().clone(),
+        valid_y=data.valid_y[:0].cpu().clone(),
+    )
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop ``pool`` now: pending chunks dropped, processes in flight terminated."""
+    stop = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if stop is not None:
+        stop()
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown clears it
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=10)
+
+
+def _score_parallel(
+    job: _Job,
+    tasks: Sequence[_Task],
+    workers: int,
+    threads: int,
+    done: Callable[[int, dict[str, float], float], None],
+) -> None:
+    """Score ``tasks`` over ``workers`` spawned processes; ``done`` per cell, as they finish."""
+    size = max(1, min(16, len(tasks) // (workers * 8)))
+    chunks = [list(tasks[i : i + size]) for i in range(0, len(tasks), size)]
+    wjob = dataclasses.replace(job, data=_worker_data(job.data))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(wjob, threads),
+    )
+    try:
+        futures = [pool.submit(_score_chunk, c) for c in chunks]
+        for fut in as_completed(futures):
+            for row, scores, cost in fut.result():
+                done(row, scores, cost)
+    except BaseException:
+        # interrupted (Ctrl-C, SIGTERM turned into an exception) or a worker failed:
+        # the finished cells are cached, those in flight are lost, none half-written
+        _terminate(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
 def screen_archs(
     archs: Sequence[Arch | str],
     config: ProxyConfig,
@@ -143,6 +283,8 @@ def screen_archs(
     device: str | torch.device = "auto",
     store: Store | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    threads: int | None = None,
 ) -> ScreenResult:
     """Free scores at initialisation of every cell of ``archs``, from the cache when present.
 
@@ -161,7 +303,16 @@ def screen_archs(
     store : Store, optional
         Cache of score-only entries; only missing scores are computed.
     progress : callable, optional
-        ``progress(done, total)`` after each cell.
+        ``progress(done, total)`` after each cell (in the order cells finish).
+    workers : int, default 1
+        Processes scoring the cells (``spawn``; each writes its own entries to
+        ``store``). Used on the CPU when at least :data:`MIN_PARALLEL` cells
+        need scoring; the scores are those of the serial screen. An
+        interrupted screen keeps every finished cell cached and loses only
+        the cells in flight.
+    threads : int, optional
+        Torch threads of each process when ``workers > 1`` (default: the
+        usable cores divided among the workers, at least one).
     """
     from nasnc.proxies import PROXIES
 
@@ -171,6 +322,12 @@ def screen_archs(
         raise ConfigError(
             f"screen scores must name proxies of {', '.join(PROXIES)}, but got names={wanted!r}."
         )
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a positive int, but got {workers=}.")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise ConfigError(f"threads must be a positive int or None, but got {threads=}.")
     _check_data(config, data)
     dev = resolve_device(device)
     resolved = screen_config(config, data, device=dev)
@@ -180,8 +337,25 @@ def screen_archs(
     columns = {n: np.full(len(pool), math.nan) for n in wanted}
     keys: list[str] = []
     per_cell: list[float] = []
+    tasks: list[_Task] = []
     cached = 0
+    finished = 0
     start = time.perf_counter()
+
+    def record(row: int, have: Mapping[str, float]) -> None:
+        nonlocal finished
+        for n in wanted:
+            columns[n][row] = float(have[n])
+        finished += 1
+        if progress is not None:
+            progress(finished, len(pool))
+        if finished % 500 == 0:
+            logger.info("screened %d/%d cells (%d from the cache)", finished, len(pool), cached)
+
+    def done(row: int, scores: dict[str, float], cost: float) -> None:
+        per_cell.append(cost)
+        record(row, scores)
+
     for i, arch in enumerate(pool):
         key = make_key(arch.canonical(), config.dataset, resolved, seed)
         keys.append(key)
@@ -189,23 +363,28 @@ def screen_archs(
         have: dict[str, float] = dict(info.scores) if info is not None else {}
         missing = [n for n in wanted if n not in have]
         if missing:
-            t0 = time.perf_counter()
-            model = _build(arch, config, seed, dev)
-            have.update(_baselines(model, data, missing, seed, dev))
-            cost = time.perf_counter() - t0
-            per_cell.append(cost)
-            if info is not None:
-                cost += float(info.summary.get("cost_s", 0.0))
-            if store is not None:
-                store.put(score_only_entry(arch, resolved, seed, have, cost))
+            prior = float(info.summary.get("cost_s", 0.0)) if info is not None else 0.0
+            tasks.append((i, str(arch), missing, have, prior))
         else:
             cached += 1
-        for n in wanted:
-            columns[n][i] = float(have[n])
-        if progress is not None:
-            progress(i + 1, len(pool))
-        if (i + 1) % 500 == 0:
-            logger.info("screened %d/%d cells (%d from the cache)", i + 1, len(pool), cached)
+            record(i, have)
+
+    job = _Job(config=config, data=data, resolved=resolved, seed=seed, device=dev, store=store)
+    parallel = workers > 1 and dev.type == "cpu" and len(tasks) >= MIN_PARALLEL
+    if parallel:
+        n_threads = threads or max(1, _usable_cores() // workers)
+        logger.info(
+            "screen: scoring %d cells in %d processes, %d torch thread(s) each",
+            len(tasks),
+            workers,
+            n_threads,
+        )
+        _score_parallel(job, tasks, workers, n_threads, done)
+    else:
+        if workers > 1 and tasks and dev.type != "cpu":
+            logger.info("screen: one process on %s (processes are used on the CPU only)", dev)
+        for task in tasks:
+            done(*_score_cell(job, task))
     seconds = time.perf_counter() - start
     logger.info(
         "screen: %d cells, %d from the cache, %.1f s (%.3f s per scored cell)",
