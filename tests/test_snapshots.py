@@ -54,7 +54,7 @@ def test_option_default_leaves_cache_keys_unchanged() -> None:
 
 
 def test_option_rejects_unknown_values_naming_them() -> None:
-    with pytest.raises(ConfigError, match="snapshots.*'weights'"):
+    with pytest.raises(ConfigError, match=r"snapshots.*'weights'"):
         ProxyConfig(snapshots="weights")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="weights"):
         ProxyConfig.from_mapping({"snapshots": "weights"})
@@ -217,7 +217,7 @@ def test_unknown_variant_and_missing_snapshots_are_named() -> None:
 
 @pytest.mark.parametrize("kind", ["probe", "network"])
 def test_recomputed_equals_streamed(tmp_path: Path, data, kind: str) -> None:  # type: ignore[no-untyped-def]
-    config = dataclasses.replace(TINY, snapshots=kind)
+    config = ProxyConfig.from_mapping({**TINY.to_dict(), "snapshots": kind})
     store = Store(tmp_path / "c")
     fresh = evaluate_arch(CONV, config, data, device="cpu", store=store).entry
     entry = store.get(fresh.key)

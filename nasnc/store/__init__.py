@@ -59,7 +59,10 @@ arch, canonical form, dataset, seed, config JSON, config hash, created,
 version, typed summary and scores, and ``trajectory_digest``, the SHA-256 of
 its trajectory columns), so the index record is verified without reading
 the arrays and the arrays when they are read. Files written before digests
-existed are checked by recomputing their key.
+existed are checked by recomputing their key. Weight snapshots are read
+lazily (:class:`Snapshots`): the digest covers their manifest, the manifest
+each layer's SHA-256, and every layer read is verified; compaction verifies
+them before packing them.
 
 Any failure to read a file, or a mismatch, makes that file (or that row of
 a shard) *damaged*: never served, skipped with one warning naming it, listed
@@ -99,8 +102,15 @@ On-disk layout (``schema_version`` 1)::
     ├── summary/                 scalar datasets (float64, int64 or bool)
     │   └── beta_eff, beta_eff_std, beta_eff_last, proxy_valid_acc,
     │       cost_s, diverged (bool), ...
-    └── scores/                  scalar float64 datasets, NaN allowed
-        └── params, synflow, naswot, ...
+    ├── scores/                  scalar float64 datasets, NaN allowed
+    │   └── params, synflow, naswot, ...
+    └── snapshots/               only with ProxyConfig.snapshots "probe"/"network";
+        │                        attrs: format, kind, names, shapes, digests (JSON);
+        │                        root attr snapshots_digest (64 hex) then set
+        ├── step    int64 (S,)   0 (initialisation) and every report point
+        └── <i>     float16 (S, *weight_shape_i)   layer names[i] at every step;
+                    chunks: whole layer over up to 1 MiB of steps; shuffle,
+                    gzip 4, fletcher32 (see nasnc.store._snapshots)
 
     packs/pack-<ns>-<count>-<id>.h5     N = count entries, T trajectory rows
     ├── attrs: schema_version=1, kind="pack", n_entries=N, created,
@@ -117,7 +127,9 @@ On-disk layout (``schema_version`` 1)::
     ├── summary/<name>  float64 (N,)   NaN where an entry lacks it
     ├── summary_int/<name>  int64 (N,) exact values of int summaries (0 where none)
     ├── scores/<name>   float64 (N,)
-    └── trajectory/<column>  float64 (T,)   chunked, fletcher32
+    ├── trajectory/<column>  float64 (T,)   chunked, fletcher32
+    └── snapshots/<key>/     as in entry files, for entries that have them;
+                             index/snapshots_digest S64 (N,) ("" for none)
 
 Keys are 24 hex digits of SHA-256 over the canonical architecture, dataset,
 :func:`config_hash` of the resolved proxy config and seed
