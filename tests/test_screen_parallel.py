@@ -99,6 +99,7 @@ def test_an_interrupted_parallel_screen_keeps_the_finished_cells(
 
     store = Store(tmp_path / "cache", durable=False)
     archs = pool_archs(config)
+    running = set(mp.active_children())  # an earlier screen's process may still be finishing
     with pytest.raises(KeyboardInterrupt):
         screen_archs(
             archs,
@@ -111,7 +112,7 @@ def test_an_interrupted_parallel_screen_keeps_the_finished_cells(
             threads=1,
             progress=stop,
         )
-    assert mp.active_children() == []  # the processes were stopped, not left running
+    assert set(mp.active_children()) <= running  # ours were stopped, not left running
     kept = len(Store(tmp_path / "cache"))
     assert 3 <= kept < SIZE
     rest = screen_archs(

@@ -34,7 +34,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,8 +146,8 @@ class ScreenResult:
         return len(self.archs)
 
 
-#: Fewest cells to score before ``workers > 1`` starts processes (each costs
-#: seconds to spawn and import torch; below this the serial screen is faster).
+#: Fewest cells to score before ``workers > 1`` starts processes (each takes
+#: seconds of CPU to spawn and import torch; below this the serial screen is faster).
 MIN_PARALLEL = 64
 
 
@@ -250,27 +250,69 @@ def _score_parallel(
     threads: int,
     done: Callable[[int, dict[str, float], float], None],
 ) -> None:
-    """Score ``tasks`` over ``workers`` spawned processes; ``done`` per cell, as they finish."""
-    size = max(1, min(16, len(tasks) // (workers * 8)))
+    """Score ``tasks`` in this process and ``workers - 1`` spawned ones; ``done`` per cell.
+
+    The cells are cut in small chunks. The spawned processes take chunks from
+    the front (one queued per process at a time) while this process, busy
+    from the first second (a process takes seconds to start), scores chunks
+    from the back. When none is left, this process also scores the chunks
+    still queued or in flight elsewhere, cell by cell, until their process
+    answers (the same scores either way; the spare copy of an entry replaces
+    the other), and leaves the pool without waiting for it. So a short pool
+    costs little more than the serial screen, whatever the start-up.
+    """
+    size = max(1, min(8, len(tasks) // (workers * 8)))
     chunks = [list(tasks[i : i + size]) for i in range(0, len(tasks), size)]
     wjob = dataclasses.replace(job, data=_worker_data(job.data))
     pool = ProcessPoolExecutor(
-        max_workers=workers,
+        max_workers=workers - 1,
         mp_context=mp.get_context("spawn"),
         initializer=_init_worker,
         initargs=(wjob, threads),
     )
-    try:
-        futures = [pool.submit(_score_chunk, c) for c in chunks]
-        for fut in as_completed(futures):
+    recorded: set[int] = set()
+    theirs: dict[Future[list[tuple[int, dict[str, float], float]]], list[_Task]] = {}
+    front, back = 0, len(chunks)
+
+    def record(row: int, scores: dict[str, float], cost: float) -> None:
+        if row not in recorded:
+            recorded.add(row)
+            done(row, scores, cost)
+
+    def harvest() -> None:
+        nonlocal front
+        for fut in [f for f in theirs if f.done()]:
+            del theirs[fut]
             for row, scores, cost in fut.result():
-                done(row, scores, cost)
+                record(row, scores, cost)
+        while len(theirs) < workers - 1 and front < back:
+            theirs[pool.submit(_score_chunk, chunks[front])] = chunks[front]
+            front += 1
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # this process is one of the workers
+    try:
+        harvest()
+        while front < back:
+            back -= 1
+            for task in chunks[back]:
+                record(*_score_cell(job, task))
+                harvest()
+        for fut, chunk in list(theirs.items()):  # what the others have not answered yet
+            for task in chunk:
+                if fut.done():
+                    break
+                if task[0] not in recorded:
+                    record(*_score_cell(job, task))
+            harvest()
     except BaseException:
-        # interrupted (Ctrl-C, SIGTERM turned into an exception) or a worker failed:
+        # interrupted (Ctrl-C, SIGTERM turned into an exception) or a process failed:
         # the finished cells are cached, those in flight are lost, none half-written
         _terminate(pool)
         raise
-    pool.shutdown(wait=True)
+    finally:
+        torch.set_num_threads(before)
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def screen_archs(
@@ -305,14 +347,15 @@ def screen_archs(
     progress : callable, optional
         ``progress(done, total)`` after each cell (in the order cells finish).
     workers : int, default 1
-        Processes scoring the cells (``spawn``; each writes its own entries to
-        ``store``). Used on the CPU when at least :data:`MIN_PARALLEL` cells
-        need scoring; the scores are those of the serial screen. An
-        interrupted screen keeps every finished cell cached and loses only
-        the cells in flight.
+        Processes scoring the cells: this one and ``workers - 1`` spawned
+        ones, each writing its own entries to ``store``. Used on the CPU when
+        at least :data:`MIN_PARALLEL` cells need scoring; the scores are
+        those of the serial screen. An interrupted screen keeps every
+        finished cell cached and loses only the cells in flight.
     threads : int, optional
-        Torch threads of each process when ``workers > 1`` (default: the
-        usable cores divided among the workers, at least one).
+        Torch threads of each process when ``workers > 1`` (this one's are
+        restored afterwards; default: the usable cores divided among the
+        workers, at least one).
     """
     from nasnc.proxies import PROXIES
 
@@ -374,7 +417,7 @@ def screen_archs(
     if parallel:
         n_threads = threads or max(1, _usable_cores() // workers)
         logger.info(
-            "screen: scoring %d cells in %d processes, %d torch thread(s) each",
+            "screen: scoring %d cells in %d processes (this one included), %d torch thread(s) each",
             len(tasks),
             workers,
             n_threads,
