@@ -4,13 +4,15 @@ Two comparisons on the proxy network of ``configs/cpu-30min.yaml`` (CIFAR-10
 at 16 px, channels 8, 1 cell per stage, probe 128-64) and its free scores
 (NASWOT, synflow, jacob_cov, FLOPs), each checked to give identical scores:
 
-1. **copy**: the proxies' private model copy by ``copy.deepcopy`` (the code
-   before the fast clone) against :func:`nasnc.proxies._zero_cost._clone_module`,
+1. **copy**: the proxies before the change (a ``copy.deepcopy`` per proxy,
+   jacob_cov back-propagating to the weights too) against the current ones
+   (:func:`nasnc.proxies._zero_cost._clone_module`, input gradient only),
    one process, ``--threads`` torch threads, no cache; the two alternate over
    ``--rounds`` slices of the pool so a shared machine's load hits both alike.
 2. **processes**: :func:`nasnc.pipeline.screen_archs` into a fresh cache with
-   one process against ``--workers`` processes (spawn, ``--threads`` each),
-   start-up of the processes included.
+   one process against ``--workers`` processes (this one and ``--workers - 1``
+   spawned, ``--threads`` each), start-up of the processes included,
+   alternating over ``--rounds / 2`` slices.
 
     python benchmarks/screen_throughput.py                  # 240 cells, 2 workers
     python benchmarks/screen_throughput.py --cells 60 --only copy
@@ -26,7 +28,10 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -60,12 +65,26 @@ def deepcopy_private_copy(model: nn.Module, *, share_tensors: bool = False) -> n
     return work
 
 
+@contextmanager
+def legacy_proxies() -> Iterator[None]:
+    """The proxies before the change: a deepcopy per proxy; jacob_cov with weight gradients."""
+    real = nn.Parameter.requires_grad_
+
+    def always(self: nn.Parameter, requires_grad: bool = True) -> nn.Parameter:
+        return real(self, True)  # type: ignore[return-value]
+
+    with (
+        mock.patch.object(_zero_cost, "_private_copy", deepcopy_private_copy),
+        mock.patch.object(nn.Parameter, "requires_grad_", always),
+    ):
+        yield
+
+
 def same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
 
 
 def compare_copy(args: argparse.Namespace, archs: list, proxy: ProxyConfig, data) -> None:  # type: ignore[type-arg,no-untyped-def]
-    fast_private_copy = _zero_cost._private_copy
     seconds = {"deepcopy": 0.0, "clone": 0.0}
     identical = True
     slices = np.array_split(np.arange(len(archs)), args.rounds)
@@ -74,15 +93,10 @@ def compare_copy(args: argparse.Namespace, archs: list, proxy: ProxyConfig, data
         order = ("deepcopy", "clone") if r % 2 == 0 else ("clone", "deepcopy")
         got = {}
         for name in order:
-            _zero_cost._private_copy = (  # type: ignore[assignment]
-                deepcopy_private_copy if name == "deepcopy" else fast_private_copy
-            )
-            try:
+            with legacy_proxies() if name == "deepcopy" else nullcontext():
                 t0 = time.perf_counter()
                 res = screen_archs(part, proxy, data, names=SCORES, device="cpu")
                 seconds[name] += time.perf_counter() - t0
-            finally:
-                _zero_cost._private_copy = fast_private_copy
             got[name] = res.scores
         identical &= same(got["deepcopy"], got["clone"])
     n = len(archs)
@@ -96,32 +110,41 @@ def compare_copy(args: argparse.Namespace, archs: list, proxy: ProxyConfig, data
 
 def compare_processes(args: argparse.Namespace, archs: list, proxy: ProxyConfig, data) -> None:  # type: ignore[type-arg,no-untyped-def]
     pipeline_screen.MIN_PARALLEL = 1
-    seconds = {}
-    scores = {}
-    for workers in (1, args.workers):
-        with tempfile.TemporaryDirectory() as tmp:
-            store = Store(Path(tmp) / "cache", durable=False)
-            t0 = time.perf_counter()
-            res = screen_archs(
-                archs,
-                proxy,
-                data,
-                names=SCORES,
-                device="cpu",
-                store=store,
-                workers=workers,
-                threads=args.threads,
-            )
-            seconds[workers] = time.perf_counter() - t0
-            scores[workers] = res.scores
-            assert len(store) == len({a.canonical() for a in archs})
+    seconds = {1: 0.0, args.workers: 0.0}
+    identical = True
+    slices = np.array_split(np.arange(len(archs)), max(1, args.rounds // 2))
+    for r, rows in enumerate(slices):
+        part = [archs[i] for i in rows]
+        order = (1, args.workers) if r % 2 == 0 else (args.workers, 1)
+        got = {}
+        for workers in order:
+            with tempfile.TemporaryDirectory() as tmp:
+                store = Store(Path(tmp) / "cache", durable=False)
+                t0 = time.perf_counter()
+                res = screen_archs(
+                    part,
+                    proxy,
+                    data,
+                    names=SCORES,
+                    device="cpu",
+                    store=store,
+                    workers=workers,
+                    threads=args.threads,
+                )
+                seconds[workers] += time.perf_counter() - t0
+                got[workers] = res.scores
+                assert len(store) == len({a.canonical() for a in part})
+        identical &= same(got[1], got[args.workers])
     n = len(archs)
-    print(f"\n2. processes, {args.threads} thread(s) each, {n} cells into a fresh cache")
+    print(
+        f"\n2. processes, {args.threads} thread(s) each, {n} cells into fresh caches "
+        f"({len(slices)} alternating slices, process start-up included)"
+    )
     print(f"{'processes':<10} {'seconds':>8} {'cells/s':>8}")
     for workers, s in seconds.items():
         print(f"{workers:<10} {s:8.1f} {n / s:8.2f}")
     print(f"speed-up {args.workers} processes / 1: {seconds[1] / seconds[args.workers]:.2f}x")
-    print(f"scores identical: {same(scores[1], scores[args.workers])}")
+    print(f"scores identical: {identical}")
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from typing import Any
+from unittest import mock
 
 import pytest
 import torch
@@ -155,3 +156,20 @@ def test_callers_grads_buffers_hooks_and_mode_untouched() -> None:
     assert all(torch.equal(state[k], after[k]) for k in state)  # BN running stats too
     assert not any(m.training for m in net.modules())
     assert len(net._forward_pre_hooks) == 1 and len(net.classifier._forward_hooks) == 1
+
+
+@pytest.mark.parametrize("cell", range(3))
+def test_jacob_cov_without_weight_gradients_is_bit_identical(cell: int) -> None:
+    """jacob_cov reads the input's gradient only; differentiable weights change no bit."""
+    arch = sample_archs(3, seed=11, unique=True, exclude_zero=True)[cell]
+    net = build(arch)
+    x, y = batch(16)
+    real = nn.Parameter.requires_grad_
+
+    def always(self: nn.Parameter, requires_grad: bool = True) -> nn.Parameter:
+        return real(self, True)
+
+    fast = _zero_cost.jacob_cov(net, x, y)
+    with mock.patch.object(nn.Parameter, "requires_grad_", always):
+        slow = _zero_cost.jacob_cov(net, x, y)
+    assert same(fast, slow), (fast, slow)

@@ -261,7 +261,7 @@ def _score_parallel(
     the other), and leaves the pool without waiting for it. So a short pool
     costs little more than the serial screen, whatever the start-up.
     """
-    size = max(1, min(8, len(tasks) // (workers * 8)))
+    size = max(1, min(4, len(tasks) // (workers * 8)))
     chunks = [list(tasks[i : i + size]) for i in range(0, len(tasks), size)]
     wjob = dataclasses.replace(job, data=_worker_data(job.data))
     pool = ProcessPoolExecutor(

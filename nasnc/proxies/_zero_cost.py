@@ -497,6 +497,8 @@ def jacob_cov(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> f
     """
     del labels
     work = _working_copy(model)
+    for p in work.parameters():  # only the input's gradient is read: skip the weights'
+        p.requires_grad_(False)
     x = images.detach().clone().requires_grad_(True)
     y = work(x)
     if y.requires_grad:
