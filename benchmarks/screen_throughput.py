@@ -100,7 +100,7 @@ def compare_copy(args: argparse.Namespace, archs: list, proxy: ProxyConfig, data
             got[name] = res.scores
         identical &= same(got["deepcopy"], got["clone"])
     n = len(archs)
-    print(f"\n1. private copies, 1 process, {args.threads} thread(s), {n} cells, no cache")
+    print(f"\n1. proxies before/now, 1 process, {args.threads} thread(s), {n} cells, no cache")
     print(f"{'copy':<10} {'seconds':>8} {'cells/s':>8} {'s/cell':>7}")
     for name, s in seconds.items():
         print(f"{name:<10} {s:8.1f} {n / s:8.2f} {s / n:7.3f}")
