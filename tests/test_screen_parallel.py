@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +58,7 @@ def test_two_processes_give_the_serial_scores_entries_and_shortlist(
         progress=lambda done, total: seen.append((done, total)),
     )
     assert parallel is not None
+    assert mp.active_children() == []  # no screen process outlives the call (stage 2 needs the CPU)
     store = Store(config.cache)
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     assert [t.user_attrs["screen_rank"] for t in waiting] == [1, 2, 3, 4, 5]
@@ -99,7 +101,6 @@ def test_an_interrupted_parallel_screen_keeps_the_finished_cells(
 
     store = Store(tmp_path / "cache", durable=False)
     archs = pool_archs(config)
-    running = set(mp.active_children())  # an earlier screen's process may still be finishing
     with pytest.raises(KeyboardInterrupt):
         screen_archs(
             archs,
@@ -112,7 +113,7 @@ def test_an_interrupted_parallel_screen_keeps_the_finished_cells(
             threads=1,
             progress=stop,
         )
-    assert set(mp.active_children()) <= running  # ours were stopped, not left running
+    assert mp.active_children() == []  # ours were stopped, not left running
     kept = len(Store(tmp_path / "cache"))
     assert 3 <= kept < SIZE
     rest = screen_archs(
@@ -120,6 +121,32 @@ def test_an_interrupted_parallel_screen_keeps_the_finished_cells(
     )
     assert rest.cached == kept and len(rest.per_cell_s) == SIZE - kept
     assert len(Store(tmp_path / "cache")) == SIZE
+
+
+def test_a_screen_measuring_latency_stays_in_one_process(
+    tiny_data: ProxyData, caplog: pytest.LogCaptureFixture
+) -> None:
+    children: list[int] = []
+    archs = [
+        "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|",
+        "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|",
+        "|avg_pool_3x3~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|",
+    ]
+    with caplog.at_level(logging.INFO, logger=pipeline_screen.__name__):
+        result = screen_archs(
+            archs,
+            ProxyConfig(**TINY_PROXY),
+            tiny_data,
+            names=["flops", "latency"],
+            device="cpu",
+            workers=2,
+            threads=1,
+            progress=lambda _done, _total: children.append(len(mp.active_children())),
+        )
+    assert children == [0, 0, 0]  # wall-clock latency is not measured beside other processes
+    assert np.all(result.scores["latency"] > 0) and len(result.per_cell_s) == 3
+    why = [r.getMessage() for r in caplog.records if "wall-clock" in r.getMessage()]
+    assert len(why) == 1 and "latency" in why[0] and "one process, not 2" in why[0]
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,9 @@
 :func:`screen_archs` builds each cell's proxy network at initialisation (the
 same network, seed and batch as :func:`~nasnc.pipeline.evaluate_arch` uses for
 its baselines) and computes zero-cost scores on the first 64 training images.
-No training: about 0.06 s per cell on one CPU core for NASWOT, synflow,
-jacob_cov and FLOPs, so the whole space (6,466 distinct cells) screens in
-minutes.
+No training: a fraction of a second per cell on one CPU core for NASWOT,
+synflow, jacob_cov and FLOPs (measured figures and the command that produces
+them: ``docs/benchmarks.md``, "Screen throughput").
 
 Results are cached in the :class:`~nasnc.store.Store` as ordinary entries
 (the format is unchanged) marked *score-only*:
@@ -29,12 +29,13 @@ import dataclasses
 import logging
 import math
 import multiprocessing as mp
+import multiprocessing.pool
+import multiprocessing.synchronize
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,7 @@ from nasnc.train import resolve_device
 __all__ = [
     "MIN_PARALLEL",
     "SCREEN_FIELDS",
+    "SERIAL_SCORES",
     "ScreenResult",
     "score_only_entry",
     "screen_archs",
@@ -163,6 +165,14 @@ class _Job:
     store: Store | None
 
 
+#: Scores measured in wall-clock time: several screen processes at once would
+#: inflate them (they share the cores), so a screen asking for one runs serially.
+SERIAL_SCORES: frozenset[str] = frozenset({"latency"})
+#: Seconds :func:`_score_parallel` waits for the spawned processes to finish
+#: the cell they are scoring before it terminates them.
+STOP_WAIT_S = 10.0
+
+
 #: One cell to score: row, cell, names missing, scores and cost already cached.
 _Task = tuple[int, str, list[str], dict[str, float], float]
 
@@ -181,7 +191,11 @@ def _score_cell(job: _Job, task: _Task) -> tuple[int, dict[str, float], float]:
     return row, scores, cost
 
 
+#: What a screen process returns for a chunk: (row, scores, seconds) per cell scored.
+_Chunk = list[tuple[int, dict[str, float], float]]
+
 _worker_job: _Job | None = None
+_worker_stop: multiprocessing.synchronize.Event | None = None
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -192,21 +206,28 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(1)
 
 
-def _init_worker(job: _Job, threads: int) -> None:
-    """Initialiser of a screen process: its torch threads and its job."""
-    global _worker_job
+def _init_worker(job: _Job, threads: int, stop: multiprocessing.synchronize.Event) -> None:
+    """Initialiser of a screen process: its torch threads, its job and the stop event."""
+    global _worker_job, _worker_stop
     # the parent decides when to stop (and terminates us); Ctrl-C in a terminal
     # reaches the whole process group and would only break the pool
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     torch.set_num_threads(threads)
     _worker_job = job
+    _worker_stop = stop
 
 
-def _score_chunk(tasks: list[_Task]) -> list[tuple[int, dict[str, float], float]]:
-    if _worker_job is None:  # pragma: no cover - only run through _init_worker
+def _score_chunk(tasks: list[_Task]) -> _Chunk:
+    """Score ``tasks`` in a screen process; fewer once the parent has every cell."""
+    if _worker_job is None or _worker_stop is None:  # pragma: no cover - set by _init_worker
         raise RuntimeError("_score_chunk runs in a screen process set up by _init_worker")
-    return [_score_cell(_worker_job, t) for t in tasks]
+    out: _Chunk = []
+    for task in tasks:
+        if _worker_stop.is_set():
+            break
+        out.append(_score_cell(_worker_job, task))
+    return out
 
 
 def _usable_cores() -> int:
@@ -228,19 +249,22 @@ def _worker_data(data: ProxyData) -> ProxyData:
     )
 
 
-def _terminate(pool: ProcessPoolExecutor) -> None:
-    """Stop ``pool`` now: pending chunks dropped, processes in flight terminated."""
-    stop = getattr(pool, "terminate_workers", None)  # Python >= 3.14
-    if stop is not None:
-        stop()
-        return
-    procs = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown clears it
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in procs:
-        if proc.is_alive():
-            proc.terminate()
-    for proc in procs:
-        proc.join(timeout=10)
+def _stop(
+    pool: multiprocessing.pool.Pool,
+    stop: multiprocessing.synchronize.Event,
+    pending: Sequence[multiprocessing.pool.AsyncResult[_Chunk]],
+) -> None:
+    """Stop ``pool`` once its processes finish the cell in flight (at most :data:`STOP_WAIT_S`).
+
+    A process terminated while idle leaves nothing behind; one terminated in
+    the middle of a cell may leave a temporary file (``Store.clean_tmp``).
+    """
+    stop.set()
+    deadline = time.monotonic() + STOP_WAIT_S
+    for res in pending:
+        res.wait(max(0.0, deadline - time.monotonic()))
+    pool.terminate()
+    pool.join()
 
 
 def _score_parallel(
@@ -258,20 +282,19 @@ def _score_parallel(
     from the back. When none is left, this process also scores the chunks
     still queued or in flight elsewhere, cell by cell, until their process
     answers (the same scores either way; the spare copy of an entry replaces
-    the other), and leaves the pool without waiting for it. So a short pool
-    costs little more than the serial screen, whatever the start-up.
+    the other). So a short pool costs little more than the serial screen,
+    whatever the start-up. On return no spawned process is left: they are
+    told to stop after their current cell, then terminated and joined
+    (at once when interrupted or when a process failed).
     """
     size = max(1, min(4, len(tasks) // (workers * 8)))
     chunks = [list(tasks[i : i + size]) for i in range(0, len(tasks), size)]
     wjob = dataclasses.replace(job, data=_worker_data(job.data))
-    pool = ProcessPoolExecutor(
-        max_workers=workers - 1,
-        mp_context=mp.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(wjob, threads),
-    )
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    pool = ctx.Pool(processes=workers - 1, initializer=_init_worker, initargs=(wjob, threads, stop))
     recorded: set[int] = set()
-    theirs: dict[Future[list[tuple[int, dict[str, float], float]]], list[_Task]] = {}
+    theirs: dict[multiprocessing.pool.AsyncResult[_Chunk], list[_Task]] = {}
     front, back = 0, len(chunks)
 
     def record(row: int, scores: dict[str, float], cost: float) -> None:
@@ -281,12 +304,12 @@ def _score_parallel(
 
     def harvest() -> None:
         nonlocal front
-        for fut in [f for f in theirs if f.done()]:
-            del theirs[fut]
-            for row, scores, cost in fut.result():
+        for res in [r for r in theirs if r.ready()]:
+            del theirs[res]
+            for row, scores, cost in res.get():  # re-raises a process's exception
                 record(row, scores, cost)
         while len(theirs) < workers - 1 and front < back:
-            theirs[pool.submit(_score_chunk, chunks[front])] = chunks[front]
+            theirs[pool.apply_async(_score_chunk, (chunks[front],))] = chunks[front]
             front += 1
 
     before = torch.get_num_threads()
@@ -298,21 +321,22 @@ def _score_parallel(
             for task in chunks[back]:
                 record(*_score_cell(job, task))
                 harvest()
-        for fut, chunk in list(theirs.items()):  # what the others have not answered yet
+        for res, chunk in list(theirs.items()):  # what the others have not answered yet
             for task in chunk:
-                if fut.done():
+                if res.ready():
                     break
                 if task[0] not in recorded:
                     record(*_score_cell(job, task))
             harvest()
+        _stop(pool, stop, list(theirs))
     except BaseException:
         # interrupted (Ctrl-C, SIGTERM turned into an exception) or a process failed:
         # the finished cells are cached, those in flight are lost, none half-written
-        _terminate(pool)
+        pool.terminate()
+        pool.join()
         raise
     finally:
         torch.set_num_threads(before)
-    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def screen_archs(
@@ -350,7 +374,9 @@ def screen_archs(
         Processes scoring the cells: this one and ``workers - 1`` spawned
         ones, each writing its own entries to ``store``. Used on the CPU when
         at least :data:`MIN_PARALLEL` cells need scoring; the scores are
-        those of the serial screen. An interrupted screen keeps every
+        those of the serial screen. No spawned process outlives the call.
+        A screen asking for a score of :data:`SERIAL_SCORES` (``latency``, a
+        wall-clock time) runs serially. An interrupted screen keeps every
         finished cell cached and loses only the cells in flight.
     threads : int, optional
         Torch threads of each process when ``workers > 1`` (this one's are
@@ -413,7 +439,8 @@ def screen_archs(
             record(i, have)
 
     job = _Job(config=config, data=data, resolved=resolved, seed=seed, device=dev, store=store)
-    parallel = workers > 1 and dev.type == "cpu" and len(tasks) >= MIN_PARALLEL
+    timed = sorted(SERIAL_SCORES.intersection(wanted))
+    parallel = workers > 1 and dev.type == "cpu" and len(tasks) >= MIN_PARALLEL and not timed
     if parallel:
         n_threads = threads or max(1, _usable_cores() // workers)
         logger.info(
@@ -426,6 +453,13 @@ def screen_archs(
     else:
         if workers > 1 and tasks and dev.type != "cpu":
             logger.info("screen: one process on %s (processes are used on the CPU only)", dev)
+        elif workers > 1 and len(tasks) >= MIN_PARALLEL and timed:
+            logger.info(
+                "screen: one process, not %d: %s is wall-clock time, which processes "
+                "sharing the cores would inflate",
+                workers,
+                ", ".join(timed),
+            )
         for task in tasks:
             done(*_score_cell(job, task))
     seconds = time.perf_counter() - start
