@@ -280,6 +280,7 @@ def run_search(
     config: SearchConfig,
     *,
     progress: Callable[[optuna.Study], None] | None = None,
+    screen_progress: Callable[[int, int], None] | None = None,
 ) -> optuna.Study:
     """Run (or resume) the study to ``config.n_trials`` finished trials.
 
@@ -287,18 +288,21 @@ def run_search(
     ``workers`` processes share the storage and the cores are divided
     between them (torch threads per worker x workers <= cores).
     ``progress(study)`` is called after each finished trial (one worker) or
-    about once a second (several).
+    about once a second (several); ``screen_progress(done, total)`` after
+    each cell of the stage-1 screen.
 
     Ctrl-C and SIGTERM raise :class:`~nasnc_search._signals.Interrupted` (a
     ``KeyboardInterrupt`` carrying the exit status) once the trials in flight
     are failed and the workers have stopped.
     """
     with stop_on_signals():
-        return _run_search(config, progress)
+        return _run_search(config, progress, screen_progress)
 
 
 def _run_search(
-    config: SearchConfig, progress: Callable[[optuna.Study], None] | None
+    config: SearchConfig,
+    progress: Callable[[optuna.Study], None] | None,
+    screen_progress: Callable[[int, int], None] | None = None,
 ) -> optuna.Study:
     opened = _open_study(config, 0)
     study = opened[0]
@@ -306,7 +310,9 @@ def _run_search(
     n_threads = config.threads or threads_per_worker(config.workers, cores)
     if n_finished(study) < config.n_trials:
         # stage 1: free scores (in the study's worker processes), shortlist enqueued
-        screen_study(config, study, workers=config.workers, threads=n_threads)
+        screen_study(
+            config, study, workers=config.workers, threads=n_threads, progress=screen_progress
+        )
     if config.workers == 1:
         if progress is not None:
             progress(study)

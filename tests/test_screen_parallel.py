@@ -11,6 +11,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
+import yaml
 from optuna.trial import TrialState
 
 from nasnc import ConfigError
@@ -21,6 +22,8 @@ from nasnc.store import Store
 from nasnc_search._screen import edge_params, pool_archs, run_screen
 from nasnc_search._stages import screen_study
 from nasnc_search._study import open_study
+from nasnc_search.cli import _search as search_cli
+from nasnc_search.cli import main
 from tests.test_search import TINY_PROXY, tiny_config
 
 SIZE = 16
@@ -169,3 +172,22 @@ def test_workers_and_threads_are_checked(
             device="cpu",
             **kwargs,  # type: ignore[arg-type]
         )
+
+
+def test_search_draws_a_screen_bar_on_a_terminal(
+    tmp_path: Path,
+    synthetic_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tiny_config(
+        tmp_path, synthetic_root, **{"screen.size": 6, "screen.top_k": 1, "n_trials": 1}
+    )
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    monkeypatch.setattr(search_cli, "progress_wanted", lambda _no_progress: True)  # a terminal
+    assert main(["search", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "screen tiny" in err and "6/6" in err and "cell" in err
+    assert "study tiny" in err and "trial" in err
+    assert err.index("screen tiny") < err.index("study tiny")  # stage 1's bar, then stage 2's

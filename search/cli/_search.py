@@ -77,19 +77,37 @@ class Search(Command):
 
             truth = open_benchmark(config.benchmark)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        bar = None
-        if progress_wanted(args.no_progress) and args.format == "table":
-            bar = tqdm(
-                total=config.n_trials,
-                desc=f"study {config.study_name}",
-                unit="trial",
-                file=sys.stderr,
-                dynamic_ncols=True,
-            )
+        # bars only on a terminal; each made when its stage starts, so the screen's
+        # (stage 1) is drawn and closed before the trials' (stage 2)
+        show = progress_wanted(args.no_progress) and args.format == "table"
+        bars: dict[str, Any] = {}
+
+        def screen_progress(done: int, total: int) -> None:
+            bar = bars.get("screen")
+            if bar is None:
+                bar = bars["screen"] = tqdm(
+                    total=total,
+                    desc=f"screen {config.study_name}",
+                    unit="cell",
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                )
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
 
         def progress(study: optuna.Study) -> None:
-            if bar is None:
+            if not show:
                 return
+            bar = bars.get("trials")
+            if bar is None:
+                bar = bars["trials"] = tqdm(
+                    total=config.n_trials,
+                    desc=f"study {config.study_name}",
+                    unit="trial",
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                )
             trials = study.get_trials(deepcopy=False)
             states = [t.state for t in trials]
             done = sum(s in FINISHED_STATES for s in states)
@@ -114,12 +132,14 @@ class Search(Command):
             )
         interrupted = 0
         try:
-            study = run_search(config, progress=progress)
+            study = run_search(
+                config, progress=progress, screen_progress=screen_progress if show else None
+            )
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (nasnc_search._signals.Interrupted)
             interrupted = getattr(exc, "exit_status", 130)
             study = open_study(config)
         finally:
-            if bar is not None:
+            for bar in bars.values():
                 bar.close()
         summary = summarize(study, config, top_k=args.top, truth=truth)
         if args.format == "json":
