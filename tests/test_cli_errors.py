@@ -105,3 +105,18 @@ def test_closed_stdout_pipe_stops_quietly() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
     assert "internal error" not in err and "Traceback" not in err, err
+
+
+def test_a_broken_pipe_elsewhere_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only a closed stdout is the quiet 141; a broken pipe inside a command is reported."""
+    from nasnc_search.cli._space import SpaceInfo
+
+    def run(self: object, args: object) -> int:
+        raise BrokenPipeError(32, "Broken pipe (a worker's)")
+
+    monkeypatch.setattr(SpaceInfo, "run", run)
+    assert main(["space", "info"]) == 1
+    err = capsys.readouterr().err
+    assert "internal error: BrokenPipeError" in err and "a worker's" in err

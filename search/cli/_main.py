@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any, TextIO
 
 from nasnc import NasncError, __version__
 from nasnc._errors import ArchError, ConfigError
@@ -81,12 +82,66 @@ def _configure_logging(verbose: bool, debug: bool) -> None:
     )
 
 
+class _WatchedStdout:
+    """The real stdout, remembering whether a write or flush hit a closed pipe.
+
+    Only that case is a reader gone away (``nasnc compare | head``); a
+    ``BrokenPipeError`` from anywhere else (a worker's pipe, a socket) is an
+    error like any other.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.closed_pipe = False
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self.closed_pipe = True
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self.closed_pipe = True
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _silence_stdout(stream: TextIO) -> None:
+    """Point a closed stdout at /dev/null so the interpreter's final flush is quiet."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a file descriptor (captured output): nothing will flush it
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit status (0 ok, 1 failure, 2 usage error, 130 interrupted)."""
+    """Run the CLI; return the exit status (0 ok, 1 failure, 2 usage error,
+    130 interrupted, 141 the reader of stdout went away)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.debug)
     command: Command = args._command
+    watched = _WatchedStdout(sys.stdout)
+    sys.stdout = watched
+    try:
+        return _run(command, args, watched)
+    finally:
+        if sys.stdout is watched:
+            sys.stdout = watched.stream
+
+
+def _run(command: Command, args: argparse.Namespace, stdout: _WatchedStdout) -> int:
     try:
         status = command.run(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
@@ -104,14 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"nasnc {command.name}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # the reader went away (`nasnc compare | head`): nothing is wrong, stop
-        # quietly; point stdout at /dev/null so the interpreter's final flush
-        # does not raise again
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141  # 128 + SIGPIPE, what a shell reports for a killed writer
     except Exception as exc:
+        if isinstance(exc, BrokenPipeError) and stdout.closed_pipe and not args.debug:
+            _silence_stdout(stdout.stream)
+            return 141  # 128 + SIGPIPE, what a shell reports for a killed writer
         if args.debug:
             raise
         print(
