@@ -230,7 +230,9 @@ def main() -> int:
     )
     parser.add_argument("--union", type=int, default=2000, help="cells screened in all")
     parser.add_argument("--pool", type=int, default=1000, help="stage-1 pool per seed")
-    parser.add_argument("--top-k", type=int, default=10, help="stage-2 shortlist")
+    parser.add_argument(
+        "--top-k", type=int, default=None, help="stage-2 shortlist (default 10; the config's)"
+    )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget-s", type=float, default=1800.0, help="wall-clock per search")
     parser.add_argument(
@@ -257,6 +259,8 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     if args.search:
         return run_search_mode(args)
+    if args.top_k is None:
+        args.top_k = 10
     if not 0 < args.top_k <= args.pool <= args.union:
         parser.error("need 0 < --top-k <= --pool <= --union")
 
