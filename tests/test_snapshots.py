@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import os
 from pathlib import Path
 
 import h5py
@@ -198,6 +200,70 @@ def test_compaction_sets_aside_an_entry_file_with_damaged_snapshots(tmp_path: Pa
     store.compact(full=True)
     assert key not in store and good in store
     assert len(store.quarantined) == 1
+
+
+def _refuse_opens(monkeypatch: pytest.MonkeyPatch, allow: int = 0) -> list[str]:
+    """Make the OS refuse (EMFILE) cache file opens after the first ``allow`` of each
+    file; the paths refused."""
+    real = os.open
+    opened: list[str] = []
+    refused: list[str] = []
+
+    def fake(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(path).endswith(".h5"):
+            opened.append(str(path))
+            if opened.count(str(path)) <= allow:
+                return real(path, flags, *args, **kwargs)
+            refused.append(str(path))
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), str(path))
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", fake)
+    return refused
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_refused_open_of_snapshots_leaves_the_file(
+    tmp_path: Path, packed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path / "c", compact_every=None)
+    key = store.put(with_snaps())
+    store.put(with_snaps(1))
+    if packed:
+        store.compact(full=True)
+    files = sorted((tmp_path / "c").glob("*/*.h5"))
+    entry = store.get(key)
+    assert entry is not None and entry.snapshots is not None
+    with monkeypatch.context() as m:
+        refused = _refuse_opens(m)
+        with pytest.raises(StoreError, match="left in place"):
+            entry.snapshots.layer(0)
+        assert refused
+    assert sorted((tmp_path / "c").glob("*/*.h5")) == files and not store.quarantined
+    np.testing.assert_array_equal(entry.snapshots.layer(0), snaps().layer(0))  # later, it reads
+    assert store.get(key) is not None
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_compaction_leaves_files_whose_snapshots_it_cannot_open(
+    tmp_path: Path, packed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path / "c", compact_every=None)
+    keys = [store.put(with_snaps(seed)) for seed in range(2)]
+    if packed:
+        store.compact(full=True)
+        keys.append(store.put(with_snaps(2)))
+    before = sorted(p.name for p in (tmp_path / "c").glob("*/*.h5"))
+    with monkeypatch.context() as m:
+        refused = _refuse_opens(m, allow=1)  # the entries are read, their snapshots not
+        store.compact(full=True)
+        assert refused
+    assert not store.quarantined
+    assert sorted(p.name for p in (tmp_path / "c").glob("*/*.h5")) == before
+    for k in keys:
+        entry = store.get(k)
+        assert entry is not None and entry.snapshots is not None
+        entry.snapshots.load()
 
 
 # ----------------------------------------------------------------- recompute

@@ -77,7 +77,10 @@ def _checked(entry: Entry, where: Path) -> _Checked | None:
 
 
 def _verify_snapshots(entries: Sequence[Entry]) -> None:
-    """Read every entry's snapshots once and check them (raises Damaged), keeping nothing.
+    """Read every entry's snapshots once and check them, keeping nothing.
+
+    Raises :class:`Damaged`, or :class:`Unreadable` (the file is fine, this
+    process could not open it: never quarantined) when the OS refused the open.
 
     The index record vouches only for the snapshot manifest's digest; what is
     packed must verify, or a damaged snapshot would travel into the new shard.
@@ -184,6 +187,9 @@ def _merge(
         except FileNotFoundError:
             continue
         except Damaged as exc:
+            if not exc.movable:  # this process cannot open it now: the shard stays as it is
+                logger.warning("compaction skips unreadable %s: %s", path, exc)
+                continue
             logger.warning("compaction found %s damaged (%s); keeping what verifies", path, exc)
             for checked, stored in salvage_pack(path):
                 offer(checked, stored)

@@ -42,6 +42,7 @@ __all__ = [
     "EntryInfo",
     "PackIndex",
     "Unreadable",
+    "damage_of",
     "read_entry_file",
     "read_entry_info",
     "read_marker",
@@ -174,8 +175,16 @@ class GroupOpener:
             yield f[self.group]
 
 
-def _damaged(reason: str) -> None:
-    raise Damaged(reason)
+def damage_of(reason: str, cause: Exception | None) -> Damaged:
+    """The damage to report for a failed lazy read: :class:`Unreadable` (never moved)
+    when the cause was the OS refusing this process the file, else :class:`Damaged`."""
+    if isinstance(cause, Damaged) and not cause.movable:
+        return Unreadable(reason)
+    return Damaged(reason)
+
+
+def _damaged(reason: str, cause: Exception | None) -> None:
+    raise damage_of(reason, cause)
 
 
 def _lazy_snapshots(path: Path, kind: str, group: str, digest: str | None) -> Snapshots | None:

@@ -52,7 +52,7 @@ class SnapshotDamage(Exception):
     """Stored snapshots that fail their checksums or cannot be decoded (the reason)."""
 
 
-def _raise_store_error(reason: str) -> None:
+def _raise_store_error(reason: str, cause: Exception | None) -> None:
     raise StoreError(f"stored weight snapshots are damaged: {reason}")
 
 
@@ -93,8 +93,10 @@ def _layer_digest(data: np.ndarray) -> str:
 
 #: Opens the group holding an entry's snapshots (a context manager yielding it).
 Opener = Callable[[], AbstractContextManager[h5py.Group]]
-#: Called with the reason when stored snapshots fail to read or verify; raises.
-OnDamage = Callable[[str], None]
+#: Called when stored snapshots fail to read or verify, with the reason and the
+#: exception that stopped the read (``None`` for a failed checksum), so that the
+#: caller can tell a damaged file from one this process could not open; raises.
+OnDamage = Callable[[str, Exception | None], None]
 
 
 class Snapshots(Mapping[int, list[np.ndarray]]):
@@ -156,8 +158,9 @@ class Snapshots(Mapping[int, list[np.ndarray]]):
     def _lazy(cls, opener: Opener, digest: str, on_damage: OnDamage) -> Snapshots:
         """Snapshots read through ``opener`` when needed, verified against ``digest``.
 
-        ``on_damage(reason)`` is called (and must raise) when what is read
-        cannot be decoded or fails its checksum.
+        ``on_damage(reason, cause)`` is called (and must raise) when what is
+        read cannot be decoded (``cause``: the exception) or fails its
+        checksum (``cause``: ``None``).
         """
         self = cls.__new__(cls)
         self._manifest = None
@@ -172,8 +175,8 @@ class Snapshots(Mapping[int, list[np.ndarray]]):
         if self._open is not None:
             self._open, self._on_damage = opener, on_damage
 
-    def _fail(self, reason: str) -> NoReturn:
-        self._on_damage(reason)
+    def _fail(self, reason: str, cause: Exception | None = None) -> NoReturn:
+        self._on_damage(reason, cause)
         raise SnapshotDamage(reason)  # on_damage must raise; never serve damaged data
 
     # -------------------------------------------------------------- reading
@@ -193,7 +196,7 @@ class Snapshots(Mapping[int, list[np.ndarray]]):
             except (FileNotFoundError, StoreError):
                 raise
             except Exception as exc:
-                self._fail(f"the snapshot manifest cannot be read ({_short(exc)})")
+                self._fail(f"the snapshot manifest cannot be read ({_short(exc)})", exc)
             if manifest.digest != self._expected:
                 self._fail("the snapshot manifest fails its checksum")
             self._manifest = manifest
@@ -210,7 +213,7 @@ class Snapshots(Mapping[int, list[np.ndarray]]):
         except (FileNotFoundError, StoreError):
             raise
         except Exception as exc:
-            self._fail(f"snapshot layer {manifest.names[i]!r} cannot be read ({_short(exc)})")
+            self._fail(f"snapshot layer {manifest.names[i]!r} cannot be read ({_short(exc)})", exc)
         if data.shape != (len(manifest.steps), *manifest.shapes[i]) or (
             _layer_digest(data) != manifest.digests[i]
         ):

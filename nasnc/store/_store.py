@@ -49,6 +49,7 @@ from nasnc.store._hdf5 import (
     EntryInfo,
     GroupOpener,
     PackIndex,
+    damage_of,
     read_entry_file,
     read_entry_info,
     read_marker,
@@ -104,7 +105,9 @@ class _StoreSnapshots:
     the entry up again when its file has gone, and refuses (StoreError) when
     the copy found is another run's (its snapshots digest differs). Damage
     is reported like any other: the file is skipped from now on and a
-    writing store moves it to the quarantine.
+    writing store moves it to the quarantine; a file the OS refuses to open
+    (too many open files, permissions) is this process's problem, not the
+    file's, so the read fails (StoreError) and the file is left alone.
     """
 
     def __init__(self, store: Store, key: str, digest: str, loc: _Loc) -> None:
@@ -125,8 +128,14 @@ class _StoreSnapshots:
                 )
             yield group
 
-    def damaged(self, reason: str) -> None:
-        self.store._mark_damaged(self.loc, Damaged(reason))
+    def damaged(self, reason: str, cause: Exception | None) -> None:
+        exc = damage_of(reason, cause)
+        if not exc.movable:  # the OS refused this process the file: it stays, served later
+            raise StoreError(
+                f"{self.loc.path}: the weight snapshots of entry {self.key} cannot be read "
+                f"now ({reason}); the file is left in place"
+            )
+        self.store._mark_damaged(self.loc, exc)
         raise StoreError(
             f"{self.loc.path}: the weight snapshots of entry {self.key} are damaged ({reason}); "
             "the file is skipped from now on"
