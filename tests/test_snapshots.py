@@ -17,6 +17,13 @@ from nasnc.capacitance import SNAPSHOT_VARIANTS, SnapshotObserver, snapshot_beta
 from nasnc.data import load_dataset
 from nasnc.pipeline import ProxyConfig, beta_eff_from_snapshots, evaluate_arch
 from nasnc.store import Entry, Snapshots, Store, config_hash
+from nasnc.store._hdf5 import (
+    SCHEMA_VERSION,
+    SNAPSHOTS_MARKER_VERSION,
+    Damaged,
+    _open_read,
+    read_marker,
+)
 from nasnc.testing import make_entry
 from tests.test_pipeline import CONV, TINY
 
@@ -131,6 +138,23 @@ def test_entry_read_before_compaction_follows_it(tmp_path: Path) -> None:
     again = store.get(key)
     assert again is not None and again.snapshots is not None
     np.testing.assert_array_equal(again.snapshots.layer(1), snaps().layer(1))
+
+
+def test_the_first_snapshots_raise_the_marker_so_older_nasnc_refuses(tmp_path: Path) -> None:
+    marker = tmp_path / "c" / "nasnc-store.h5"
+    store = Store(tmp_path / "c", compact_every=None)
+    store.put(make_entry(ARCH))
+    assert read_marker(marker)["schema_version"] == SCHEMA_VERSION  # no snapshots: unchanged
+    created = read_marker(marker)["created"]
+    key = store.put(with_snaps())
+    attrs = read_marker(marker)
+    assert attrs["schema_version"] == SNAPSHOTS_MARKER_VERSION and attrs["created"] == created
+    # what older nasnc does at open (it reads only version 1): Damaged, then StoreError
+    with pytest.raises(Damaged, match="reads only schema_version 1"), _open_read(marker, "store"):
+        pass
+    again = Store(tmp_path / "c", create=False)  # this nasnc reads it
+    entry = again.get(key)
+    assert entry is not None and entry.snapshots is not None and again.quarantined == []
 
 
 def _flip_chunk_byte(path: Path, dataset: str) -> None:

@@ -21,12 +21,12 @@ from nasnc import ArchError, ConfigError, StoreError
 from nasnc.space import Arch, canonical_classes
 from nasnc.store import (
     REQUIRED_SUMMARY,
-    SCHEMA_VERSION,
     Entry,
     Store,
     config_hash,
     make_key,
 )
+from nasnc.store._hdf5 import SNAPSHOTS_MARKER_VERSION
 from nasnc.testing import DEFAULT_CONFIG, make_entry
 
 ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"
@@ -403,8 +403,8 @@ def test_refuses_foreign_directory_and_file(tmp_path: Path) -> None:
 def test_unknown_schema_version_of_the_cache(tmp_path: Path) -> None:
     Store(tmp_path)
     with h5py.File(tmp_path / "nasnc-store.h5", "r+") as f:
-        f.attrs["schema_version"] = SCHEMA_VERSION + 1
-    with pytest.raises(StoreError, match=r"nasnc-store\.h5.*schema_version 2"):
+        f.attrs["schema_version"] = SNAPSHOTS_MARKER_VERSION + 1  # 2: a cache with snapshots
+    with pytest.raises(StoreError, match=r"nasnc-store\.h5.*schema_version 3"):
         Store(tmp_path)
 
 

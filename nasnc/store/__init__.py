@@ -80,8 +80,9 @@ crashes and wrong values served (none).
 On-disk layout (``schema_version`` 1)::
 
     <cache>/
-    ├── nasnc-store.h5           marker: attrs schema_version=1, kind="store",
-    │                            nasnc_version, created
+    ├── nasnc-store.h5           marker: attrs schema_version=1 (2 once the cache
+    │                            holds snapshots, which older nasnc then refuses),
+    │                            kind="store", nasnc_version, created
     ├── entries/<key>.h5         one entry file per recent put
     ├── packs/pack-<ns>-<count>-<id>.h5   packed shards (read-only)
     ├── tmp/                     files being written (ignored by readers)

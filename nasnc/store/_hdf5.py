@@ -38,6 +38,7 @@ from nasnc.store._snapshots import Snapshots, write_snapshots
 __all__ = [
     "LIBVER",
     "SCHEMA_VERSION",
+    "SNAPSHOTS_MARKER_VERSION",
     "Damaged",
     "EntryInfo",
     "PackIndex",
@@ -56,6 +57,12 @@ __all__ = [
 #: Version of the on-disk layout, stored as the root attribute ``schema_version``
 #: of every file. Readers refuse any other value.
 SCHEMA_VERSION = 1
+#: ``schema_version`` of the marker of a cache that holds weight snapshots (its
+#: files stay at :data:`SCHEMA_VERSION`). Entry digests cover the snapshots, so
+#: nasnc from before them would take such entries for damage and quarantine
+#: them; it reads only marker version 1, so it refuses this cache loudly
+#: (StoreError at open) and moves nothing. Set by the first put with snapshots.
+SNAPSHOTS_MARKER_VERSION = 2
 #: HDF5 1.10 object format: checksummed superblock, object headers and B-trees,
 #: readable by any h5py built on HDF5 >= 1.10.
 LIBVER = ("v110", "v110")
@@ -109,7 +116,9 @@ class EntryInfo:
 
 # ----------------------------------------------------------------- opening
 @contextmanager
-def _open_read(path: Path, kind: str) -> Iterator[h5py.File]:
+def _open_read(
+    path: Path, kind: str, versions: tuple[int, ...] = (SCHEMA_VERSION,)
+) -> Iterator[h5py.File]:
     """Open ``path`` read-only, check its root attributes, and turn any failure into damage.
 
     Files are immutable once visible in a cache, so HDF5's advisory file
@@ -145,10 +154,10 @@ def _open_read(path: Path, kind: str) -> Iterator[h5py.File]:
                 number = int(version)
             except (TypeError, ValueError):
                 raise Damaged(f"has a malformed schema_version {version!r}") from None
-            if number != SCHEMA_VERSION:
+            if number not in versions:
                 raise Damaged(
                     f"has schema_version {number}, but this nasnc reads only "
-                    f"schema_version {SCHEMA_VERSION}"
+                    f"schema_version {' or '.join(map(str, versions))}"
                 )
             found = _str(f.attrs.get("kind", ""))
             if found != kind:
@@ -218,13 +227,21 @@ def _write_attrs(f: h5py.File, kind: str, **attrs: Any) -> None:
 
 
 # -------------------------------------------------------------- the marker
-def write_marker(path: Path, *, nasnc_version: str, created: float) -> None:
+def write_marker(
+    path: Path, *, nasnc_version: str, created: float, schema_version: int = SCHEMA_VERSION
+) -> None:
     with h5py.File(path, "w", libver=LIBVER, locking=False) as f:
-        _write_attrs(f, "store", nasnc_version=nasnc_version, created=created)
+        _write_attrs(
+            f,
+            "store",
+            nasnc_version=nasnc_version,
+            created=created,
+            schema_version=np.int64(schema_version),
+        )
 
 
 def read_marker(path: Path) -> dict[str, Any]:
-    with _open_read(path, "store") as f:
+    with _open_read(path, "store", (SCHEMA_VERSION, SNAPSHOTS_MARKER_VERSION)) as f:
         return {k: f.attrs[k] for k in f.attrs}
 
 

@@ -45,6 +45,7 @@ from nasnc.store._files import (
     scan_dir,
 )
 from nasnc.store._hdf5 import (
+    SNAPSHOTS_MARKER_VERSION,
     Damaged,
     EntryInfo,
     GroupOpener,
@@ -252,11 +253,9 @@ class Store:
             except OSError as exc:
                 raise StoreError(f"cannot create the cache directory {path}: {exc}") from None
         marker = path / MARKER
+        self._snapshots_marked = False
         if marker.exists():
-            try:
-                read_marker(marker)
-            except (Damaged, FileNotFoundError) as exc:
-                raise StoreError(f"{marker}: {exc}") from None
+            self._snapshots_marked = self._read_marker_version() >= SNAPSHOTS_MARKER_VERSION
         else:
             others = sorted(p.name for p in path.iterdir() if p.name not in KNOWN)
             if others:
@@ -281,6 +280,39 @@ class Store:
                     os.replace(tmp, marker)
                 except OSError as exc:
                     raise StoreError(f"cannot initialise the cache {path}: {exc}") from None
+
+    def _read_marker_version(self) -> int:
+        marker = self.path / MARKER
+        try:
+            return int(read_marker(marker)["schema_version"])
+        except (Damaged, FileNotFoundError) as exc:
+            raise StoreError(f"{marker}: {exc}") from None
+
+    def _mark_snapshots(self) -> None:
+        """Raise the marker to :data:`SNAPSHOTS_MARKER_VERSION` before the first snapshots.
+
+        nasnc from before snapshots then refuses the cache at open instead of
+        taking the snapshot digests for damage (see ``docs/cache-format.md``).
+        """
+        if self._snapshots_marked:
+            return
+        marker = self.path / MARKER
+        attrs = read_marker(marker) if marker.exists() else {}
+        if int(attrs.get("schema_version", 0)) < SNAPSHOTS_MARKER_VERSION:
+            tmp = self._tmp_path("store")
+            created = float(attrs.get("created", time.time()))
+            try:
+                write_marker(
+                    tmp,
+                    nasnc_version=_default_version(),
+                    created=created,
+                    schema_version=SNAPSHOTS_MARKER_VERSION,
+                )
+                os.replace(tmp, marker)
+            except OSError as exc:
+                raise StoreError(f"cannot update the cache marker {marker}: {exc}") from None
+            logger.info("%s now holds weight snapshots (marker schema_version 2)", self.path)
+        self._snapshots_marked = True
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -341,6 +373,8 @@ class Store:
             canonical form.
         """
         checked = _check(entry)
+        if checked.snapshots is not None:
+            self._mark_snapshots()
         final = self._entry_path(checked.key)
         tmp = self._tmp_path(checked.key)
         publish(
