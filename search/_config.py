@@ -44,6 +44,7 @@ import yaml
 
 from nasnc._config import DEFAULT_CACHE, from_mapping, to_mapping
 from nasnc._errors import ConfigError
+from nasnc.analysis import PARETO_COSTS
 from nasnc.pipeline import ProxyConfig
 
 __all__ = [
@@ -232,8 +233,9 @@ class PickConfig:
 
 #: Objectives minimised by default (costs); every other objective is maximised. As
 #: proxies the same three read "higher = better" (raw size); as objectives they are costs.
-#: ``latency`` is measured on the study's machine (nasnc.proxies._latency).
-COST_OBJECTIVES: tuple[str, ...] = ("params", "flops", "latency")
+#: ``latency`` is measured on the study's machine (nasnc.proxies._latency). The same
+#: names as a Pareto front's costs: defined once, in the core.
+COST_OBJECTIVES: tuple[str, ...] = PARETO_COSTS
 
 
 @dataclass(frozen=True)

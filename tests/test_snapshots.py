@@ -32,7 +32,7 @@ ARCH = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"
 #: (float32 weights, float64 sums) value. Rounding to float16 changes each
 #: weight by at most 2**-11 relative; βeff is a ratio of sums of products of
 #: at most four |w| factors, so the worst case is about 1e-2 (with the
-#: normalising means); the measured error is ~1e-4.
+#: normalising means); the measured error is in docs/cache-format.md.
 RTOL = 1e-2
 #: W - W0 of float16 snapshots loses the digits the weights share, so the
 #: weight change is only good to about 2**-11 |W| / |W - W0| per weight.

@@ -25,7 +25,8 @@ from nasnc._errors import ConfigError
 
 __all__ = ["PARETO_COSTS", "pareto_mask", "pareto_table"]
 
-#: Cached scores a front can use as its cost (minimised): the three cost objectives of a study.
+#: Cached scores a front can use as its cost (minimised): also the objectives a study
+#: minimises (``nasnc_search._config.COST_OBJECTIVES`` is this tuple).
 PARETO_COSTS: tuple[str, ...] = ("params", "flops", "latency")
 
 

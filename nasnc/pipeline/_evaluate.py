@@ -115,12 +115,12 @@ def resolved_config(
     with mixed precision (bf16/fp16), the CPU in float32, so their
     trajectories differ numerically.
     """
-    return {
-        **config.to_dict(),
-        "n_train": int(data.num_train),
-        "n_valid": int(data.num_valid),
-        "device_type": resolve_device(device).type,
-    }
+    run = (int(data.num_train), int(data.num_valid), resolve_device(device).type)
+    return {**config.to_dict(), **dict(zip(_RUN_KEYS, run, strict=True))}
+
+
+#: What :func:`resolved_config` adds to the proxy config: the run's data and device.
+_RUN_KEYS = ("n_train", "n_valid", "device_type")
 
 
 def proxy_key(
@@ -404,9 +404,6 @@ def evaluate_arch(
     return Evaluation(entry=entry, cache_hit=False, stopped=bool(result.stopped))
 
 
-_RUN_KEYS = ("n_train", "n_valid", "device_type")
-
-
 def beta_eff_from_snapshots(
     entry: Entry, variant: str = "beta_eff_chain_sf"
 ) -> dict[str, np.ndarray]:
@@ -429,8 +426,8 @@ def beta_eff_from_snapshots(
         ``{"step": int64 array, variant: float64 array}``, one row per
         snapshot; step 0 is the initialisation, the other rows are the run's
         report points (equal to its trajectory's ``step`` column). Computed in
-        float64 from the float16 weights: probe variants agree with the
-        streamed values to about 1e-3 relative (tests/test_snapshots.py).
+        float64 from the float16 weights; how closely they agree with the
+        streamed values is measured in docs/cache-format.md (Weight snapshots).
 
     Raises
     ------
