@@ -173,3 +173,54 @@ def test_jacob_cov_without_weight_gradients_is_bit_identical(cell: int) -> None:
     with mock.patch.object(nn.Parameter, "requires_grad_", always):
         slow = _zero_cost.jacob_cov(net, x, y)
     assert same(fast, slow), (fast, slow)
+
+
+class Views(nn.Module):
+    """Buffers that are views of one storage, as deepcopy keeps them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("whole", torch.arange(6.0))
+        self.register_buffer("tail", self.whole[3:])  # a view into a larger storage
+        self.register_buffer("grid", self.whole.view(2, 3))  # the same storage, whole
+        self.lin = nn.Linear(3, 2)
+
+
+@pytest.mark.parametrize("only", [None, "tail", "grid"])
+def test_buffers_sharing_storage_stay_shared_as_deepcopy_keeps_them(only: str | None) -> None:
+    net = Views()
+    if only is not None:  # one view at a time: each case alone must be caught
+        del net._buffers["grid" if only == "tail" else "tail"]
+    clone = _zero_cost._private_copy(net)
+    ref = copy.deepcopy(net)
+    for name in [n for n in ("tail", "grid") if n in net._buffers]:
+        a, b = getattr(clone, name), getattr(ref, name)
+        assert torch.equal(a, b) and a.data_ptr() != getattr(net, name).data_ptr()
+        assert a.untyped_storage().data_ptr() == clone.whole.untyped_storage().data_ptr()
+        assert b.untyped_storage().data_ptr() == ref.whole.untyped_storage().data_ptr()
+    clone.whole.add_(1)  # one storage: the views see it, as in deepcopy's copy
+    for name in [n for n in ("tail", "grid") if n in net._buffers]:
+        assert torch.equal(getattr(clone, name).flatten(), getattr(net, name).flatten() + 1)
+
+
+class Counter(nn.Module):
+    """A user module that writes a buffer even in evaluation mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.conv(x).mean((2, 3))
+
+
+def test_flops_copies_a_model_with_user_modules() -> None:
+    net = Counter()
+    x, y = torch.randn(2, 3, 8, 8), torch.tensor([0, 1])
+    scores = compute_proxies(net, x, y, names=["flops"])
+    assert scores["flops"] > 0
+    assert net.calls.item() == 0  # the caller's buffer is not written
+    assert not _zero_cost._trusted(net)
+    assert _zero_cost._trusted(build(sample_archs(1, seed=0, unique=True, exclude_zero=True)[0]))

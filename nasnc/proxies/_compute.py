@@ -129,7 +129,10 @@ def compute_proxies(
     ----------
     model : torch.nn.Module
         The network, at initialisation for the zero-cost proxies. It is never
-        modified: every proxy works on a deep copy.
+        modified: every proxy works on a private copy without the caller's
+        hooks (``flops`` shares the caller's parameters and buffers when every
+        module is a torch.nn or nasnc class, since its one eval-mode no-grad
+        pass writes none).
     images : torch.Tensor
         One batch ``[N, C, H, W]`` (``N >= 2``), floating point, normalised as
         the model expects; moved to the model's device.

@@ -45,7 +45,6 @@ a separate ``cache`` per machine when latency matters.
 
 from __future__ import annotations
 
-import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -54,6 +53,7 @@ import torch
 from torch import nn
 
 from nasnc._errors import ConfigError
+from nasnc.proxies._zero_cost import _private_copy
 
 __all__ = ["LATENCY_REPEATS", "LATENCY_WARMUP", "latency"]
 
@@ -61,27 +61,6 @@ __all__ = ["LATENCY_REPEATS", "LATENCY_WARMUP", "latency"]
 LATENCY_WARMUP = 2
 #: Timed forward passes; the median is reported.
 LATENCY_REPEATS = 5
-
-_MODULE_HOOKS = (
-    "_forward_hooks",
-    "_forward_hooks_with_kwargs",
-    "_forward_hooks_always_called",
-    "_forward_pre_hooks",
-    "_forward_pre_hooks_with_kwargs",
-    "_backward_hooks",
-    "_backward_pre_hooks",
-)
-
-
-def _timing_copy(model: nn.Module) -> nn.Module:
-    """A deep copy in evaluation mode without the caller's module hooks."""
-    work = copy.deepcopy(model)
-    for m in work.modules():
-        for attr in _MODULE_HOOKS:
-            hooks = getattr(m, attr, None)
-            if hooks is not None:
-                hooks.clear()
-    return work.eval()
 
 
 def _synchronizer(device: torch.device) -> Callable[[], None]:
@@ -143,7 +122,7 @@ def latency(
     for name, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{name} must be an integer >= {low}, but got {name}={value!r}.")
-    work = _timing_copy(model)
+    work = _private_copy(model).eval()  # without the caller's hooks
     sync = _synchronizer(images.device)
     times: list[float] = []
     with torch.inference_mode():

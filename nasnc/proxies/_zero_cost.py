@@ -171,7 +171,9 @@ def _copy_buffer(tensor: torch.Tensor, memo: dict[int, Any]) -> torch.Tensor:
         and tensor.layout is torch.strided
         and tensor.device.type in ("cpu", "cuda")
         and not tensor.is_quantized
-    ):
+        and tensor.storage_offset() == 0
+        and tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+    ):  # a view of a larger storage goes through deepcopy, which keeps the storage shared
         with torch.no_grad():
             new = tensor.clone(memory_format=torch.preserve_format)
         memo[id(tensor)] = new
@@ -219,6 +221,29 @@ def _clone_module(module: nn.Module, memo: dict[int, Any]) -> nn.Module:
     return new
 
 
+def _shared_storage(model: nn.Module) -> bool:
+    """Whether two distinct tensors of ``model`` (parameters, buffers) share a storage."""
+    seen: set[tuple[str, int]] = set()
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        if t.device.type == "meta" or t.layout is not torch.strided or not t.numel():
+            continue
+        ptr = (str(t.device), t.untyped_storage().data_ptr())
+        if ptr in seen:
+            return True
+        seen.add(ptr)
+    return False
+
+
+#: Where a module class must come from for :func:`flops` to share the caller's
+#: tensors: their eval-mode forward writes no parameter or buffer.
+_TRUSTED_MODULES = ("torch.nn.", "nasnc.")
+
+
+def _trusted(model: nn.Module) -> bool:
+    """Whether every submodule of ``model`` is a torch.nn or nasnc class."""
+    return all(type(m).__module__.startswith(_TRUSTED_MODULES) for m in model.modules())
+
+
 def _private_copy(model: nn.Module, *, share_tensors: bool = False) -> nn.Module:
     """A copy of ``model`` without the caller's module hooks (they must not see our passes).
 
@@ -231,7 +256,11 @@ def _private_copy(model: nn.Module, *, share_tensors: bool = False) -> nn.Module
     if share_tensors:
         for t in itertools.chain(model.parameters(), model.buffers()):
             memo[id(t)] = t
-    work = _clone_module(model, memo)
+        work = _clone_module(model, memo)
+    elif _shared_storage(model):  # tensors that are views of each other: as deepcopy does
+        work = copy.deepcopy(model)
+    else:
+        work = _clone_module(model, memo)
     for m in work.modules():  # modules copied by deepcopy (custom protocols) kept theirs
         for attr in _MODULE_HOOKS:
             hooks = getattr(m, attr, None)
@@ -302,9 +331,11 @@ def flops(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float
     images (``H == W``).
     """
     del labels
-    # count_macs runs one no-grad pass in eval mode: it writes no tensor, so the
-    # copy (which keeps the caller's hooks and mode out of it) shares the tensors
-    work = _private_copy(model, share_tensors=True)
+    # count_macs runs one no-grad pass in eval mode, in which torch.nn and nasnc
+    # modules write no tensor: the copy (which keeps the caller's hooks and mode
+    # out of it) then shares the tensors. A user module might write a buffer even
+    # in eval mode, so a model holding one gets a full copy.
+    work = _private_copy(model, share_tensors=_trusted(model))
     return float(count_macs(work, resolution=int(images.shape[-1])))
 
 
