@@ -38,6 +38,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -631,23 +632,48 @@ def table(rows: dict[str, dict[str, Any]], seed: int) -> str:
     return "\n".join(lines)
 
 
-def _part(score: str) -> str:
-    """Which measured part (``cost_<part>``) a score comes from."""
-    for prefix, part in (("net_init", "init"), ("bench_init", "bench"), ("net_ep1", "train")):
+def score_cost(score: str, col: dict[str, np.ndarray]) -> np.ndarray:
+    """Seconds per cell that producing ``score`` took (NaN where not recorded).
+
+    ``probe_k<k>_*``: the backbone to epoch k, its features, the probe run;
+    ``lc_k<k>_f<f>_*``: the same with only the first f of the probe run;
+    ``*_ep<k>``: the backbone to epoch k (the ``probe`` run's own timing, or
+    ``train``'s for epoch 1 where only that ran).
+    """
+    nan = np.full(len(next(iter(col.values()))), math.nan)
+
+    def get(name: str) -> np.ndarray:
+        return col.get(name, nan)
+
+    m = re.match(r"(probe|lc)_k(\d+)(?:_f(\d+))?_", score)
+    if m:
+        k = m.group(2)
+        share = 1.0 if m.group(3) is None else int(m.group(3)) / 100
+        backbone = get(f"cost_probe_backbone_ep{k}")
+        return backbone + get(f"cost_probe_features_k{k}") + share * get(f"cost_probe_fit_k{k}")
+    m = re.match(r"(?:acc|net|dW)_ep(\d+)", score)
+    if m:
+        own = get(f"cost_probe_backbone_ep{m.group(1)}")
+        return np.where(np.isfinite(own), own, get("cost_train")) if m.group(1) == "1" else own
+    for prefix, part in (("net_init", "init"), ("bench_init", "bench")):
         if score.startswith(prefix):
-            return part
-    return "train" if score.startswith(("dW_ep1", "acc_ep1")) else "free"
+            return get(f"cost_{part}")
+    return get("cost_free")
 
 
-def plot(out: Path, seeds: Sequence[int], n: int, path: Path) -> None:
-    """τ against the median cost per cell of every score, one marker per sample."""
+def plot(
+    out: Path, seeds: Sequence[int], n: int, path: Path, only: Sequence[str] | None = None
+) -> None:
+    """τ against the median cost per cell of every score (or those starting with
+    one of ``only``), one marker per sample, labelled once."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     truth = open_benchmark("builtin")
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig, ax = plt.subplots(figsize=(10, 6))
+    colours: dict[str, Any] = {}
     for seed, marker in zip(seeds, "os^v"):
         rows = load_rows(out, seed, n)
         archs = list(rows)
@@ -656,25 +682,40 @@ def plot(out: Path, seeds: Sequence[int], n: int, path: Path) -> None:
         col = {
             k: np.array([rows[a].get(k, math.nan) for a in archs], dtype=float)
             for k in keys
-            if k != "arch"
+            if k != "arch" and not k.startswith("meta_")
         }
         agg_names = AGGREGATES["aggregate"]
         col["aggregate"] = rank_aggregate({k: col[k] for k in agg_names}, names=agg_names)
         for k, v in col.items():
             if k.startswith("cost_") or not np.isfinite(v).any():
                 continue
-            cost = float(np.nanmedian(col[f"cost_{_part(k)}"]))
-            tau = correlation_summary(v, gt, n_boot=1, seed=0)["kendall_tau"]
-            ax.scatter(cost, tau, marker=marker, color=f"C{list(col).index(k) % 10}")
+            if only and not k.startswith(tuple(only)):
+                continue
+            cost = score_cost(k, col)
+            good = np.isfinite(cost) & np.isfinite(v)
+            if good.sum() < 10:
+                continue
+            tau = correlation_summary(v[good], gt[good], n_boot=1, seed=0)["kendall_tau"]
+            colour = colours.setdefault(k, plt.get_cmap("tab20")(len(colours) % 20))
+            ax.scatter(float(np.median(cost[good])), tau, marker=marker, color=colour, s=22)
             if seed == seeds[0]:
-                ax.annotate(k, (cost, tau), fontsize=7, xytext=(3, 2), textcoords="offset points")
+                ax.annotate(
+                    k,
+                    (float(np.median(cost[good])), tau),
+                    fontsize=6,
+                    xytext=(3, 2),
+                    textcoords="offset points",
+                )
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xscale("log")
     ax.set_xlabel("median cost per cell (s, one CPU thread, shared cores)")
     ax.set_ylabel("Kendall τ vs cifar10-valid (200 ep.)")
-    ax.set_title(f"whole-network βeff vs free scores; samples {', '.join(map(str, seeds))}")
+    ax.set_title(
+        f"τ against cost per cell; samples {', '.join(map(str, seeds))} "
+        f"({', '.join('os^v'[: len(seeds)])})"
+    )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=100)
 
 
 def main() -> int:
@@ -714,12 +755,19 @@ def main() -> int:
         help="write τ against cost per cell for the samples of --plot-seeds",
     )
     parser.add_argument("--plot-seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--plot-only",
+        nargs="+",
+        default=None,
+        metavar="PREFIX",
+        help="plot only the scores whose names start with one of these",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     out = Path(args.out)
     if args.plot:
-        plot(out, args.plot_seeds, args.n, Path(args.plot))
+        plot(out, args.plot_seeds, args.n, Path(args.plot), args.plot_only)
         return 0
     if args.table:
         rows = load_rows(out, args.seed, args.n)
