@@ -13,7 +13,12 @@ another seeded sample) this computes, per cell:
 ``train``  the proxy network after its first epoch of the default 8-epoch
            recipe (stopped at the first report point): whole-network βeff of
            W (line 2, trained) and of W - W0 (line 3, the weight change), and
-           the proxy validation accuracy at that point, as a trained baseline.
+           the proxy validation accuracy at that point, as a trained baseline;
+``probe``  lines 1 and 6: one default-recipe run to epoch 2; at epochs 0, 1, 2
+           the backbone's pooled features are cached and a fresh probe is
+           trained on them alone (βeff trajectory, its BRR estimate, the probe's
+           validation curve, early-fraction predictions); also acc/net/dW after
+           epochs 1 and 2 (the epoch-1 values equal ``train``'s).
 
 Results go to JSON lines under ``--out`` (resumable; ``--shard I/K`` splits
 the cells over processes). ``--table`` prints, against the builtin
