@@ -543,7 +543,9 @@ path, worker, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 store = Store(path, writer_id=f"w{worker}", compact_every=8, fanout=2)
 for i in range(n):
     seed = worker * 1000 + i
-    print(store.put(make_entry(arch_for(seed), seed=seed)), seed, flush=True)
+    key = store.put(make_entry(arch_for(seed), seed=seed))
+    sys.stdout.write(f"{key} {seed}\\n")  # one write: one line, even under PYTHONUNBUFFERED
+    sys.stdout.flush()
 """
 )
 
@@ -554,7 +556,9 @@ path, seed = sys.argv[1], int(sys.argv[2])
 store = Store(path, compact_every=6, fanout=2)
 print("ready", flush=True)
 while True:
-    print(store.put(make_entry(arch_for(seed), seed=seed, n_points=20)), seed, flush=True)
+    key = store.put(make_entry(arch_for(seed), seed=seed, n_points=20))
+    sys.stdout.write(f"{key} {seed}\\n")  # one write: a kill cannot tear the line
+    sys.stdout.flush()
     seed += 1
 """
 )
@@ -622,9 +626,10 @@ def test_sigkill_never_loses_a_reported_entry(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate()
         kills += proc.returncode == -signal.SIGKILL
-        for line in (first + out).splitlines():
-            key, seed = line.split()
-            reported[key] = int(seed)
+        for line in (first + out).splitlines(keepends=True):
+            if line.endswith("\n"):  # only complete lines were reported
+                key, seed = line.split()
+                reported[key] = int(seed)
         # after every kill the cache reopens and everything reported so far is there
         view = Store(cache, create=False)
         assert set(reported) <= set(view.keys())
