@@ -24,7 +24,7 @@ from ._pruner import STD_ATTR
 
 if TYPE_CHECKING:
     from ._stages import TrialStage
-from ._signals import INTERRUPTED_REASON, raise_if_interrupted
+from ._signals import INTERRUPTED_REASON, interruptible, raise_if_interrupted
 
 __all__ = [
     "FAIL_REASON_ATTR",
@@ -131,7 +131,8 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
-            return self._run(trial)
+            with interruptible():
+                return self._run(trial)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Optuna fails the trial, say why
             with contextlib.suppress(Exception):
                 trial.set_user_attr(FAIL_REASON_ATTR, INTERRUPTED_REASON)

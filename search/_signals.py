@@ -13,6 +13,14 @@ at every report point and after every trial, raises it again if the first one
 was dropped. Later signals are recorded but raise nothing, so the cleanup that
 an interruption starts (failing this process's running trials, stopping the
 workers) is not itself interrupted.
+
+Inside ``study.optimize`` a signal must not raise in Optuna's own bookkeeping
+(asking for a trial, telling its result): an exception there can leave
+Optuna's trial runner in a broken state (seen as an ``UnboundLocalError``
+replacing the interruption). :func:`deferred` wraps the optimize call: a
+signal there is only recorded; :func:`interruptible` wraps the objective's
+body, where it raises at once (a pending one on entry), and the callback after
+each trial raises a recorded one.
 """
 
 from __future__ import annotations
@@ -23,7 +31,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["INTERRUPTED_REASON", "Interrupted", "raise_if_interrupted", "stop_on_signals"]
+__all__ = [
+    "INTERRUPTED_REASON",
+    "Interrupted",
+    "deferred",
+    "interruptible",
+    "raise_if_interrupted",
+    "stop_on_signals",
+]
 
 #: The signals a search stops on.
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -32,6 +47,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 INTERRUPTED_REASON = "interrupted"
 
 _received: int | None = None
+_raise_at_once = True  # False inside deferred(), outside interruptible()
 
 
 class Interrupted(KeyboardInterrupt):
@@ -51,13 +67,40 @@ def _handle(signum: int, _frame: FrameType | None) -> None:
     if _received is not None:  # already stopping: let the cleanup finish
         return
     _received = signum
-    raise Interrupted(signum)
+    if _raise_at_once:
+        raise Interrupted(signum)
 
 
 def raise_if_interrupted() -> None:
     """Raise :class:`Interrupted` if a signal arrived (its first exception may be lost)."""
     if _received is not None:
         raise Interrupted(_received)
+
+
+@contextmanager
+def _raising(flag: bool) -> Iterator[None]:
+    global _raise_at_once
+    before = _raise_at_once
+    _raise_at_once = flag
+    try:
+        yield
+    finally:
+        _raise_at_once = before
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Signals in this block are recorded, not raised (Optuna's bookkeeping runs here)."""
+    with _raising(False):
+        yield
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Signals in this block raise at once; one recorded before it raises on entry."""
+    with _raising(True):
+        raise_if_interrupted()
+        yield
 
 
 @contextmanager

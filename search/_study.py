@@ -48,7 +48,13 @@ from ._objective import (
     Objective,
     TrainingDiverged,
 )
-from ._signals import INTERRUPTED_REASON, Interrupted, raise_if_interrupted, stop_on_signals
+from ._signals import (
+    INTERRUPTED_REASON,
+    Interrupted,
+    deferred,
+    raise_if_interrupted,
+    stop_on_signals,
+)
 from ._stages import (
     directions,
     make_stage,
@@ -202,13 +208,15 @@ def _run_worker(
         callbacks.append(callback)
     before = {t.number for t in study.get_trials(deepcopy=False)}
     try:
-        study.optimize(
-            objective,
-            timeout=config.timeout,
-            catch=(TrainingDiverged,),
-            callbacks=callbacks,
-            gc_after_trial=False,
-        )
+        with deferred():  # a signal in Optuna's bookkeeping waits for the objective or callback
+            study.optimize(
+                objective,
+                timeout=config.timeout,
+                catch=(TrainingDiverged,),
+                callbacks=callbacks,
+                gc_after_trial=False,
+            )
+        raise_if_interrupted()  # recorded after the last callback
     except KeyboardInterrupt:
         _fail_interrupted(storage, study.study_name, before)
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -380,3 +381,26 @@ def test_a_signal_keeps_finished_trials_and_a_rerun_completes_n_trials(
     counted = n_finished(study)  # the trial in flight, failed, does not count
     resumed = run_search(apply_overrides(config, {"n_trials": counted + 1}))
     assert n_finished(resumed) == counted + 1
+
+
+def test_a_signal_in_optunas_bookkeeping_waits_for_the_objective() -> None:
+    """Inside deferred() a signal is recorded, not raised; interruptible() raises it on entry."""
+    import os
+    import signal
+
+    from nasnc_search._signals import Interrupted, deferred, interruptible, stop_on_signals
+
+    with stop_on_signals():
+        with deferred():
+            os.kill(os.getpid(), signal.SIGTERM)  # e.g. while Optuna tells a result
+            time.sleep(0.05)  # the handler has run by now, and raised nothing
+            with pytest.raises(Interrupted) as got, interruptible():
+                pass  # the objective of the next trial
+        assert got.value.exit_status == 128 + signal.SIGTERM
+
+    def kill_and_wait() -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # inside the objective: raised at once
+        time.sleep(1.0)
+
+    with stop_on_signals(), interruptible(), pytest.raises(Interrupted):
+        kill_and_wait()
