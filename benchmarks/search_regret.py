@@ -91,7 +91,6 @@ def _pick_among(values: dict[str, np.ndarray], acc: np.ndarray) -> float:
 
 def search_seed(args: argparse.Namespace, seed: int, truth, space_best: float) -> dict:
     """One real two-stage study (the CLI's code path) on a cold cache; its figures."""
-    import optuna
     from optuna.trial import TrialState
 
     from nasnc_search import apply_overrides, load_config, run_search, summarize
@@ -145,7 +144,6 @@ def search_seed(args: argparse.Namespace, seed: int, truth, space_best: float) -
         ),
     }
     train_s = float(np.nanmedian(col["cost_s"])) if rows else math.nan
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     best_found = summary.get("best_found") or {}
     return {
         "seed": seed,
