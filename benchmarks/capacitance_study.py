@@ -46,7 +46,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -386,8 +386,22 @@ def measure_probe(
             probe_at(epoch)
         return "stop" if epoch >= last else None
 
+    _train_by_epoch(model, config, data, on_report)
+    row["cost_probe"] = time.perf_counter() - t0
+    row["curves"] = curves
+    return row
+
+
+def _train_by_epoch(
+    model: torch.nn.Module,
+    config: ProxyConfig,
+    data: ProxyData,
+    on_report: Callable[[Any], str | None],
+) -> Any:
+    """The default proxy recipe on CPU (seed 0), one report point per epoch;
+    ``on_report`` returns ``"stop"`` to end the run there."""
     steps_per_epoch = max(1, math.ceil(int(data.train_y.shape[0]) / config.batch_size))
-    train_proxy(
+    return train_proxy(
         model.train(),
         data,
         Budget(epochs=config.epochs),
@@ -397,9 +411,6 @@ def measure_probe(
         on_report=on_report,
         recipe=config.to_recipe(),
     )
-    row["cost_probe"] = time.perf_counter() - t0
-    row["curves"] = curves
-    return row
 
 
 def measure(
@@ -431,18 +442,7 @@ def measure(
         model = _build(arch, config)
         graph = coupling_graph(model.eval(), torch.zeros(TRACE_INPUT))
         w0 = [w.detach().clone() for w in graph.weights(model)]
-        recipe = config.to_recipe()
-        steps_per_epoch = max(1, math.ceil(int(data.train_y.shape[0]) / config.batch_size))
-        result = train_proxy(
-            model.train(),
-            data,
-            Budget(epochs=config.epochs),
-            device="cpu",
-            seed=0,
-            report_every=steps_per_epoch,
-            on_report=lambda _report: "stop",
-            recipe=recipe,
-        )
+        result = _train_by_epoch(model, config, data, lambda _report: "stop")
         row["acc_ep1"] = float(result.final_valid_acc)
         row.update(_betas(model, "net_ep1"))
         delta = [w.detach() - w_0 for w, w_0 in zip(graph.weights(model), w0)]
