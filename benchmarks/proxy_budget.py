@@ -1,0 +1,352 @@
+"""Proxy budget study (issue 11, lines 4 and 6): each reading of the proxy run, epoch by epoch.
+
+Runs the product's own evaluation (``nasnc.pipeline.evaluate_arch``, the code
+path of ``nasnc evaluate`` and of every search trial) on a study sample of
+distinct NAS-Bench-201 cells -- the samples of
+``benchmarks/capacitance_study.py``: A = seed 1, B = seed 2 disjoint from A --
+at a proxy budget (``ProxyConfig`` defaults, changed with ``--set key=value``),
+with the free scores at initialisation and the probe's weight snapshots, into
+an HDF5 cache (``--cache``; resumable, ``--shard I/K`` splits the cells over
+processes sharing it).
+
+``--table`` reads the cache and prints, against the builtin cifar10-valid
+200-epoch validation accuracy, for every report point (one per epoch): signed
+Kendall τ with its bootstrap 95 % interval, top-10 precision, the partial τ
+given the free aggregate (NASWOT, synflow, jacob_cov, FLOPs) and τ of the
+aggregate with the reading added, for
+
+    acc        the proxy's validation accuracy at that point
+    tse        the sum of the training losses up to it (negated: higher = better)
+    beta_eff   the default objective: the BRR estimate of the probe's scale-free
+               chain βeff from the trajectory so far (what the pruner sees)
+    <variant>  the last reading of each probe βeff variant (chain, product,
+               chain_sf, product_sf) and the whole-network βeff of W - W0
+               (dw_product_sf)
+
+and the cost per cell up to that point. Line 6 on the proxy's own runs: from
+the first quarter of the run (``--early``), how well the last accuracy, a
+power-law extrapolation of the accuracy curve and the BRR estimate of βeff
+rank the run's final accuracy and the benchmark's.
+
+    nice -n 19 python benchmarks/proxy_budget.py --seed 1 --n 150
+    nice -n 19 python benchmarks/proxy_budget.py --seed 2 --n 150 --disjoint-from 1
+    python benchmarks/proxy_budget.py --seed 1 --n 150 --table
+    python benchmarks/proxy_budget.py --seed 1 --n 40 --set resolution=32 --set epochs=4
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nasnc.bench import open_benchmark
+from nasnc.metrics import correlation_summary
+from nasnc.pipeline import ProxyConfig, evaluate_arch, load_proxy_data, proxy_key
+from nasnc.proxies import AGGREGATES, rank_aggregate, tse
+from nasnc.store import Entry, Store
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# a sibling script: the same samples and statistics
+from capacitance_study import (
+    FREE,
+    _fmt_ci,
+    extrapolate_pow3,
+    partial_tau,
+    partial_tau_ci,
+    study_sample,
+)
+
+#: Trajectory columns read at each report point, by the name they get in the tables.
+READINGS = {
+    "acc": "valid_acc",
+    "beta_eff": "beta_eff_est",
+    "chain": "beta_eff_chain",
+    "product": "beta_eff_product",
+    "chain_sf": "beta_eff_chain_sf",
+    "product_sf": "beta_eff_product_sf",
+    "dw_product_sf": "beta_eff_dw_product_sf",
+}
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs as ``ProxyConfig`` fields, each value parsed as its field's type."""
+    fields = {f.name: f for f in dataclasses.fields(ProxyConfig)}
+    defaults = ProxyConfig()
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or key not in fields:
+            known = ", ".join(sorted(fields))
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE with KEY one of {known}")
+        current = getattr(defaults, key)
+        try:
+            if isinstance(current, bool):
+                if text.lower() not in ("true", "false"):
+                    raise ValueError(text)
+                value: Any = text.lower() == "true"
+            elif isinstance(current, tuple):
+                value = tuple(int(v) for v in text.split(",") if v)
+            elif current is None or isinstance(current, int):  # bool was handled above
+                value = None if text.lower() == "none" else int(text)
+            elif isinstance(current, float):
+                value = float(text)
+            else:
+                value = text
+        except ValueError:
+            raise SystemExit(f"--set {pair!r}: {text!r} is not a valid {key}") from None
+        out[key] = value
+    return out
+
+
+def compute(args: argparse.Namespace, config: ProxyConfig) -> int:
+    archs = study_sample(args.n, args.seed, args.disjoint_from)
+    i, k = (int(v) for v in args.shard.split("/"))
+    mine = archs[i::k]
+    data = load_proxy_data(config, args.data_root, device="cpu", seed=0)
+    store = Store(args.cache)
+    start = time.perf_counter()
+    for j, arch in enumerate(mine, start=1):
+        result = evaluate_arch(arch, config, data, seed=0, device="cpu", store=store, proxies=FREE)
+        s = result.entry.summary
+        print(
+            f"[{j:3d}/{len(mine)}] {'cached ' if result.cache_hit else 'trained'} "
+            f"acc={s['proxy_valid_acc']:.3f} βeff={s['beta_eff']:.4g} {s['cost_s']:.1f}s {arch}",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(f"done: {len(mine)} cells in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return 0
+
+
+def sample_entries(
+    args: argparse.Namespace, config: ProxyConfig
+) -> tuple[list[str], list[Entry], int]:
+    """The sample's cells with a complete cached run under ``config`` (arch strings and
+    entries, in sample order) and the sample's size. A diverged run or one with fewer
+    report points than the others is left out (and counted by the caller)."""
+    archs = study_sample(args.n, args.seed, args.disjoint_from)
+    data = load_proxy_data(config, args.data_root, device="cpu", seed=0)
+    store = Store(args.cache)
+    found = [(str(a), store.get(proxy_key(a, config, 0, data, device="cpu"))) for a in archs]
+    n_points = max((e.n_points for _, e in found if e is not None), default=0)
+    kept = [
+        (a, e)
+        for a, e in found
+        if e is not None and not e.summary.get("diverged") and e.n_points == n_points
+    ]
+    return [a for a, _ in kept], [e for _, e in kept], len(archs)
+
+
+def columns(entries: list[Entry]) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+    """Per-cell readings: ``<reading>@<epoch>`` for every report point, the free scores,
+    the aggregate over these cells; the wall-clock seconds at each report point; the
+    number of report points."""
+    n_points = entries[0].n_points if entries else 0
+    nan = np.full(len(entries), math.nan)
+    cols: dict[str, np.ndarray] = {}
+    wall = np.full((len(entries), n_points), math.nan)
+    for i, e in enumerate(entries):
+        t = e.trajectory
+        wall[i] = t["wall_s"]
+        for name, key in READINGS.items():
+            for p in range(n_points):
+                cols.setdefault(f"{name}@{p + 1}", nan.copy())[i] = t[key][p]
+        for p in range(n_points):
+            cols.setdefault(f"tse@{p + 1}", nan.copy())[i] = tse(t["train_loss"][: p + 1])
+        for name in FREE:
+            cols.setdefault(name, nan.copy())[i] = e.scores.get(name, math.nan)
+    agg_names = AGGREGATES["aggregate"]
+    if all(k in cols for k in agg_names):
+        cols["aggregate"] = rank_aggregate({k: cols[k] for k in agg_names}, names=agg_names)
+    return cols, wall, n_points
+
+
+def _points(n_points: int) -> list[int]:
+    """Report points shown: 1, 2, 4, ... and the last."""
+    shown = [p for p in range(1, n_points + 1) if p & (p - 1) == 0]
+    return shown + ([n_points] if n_points not in shown else [])
+
+
+def table(args: argparse.Namespace, config: ProxyConfig) -> str:
+    archs, entries, size = sample_entries(args, config)
+    if len(entries) < 3:
+        raise SystemExit(f"only {len(entries)} complete runs of this sample under {args.cache}")
+    cols, wall, n_points = columns(entries)
+    truth = open_benchmark("builtin")
+    gt = np.array([truth.get(a, args.truth, "valid_acc") for a in archs], dtype=float)
+    agg_names = AGGREGATES["aggregate"]
+    agg = cols.get("aggregate")
+    lines = [
+        f"sample seed {args.seed}"
+        + (f" (disjoint from {args.disjoint_from})" if args.disjoint_from is not None else "")
+        + f": {len(entries)} of {size} cells with a complete run (the others are not yet run "
+        f"or diverged); ground truth builtin {args.truth} 200-epoch "
+        f"validation accuracy; proxy {config.to_dict()}",
+        "",
+        "| reading | point | s/cell | Kendall τ [95 % CI] | top-10 | partial τ given "
+        "aggregate [95 % CI] | aggregate + reading τ (Δ) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def row(name: str, point: str, cost: str, x: np.ndarray) -> str:
+        s = correlation_summary(x, gt, n_boot=1000, seed=0)
+        extra = "– | –"
+        if agg is not None and name not in (*agg_names, "aggregate"):
+            ok = np.isfinite(x) & np.isfinite(gt)
+            sub = {k: cols[k][ok] for k in agg_names} | {name: x[ok]}
+            base = rank_aggregate(sub, names=agg_names)
+            with_x = rank_aggregate(sub, names=(*agg_names, name))
+            t0 = correlation_summary(base, gt[ok], n_boot=1, seed=0)["kendall_tau"]
+            t1 = correlation_summary(with_x, gt[ok], n_boot=1, seed=0)["kendall_tau"]
+            pt = partial_tau(x[ok], gt[ok], base)
+            ci = partial_tau_ci(x[ok], gt[ok], base)
+            extra = f"{pt:+.3f} {_fmt_ci(ci)} | {t1:+.3f} ({t1 - t0:+.3f})"
+        return (
+            f"| {name} | {point} | {cost} | {s['kendall_tau']:+.3f} {_fmt_ci(s['kendall_ci'])} "
+            f"| {s['top10_precision']:.1f} | {extra} |"
+        )
+
+    for name in (*FREE, "aggregate"):
+        if name in cols:
+            lines.append(row(name, "init", "–", cols[name]))
+    for name in ("acc", "tse", *[r for r in READINGS if r != "acc"]):
+        for p in _points(n_points):
+            cost = f"{np.nanmedian(wall[:, p - 1]):.1f}"
+            lines.append(row(name, f"epoch {p}", cost, cols[f"{name}@{p}"]))
+    lines += ["", *line6(cols, gt, n_points)]
+    return "\n".join(lines)
+
+
+def line6(cols: dict[str, np.ndarray], gt: np.ndarray, n_points: int) -> list[str]:
+    """From the first p of n report points: the last accuracy, its power-law extrapolation
+    (3 points or more) and the BRR estimate of βeff, against the run's final accuracy,
+    the benchmark's accuracy and the final βeff estimate."""
+    final_acc = cols[f"acc@{n_points}"]
+    final_beta = cols[f"beta_eff@{n_points}"]
+    acc = np.stack([cols[f"acc@{p}"] for p in range(1, n_points + 1)], axis=1)
+    steps = np.arange(1, n_points + 1, dtype=float)
+    out = [
+        f"line 6: predictions from the first p of {n_points} report points",
+        "",
+        "| predictor | p | τ with final proxy acc [95 % CI] | τ with benchmark [95 % CI] | "
+        "τ with final βeff estimate |",
+        "|---|---|---|---|---|",
+    ]
+    for p in range(1, n_points):
+        preds = {"acc_last": cols[f"acc@{p}"], "beta_eff_brr": cols[f"beta_eff@{p}"]}
+        if p >= 3:
+            preds["acc_pow3"] = np.array(
+                [extrapolate_pow3(steps[:p], a[:p], n_points) for a in acc]
+            )
+        for name, x in preds.items():
+            s1 = correlation_summary(x, final_acc, n_boot=1000, seed=0)
+            s2 = correlation_summary(x, gt, n_boot=1000, seed=0)
+            s3 = correlation_summary(x, final_beta, n_boot=1, seed=0)
+            out.append(
+                f"| {name} | {p} | {s1['kendall_tau']:+.3f} {_fmt_ci(s1['kendall_ci'])} | "
+                f"{s2['kendall_tau']:+.3f} {_fmt_ci(s2['kendall_ci'])} | "
+                f"{s3['kendall_tau']:+.3f} |"
+            )
+    return out
+
+
+def plot(args: argparse.Namespace, config: ProxyConfig, seeds: list[int], path: Path) -> None:
+    """τ of each reading against the median seconds per cell up to its report point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    styles = {"acc": "C0", "tse": "C1", "beta_eff": "C3", "product": "C4", "dw_product_sf": "C2"}
+    for seed, marker in zip(seeds, "os^v"):
+        sub = argparse.Namespace(**{**vars(args), "seed": seed})
+        sub.disjoint_from = None if seed == seeds[0] else seeds[0]
+        archs, entries, _ = sample_entries(sub, config)
+        cols, wall, n_points = columns(entries)
+        truth = open_benchmark("builtin")
+        gt = np.array([truth.get(a, args.truth, "valid_acc") for a in archs], dtype=float)
+        cost = np.nanmedian(wall, axis=0)
+        for name, colour in styles.items():
+            taus = [
+                correlation_summary(cols[f"{name}@{p}"], gt, n_boot=1, seed=0)["kendall_tau"]
+                for p in range(1, n_points + 1)
+            ]
+            ax.plot(
+                cost,
+                taus,
+                marker=marker,
+                color=colour,
+                ls="-" if marker == "o" else "--",
+                label=name if marker == "o" else None,
+            )
+        if "aggregate" in cols:
+            t = correlation_summary(cols["aggregate"], gt, n_boot=1, seed=0)["kendall_tau"]
+            ax.axhline(
+                t,
+                color="k",
+                ls="-" if marker == "o" else "--",
+                lw=0.8,
+                label="free aggregate (init)" if marker == "o" else None,
+            )
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.set_xlabel("median seconds of proxy training per cell (one report point per epoch)")
+    ax.set_ylabel(f"Kendall τ with {args.truth} 200-epoch accuracy")
+    ax.set_title(f"Readings of the proxy run along its epochs, samples {seeds} (solid, dashed)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--seed", type=int, required=True, help="sample seed")
+    parser.add_argument("--n", type=int, default=150, help="distinct cells (default 150)")
+    parser.add_argument("--disjoint-from", type=int, default=None, metavar="SEED")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a ProxyConfig field (repeatable), e.g. --set resolution=32",
+    )
+    parser.add_argument("--shard", default="0/1", metavar="I/K", help="only cells I, I+K, ...")
+    parser.add_argument("--cache", default="runs/proxy-budget")
+    parser.add_argument(
+        "--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
+    parser.add_argument("--table", action="store_true", help="print the tables from the cache")
+    parser.add_argument(
+        "--truth",
+        default="cifar10-valid",
+        choices=("cifar10-valid", "cifar100", "ImageNet16-120"),
+        help="benchmark dataset of the ground truth (--table, --plot)",
+    )
+    parser.add_argument("--plot", default=None, metavar="PNG", help="τ along the epochs")
+    parser.add_argument("--plot-seeds", type=int, nargs=2, default=[1, 2], metavar="SEED")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(1)
+    config = ProxyConfig(**{"snapshots": "probe", **parse_overrides(args.set)})
+    if args.plot:
+        plot(args, config, args.plot_seeds, Path(args.plot))
+        return 0
+    if args.table:
+        print(table(args, config))
+        return 0
+    return compute(args, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
