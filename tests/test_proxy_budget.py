@@ -1,0 +1,102 @@
+"""Helpers of benchmarks/proxy_budget.py (issue 11, lines 4 and 6 on the proxy's runs):
+``--set`` parsing and the per-report-point columns read from cache entries."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from nasnc.proxies import rank_aggregate, tse
+from nasnc.space import sample_archs
+from nasnc.store import Entry
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "proxy_budget.py"
+
+
+@pytest.fixture(scope="module")
+def budget() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("proxy_budget", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_overrides_take_each_fields_type(budget: ModuleType) -> None:
+    got = budget.parse_overrides(
+        ["resolution=32", "epochs=4", "augment=true", "probe=64,32", "train_subset=none"]
+    )
+    assert got == {
+        "resolution": 32,
+        "epochs": 4.0,
+        "augment": True,
+        "probe": (64, 32),
+        "train_subset": None,
+    }
+    assert isinstance(got["epochs"], float)
+
+
+@pytest.mark.parametrize(
+    ("pair", "culprit"),
+    [("resolutions=32", "'resolutions=32'"), ("epochs", "'epochs'"), ("channels=wide", "'wide'")],
+)
+def test_bad_override_names_the_culprit(budget: ModuleType, pair: str, culprit: str) -> None:
+    with pytest.raises(SystemExit, match=culprit):
+        budget.parse_overrides([pair])
+
+
+def _entry(arch: str, rng: np.random.Generator, n_points: int = 4) -> Entry:
+    trajectory = {
+        key: rng.uniform(0.1, 1.0, n_points) for key in ("train_loss", "wall_s", *budget_columns())
+    }
+    return Entry.from_arch(
+        arch,
+        dataset="cifar10",
+        seed=0,
+        config={},
+        trajectory=trajectory,
+        summary={"beta_eff": 1.0, "proxy_valid_acc": 0.5, "cost_s": 1.0, "steps": 4},
+        scores={k: float(rng.normal()) for k in ("naswot", "synflow", "jacob_cov", "flops")},
+    )
+
+
+def budget_columns() -> tuple[str, ...]:
+    return (
+        "valid_acc",
+        "beta_eff_est",
+        "beta_eff_chain",
+        "beta_eff_product",
+        "beta_eff_chain_sf",
+        "beta_eff_product_sf",
+        "beta_eff_dw_product_sf",
+    )
+
+
+def test_columns_read_every_point_and_tse_sums_the_losses_so_far(budget: ModuleType) -> None:
+    assert set(budget.READINGS.values()) == set(budget_columns())
+    rng = np.random.default_rng(0)
+    entries = [_entry(str(a), rng) for a in sample_archs(6, seed=3, unique=True)]
+    cols, wall, n_points = budget.columns(entries)
+    assert n_points == 4
+    assert wall.shape == (6, 4)
+    for i, e in enumerate(entries):
+        for p in range(1, 5):
+            assert cols[f"acc@{p}"][i] == e.trajectory["valid_acc"][p - 1]
+            assert cols[f"beta_eff@{p}"][i] == e.trajectory["beta_eff_est"][p - 1]
+            assert cols[f"tse@{p}"][i] == pytest.approx(tse(e.trajectory["train_loss"][:p]))
+    # the aggregate is over these cells only
+    free = {k: cols[k] for k in ("naswot", "synflow", "jacob_cov", "flops")}
+    np.testing.assert_array_equal(cols["aggregate"], rank_aggregate(free))
+    assert cols["tse@4"][0] < cols["tse@1"][0]  # losses are positive: the sum only falls
+
+
+def test_points_shown_are_powers_of_two_and_the_last(budget: ModuleType) -> None:
+    assert budget._points(8) == [1, 2, 4, 8]
+    assert budget._points(6) == [1, 2, 4, 6]
+    assert budget._points(1) == [1]
