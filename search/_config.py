@@ -45,6 +45,7 @@ import yaml
 from nasnc._config import DEFAULT_CACHE, from_mapping, to_mapping
 from nasnc._errors import ConfigError
 from nasnc.analysis import PARETO_COSTS
+from nasnc.capacitance import WEIGHT_CHANGE_VARIANTS, weight_change_name
 from nasnc.pipeline import ProxyConfig
 
 __all__ = [
@@ -188,8 +189,18 @@ class ScreenConfig:
         _check_weights("weights", self.weights, self.scores)
 
 
+#: The last reading of the whole network's βeff of W - W0 that every proxy run records
+#: (``beta_eff_dw_product_sf``, docs/method.md), as a trial score.
+DW_SCORE = weight_change_name(*WEIGHT_CHANGE_VARIANTS[0])
+
 #: Names a pick or an objective can use beside the proxies (trial user attributes).
-TRIAL_SCORES: tuple[str, ...] = ("beta_eff", "beta_eff_std", "proxy_valid_acc", "aggregate")
+TRIAL_SCORES: tuple[str, ...] = (
+    "beta_eff",
+    "beta_eff_std",
+    "proxy_valid_acc",
+    "aggregate",
+    DW_SCORE,
+)
 
 
 def _check_weights(where: str, weights: Any, known: tuple[str, ...]) -> None:

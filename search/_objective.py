@@ -18,8 +18,9 @@ from nasnc import NasncError
 from nasnc.data import ProxyData
 from nasnc.pipeline import ProxyConfig, ReportPoint, evaluate_arch
 from nasnc.space import EDGES, OPS, Arch
-from nasnc.store import Store
+from nasnc.store import Entry, Store
 
+from ._config import DW_SCORE
 from ._pruner import STD_ATTR
 
 if TYPE_CHECKING:
@@ -61,6 +62,12 @@ def param_name(target: int, source: int) -> str:
 def trial_arch(params: dict[str, Any]) -> Arch:
     """The cell a trial's parameters describe."""
     return Arch(tuple(str(params[param_name(t, s)]) for t, s in EDGES))
+
+
+def last_reading(entry: Entry, column: str) -> float:
+    """The last value of a trajectory column (NaN when absent or empty)."""
+    values = entry.trajectory.get(column)
+    return float(values[-1]) if values is not None and len(values) else math.nan
 
 
 class _Heartbeat:
@@ -181,6 +188,8 @@ class Objective:
         for name in ("beta_eff", "beta_eff_std", "beta_eff_last", "proxy_valid_acc", "cost_s"):
             value = float(summary.get(name, math.nan))
             trial.set_user_attr(name, value if math.isfinite(value) else None)
+        dw = last_reading(entry, DW_SCORE)
+        trial.set_user_attr(DW_SCORE, dw if math.isfinite(dw) else None)
         if result.diverged:
             reason = "training diverged (non-finite loss)"
             trial.set_user_attr(FAIL_REASON_ATTR, reason)

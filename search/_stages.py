@@ -30,7 +30,8 @@ from nasnc.proxies import PROXIES, expand_proxies, rank_aggregate
 from nasnc.space import Arch
 from nasnc.store import Entry
 
-from ._config import COST_OBJECTIVES, PickConfig, SearchConfig
+from ._config import COST_OBJECTIVES, DW_SCORE, PickConfig, SearchConfig
+from ._objective import last_reading
 from ._screen import ScreenPool, enqueue_shortlist, run_screen
 
 __all__ = [
@@ -137,6 +138,8 @@ class TrialStage:
                 value = beta_eff
             elif name in ("beta_eff_std", "proxy_valid_acc"):
                 value = float(entry.summary.get(name, math.nan))
+            elif name == DW_SCORE:
+                value = last_reading(entry, name)
             elif name == "aggregate":
                 got = trial.user_attrs.get("aggregate")
                 value = math.nan if got is None else float(got)

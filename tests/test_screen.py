@@ -15,7 +15,13 @@ from nasnc.data import ProxyData
 from nasnc.pipeline import ProxyConfig, load_proxy_data, proxy_key, screen_archs, screen_config
 from nasnc.space import NUM_UNIQUE, sample_archs
 from nasnc.store import Store, config_hash
-from nasnc_search._config import PickConfig, SamplerConfig, SearchConfig, apply_overrides
+from nasnc_search._config import (
+    DW_SCORE,
+    PickConfig,
+    SamplerConfig,
+    SearchConfig,
+    apply_overrides,
+)
 from nasnc_search._samplers import make_pruner, make_sampler
 from nasnc_search._screen import edge_params, pool_archs, run_screen
 from nasnc_search._stages import pick
@@ -260,6 +266,12 @@ def test_pick_is_a_rank_aggregate_and_pruned_cells_stay_candidates() -> None:
     assert chosen is not None and chosen.number in (0, 2)
     chosen, _by, _s = pick(trials, PickConfig(weights={"proxy_valid_acc": 1.0}))
     assert chosen is not None and chosen.number == 0
+    # the trained W - W0 reading is a trial score like proxy accuracy: never from a pruned run
+    trials[0].user_attrs[DW_SCORE] = 5.0
+    trials[1].user_attrs[DW_SCORE] = 9.0  # partial run: not comparable
+    trials[2].user_attrs[DW_SCORE] = 7.0
+    chosen, by, _s = pick(trials, PickConfig(weights={DW_SCORE: 1.0}))
+    assert chosen is not None and chosen.number == 2 and by == DW_SCORE
     # no trial has the weighted score: fall back to the objective, and say so
     bare = [
         _trial(0, TrialState.COMPLETE, a, beta_eff=1.0),

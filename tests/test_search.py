@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from nasnc import ConfigError
 from nasnc.store import Store
-from nasnc_search._config import SearchConfig, apply_overrides
+from nasnc_search._config import DW_SCORE, SearchConfig, apply_overrides
 from nasnc_search._objective import WORKER_ATTR
 from nasnc_search._storage import fail_stale_trials, make_storage
 from nasnc_search._study import n_finished, open_study, run_search, threads_per_worker
@@ -79,6 +79,8 @@ def test_study_prunes_caches_and_hits_the_cache(tmp_path: Path, synthetic_root: 
         assert t.user_attrs["arch"]
         assert t.value == pytest.approx(store.get(t.user_attrs["key"]).summary["beta_eff"])
         assert t.user_attrs["proxy_valid_acc"] is not None
+        dw = store.get(t.user_attrs["key"]).trajectory[DW_SCORE]
+        assert t.user_attrs[DW_SCORE] == pytest.approx(dw[-1])  # the run's last W - W0 reading
         assert t.user_attrs["cache_hit"] is False  # the first study trains everything
     stored = json.loads(json.dumps(study.user_attrs["proxy"]))
     assert stored["channels"] == 4
