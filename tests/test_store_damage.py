@@ -21,7 +21,7 @@ import pytest
 from nasnc import StoreError
 from nasnc.space import Arch
 from nasnc.store import Store
-from nasnc.store._fuzz import CLASSES, flip_fuzz
+from nasnc.store._fuzz import CLASSES, _check, build_cache, flip_fuzz
 from nasnc.testing import make_entry
 
 
@@ -60,6 +60,36 @@ def test_byte_flips_never_crash_nor_serve_a_corrupt_value(tmp_path: Path) -> Non
     assert report.total("corrupt") == 0, report.failures
     assert report.total("blocked") == 0, report.failures
     assert report.total("detected") > 0  # the harness does damage what it reads
+
+
+@pytest.mark.parametrize("where", ["entry", "pack"])
+def test_a_flipped_snapshot_byte_is_a_miss_then_recomputed(tmp_path: Path, where: str) -> None:
+    """The fuzzer's cache keeps snapshots in one loose entry and one packed one: a byte
+    flipped in a snapshot chunk of either is found on reading (never served), and a
+    writer stores the entry again."""
+    expected = build_cache(tmp_path / "cache")
+    files = sorted((tmp_path / "cache" / ("entries" if where == "entry" else "packs")).glob("*.h5"))
+    chunks = []
+    for path in files:
+        with h5py.File(path, "r", locking=False) as f:
+
+            def visit(name: str, obj: object, path: Path = path) -> None:
+                if isinstance(obj, h5py.Dataset) and "snapshots/" in name and name[-1].isdigit():
+                    info = obj.id.get_chunk_info(0)
+                    chunks.append((path, info.byte_offset + info.size // 2))
+
+            f.visititems(visit)
+    assert len(chunks) == 2  # two layers of the one entry with snapshots in these files
+    path, offset = chunks[0]
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+    logging.disable(logging.WARNING)
+    try:
+        outcome, why = _check(tmp_path / "cache", expected)
+    finally:
+        logging.disable(logging.NOTSET)
+    assert (outcome, why) == ("detected", "")
 
 
 def test_a_flipped_entry_attribute_is_damage_not_a_value(

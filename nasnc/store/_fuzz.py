@@ -13,12 +13,16 @@ non-zero mask at an offset drawn from one *class* of bytes:
     form, key, config JSON, dataset, versions, pack layouts), which HDF5
     keeps in an unchecksummed global heap;
 ``data``
-    the bytes of every dataset's storage (chunks and scalars).
+    the bytes of every dataset's storage (chunks and scalars), the float16
+    weight snapshots of the two entries that keep them included.
 
 Every read path then runs on the damaged copy, first as a reader
 (``create=False``: ``keys``, ``rank``, ``entries``, ``get`` of every key;
-``index`` and ``top`` share their code paths), then as a writer (``get`` of every key, ``put`` of
-what is missing, then everything read back). Each flip is classed by its
+``index`` and ``top`` share their code paths), then as a writer (``get`` of
+every key, ``put`` of what is missing, then everything read back). Every
+entry served is compared with what was written, its lazy weight snapshots
+read layer by layer; a snapshot read that reports damage (``StoreError``)
+counts as a miss, as the entry's own damage does. Each flip is classed by its
 worst outcome: ``crash`` (an exception escaped), ``corrupt`` (a value that
 differs from what was written was served), ``blocked`` (a writer could not
 store the entry again), ``detected`` (some entries were skipped as damaged,
@@ -40,8 +44,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from nasnc._errors import StoreError
 from nasnc.store._entry import Entry
 from nasnc.store._hdf5 import EntryInfo
+from nasnc.store._snapshots import Snapshots
 from nasnc.store._store import Store
 
 __all__ = ["CLASSES", "FuzzReport", "build_cache", "flip_fuzz"]
@@ -66,8 +72,20 @@ class FuzzReport:
         return sum(self.counts.values())
 
 
+def _snapshots(seed: int) -> Snapshots:
+    rng = np.random.default_rng(seed)
+    shapes = ((3, 8, 4), (3, 2, 8))  # three steps of two small dense layers
+    return Snapshots(
+        "probe",
+        ["probe.layers.0", "probe.layers.1"],
+        [0, 40, 80],
+        [rng.standard_normal(s).astype(np.float16) for s in shapes],
+    )
+
+
 def build_cache(root: Path) -> dict[str, Entry]:
-    """Write the pristine cache at ``root`` (4 entries packed, 2 loose); return it by key."""
+    """Write the pristine cache at ``root`` (4 entries packed, 2 loose; one of each with
+    weight snapshots); return it by key."""
     from nasnc.space import Arch
     from nasnc.testing import make_entry
 
@@ -84,6 +102,8 @@ def build_cache(root: Path) -> dict[str, Entry]:
         )
         e.summary["steps"] = 2**60 + i  # beyond float64's exact integers
         e.scores["nan_score"] = math.nan
+        if i in (1, 5):
+            e.snapshots = _snapshots(i)
         entries.append(e)
     store = Store(root, compact_every=None, durable=False)
     for e in entries[:4]:
@@ -157,6 +177,17 @@ def _same_mapping(a: Mapping[str, object], b: Mapping[str, object]) -> bool:
     return list(a) == list(b) and all(_same_value(a[k], b[k]) for k in a)
 
 
+def _same_snapshots(got: Snapshots | None, want: Snapshots | None) -> bool:
+    """Same layers, steps and float16 bytes (reading ``got`` may raise StoreError)."""
+    if got is None or want is None:
+        return got is None and want is None
+    return (got.kind, got.names, got.steps.tolist()) == (
+        want.kind,
+        want.names,
+        want.steps.tolist(),
+    ) and all(got.layer(i).tobytes() == want.layer(i).tobytes() for i in range(len(want.names)))
+
+
 def _same_entry(got: Entry, want: Entry) -> bool:
     return (
         (got.arch, got.canonical, got.dataset, got.seed, got.nasnc_version)
@@ -172,6 +203,7 @@ def _same_entry(got: Entry, want: Entry) -> bool:
         )
         and _same_mapping(got.summary, want.summary)
         and _same_mapping(got.scores, want.scores)
+        and _same_snapshots(got.snapshots, want.snapshots)
     )
 
 
@@ -190,12 +222,20 @@ def _check(root: Path, expected: Mapping[str, Entry]) -> tuple[str, str]:
     wrong: list[str] = []
     missing = False
 
-    def entry_ok(e: Entry | None, what: str) -> None:
+    def entry_ok(e: Entry | None, what: str) -> bool:
+        """Whether ``e`` was served whole and right (a miss or damage found: False)."""
         nonlocal missing
         if e is None:
             missing = True
-        elif e.key not in expected or not _same_entry(e, expected[e.key]):
+            return False
+        try:
+            same = e.key in expected and _same_entry(e, expected[e.key])
+        except StoreError:  # its snapshots were found damaged on reading: a miss
+            missing = True
+            return False
+        if not same:
             wrong.append(f"{what} served a wrong entry {e.key}")
+        return same
 
     def infos_ok(infos: list[EntryInfo], what: str) -> None:
         nonlocal missing
@@ -216,13 +256,14 @@ def _check(root: Path, expected: Mapping[str, Entry]) -> tuple[str, str]:
 
     writer = Store(root, compact_every=None, durable=False)
     blocked = []
+    # first read everything (damage found in snapshots may set a whole shard aside),
+    # then recompute and store what is missing, as commands do after a miss
+    for key in expected:
+        entry_ok(writer.get(key), "writer get()")
     for key, want in expected.items():
-        got = writer.get(key)
-        entry_ok(got, "writer get()")
-        if got is None:
-            writer.put(want)  # what a command does after a miss: recompute and store
-            again = writer.get(key)
-            if again is None or not _same_entry(again, want):
+        if not entry_ok(writer.get(key), "writer get() again"):
+            writer.put(want)
+            if not entry_ok(writer.get(key), "writer get() after put()"):
                 blocked.append(key)
     after = Store(root, create=False)
     for e in after.entries():
