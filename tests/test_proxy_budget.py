@@ -100,3 +100,23 @@ def test_points_shown_are_powers_of_two_and_the_last(budget: ModuleType) -> None
     assert budget._points(8) == [1, 2, 4, 8]
     assert budget._points(6) == [1, 2, 4, 6]
     assert budget._points(1) == [1]
+
+
+def test_shortlist_picks_follow_their_rules(budget: ModuleType) -> None:
+    rng = np.random.default_rng(1)
+    n = 60
+    gt = rng.uniform(80, 92, n)
+    free = {k: rng.normal(size=n) for k in ("naswot", "synflow", "jacob_cov", "flops")}
+    cols = {**free, "aggregate": rank_aggregate(free)}
+    cols["acc@8"] = gt.copy()  # a perfect trained reading
+    cols["beta_eff@8"] = -gt  # a perfectly wrong one
+    for name in ("dw_product_sf@8", "dw_product_sf@1"):
+        cols[name] = rng.normal(size=n)
+    got = budget.shortlist(cols, gt, pool=40, top_k=8, draws=30)
+    assert set(got) == {*budget.PICKS, "best in pool", "best in shortlist"}
+    assert all(v.shape == (30,) for v in got.values())
+    np.testing.assert_array_equal(got["acc@8"], got["best in shortlist"])
+    assert np.all(got["beta_eff@8"] <= got["best in shortlist"])
+    assert np.all(got["best in shortlist"] <= got["best in pool"])
+    # the worst of the shortlist is what the wrong reading picks, below the default on average
+    assert got["beta_eff@8"].mean() < got["aggregate (default)"].mean() < got["acc@8"].mean()
