@@ -24,9 +24,12 @@ aggregate with the reading added, for
                (dw_product_sf)
 
 and the cost per cell up to that point. Line 6 on the proxy's own runs: from
-the first quarter of the run (``--early``), how well the last accuracy, a
-power-law extrapolation of the accuracy curve and the BRR estimate of βeff
-rank the run's final accuracy and the benchmark's.
+the first p report points, how well the last accuracy, a power-law
+extrapolation of the accuracy curve (p >= 3) and the BRR estimate of βeff
+rank the run's final accuracy and the benchmark's. ``--shortlist`` compares
+pick rules (:data:`PICKS`) inside the free aggregate's top-k of random pools
+of the sample, every shortlisted cell trained to the end (as a study with
+``pruner: none`` and ``n_trials = top_k`` would).
 
     nice -n 19 python benchmarks/proxy_budget.py --seed 1 --n 150
     nice -n 19 python benchmarks/proxy_budget.py --seed 2 --n 150 --disjoint-from 1
@@ -49,6 +52,7 @@ import numpy as np
 import torch
 
 from nasnc.bench import open_benchmark
+from nasnc.capacitance import WEIGHT_CHANGE_VARIANTS, weight_change_name
 from nasnc.metrics import correlation_summary
 from nasnc.pipeline import ProxyConfig, evaluate_arch, load_proxy_data, proxy_key
 from nasnc.proxies import AGGREGATES, rank_aggregate, tse
@@ -73,7 +77,7 @@ READINGS = {
     "product": "beta_eff_product",
     "chain_sf": "beta_eff_chain_sf",
     "product_sf": "beta_eff_product_sf",
-    "dw_product_sf": "beta_eff_dw_product_sf",
+    "dw_product_sf": weight_change_name(*WEIGHT_CHANGE_VARIANTS[0]),
 }
 
 
@@ -137,13 +141,18 @@ def sample_entries(
     data = load_proxy_data(config, args.data_root, device="cpu", seed=0)
     store = Store(args.cache)
     found = [(str(a), store.get(proxy_key(a, config, 0, data, device="cpu"))) for a in archs]
+    kept = complete_runs(found)
+    return [a for a, _ in kept], [e for _, e in kept], len(archs)
+
+
+def complete_runs(found: list[tuple[str, Entry | None]]) -> list[tuple[str, Entry]]:
+    """The cells with a run that neither diverged nor stopped early (the most report points)."""
     n_points = max((e.n_points for _, e in found if e is not None), default=0)
-    kept = [
+    return [
         (a, e)
         for a, e in found
         if e is not None and not e.summary.get("diverged") and e.n_points == n_points
     ]
-    return [a for a, _ in kept], [e for _, e in kept], len(archs)
 
 
 def columns(entries: list[Entry]) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
@@ -192,7 +201,7 @@ def table(args: argparse.Namespace, config: ProxyConfig) -> str:
         f"or diverged); ground truth builtin {args.truth} 200-epoch "
         f"validation accuracy; proxy {config.to_dict()}",
         "",
-        "| reading | point | s/cell | Kendall τ [95 % CI] | top-10 | partial τ given "
+        "| reading | report point | s/cell | Kendall τ [95 % CI] | top-10 | partial τ given "
         "aggregate [95 % CI] | aggregate + reading τ (Δ) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -221,7 +230,8 @@ def table(args: argparse.Namespace, config: ProxyConfig) -> str:
     for name in ("acc", "tse", *[r for r in READINGS if r != "acc"]):
         for p in _points(n_points):
             cost = f"{np.nanmedian(wall[:, p - 1]):.1f}"
-            lines.append(row(name, f"epoch {p}", cost, cols[f"{name}@{p}"]))
+            epoch = p / config.reports_per_epoch
+            lines.append(row(name, f"{p} (epoch {epoch:g})", cost, cols[f"{name}@{p}"]))
     lines += ["", *line6(cols, gt, n_points)]
     return "\n".join(lines)
 
@@ -296,8 +306,8 @@ def shortlist(
     for _ in range(draws):
         idx = rng.choice(gt.size, size=pool, replace=False)
         agg = rank_aggregate({k: cols[k][idx] for k in agg_names}, names=agg_names)
-        short = idx[np.argsort(-agg, kind="stable")[:top_k]]
-        short_agg = np.sort(agg)[::-1][:top_k]
+        order = np.argsort(-agg, kind="stable")[:top_k]
+        short, short_agg = idx[order], agg[order]
         out["best in pool"].append(float(np.nanmax(gt[idx])))
         out["best in shortlist"].append(float(np.nanmax(gt[short])))
         for rule, weights in PICKS.items():
@@ -309,9 +319,17 @@ def shortlist(
 
 def shortlist_table(args: argparse.Namespace, config: ProxyConfig) -> str:
     archs, entries, size = sample_entries(args, config)
-    cols, _wall, _n = columns(entries)
+    cols, _wall, n_points = columns(entries)
     truth = open_benchmark("builtin")
     gt = np.array([truth.get(a, args.truth, "valid_acc") for a in archs], dtype=float)
+    needed = {k for weights in PICKS.values() for k in weights}
+    if needed - set(cols):
+        raise SystemExit(
+            f"--shortlist: the pick rules read {sorted(needed - set(cols))}, but these runs "
+            f"have {n_points} report points (the rules are written for the default 8)"
+        )
+    if len(entries) < args.pool:
+        raise SystemExit(f"--pool {args.pool}: only {len(entries)} complete runs of this sample")
     got = shortlist(cols, gt, pool=args.pool, top_k=args.top_k, draws=args.draws)
     best = got["best in pool"]
     lines = [
@@ -406,7 +424,7 @@ def main() -> int:
         "--truth",
         default="cifar10-valid",
         choices=("cifar10-valid", "cifar100", "ImageNet16-120"),
-        help="benchmark dataset of the ground truth (--table, --plot)",
+        help="benchmark dataset of the ground truth (--table, --plot, --shortlist)",
     )
     parser.add_argument("--plot", default=None, metavar="PNG", help="τ along the epochs")
     parser.add_argument(

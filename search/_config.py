@@ -276,6 +276,15 @@ class SearchConfig:
     pick: PickConfig = field(default_factory=PickConfig)
     objectives: tuple[str, ...] = ("beta_eff",)
 
+    @property
+    def trial_proxies(self) -> tuple[str, ...]:
+        """Proxies each trial computes: ``proxies`` plus those ``pick.weights`` names
+        (the objectives' are added by the trial stage)."""
+        from nasnc.proxies import PROXIES
+
+        named = [n for n in self.pick.weights if n in PROXIES and n not in self.proxies]
+        return (*self.proxies, *named)
+
     def __post_init__(self) -> None:
         if not _STUDY_NAME.match(self.study_name):
             raise ConfigError(

@@ -190,6 +190,9 @@ class Objective:
             trial.set_user_attr(name, value if math.isfinite(value) else None)
         dw = last_reading(entry, DW_SCORE)
         trial.set_user_attr(DW_SCORE, dw if math.isfinite(dw) else None)
+        for name, score in entry.scores.items():  # baselines at initialisation: a pick can use them
+            value = float(score)
+            trial.set_user_attr(name, value if math.isfinite(value) else None)
         if result.diverged:
             reason = "training diverged (non-finite loss)"
             trial.set_user_attr(FAIL_REASON_ATTR, reason)

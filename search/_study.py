@@ -193,7 +193,7 @@ def _run_worker(
         store,
         seed=config.seed,
         device=device,
-        proxies=config.proxies,
+        proxies=config.trial_proxies,
         heartbeat_interval=config.heartbeat_interval,
         stage=make_stage(config, data, store, device),
     )

@@ -107,7 +107,7 @@ def test_shortlist_picks_follow_their_rules(budget: ModuleType) -> None:
     n = 60
     gt = rng.uniform(80, 92, n)
     free = {k: rng.normal(size=n) for k in ("naswot", "synflow", "jacob_cov", "flops")}
-    cols = {**free, "aggregate": rank_aggregate(free)}
+    cols = {**free, "aggregate": -rank_aggregate(free)}  # a decoy: the pool's own is used
     cols["acc@8"] = gt.copy()  # a perfect trained reading
     cols["beta_eff@8"] = -gt  # a perfectly wrong one
     for name in ("dw_product_sf@8", "dw_product_sf@1"):
@@ -118,5 +118,22 @@ def test_shortlist_picks_follow_their_rules(budget: ModuleType) -> None:
     np.testing.assert_array_equal(got["acc@8"], got["best in shortlist"])
     assert np.all(got["beta_eff@8"] <= got["best in shortlist"])
     assert np.all(got["best in shortlist"] <= got["best in pool"])
+    # the default picks the top of the pool's own aggregate: recomputed here, same draws
+    pools = np.random.default_rng(0)
+    for r in range(30):
+        idx = pools.choice(n, size=40, replace=False)
+        agg = rank_aggregate({k: free[k][idx] for k in free})
+        assert got["aggregate (default)"][r] == gt[idx[int(np.argmax(agg))]]
     # the worst of the shortlist is what the wrong reading picks, below the default on average
     assert got["beta_eff@8"].mean() < got["aggregate (default)"].mean() < got["acc@8"].mean()
+
+
+def test_complete_runs_drop_missing_diverged_and_stopped_ones(budget: ModuleType) -> None:
+    rng = np.random.default_rng(2)
+    a, b, c, d = (str(x) for x in sample_archs(4, seed=5, unique=True))
+    full, short = _entry(a, rng), _entry(b, rng, n_points=2)  # b: a pruned (partial) run
+    diverged = _entry(c, rng)
+    diverged.summary["diverged"] = True
+    found = [(a, full), (b, short), (c, diverged), (d, None)]
+    assert budget.complete_runs(found) == [(a, full)]
+    assert budget.complete_runs([(d, None)]) == []

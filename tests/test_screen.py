@@ -168,6 +168,24 @@ def test_two_stage_study_enqueues_the_shortlist_and_reports_the_contract(
     assert len(more.trials) == 5 and all(archs.count(a) == 1 for a in shortlist)
 
 
+def test_a_pick_by_a_free_score_uses_it(tmp_path: Path, cifar_root: Path) -> None:
+    """A proxy named only in pick.weights is computed by every trial, carried as a user
+    attribute, and picks (it used to be missing and the pick fell back to βeff)."""
+    config = tiny_config(
+        tmp_path, cifar_root, n_trials=3, **{"pruner.name": "none", "pick.weights": {"naswot": 1}}
+    )
+    assert config.trial_proxies == ("naswot",)
+    study = run_search(config)
+    store = Store(config.cache)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 3
+    for t in done:
+        assert t.user_attrs["naswot"] == store.get(t.user_attrs["key"]).scores["naswot"]
+    found = summarize(study, config).to_dict()["best_found"]
+    assert found["by"] == "naswot"
+    assert found["trial"] == max(done, key=lambda t: t.user_attrs["naswot"]).number
+
+
 def test_multi_objective_study_has_a_pareto_front(tmp_path: Path, cifar_root: Path) -> None:
     config = tiny_config(
         tmp_path,
