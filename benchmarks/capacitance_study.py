@@ -723,10 +723,8 @@ def plot(
     fig.savefig(path, dpi=100)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options naming a study sample (:func:`study_sample`), its shard and the data."""
     parser.add_argument("--seed", type=int, required=True, help="sample seed")
     parser.add_argument("--n", type=int, default=150, help="distinct cells (default 150)")
     parser.add_argument(
@@ -736,6 +734,17 @@ def main() -> int:
         metavar="SEED",
         help="leave out every cell of the n-cell sample drawn with SEED",
     )
+    parser.add_argument("--shard", default="0/1", metavar="I/K", help="only cells I, I+K, ...")
+    parser.add_argument(
+        "--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    add_sample_arguments(parser)
     parser.add_argument("--compute", nargs="+", choices=COMPUTE, default=["free", "init"])
     parser.add_argument(
         "--probe-epochs", type=int, default=10, help="probe epochs on cached features (probe)"
@@ -747,11 +756,7 @@ def main() -> int:
         metavar="STEPS",
         help="probe validation accuracy every this many steps (probe)",
     )
-    parser.add_argument("--shard", default="0/1", metavar="I/K", help="only cells I, I+K, ...")
     parser.add_argument("--out", default="runs/capacitance-study")
-    parser.add_argument(
-        "--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
-    )
     parser.add_argument("--table", action="store_true", help="print the tables of what is recorded")
     parser.add_argument(
         "--plot",

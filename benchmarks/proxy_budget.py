@@ -63,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from capacitance_study import (
     FREE,
     _fmt_ci,
+    add_sample_arguments,
     extrapolate_pow3,
     partial_tau,
     partial_tau_ci,
@@ -361,12 +362,12 @@ def plot(args: argparse.Namespace, config: ProxyConfig, seeds: list[int], path: 
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
     styles = {"acc": "C0", "tse": "C1", "beta_eff": "C3", "product": "C4", "dw_product_sf": "C2"}
+    truth = open_benchmark("builtin")
     for seed, marker in zip(seeds, "os^v"):
         sub = argparse.Namespace(**{**vars(args), "seed": seed})
         sub.disjoint_from = None if seed == seeds[0] else seeds[0]
         archs, entries, _ = sample_entries(sub, config)
         cols, wall, n_points = columns(entries)
-        truth = open_benchmark("builtin")
         gt = np.array([truth.get(a, args.truth, "valid_acc") for a in archs], dtype=float)
         cost = np.nanmedian(wall, axis=0)
         for name, colour in styles.items():
@@ -406,9 +407,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--seed", type=int, required=True, help="sample seed")
-    parser.add_argument("--n", type=int, default=150, help="distinct cells (default 150)")
-    parser.add_argument("--disjoint-from", type=int, default=None, metavar="SEED")
+    add_sample_arguments(parser)
     parser.add_argument(
         "--set",
         action="append",
@@ -416,11 +415,7 @@ def main() -> int:
         metavar="KEY=VALUE",
         help="change a ProxyConfig field (repeatable), e.g. --set resolution=32",
     )
-    parser.add_argument("--shard", default="0/1", metavar="I/K", help="only cells I, I+K, ...")
     parser.add_argument("--cache", default="runs/proxy-budget")
-    parser.add_argument(
-        "--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
-    )
     parser.add_argument("--table", action="store_true", help="print the tables from the cache")
     parser.add_argument(
         "--truth",

@@ -12,9 +12,12 @@ they are deselected, with a line saying so, unless ``NASNC_REQUIRE_REAL_DATA=1``
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -136,3 +139,14 @@ def nb201_csv(shared_data: Path) -> Path:
 def real_cifar_root(shared_data: Path) -> Path:
     """A data root holding the real ``cifar-10-batches-py/`` (the layout the loaders expect)."""
     return shared_data / "cifar10"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The script ``benchmarks/<name>.py`` imported as module ``name`` (for its helpers)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

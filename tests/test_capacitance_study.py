@@ -3,31 +3,22 @@ cached features, the early-fraction predictions, partial τ."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_benchmark
 
 from nasnc.data import DeviceTransform
 from nasnc.models import build_network
 from nasnc.pipeline import ProxyConfig
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "capacitance_study.py"
-
 
 @pytest.fixture(scope="module")
 def study() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("capacitance_study", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("capacitance_study")
 
 
 # ------------------------------------------------------------------ line 6 helpers

@@ -3,29 +3,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from nasnc.proxies import rank_aggregate, tse
 from nasnc.space import sample_archs
 from nasnc.store import Entry
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "proxy_budget.py"
-
 
 @pytest.fixture(scope="module")
 def budget() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("proxy_budget", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("proxy_budget")
 
 
 def test_overrides_take_each_fields_type(budget: ModuleType) -> None:
