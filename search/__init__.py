@@ -24,7 +24,7 @@ if TYPE_CHECKING:
         apply_overrides,
         load_config,
     )
-    from ._objective import Objective, TrainingDiverged, trial_arch
+    from ._objective import Objective, ObjectiveUndefined, TrainingDiverged, trial_arch
     from ._pruner import CapacitancePruner
     from ._storage import fail_stale_trials, make_storage
     from ._study import open_study, run_search, threads_per_worker
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "CapacitancePruner": "._pruner",
     "Objective": "._objective",
+    "ObjectiveUndefined": "._objective",
     "TrainingDiverged": "._objective",
     "trial_arch": "._objective",
     "PrunerConfig": "._config",
@@ -52,6 +53,7 @@ _WHERE = {
 __all__ = [
     "CapacitancePruner",
     "Objective",
+    "ObjectiveUndefined",
     "PrunerConfig",
     "SamplerConfig",
     "SearchConfig",

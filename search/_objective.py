@@ -33,6 +33,7 @@ __all__ = [
     "WORKER_ATTR",
     "WORKER_ID",
     "Objective",
+    "ObjectiveUndefined",
     "TrainingDiverged",
     "param_name",
     "trial_arch",
@@ -52,6 +53,22 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 class TrainingDiverged(NasncError):
     """The proxy training hit a non-finite loss; the trial is recorded as FAIL."""
+
+
+class ObjectiveUndefined(NasncError):
+    """An objective has no finite value for the trial's cell (the message names it);
+    the trial is recorded as FAIL and the study goes on."""
+
+
+def _why_undefined(name: str, entry: Entry) -> str:
+    """Why objective ``name`` has no finite value for ``entry``."""
+    if name == DW_SCORE and DW_SCORE not in entry.trajectory:
+        return (
+            f"objective {name!r} is undefined: the cached run {entry.key} has no {name!r} "
+            "column (it was stored before that reading existed); use another cache "
+            "file or another objective"
+        )
+    return f"objective {name!r} is not finite for this cell"
 
 
 def param_name(target: int, source: int) -> str:
@@ -204,4 +221,13 @@ class Objective:
             reason = f"non-finite beta_eff estimate {value}"
             trial.set_user_attr(FAIL_REASON_ATTR, reason)
             raise TrainingDiverged(f"{arch}: {reason}")
-        return stage.values(trial, entry, value) if stage is not None else value
+        if stage is None:
+            return value
+        values = stage.values(trial, entry, value)
+        listed = values if isinstance(values, list) else [values]
+        for name, got in zip(stage.objectives, listed):
+            if not math.isfinite(got):
+                reason = _why_undefined(name, entry)
+                trial.set_user_attr(FAIL_REASON_ATTR, reason)
+                raise ObjectiveUndefined(f"{arch}: {reason}")
+        return values

@@ -46,6 +46,7 @@ from ._objective import (
     WORKER_ATTR,
     WORKER_ID,
     Objective,
+    ObjectiveUndefined,
     TrainingDiverged,
 )
 from ._signals import (
@@ -212,7 +213,7 @@ def _run_worker(
             study.optimize(
                 objective,
                 timeout=config.timeout,
-                catch=(TrainingDiverged,),
+                catch=(TrainingDiverged, ObjectiveUndefined),
                 callbacks=callbacks,
                 gc_after_trial=False,
             )

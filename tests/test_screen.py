@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -184,6 +185,32 @@ def test_a_pick_by_a_free_score_uses_it(tmp_path: Path, cifar_root: Path) -> Non
     found = summarize(study, config).to_dict()["best_found"]
     assert found["by"] == "naswot"
     assert found["trial"] == max(done, key=lambda t: t.user_attrs["naswot"]).number
+
+
+def test_an_undefined_objective_fails_its_trial_and_names_the_score(
+    tmp_path: Path, cifar_root: Path
+) -> None:
+    """A cached run stored before the dW column existed cannot give that objective:
+    the trial fails with a reason naming the score and the cache entry, and the study
+    goes on (Optuna's own message names neither)."""
+    config = tiny_config(tmp_path, cifar_root, n_trials=2, objectives=[DW_SCORE])
+    config = apply_overrides(config, {"pruner.name": "none"})
+    first = run_search(config)
+    assert all(t.state == TrialState.COMPLETE for t in first.trials)
+    store = Store(config.cache)
+    for t in first.trials:  # the same runs as an older nasnc stored them
+        entry = store.get(t.user_attrs["key"])
+        assert entry is not None
+        old = {k: v for k, v in entry.trajectory.items() if k != DW_SCORE}
+        store.put(dataclasses.replace(entry, trajectory=old))
+    again = run_search(apply_overrides(config, {"study_name": "again"}))
+    assert len(again.trials) == 2  # a failure with a reason is a verdict: no retries
+    for t in again.trials:
+        assert t.state == TrialState.FAIL
+        assert t.user_attrs["cache_hit"] is True
+        reason = t.user_attrs["fail_reason"]
+        assert DW_SCORE in reason and t.user_attrs["key"] in reason
+    assert summarize(again, config).failed == 2
 
 
 def test_multi_objective_study_has_a_pareto_front(tmp_path: Path, cifar_root: Path) -> None:
