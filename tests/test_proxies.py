@@ -18,10 +18,12 @@ from nasnc.proxies import (
     fisher,
     grad_norm,
     jacob_cov,
+    meco,
     naswot,
     snip,
     synflow,
     tse,
+    zico,
 )
 
 CONV3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -241,6 +243,67 @@ def test_jacob_cov_closed_form_and_ordering() -> None:
     better = jacob_cov(relu_net, torch.randn(n, 8), torch.zeros(n, dtype=torch.long))
     # Jacobians now differ per sample; the score is bounded by identity correlation.
     assert want < better <= -n * (math.log(1 + k) + 1 / (1 + k)) + 1e-9
+
+
+def test_zico_matches_the_per_minibatch_formula() -> None:
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(6, 9), nn.ReLU(), nn.Linear(9, 4))
+    x, y = torch.randn(8, 6), torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    grads: list[list[np.ndarray]] = [[], []]
+    for half in (slice(0, 4), slice(4, 8)):  # the gradients of each half, zeroed between
+        net.zero_grad()
+        nn.functional.cross_entropy(net(x[half]), y[half]).backward()
+        for i, layer in enumerate((net[0], net[2])):
+            grads[i].append(layer.weight.grad.detach().double().numpy().ravel())
+
+    def score(per_layer: list[list[np.ndarray]]) -> float:
+        out = 0.0
+        for per_batch in per_layer:
+            g = np.stack(per_batch)
+            std = g.std(0)
+            out += math.log(float((np.abs(g).mean(0)[std > 0] / std[std > 0]).sum()))
+        return out
+
+    net.zero_grad()
+    got = zico(net, x, y)
+    assert got == pytest.approx(score(grads), rel=1e-9)
+    assert all(p.grad is None for p in net.parameters())  # computed on a copy
+    # not the accumulated gradients g1, g1 + g2 of the authors' script
+    accumulated = [[g1, g1 + g2] for g1, g2 in grads]
+    assert got != pytest.approx(score(accumulated), rel=1e-3)
+    with pytest.raises(ValueError, match="zico needs at least 4 images"):
+        zico(net, x[:3], y[:3])
+
+
+def test_meco_sums_the_least_eigenvalue_of_every_modules_channel_correlation() -> None:
+    torch.manual_seed(3)
+    conv = nn.Conv2d(3, 5, 3, padding=1)
+    with torch.no_grad():  # channel 4 is dead: constant, its correlations undefined
+        conv.weight[4].zero_()
+        conv.bias[4] = 0.5
+    net = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 2))
+    x = torch.randn(4, 3, 6, 6)
+
+    def least(t: torch.Tensor) -> float:
+        fea = t[0].reshape(t.shape[1], -1).double().numpy()
+        with np.errstate(all="ignore"):
+            corr = np.nan_to_num(np.corrcoef(fea))
+        return float(np.linalg.eigvalsh(corr)[0])
+
+    with torch.no_grad():
+        h = conv(x)
+        r = torch.relu(h)
+    # conv, ReLU and the Sequential itself (whose output is the logits: no channel axis);
+    # the pooled output has one position (its correlations are all undefined: 0)
+    want = least(h) + least(r)
+    assert least(h) == pytest.approx(0.0, abs=1e-12)  # the dead channel zeroes λ_min
+    got = meco(net, x, torch.zeros(4, dtype=torch.long))
+    assert got == pytest.approx(want, abs=1e-12)
+    # only the first image counts (no BatchNorm here): the others can change freely
+    other = torch.cat([x[:1], torch.randn(3, 3, 6, 6)])
+    assert meco(net, other, torch.zeros(4, dtype=torch.long)) == pytest.approx(got, abs=1e-12)
+    live = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU())
+    assert meco(live, x, torch.zeros(4, dtype=torch.long)) > 0  # independent channels
 
 
 def test_params_and_flops_use_the_model_counts(batch: tuple[torch.Tensor, torch.Tensor]) -> None:

@@ -28,10 +28,12 @@ from nasnc.proxies._zero_cost import (
     grad_norm,
     grasp,
     jacob_cov,
+    meco,
     naswot,
     params,
     snip,
     synflow,
+    zico,
 )
 
 __all__ = [
@@ -51,10 +53,12 @@ __all__ = [
     "jacob_cov",
     "latency",
     "log_rank",
+    "meco",
     "naswot",
     "params",
     "rank_aggregate",
     "snip",
     "synflow",
     "tse",
+    "zico",
 ]

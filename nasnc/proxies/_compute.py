@@ -23,10 +23,12 @@ from nasnc.proxies._zero_cost import (
     grad_norm,
     grasp,
     jacob_cov,
+    meco,
     naswot,
     params,
     snip,
     synflow,
+    zico,
 )
 
 __all__ = ["PROXIES", "ProxyFn", "compute_proxies", "tse"]
@@ -52,6 +54,8 @@ PROXIES: Mapping[str, ProxyFn] = MappingProxyType(
         "naswot": naswot,
         "fisher": fisher,
         "grasp": grasp,
+        "zico": zico,
+        "meco": meco,
         "latency": latency,
     }
 )

@@ -1,8 +1,11 @@
 """Zero-cost proxies: scores of an untrained network from one batch of data.
 
 Definitions follow Abdelfattah et al., "Zero-Cost Proxies for Lightweight
-NAS" (ICLR 2021) and their reference implementation, and Mellor et al.,
-"Neural Architecture Search without Training" (ICML 2021) for NASWOT.
+NAS" (ICLR 2021) and their reference implementation, Mellor et al.,
+"Neural Architecture Search without Training" (ICML 2021) for NASWOT, Li et
+al., "ZiCo" (ICLR 2023) for ZiCo and Jiang et al., "MeCo" (NeurIPS 2023)
+for MeCo (each function's docstring says where it departs from the authors'
+code).
 Every score is oriented so that **higher predicts better accuracy** and is
 computed on a private copy of the caller's model (equal to a deep copy, built
 without deepcopy's generic overhead: :func:`_clone_module`): the caller's
@@ -51,10 +54,12 @@ __all__ = [
     "grad_norm",
     "grasp",
     "jacob_cov",
+    "meco",
     "naswot",
     "params",
     "snip",
     "synflow",
+    "zico",
 ]
 
 logger = logging.getLogger(__name__)
@@ -579,3 +584,86 @@ def naswot(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> floa
             work(images)
     _sign, logdet = torch.linalg.slogdet(kernel)
     return _finite("naswot", float(logdet))
+
+
+# -------------------------------------------------------------------- zico
+#: Mini-batches the batch is split into for ZiCo's gradient statistics.
+ZICO_SPLITS = 2
+
+
+def zico(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """ZiCo (Li et al., ICLR 2023): inverse coefficient of variation of the gradients.
+
+    The batch is split into :data:`ZICO_SPLITS` equal mini-batches; each gives
+    the gradient ``g_b`` of its mean cross-entropy (training mode, gradients
+    zeroed between mini-batches, as in the paper and AZ-NAS's NB201 code; the
+    ZiCo authors' script accumulates them instead). For each weighted layer,
+    over its weights ``θ`` whose gradient varies between mini-batches,
+    ``S_l = Σ_θ mean_b |g_b(θ)| / std_b g_b(θ)`` (population std), and the
+    score is ``Σ_l log S_l`` over the layers with ``S_l > 0``. Needs at least
+    two images per mini-batch. Sign: higher = better.
+    """
+    n = images.shape[0]
+    if n < 2 * ZICO_SPLITS:
+        raise ValueError(f"zico needs at least {2 * ZICO_SPLITS} images, got {n}")
+    work = _working_copy(model)
+    layers = _weighted_layers(work)
+    grads: list[list[torch.Tensor]] = [[] for _ in layers]
+    for b in range(ZICO_SPLITS):
+        lo, hi = b * n // ZICO_SPLITS, (b + 1) * n // ZICO_SPLITS
+        for layer in layers:
+            _weight(layer).grad = None
+        _loss(work, images[lo:hi], labels[lo:hi]).backward()
+        for i, layer in enumerate(layers):
+            g = _weight(layer).grad
+            if g is not None:
+                grads[i].append(g.detach().reshape(-1).double())
+    total = 0.0
+    for per_batch in grads:
+        if len(per_batch) < ZICO_SPLITS:  # the layer is off every path to the loss
+            continue
+        g = torch.stack(per_batch)
+        std = g.std(dim=0, unbiased=False)
+        varies = std > 0
+        s = float((g.abs().mean(dim=0)[varies] / std[varies]).sum())
+        if s > 0:
+            total += math.log(s)
+    return _finite("zico", total)
+
+
+# -------------------------------------------------------------------- meco
+def meco(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """MeCo (Jiang et al., NeurIPS 2023): minimum eigenvalues of feature correlations.
+
+    One forward pass of ``images`` (training mode, no gradients). For every
+    module of the network (containers and the network itself included, as in
+    the authors' code), the output for the **first image** is read as a
+    ``channels × positions`` matrix and ``P`` is the Pearson correlation of
+    its channels, with undefined entries (a constant channel, a single
+    position) set to 0; the score is the sum over modules of ``λ_min(P)``.
+    Outputs without a channel axis (the logits) and non-tensor outputs add
+    nothing. The authors' script feeds one random-noise image of 64 × 64
+    pixels; here it is the batch's first image at the data's resolution.
+    Sign: higher = better.
+    """
+    del labels
+    work = _working_copy(model)
+    values: list[float] = []
+
+    def hook(_m: nn.Module, _inp: object, out: object) -> None:
+        if not isinstance(out, torch.Tensor) or out.dim() < 3:
+            return
+        fea = out[0].detach().reshape(out.shape[1], -1).double()
+        if fea.shape[1] < 2:  # one position: every correlation is undefined, P = 0
+            values.append(0.0)
+            return
+        with np.errstate(all="ignore"):
+            corr = np.nan_to_num(np.corrcoef(fea.cpu().numpy()), nan=0.0, posinf=0.0, neginf=0.0)
+        values.append(float(np.linalg.eigvalsh(corr)[0]))
+
+    with _hooks([]) as handles:
+        for m in work.modules():
+            handles.append(m.register_forward_hook(hook))
+        with torch.no_grad():
+            work(images)
+    return _finite("meco", float(sum(values)))

@@ -1,0 +1,221 @@
+"""Free scores on two fresh samples: which belong in the screen's rank aggregate?
+
+Samples **C** (seed 5) and **D** (seed 6): ``--n`` cells each (default 500),
+distinct, non-zero, none isomorphic to a cell of the capacitance study's
+samples A and B (``benchmarks/capacitance_study.py``, 150 cells each) or of
+the other fresh sample. Every zero-cost score of ``nasnc.proxies`` but grasp
+and latency (:data:`SCORES`) is computed by the product's own stage 1,
+``nasnc.pipeline.screen_archs``, on the default CPU proxy network
+(``ProxyConfig()``) and its first 64 training images, and cached as
+score-only entries in ``--cache`` (resumable: rerun to continue).
+
+``--table`` ranks every score and every candidate aggregate of
+:data:`CANDIDATES` against the builtin 200-epoch validation accuracy
+(``--truth``, default cifar10-valid): Kendall τ and Spearman ρ with bootstrap
+95 % intervals, top-10 precision, the partial τ of each added score given the
+project's ``aggregate``, and the pick that matters to a search: over
+``--draws`` random pools of ``--pool`` cells, how far below the pool's best
+the top-1 of each aggregate lies, and the best cell of its top 10. The rule
+deciding from these tables was written down before they were first printed
+(docs/results.md, "ZiCo and MeCo on two fresh samples").
+
+    nice -n 19 python benchmarks/free_scores.py --sample C
+    nice -n 19 python benchmarks/free_scores.py --sample D
+    python benchmarks/free_scores.py --sample C --table
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nasnc.bench import open_benchmark
+from nasnc.metrics import correlation_summary
+from nasnc.pipeline import ProxyConfig, load_proxy_data, screen_archs
+from nasnc.proxies import AGGREGATES, rank_aggregate
+from nasnc.space import Arch, sample_archs
+from nasnc.store import Store
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# a sibling script: samples A and B, and the same statistics
+from capacitance_study import _fmt_ci, partial_tau, partial_tau_ci, study_sample
+
+#: The fresh samples by name: their seeds.
+SAMPLES = {"C": 5, "D": 6}
+#: Samples A and B of the capacitance study, left out of C and D: (n, seed, disjoint from).
+STUDIED = ((150, 1, None), (150, 2, 1))
+#: Scores computed per cell (grasp: three times the cost, ranked below the others in
+#: docs/results.md; latency: a wall-clock time, meaningless on a shared machine).
+SCORES = (
+    "params",
+    "flops",
+    "synflow",
+    "snip",
+    "grad_norm",
+    "fisher",
+    "jacob_cov",
+    "naswot",
+    "zico",
+    "meco",
+)
+BASE = AGGREGATES["aggregate"]
+#: The aggregates the rule chooses among, named before any table.
+CANDIDATES: dict[str, tuple[str, ...]] = {
+    "aggregate": BASE,
+    "aggregate + zico": (*BASE, "zico"),
+    "aggregate + meco": (*BASE, "meco"),
+    "aggregate + zico + meco": (*BASE, "zico", "meco"),
+}
+
+
+def fresh_sample(name: str, n: int) -> list[Arch]:
+    """Sample ``name`` of :data:`SAMPLES`: the first ``n`` cells of its seed's draw
+    not isomorphic to a cell of samples A and B or of an earlier fresh sample."""
+    taken = {a.canonical() for spec in STUDIED for a in study_sample(*spec)}
+    for other, seed in SAMPLES.items():
+        draw = sample_archs(4 * n, seed=seed, unique=True, exclude_zero=True)
+        cells = [a for a in draw if a.canonical() not in taken][:n]
+        if len(cells) < n:
+            raise SystemExit(f"could not draw {n} fresh cells for sample {other}")
+        if other == name:
+            return cells
+        taken |= {a.canonical() for a in cells}
+    raise SystemExit(f"unknown sample {name!r}; known: {', '.join(SAMPLES)}")
+
+
+def score(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """Every score of :data:`SCORES` for each cell of the sample (from the cache when there)."""
+    config = ProxyConfig()
+    archs = fresh_sample(args.sample, args.n)
+    data = load_proxy_data(config, args.data_root, device="cpu", seed=0)
+    t0 = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if done % 50 == 0 or done == total:
+            rate = (time.perf_counter() - t0) / done
+            print(f"[{done}/{total}] {rate:.2f} s/cell", flush=True)
+
+    result = screen_archs(
+        archs,
+        config,
+        data,
+        names=SCORES,
+        seed=0,
+        device="cpu",
+        store=Store(args.cache),
+        progress=progress,
+    )
+    print(
+        f"sample {args.sample}: {len(result)} cells, {result.cached} from the cache, "
+        f"{result.seconds:.0f} s",
+        flush=True,
+    )
+    return {"arch": np.asarray(result.archs), **result.scores}
+
+
+def pool_picks(
+    cols: dict[str, np.ndarray], gt: np.ndarray, *, pool: int, draws: int, top_k: int = 10
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per candidate aggregate, over ``draws`` random pools of ``pool`` cells: the
+    points between each pool's best cell and (its top-1, the best of its top ``top_k``)."""
+    rng = np.random.default_rng(0)
+    out: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in CANDIDATES}
+    for _ in range(draws):
+        idx = rng.choice(gt.size, size=pool, replace=False)
+        best = float(np.max(gt[idx]))
+        for name, members in CANDIDATES.items():
+            agg = rank_aggregate({k: cols[k][idx] for k in members}, names=members)
+            order = idx[np.argsort(-agg, kind="stable")]
+            out[name][0].append(best - float(gt[order[0]]))
+            out[name][1].append(best - float(np.max(gt[order[:top_k]])))
+    return {k: (np.asarray(a), np.asarray(b)) for k, (a, b) in out.items()}
+
+
+def table(args: argparse.Namespace, cols: dict[str, np.ndarray]) -> str:
+    truth = open_benchmark("builtin")
+    gt = np.array([truth.get(a, args.truth, "valid_acc") for a in cols["arch"]], dtype=float)
+    seed = SAMPLES[args.sample]
+    lines = [
+        f"sample {args.sample} (seed {seed}): {gt.size} cells disjoint from A, B and the other "
+        f"fresh sample; ground truth builtin {args.truth} 200-epoch validation accuracy; "
+        "free scores of the default proxy network at initialisation",
+        "",
+        "| score | Kendall τ [95 % CI] | Spearman ρ [95 % CI] | top-10 | NaN | "
+        "partial τ given aggregate [95 % CI] |",
+        "|---|---|---|---|---|---|",
+    ]
+    base = rank_aggregate({k: cols[k] for k in BASE}, names=BASE)
+    for name in SCORES:
+        x = cols[name]
+        s = correlation_summary(x, gt, n_boot=1000, seed=0)
+        ok = np.isfinite(x)
+        partial = "–"
+        if name not in BASE:
+            pt = partial_tau(x[ok], gt[ok], base[ok])
+            partial = f"{pt:+.3f} {_fmt_ci(partial_tau_ci(x[ok], gt[ok], base[ok]))}"
+        lines.append(
+            f"| {name} | {s['kendall_tau']:+.3f} {_fmt_ci(s['kendall_ci'])} | "
+            f"{s['spearman']:+.3f} {_fmt_ci(s['spearman_ci'])} | {s['top10_precision']:.1f} | "
+            f"{int((~ok).sum())} | {partial} |"
+        )
+    lines += [
+        "",
+        f"| aggregate | Kendall τ [95 % CI] | Δτ | Spearman ρ | top-10 | top-1 gap, pools of "
+        f"{args.pool} (mean ± sd) | best-of-top-10 gap |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    picks = pool_picks(cols, gt, pool=args.pool, draws=args.draws)
+    t0 = math.nan
+    for name, members in CANDIDATES.items():
+        agg = rank_aggregate({k: cols[k] for k in members}, names=members)
+        s = correlation_summary(agg, gt, n_boot=1000, seed=0)
+        t0 = s["kendall_tau"] if name == "aggregate" else t0
+        top1, top10 = picks[name]
+        lines.append(
+            f"| {name} | {s['kendall_tau']:+.3f} {_fmt_ci(s['kendall_ci'])} | "
+            f"{s['kendall_tau'] - t0:+.3f} | {s['spearman']:+.3f} | {s['top10_precision']:.1f} | "
+            f"{top1.mean():.2f} ± {top1.std():.2f} | {top10.mean():.2f} ± {top10.std():.2f} |"
+        )
+    lines += [
+        "",
+        f"gaps in points of {args.truth} accuracy below the pool's best cell, "
+        f"{args.draws} random pools (seed 0)",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--sample", choices=sorted(SAMPLES), required=True)
+    parser.add_argument("--n", type=int, default=500, help="cells per sample (default 500)")
+    parser.add_argument("--cache", default="runs/free-scores")
+    parser.add_argument(
+        "--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
+    parser.add_argument("--table", action="store_true", help="print the tables")
+    parser.add_argument(
+        "--truth", default="cifar10-valid", choices=["cifar10-valid", "cifar100", "ImageNet16-120"]
+    )
+    parser.add_argument("--pool", type=int, default=100, help="cells per random pool")
+    parser.add_argument("--draws", type=int, default=2000, help="random pools")
+    args = parser.parse_args(argv)
+    if args.table and args.pool > args.n:
+        parser.error(f"--pool {args.pool} is larger than the sample (--n {args.n})")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cols = score(args)
+    if args.table:
+        print(table(args, cols))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
