@@ -47,6 +47,7 @@ from nasnc._errors import ConfigError
 from nasnc.analysis import PARETO_COSTS
 from nasnc.capacitance import WEIGHT_CHANGE_VARIANTS, weight_change_name
 from nasnc.pipeline import ProxyConfig
+from nasnc.proxies import AGGREGATES
 
 __all__ = [
     "COST_OBJECTIVES",
@@ -157,7 +158,8 @@ class ScreenConfig:
     """Stage 1: free scores at initialisation over a pool of distinct cells.
 
     ``size`` distinct canonical cells (seeded by ``seed``, default the study
-    seed; 0 switches the stage off) are scored with ``scores`` on the proxy
+    seed; 0 switches the stage off) are scored with ``scores`` (default: the
+    members of the project's ``aggregate``, :data:`nasnc.proxies.AGGREGATES`) on the proxy
     network, ranked by their rank aggregate (:func:`nasnc.proxies.rank_aggregate`,
     ``weights`` per score, default 1 each; NaN per ``nan``), and the
     ``top_k`` are enqueued as the study's first trials.
@@ -165,7 +167,7 @@ class ScreenConfig:
 
     size: int = 0
     top_k: int = 10
-    scores: tuple[str, ...] = ("naswot", "synflow", "jacob_cov", "flops")
+    scores: tuple[str, ...] = AGGREGATES["aggregate"]
     weights: dict[str, float] = field(default_factory=dict)
     nan: Literal["worst", "propagate"] = "worst"
     seed: int | None = None

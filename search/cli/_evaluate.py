@@ -68,8 +68,8 @@ class Evaluate(Command):
             "--proxies",
             default="all",
             help="baseline proxies at initialisation: all, none or a comma list; 'aggregate' "
-            "adds the rank aggregate of naswot, synflow, jacob_cov and flops, ranked within "
-            "the listed cells (a pool score: needs 2 or more, never cached)",
+            "adds the free rank aggregate (nasnc.proxies.AGGREGATES), ranked within the "
+            "listed cells (a pool score: needs 2 or more, never cached)",
         )
         parser.add_argument("--cache", metavar="PATH", help=CACHE_HELP)
         parser.add_argument("--data-root", help="folder holding the dataset (else $NASNC_DATA_DIR)")
