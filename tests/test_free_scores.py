@@ -1,0 +1,67 @@
+"""Helpers of benchmarks/free_scores.py: the fresh samples and the pool picks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+from conftest import load_benchmark
+
+from nasnc.proxies import PROXIES
+
+
+@pytest.fixture(scope="module")
+def fs() -> ModuleType:
+    return load_benchmark("free_scores")
+
+
+def test_fresh_samples_are_disjoint_from_the_studied_ones_and_each_other(fs: ModuleType) -> None:
+    c, d = fs.fresh_sample("C", 60), fs.fresh_sample("D", 60)
+    study = load_benchmark("capacitance_study")
+    studied = {a.canonical() for spec in fs.STUDIED for a in study.study_sample(*spec)}
+    assert len(studied) == 300  # A and B: 150 each, disjoint
+    for cells in (c, d):
+        forms = {a.canonical() for a in cells}
+        assert len(forms) == 60 and not forms & studied
+        assert not any(a.is_zero for a in cells)
+    assert not {a.canonical() for a in c} & {a.canonical() for a in d}
+    assert fs.fresh_sample("C", 60) == c  # seeded
+    assert fs.fresh_sample("C", 30) == c[:30]  # a smaller sample is a prefix
+    with pytest.raises(SystemExit, match="unknown sample 'E'"):
+        fs.fresh_sample("E", 10)
+
+
+def test_every_scored_name_is_a_proxy_and_candidates_extend_the_aggregate(fs: ModuleType) -> None:
+    assert set(fs.SCORES) <= set(PROXIES)
+    for name, members in fs.CANDIDATES.items():
+        assert members[: len(fs.BASE)] == fs.BASE
+        assert set(members) <= set(fs.SCORES)
+        assert name == " + ".join(["aggregate", *members[len(fs.BASE) :]])
+
+
+def test_pool_picks_measure_the_gap_to_each_pools_best(fs: ModuleType) -> None:
+    rng = np.random.default_rng(1)
+    gt = rng.normal(90, 1, 200)
+    cols = {name: rng.normal(size=200) for name in fs.SCORES}
+    for name in fs.BASE:  # the aggregate's members rank by the truth itself
+        cols[name] = gt.copy()
+    picks = fs.pool_picks(cols, gt, pool=50, draws=30)
+    top1, top10 = picks["aggregate"]
+    assert top1.shape == top10.shape == (30,)
+    np.testing.assert_allclose(top1, 0.0)  # a perfect aggregate picks each pool's best
+    np.testing.assert_allclose(top10, 0.0)
+    noisy1, noisy10 = picks["aggregate + zico + meco"]  # two noise columns dilute it
+    assert (noisy1 >= 0).all() and (noisy10 <= noisy1).all()
+    assert noisy1.mean() > 0
+
+
+def test_pool_larger_than_the_sample_is_refused(
+    fs: ModuleType, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit):
+        fs.main(
+            ["--sample", "C", "--n", "50", "--pool", "100", "--table", "--cache", str(tmp_path)]
+        )
+    assert "--pool 100 is larger than the sample (--n 50)" in capsys.readouterr().err
