@@ -271,7 +271,7 @@ def test_zico_matches_the_per_minibatch_formula() -> None:
     # not the accumulated gradients g1, g1 + g2 of the authors' script
     accumulated = [[g1, g1 + g2] for g1, g2 in grads]
     assert got != pytest.approx(score(accumulated), rel=1e-3)
-    with pytest.raises(ValueError, match="zico needs at least 4 images"):
+    with pytest.raises(ConfigError, match="zico needs a batch of at least 4 images"):
         zico(net, x[:3], y[:3])
 
 

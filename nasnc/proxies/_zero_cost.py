@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from nasnc._errors import ConfigError
 from nasnc.models import count_macs, count_params
 
 __all__ = [
@@ -605,7 +606,10 @@ def zico(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """
     n = images.shape[0]
     if n < 2 * ZICO_SPLITS:
-        raise ValueError(f"zico needs at least {2 * ZICO_SPLITS} images, got {n}")
+        raise ConfigError(
+            f"zico needs a batch of at least {2 * ZICO_SPLITS} images ({ZICO_SPLITS} "
+            f"mini-batches of 2 or more), but got {n}."
+        )
     work = _working_copy(model)
     layers = _weighted_layers(work)
     grads: list[list[torch.Tensor]] = [[] for _ in layers]
