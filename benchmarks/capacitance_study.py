@@ -14,6 +14,10 @@ another seeded sample) this computes, per cell:
            recipe (stopped at the first report point): whole-network βeff of
            W (line 2, trained) and of W - W0 (line 3, the weight change), and
            the proxy validation accuracy at that point, as a trained baseline;
+``grad``   line 3 at initialisation: whole-network βeff (four variants) of
+           the gradient of the proxy network's mean cross-entropy on its
+           first 64 training images (training-mode BatchNorm, one backward
+           pass), each kernel's strength the summed magnitude of its gradient;
 ``probe``  lines 1 and 6: one default-recipe run to epoch 2; at epochs 0, 1, 2
            the backbone's pooled features are cached and a fresh probe is
            trained on them alone (βeff trajectory, its BRR estimate, the probe's
@@ -75,7 +79,7 @@ from nasnc.space import Arch, sample_archs
 from nasnc.train import Budget, Report, train_proxy
 
 FREE = ("naswot", "synflow", "jacob_cov", "flops", "params")
-COMPUTE = ("free", "init", "bench", "train", "probe")
+COMPUTE = ("free", "init", "bench", "grad", "train", "probe")
 TRACE_INPUT = (1, 3, 8, 8)  # the graph does not depend on resolution
 #: ``probe``: backbone epochs at which features are cached and a fresh probe is trained.
 PROBE_K = (0, 1, 2)
@@ -123,6 +127,21 @@ def _betas(
         prefix + variant_name(i, n).removeprefix("beta_eff"): float(v)
         for (i, n), v in zip(VARIANTS, values)
     }
+
+
+def _gradient_betas(model: torch.nn.Module, data: ProxyData) -> dict[str, float]:
+    """``grad_init_*``: the four βeff variants of the gradient of the mean cross-entropy
+    of the scoring batch at initialisation (training mode), layer by layer."""
+    graph = coupling_graph(model.eval(), torch.zeros(TRACE_INPUT))
+    model.train()
+    model.zero_grad(set_to_none=True)
+    x, y = _batch(data)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    grads = [
+        torch.zeros_like(w) if w.grad is None else w.grad.detach().clone()
+        for w in graph.weights(model)
+    ]
+    return _betas(model, "grad_init", grads, graph)
 
 
 def _batch(data: ProxyData) -> tuple[torch.Tensor, torch.Tensor]:
@@ -437,6 +456,10 @@ def measure(
         t0 = time.perf_counter()
         row.update(_betas(_build(arch, config, bench=True), "bench_init"))
         row["cost_bench"] = time.perf_counter() - t0
+    if "grad" in what:
+        t0 = time.perf_counter()
+        row.update(_gradient_betas(_build(arch, config), data))
+        row["cost_grad"] = time.perf_counter() - t0
     if "train" in what:
         t0 = time.perf_counter()
         model = _build(arch, config)

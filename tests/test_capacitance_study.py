@@ -162,3 +162,36 @@ def test_partial_tau_shrinks_a_shared_cause_and_keeps_an_independent_one(
     unrelated = rng.normal(size=400)
     assert study.partial_tau(x, y, unrelated) == pytest.approx(raw, abs=0.05)
     assert math.isnan(study.partial_tau(z, y, z))
+
+
+# ------------------------------------------------------------------ line 3: gradients
+def test_gradient_betas_are_the_variants_of_the_loss_gradient(study: ModuleType) -> None:
+    from types import SimpleNamespace
+
+    from nasnc.capacitance import coupling_graph, network_beta_eff
+
+    torch.manual_seed(0)
+    data = SimpleNamespace(
+        train_x=torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8),
+        train_y=torch.arange(8) % 10,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+    )
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+    model = build_network(arch, channels=4, cells_per_stage=1)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    got = study._gradient_betas(model, data)
+    assert sorted(got) == sorted(
+        "grad_init" + s for s in ("_chain", "_product", "_chain_sf", "_product_sf")
+    )
+    assert all(math.isfinite(v) and v > 0 for v in got.values())
+    for k, v in model.named_parameters():  # a backward pass, no step
+        assert torch.equal(v, before[k])
+    # by hand: the same graph, the gradients of the batch's mean cross-entropy
+    graph = coupling_graph(model.eval(), torch.zeros(1, 3, 8, 8))
+    model.train().zero_grad()
+    x, y = study._batch(data)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    want = network_beta_eff(graph, [w.grad for w in graph.weights(model)]).tolist()
+    names = ["grad_init_chain", "grad_init_product", "grad_init_chain_sf", "grad_init_product_sf"]
+    assert [got[n] for n in names] == pytest.approx(want, rel=1e-6)
