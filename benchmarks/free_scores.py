@@ -17,7 +17,8 @@ project's ``aggregate``, and the pick that matters to a search: over
 ``--draws`` random pools of ``--pool`` cells, how far below the pool's best
 the top-1 of each aggregate lies, and the best cell of its top 10. The rule
 deciding from these tables was written down before they were first printed
-(docs/results.md, "ZiCo and MeCo on two fresh samples").
+(docs/results.md, "ZiCo and MeCo on two fresh samples"; for the gradient βeff,
+docs/capacitance-study.md, "Line 3 at initialisation").
 
     nice -n 19 python benchmarks/free_scores.py --sample C
     nice -n 19 python benchmarks/free_scores.py --sample D
@@ -39,7 +40,7 @@ import numpy as np
 from nasnc.bench import open_benchmark
 from nasnc.metrics import correlation_summary
 from nasnc.pipeline import ProxyConfig, load_proxy_data, screen_archs
-from nasnc.proxies import AGGREGATES, rank_aggregate
+from nasnc.proxies import AGGREGATES, BETA_EFF_GRAD, rank_aggregate
 from nasnc.space import Arch, sample_archs
 from nasnc.store import Store
 
@@ -64,14 +65,17 @@ SCORES = (
     "naswot",
     "zico",
     "meco",
+    BETA_EFF_GRAD,
 )
 BASE = AGGREGATES["aggregate"]
-#: The aggregates the rule chooses among, named before any table.
+#: The aggregates the rules choose among, each named before its first table (the
+#: gradient βeff after it passed on samples A and B: docs/capacitance-study.md).
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "aggregate": BASE,
     "aggregate + zico": (*BASE, "zico"),
     "aggregate + meco": (*BASE, "meco"),
     "aggregate + zico + meco": (*BASE, "zico", "meco"),
+    f"aggregate + {BETA_EFF_GRAD}": (*BASE, BETA_EFF_GRAD),
 }
 
 

@@ -13,7 +13,9 @@ from torch import nn
 from nasnc import ConfigError
 from nasnc.models import Network, arch_params, build_network, count_macs
 from nasnc.proxies import (
+    BETA_EFF_GRAD,
     PROXIES,
+    beta_eff_grad,
     compute_proxies,
     fisher,
     grad_norm,
@@ -304,6 +306,29 @@ def test_meco_sums_the_least_eigenvalue_of_every_modules_channel_correlation() -
     assert meco(net, other, torch.zeros(4, dtype=torch.long)) == pytest.approx(got, abs=1e-12)
     live = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU())
     assert meco(live, x, torch.zeros(4, dtype=torch.long)) > 0  # independent channels
+
+
+def test_beta_eff_grad_is_the_scale_free_product_of_the_loss_gradient(
+    batch: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    from nasnc.capacitance import coupling_graph, network_beta_eff
+
+    x, y = batch
+    net = tiny(MIXED)
+    got = beta_eff_grad(net, x, y)
+    assert all(p.grad is None for p in net.parameters())  # computed on a copy
+    ref = tiny(MIXED)
+    graph = coupling_graph(ref.eval(), torch.zeros(1, 3, 8, 8))
+    ref.train()
+    nn.functional.cross_entropy(ref(x), y).backward()
+    grads = [w.grad for w in graph.weights(ref)]
+    want = network_beta_eff(graph, grads, [("product", True)], dtype=torch.float64)
+    assert BETA_EFF_GRAD == "beta_eff_grad_product_sf"
+    assert got == pytest.approx(float(want[0]), rel=1e-9)
+    # scale-free: multiplying every gradient by a constant leaves the value unchanged
+    half = network_beta_eff(graph, [0.5 * g for g in grads], [("product", True)])
+    assert float(half[0]) == pytest.approx(float(want[0]), rel=1e-5)
+    assert math.isnan(beta_eff_grad(tiny(NONE), x, y))  # no layer on a path
 
 
 def test_params_and_flops_use_the_model_counts(batch: tuple[torch.Tensor, torch.Tensor]) -> None:

@@ -91,6 +91,7 @@ __all__ = [
     "VARIANTS",
     "beta_eff",
     "beta_eff_variants",
+    "gradient_name",
     "line_graph",
     "variant_name",
     "weight_change_name",
@@ -120,6 +121,15 @@ def weight_change_name(interaction: str, normalize: bool) -> str:
     ``beta_eff_dw_product_sf`` (:class:`~nasnc.capacitance.WeightChangeObserver`).
     """
     return variant_name(interaction, normalize).replace("beta_eff_", "beta_eff_dw_", 1)
+
+
+def gradient_name(interaction: str, normalize: bool) -> str:
+    """Name of a whole-network βeff of the loss gradient at initialisation.
+
+    ``beta_eff_grad_<interaction>`` plus ``_sf`` when normalised, e.g.
+    ``beta_eff_grad_product_sf`` (the free score of :mod:`nasnc.proxies`).
+    """
+    return variant_name(interaction, normalize).replace("beta_eff_", "beta_eff_grad_", 1)
 
 
 def _check_interaction(interaction: str) -> str:

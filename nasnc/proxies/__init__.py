@@ -22,7 +22,9 @@ from nasnc.proxies._aggregate import (
 from nasnc.proxies._compute import PROXIES, ProxyFn, compute_proxies, tse
 from nasnc.proxies._latency import LATENCY_REPEATS, LATENCY_WARMUP, latency
 from nasnc.proxies._zero_cost import (
+    BETA_EFF_GRAD,
     JACOB_COV_EPS,
+    beta_eff_grad,
     fisher,
     flops,
     grad_norm,
@@ -38,12 +40,14 @@ from nasnc.proxies._zero_cost import (
 
 __all__ = [
     "AGGREGATES",
+    "BETA_EFF_GRAD",
     "JACOB_COV_EPS",
     "LATENCY_REPEATS",
     "LATENCY_WARMUP",
     "PROXIES",
     "ProxyFn",
     "aggregate_against",
+    "beta_eff_grad",
     "compute_proxies",
     "expand_proxies",
     "fisher",

@@ -17,7 +17,9 @@ from nasnc._errors import ConfigError
 from nasnc.proxies._aggregate import AGGREGATES
 from nasnc.proxies._latency import latency
 from nasnc.proxies._zero_cost import (
+    BETA_EFF_GRAD,
     _gradient_scores,
+    beta_eff_grad,
     fisher,
     flops,
     grad_norm,
@@ -56,6 +58,7 @@ PROXIES: Mapping[str, ProxyFn] = MappingProxyType(
         "grasp": grasp,
         "zico": zico,
         "meco": meco,
+        BETA_EFF_GRAD: beta_eff_grad,
         "latency": latency,
     }
 )

@@ -47,9 +47,12 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from nasnc._errors import ConfigError
+from nasnc.capacitance import coupling_graph, gradient_name, network_beta_eff
 from nasnc.models import count_macs, count_params
 
 __all__ = [
+    "BETA_EFF_GRAD",
+    "beta_eff_grad",
     "fisher",
     "flops",
     "grad_norm",
@@ -671,3 +674,34 @@ def meco(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
         with torch.no_grad():
             work(images)
     return _finite("meco", float(sum(values)))
+
+
+# ----------------------------------------------------------- βeff of the gradient
+#: The variant of :func:`beta_eff_grad`: scale-free product, the one of four that added
+#: to the free aggregate on both capacitance-study samples (docs/capacitance-study.md).
+BETA_EFF_GRAD_VARIANT = ("product", True)
+#: Its name as a proxy: ``beta_eff_grad_product_sf``.
+BETA_EFF_GRAD = gradient_name(*BETA_EFF_GRAD_VARIANT)
+
+
+def beta_eff_grad(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Whole-network βeff of the loss gradient at initialisation (nasnc's own free score).
+
+    The coupling graph of every conv and linear layer through the network
+    (:func:`nasnc.capacitance.coupling_graph`, traced in evaluation mode on one
+    zero image of the batch's shape) carries, as each kernel's strength, the
+    summed magnitude of the gradient of the batch's mean cross-entropy
+    (training mode, one backward pass) instead of the weight's; the score is
+    its scale-free product βeff (:func:`nasnc.capacitance.network_beta_eff`).
+    A layer the loss does not reach has a zero gradient. ``nan`` when no layer
+    lies on an input-to-output path. Sign: higher = better.
+    """
+    work = _working_copy(model)
+    graph = coupling_graph(work.eval(), torch.zeros_like(images[:1]))
+    work.train()
+    _loss(work, images, labels).backward()
+    grads = [
+        torch.zeros_like(w) if w.grad is None else w.grad.detach() for w in graph.weights(work)
+    ]
+    value = network_beta_eff(graph, grads, (BETA_EFF_GRAD_VARIANT,), dtype=torch.float64)
+    return _finite(BETA_EFF_GRAD, float(value[0]))
