@@ -195,3 +195,8 @@ def test_gradient_betas_are_the_variants_of_the_loss_gradient(study: ModuleType)
     want = network_beta_eff(graph, [w.grad for w in graph.weights(model)]).tolist()
     names = ["grad_init_chain", "grad_init_product", "grad_init_chain_sf", "grad_init_product_sf"]
     assert [got[n] for n in names] == pytest.approx(want, rel=1e-6)
+    # the free score of nasnc.proxies is this study's grad_init_product_sf
+    from nasnc.proxies import beta_eff_grad
+
+    free = beta_eff_grad(model, *study._batch(data))
+    assert free == pytest.approx(got["grad_init_product_sf"], rel=1e-5)

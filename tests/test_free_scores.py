@@ -52,9 +52,10 @@ def test_pool_picks_measure_the_gap_to_each_pools_best(fs: ModuleType) -> None:
     assert top1.shape == top10.shape == (30,)
     np.testing.assert_allclose(top1, 0.0)  # a perfect aggregate picks each pool's best
     np.testing.assert_allclose(top10, 0.0)
-    noisy1, noisy10 = picks["aggregate + zico + meco"]  # two noise columns dilute it
-    assert (noisy1 >= 0).all() and (noisy10 <= noisy1).all()
-    assert noisy1.mean() > 0
+    assert set(picks) == set(fs.CANDIDATES)
+    for name in fs.CANDIDATES:
+        if name != "aggregate":  # a noise column dilutes the perfect ranking
+            assert picks[name][0].mean() > 0
 
 
 def test_pool_larger_than_the_sample_is_refused(

@@ -141,8 +141,9 @@ def compute_proxies(
         module is a torch.nn or nasnc class, since its one eval-mode no-grad
         pass writes none).
     images : torch.Tensor
-        One batch ``[N, C, H, W]`` (``N >= 2``), floating point, normalised as
-        the model expects; moved to the model's device.
+        One batch ``[N, C, H, W]`` (``N >= 2``; ``zico`` needs ``N >= 4``),
+        floating point, normalised as the model expects; moved to the model's
+        device.
     labels : torch.Tensor
         ``[N]`` integer class labels.
     names : "all", a proxy name, or a sequence of names, default "all"

@@ -598,14 +598,16 @@ ZICO_SPLITS = 2
 def zico(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """ZiCo (Li et al., ICLR 2023): inverse coefficient of variation of the gradients.
 
-    The batch is split into :data:`ZICO_SPLITS` equal mini-batches; each gives
+    The batch is split into :data:`ZICO_SPLITS` mini-batches (its two halves,
+    ``n // 2`` and ``n - n // 2`` images); each gives
     the gradient ``g_b`` of its mean cross-entropy (training mode, gradients
     zeroed between mini-batches, as in the paper and AZ-NAS's NB201 code; the
     ZiCo authors' script accumulates them instead). For each weighted layer,
     over its weights ``θ`` whose gradient varies between mini-batches,
     ``S_l = Σ_θ mean_b |g_b(θ)| / std_b g_b(θ)`` (population std), and the
-    score is ``Σ_l log S_l`` over the layers with ``S_l > 0``. Needs at least
-    two images per mini-batch. Sign: higher = better.
+    score is ``Σ_l log S_l`` over the layers with ``S_l > 0``. A non-finite
+    gradient makes the score ``nan``. Needs at least two images per
+    mini-batch (a batch of 4 or more). Sign: higher = better.
     """
     n = images.shape[0]
     if n < 2 * ZICO_SPLITS:
@@ -630,6 +632,8 @@ def zico(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
         if len(per_batch) < ZICO_SPLITS:  # the layer is off every path to the loss
             continue
         g = torch.stack(per_batch)
+        if not bool(torch.isfinite(g).all()):
+            return _finite("zico", math.nan)
         std = g.std(dim=0, unbiased=False)
         varies = std > 0
         s = float((g.abs().mean(dim=0)[varies] / std[varies]).sum())
@@ -649,9 +653,12 @@ def meco(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     its channels, with undefined entries (a constant channel, a single
     position) set to 0; the score is the sum over modules of ``λ_min(P)``.
     Outputs without a channel axis (the logits) and non-tensor outputs add
-    nothing. The authors' script feeds one random-noise image of 64 × 64
-    pixels; here it is the batch's first image at the data's resolution.
-    Sign: higher = better.
+    nothing; a one-channel output adds 1 (0 when constant). A non-finite
+    feature makes the score ``nan``. Two departures from the authors'
+    script, which feeds one random-noise image of 64 × 64 pixels: here the
+    input is the batch's first image at the data's resolution, and the whole
+    batch is passed, so training-mode BatchNorm normalises that image with
+    the batch's statistics. Sign: higher = better.
     """
     del labels
     work = _working_copy(model)
@@ -660,12 +667,15 @@ def meco(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     def hook(_m: nn.Module, _inp: object, out: object) -> None:
         if not isinstance(out, torch.Tensor) or out.dim() < 3:
             return
-        fea = out[0].detach().reshape(out.shape[1], -1).double()
+        fea = out[0].detach().reshape(out.shape[1], -1).double().cpu().numpy()
+        if not np.isfinite(fea).all():
+            values.append(math.nan)
+            return
         if fea.shape[1] < 2:  # one position: every correlation is undefined, P = 0
             values.append(0.0)
             return
         with np.errstate(all="ignore"):
-            corr = np.nan_to_num(np.corrcoef(fea.cpu().numpy()), nan=0.0, posinf=0.0, neginf=0.0)
+            corr = np.nan_to_num(np.atleast_2d(np.corrcoef(fea)), nan=0.0)
         values.append(float(np.linalg.eigvalsh(corr)[0]))
 
     with _hooks([]) as handles:
@@ -694,10 +704,17 @@ def beta_eff_grad(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) 
     (training mode, one backward pass) instead of the weight's; the score is
     its scale-free product βeff (:func:`nasnc.capacitance.network_beta_eff`).
     A layer the loss does not reach has a zero gradient. ``nan`` when no layer
-    lies on an input-to-output path. Sign: higher = better.
+    lies on an input-to-output path, and ``nan`` with a logged warning for a
+    network the coupling graph does not model (grouped convolutions, a layer
+    called twice); ``Conv1d``/``Conv3d`` layers are not in the graph. Sign:
+    higher = better.
     """
     work = _working_copy(model)
-    graph = coupling_graph(work.eval(), torch.zeros_like(images[:1]))
+    try:
+        graph = coupling_graph(work.eval(), torch.zeros_like(images[:1]))
+    except ConfigError as exc:
+        logger.warning("proxy %r is undefined for this network: %s", BETA_EFF_GRAD, exc)
+        return math.nan
     work.train()
     _loss(work, images, labels).backward()
     grads = [
