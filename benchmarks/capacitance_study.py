@@ -74,7 +74,7 @@ from nasnc.metrics import correlation_summary
 from nasnc.models import build_network
 from nasnc.pipeline import ProxyConfig, load_proxy_data
 from nasnc.pipeline._evaluate import _build as build_proxy_network
-from nasnc.proxies import AGGREGATES, compute_proxies, rank_aggregate
+from nasnc.proxies import AGGREGATES, compute_proxies, gradient_beta_eff, rank_aggregate
 from nasnc.space import Arch, sample_archs
 from nasnc.train import Budget, Report, train_proxy
 
@@ -131,17 +131,12 @@ def _betas(
 
 def _gradient_betas(model: torch.nn.Module, data: ProxyData) -> dict[str, float]:
     """``grad_init_*``: the four βeff variants of the gradient of the mean cross-entropy
-    of the scoring batch at initialisation (training mode), layer by layer."""
-    graph = coupling_graph(model.eval(), torch.zeros(TRACE_INPUT))
-    model.train()
-    model.zero_grad(set_to_none=True)
-    x, y = _batch(data)
-    torch.nn.functional.cross_entropy(model(x), y).backward()
-    grads = [
-        torch.zeros_like(w) if w.grad is None else w.grad.detach().clone()
-        for w in graph.weights(model)
-    ]
-    return _betas(model, "grad_init", grads, graph)
+    of the scoring batch at initialisation (:func:`nasnc.proxies.gradient_beta_eff`)."""
+    values = gradient_beta_eff(model, *_batch(data)).tolist()
+    return {
+        "grad_init" + variant_name(i, n).removeprefix("beta_eff"): float(v)
+        for (i, n), v in zip(VARIANTS, values)
+    }
 
 
 def _batch(data: ProxyData) -> tuple[torch.Tensor, torch.Tensor]:

@@ -47,7 +47,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from nasnc._errors import ConfigError
-from nasnc.capacitance import coupling_graph, gradient_name, network_beta_eff
+from nasnc.capacitance import VARIANTS, coupling_graph, gradient_name, network_beta_eff
 from nasnc.models import count_macs, count_params
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "fisher",
     "flops",
     "grad_norm",
+    "gradient_beta_eff",
     "grasp",
     "jacob_cov",
     "meco",
@@ -694,31 +695,51 @@ BETA_EFF_GRAD_VARIANT = ("product", True)
 BETA_EFF_GRAD = gradient_name(*BETA_EFF_GRAD_VARIANT)
 
 
-def beta_eff_grad(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Whole-network βeff of the loss gradient at initialisation (nasnc's own free score).
+def gradient_beta_eff(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    variants: Sequence[tuple[str, bool]] = VARIANTS,
+) -> torch.Tensor:
+    """βeff variants of the whole network's coupling graph carrying the loss gradient.
 
-    The coupling graph of every conv and linear layer through the network
-    (:func:`nasnc.capacitance.coupling_graph`, traced in evaluation mode on one
-    zero image of the batch's shape) carries, as each kernel's strength, the
-    summed magnitude of the gradient of the batch's mean cross-entropy
-    (training mode, one backward pass) instead of the weight's; the score is
-    its scale-free product βeff (:func:`nasnc.capacitance.network_beta_eff`).
-    A layer the loss does not reach has a zero gradient. ``nan`` when no layer
-    lies on an input-to-output path, and ``nan`` with a logged warning for a
-    network the coupling graph does not model (grouped convolutions, a layer
-    called twice); ``Conv1d``/``Conv3d`` layers are not in the graph. Sign:
-    higher = better.
+    On a private copy of ``model``: the coupling graph of every conv and linear
+    layer through the network (:func:`nasnc.capacitance.coupling_graph`, traced
+    in evaluation mode on one zero image of the batch's shape), each kernel's
+    strength the summed magnitude of the gradient of the batch's mean
+    cross-entropy (training mode, one backward pass) instead of the weight's;
+    one value per ``(interaction, normalize)`` variant
+    (:func:`nasnc.capacitance.network_beta_eff`, float64). A layer the loss
+    does not reach has a zero gradient; NaN when no layer lies on an
+    input-to-output path.
+
+    Raises
+    ------
+    ConfigError
+        A network the coupling graph does not model (grouped convolutions, a
+        layer called twice); ``Conv1d``/``Conv3d`` layers are not in the graph.
     """
     work = _working_copy(model)
-    try:
-        graph = coupling_graph(work.eval(), torch.zeros_like(images[:1]))
-    except ConfigError as exc:
-        logger.warning("proxy %r is undefined for this network: %s", BETA_EFF_GRAD, exc)
-        return math.nan
+    graph = coupling_graph(work.eval(), torch.zeros_like(images[:1]))
     work.train()
     _loss(work, images, labels).backward()
     grads = [
         torch.zeros_like(w) if w.grad is None else w.grad.detach() for w in graph.weights(work)
     ]
-    value = network_beta_eff(graph, grads, (BETA_EFF_GRAD_VARIANT,), dtype=torch.float64)
+    return network_beta_eff(graph, grads, variants, dtype=torch.float64)
+
+
+def beta_eff_grad(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Scale-free product βeff of the loss gradient at initialisation (nasnc's own free score).
+
+    :func:`gradient_beta_eff` for the variant :data:`BETA_EFF_GRAD_VARIANT`.
+    ``nan`` when no layer lies on an input-to-output path, and ``nan`` with a
+    logged warning for a network the coupling graph does not model. Sign:
+    higher = better.
+    """
+    try:
+        value = gradient_beta_eff(model, images, labels, (BETA_EFF_GRAD_VARIANT,))
+    except ConfigError as exc:
+        logger.warning("proxy %r is undefined for this network: %s", BETA_EFF_GRAD, exc)
+        return math.nan
     return _finite(BETA_EFF_GRAD, float(value[0]))
