@@ -621,8 +621,7 @@ def zico(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     grads: list[list[torch.Tensor]] = [[] for _ in layers]
     for b in range(ZICO_SPLITS):
         lo, hi = b * n // ZICO_SPLITS, (b + 1) * n // ZICO_SPLITS
-        for layer in layers:
-            _weight(layer).grad = None
+        work.zero_grad(set_to_none=True)
         _loss(work, images[lo:hi], labels[lo:hi]).backward()
         for i, layer in enumerate(layers):
             g = _weight(layer).grad
