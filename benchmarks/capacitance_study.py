@@ -741,9 +741,9 @@ def plot(
     fig.savefig(path, dpi=100)
 
 
-def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
+def add_sample_arguments(parser: argparse.ArgumentParser, *, seed_required: bool = True) -> None:
     """The options naming a study sample (:func:`study_sample`), its shard and the data."""
-    parser.add_argument("--seed", type=int, required=True, help="sample seed")
+    parser.add_argument("--seed", type=int, required=seed_required, help="sample seed")
     parser.add_argument("--n", type=int, default=150, help="distinct cells (default 150)")
     parser.add_argument(
         "--disjoint-from",

@@ -48,8 +48,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # a sibling script: samples A and B, and the same statistics
 from capacitance_study import _fmt_ci, partial_tau, partial_tau_ci, study_sample
 
-#: The fresh samples by name: their seeds.
-SAMPLES = {"C": 5, "D": 6}
+#: The fresh samples by name: their seeds. C and D score the free scores (500 cells
+#: each); E is the third sample of the proxy's runs (``benchmarks/proxy_budget.py
+#: --sample E``, 150 cells), drawn after the other four.
+SAMPLES = {"C": 5, "D": 6, "E": 7}
+#: Sizes at which an earlier fresh sample is left out of a later one (C and D were
+#: drawn at 500); one not listed is left out at the later sample's own size.
+DRAWN = {"C": 500, "D": 500}
 #: Samples A and B of the capacitance study, left out of C and D: (n, seed, disjoint from).
 STUDIED = ((150, 1, None), (150, 2, 1))
 #: Scores computed per cell (grasp: three times the cost, ranked below the others in
@@ -81,14 +86,18 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
 
 def fresh_sample(name: str, n: int) -> list[Arch]:
     """Sample ``name`` of :data:`SAMPLES`: the first ``n`` cells of its seed's draw
-    not isomorphic to a cell of samples A and B or of an earlier fresh sample (of the
-    same ``n``: D leaves out C's first ``n`` cells, so compare samples of one size)."""
+    not isomorphic to a cell of samples A and B or of an earlier fresh sample (each
+    earlier one at its size in :data:`DRAWN`: D leaves out C's 500 cells, E leaves
+    out C's and D's)."""
+    if name not in SAMPLES:
+        raise SystemExit(f"unknown sample {name!r}; known: {', '.join(SAMPLES)}")
     taken = {a.canonical() for spec in STUDIED for a in study_sample(*spec)}
     for other, seed in SAMPLES.items():
-        draw = sample_archs(4 * n, seed=seed, unique=True, exclude_zero=True)
-        cells = [a for a in draw if a.canonical() not in taken][:n]
-        if len(cells) < n:
-            raise SystemExit(f"could not draw {n} fresh cells for sample {other}")
+        size = n if other == name else DRAWN.get(other, n)
+        draw = sample_archs(4 * size, seed=seed, unique=True, exclude_zero=True)
+        cells = [a for a in draw if a.canonical() not in taken][:size]
+        if len(cells) < size:
+            raise SystemExit(f"could not draw {size} fresh cells for sample {other}")
         if other == name:
             return cells
         taken |= {a.canonical() for a in cells}

@@ -56,6 +56,7 @@ from nasnc.capacitance import WEIGHT_CHANGE_VARIANTS, weight_change_name
 from nasnc.metrics import correlation_summary
 from nasnc.pipeline import ProxyConfig, evaluate_arch, load_proxy_data, proxy_key
 from nasnc.proxies import AGGREGATES, rank_aggregate, tse
+from nasnc.space import Arch
 from nasnc.store import Entry, Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,6 +70,7 @@ from capacitance_study import (
     partial_tau_ci,
     study_sample,
 )
+from free_scores import SAMPLES, fresh_sample
 
 #: Trajectory columns read at each report point, by the name they get in the tables.
 READINGS = {
@@ -112,8 +114,24 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def budget_sample(args: argparse.Namespace) -> list[Arch]:
+    """The cells of the sample the options name: ``--sample`` (a fresh sample of
+    ``benchmarks/free_scores.py``) or ``--seed`` / ``--disjoint-from``."""
+    if args.sample is not None:
+        return fresh_sample(args.sample, args.n)
+    return study_sample(args.n, args.seed, args.disjoint_from)
+
+
+def sample_label(args: argparse.Namespace) -> str:
+    if args.sample is not None:
+        return f"sample {args.sample} (seed {SAMPLES[args.sample]}, disjoint from A-D)"
+    return f"sample seed {args.seed}" + (
+        f" (disjoint from {args.disjoint_from})" if args.disjoint_from is not None else ""
+    )
+
+
 def compute(args: argparse.Namespace, config: ProxyConfig) -> int:
-    archs = study_sample(args.n, args.seed, args.disjoint_from)
+    archs = budget_sample(args)
     i, k = (int(v) for v in args.shard.split("/"))
     mine = archs[i::k]
     data = load_proxy_data(config, args.data_root, device="cpu", seed=0)
@@ -138,7 +156,7 @@ def sample_entries(
     """The sample's cells with a complete cached run under ``config`` (arch strings and
     entries, in sample order) and the sample's size. A diverged run or one with fewer
     report points than the others is left out (and counted by the caller)."""
-    archs = study_sample(args.n, args.seed, args.disjoint_from)
+    archs = budget_sample(args)
     data = load_proxy_data(config, args.data_root, device="cpu", seed=0)
     store = Store(args.cache)
     found = [(str(a), store.get(proxy_key(a, config, 0, data, device="cpu"))) for a in archs]
@@ -196,10 +214,8 @@ def table(args: argparse.Namespace, config: ProxyConfig) -> str:
     agg_names = AGGREGATES["aggregate"]
     agg = cols.get("aggregate")
     lines = [
-        f"sample seed {args.seed}"
-        + (f" (disjoint from {args.disjoint_from})" if args.disjoint_from is not None else "")
-        + f": {len(entries)} of {size} cells with a complete run (the others are not yet run "
-        f"or diverged); ground truth builtin {args.truth} 200-epoch "
+        f"{sample_label(args)}: {len(entries)} of {size} cells with a complete run "
+        f"(the others are not yet run or diverged); ground truth builtin {args.truth} 200-epoch "
         f"validation accuracy; proxy {config.to_dict()}",
         "",
         "| reading | report point | s/cell | Kendall τ [95 % CI] | top-10 | partial τ given "
@@ -334,7 +350,7 @@ def shortlist_table(args: argparse.Namespace, config: ProxyConfig) -> str:
     got = shortlist(cols, gt, pool=args.pool, top_k=args.top_k, draws=args.draws)
     best = got["best in pool"]
     lines = [
-        f"sample seed {args.seed}: {len(entries)} of {size} cells; {args.draws} random pools of "
+        f"{sample_label(args)}: {len(entries)} of {size} cells; {args.draws} random pools of "
         f"{args.pool}, shortlist = top {args.top_k} by the free aggregate over the pool; "
         f"{args.truth} 200-epoch validation accuracy (%) of the pick",
         "",
@@ -364,7 +380,7 @@ def plot(args: argparse.Namespace, config: ProxyConfig, seeds: list[int], path: 
     styles = {"acc": "C0", "tse": "C1", "beta_eff": "C3", "product": "C4", "dw_product_sf": "C2"}
     truth = open_benchmark("builtin")
     for seed, marker in zip(seeds, "os^v"):
-        sub = argparse.Namespace(**{**vars(args), "seed": seed})
+        sub = argparse.Namespace(**{**vars(args), "seed": seed, "sample": None})
         sub.disjoint_from = None if seed == seeds[0] else seeds[0]
         archs, entries, _ = sample_entries(sub, config)
         cols, wall, n_points = columns(entries)
@@ -407,7 +423,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    add_sample_arguments(parser)
+    add_sample_arguments(parser, seed_required=False)
+    parser.add_argument(
+        "--sample",
+        choices=sorted(SAMPLES),
+        default=None,
+        help="a fresh sample of benchmarks/free_scores.py instead of --seed (E: the third "
+        "sample of the proxy's runs, disjoint from A, B, C and D)",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -434,6 +457,10 @@ def main() -> int:
     parser.add_argument("--draws", type=int, default=2000, help="random pools (--shortlist)")
     parser.add_argument("--plot-seeds", type=int, nargs=2, default=[1, 2], metavar="SEED")
     args = parser.parse_args()
+    if (args.seed is None) == (args.sample is None) and not args.plot:
+        parser.error("name the sample with exactly one of --seed and --sample")
+    if args.sample is not None and args.disjoint_from is not None:
+        parser.error("--disjoint-from goes with --seed; a --sample is disjoint from A-D")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     config = ProxyConfig(**{"snapshots": "probe", **parse_overrides(args.set)})

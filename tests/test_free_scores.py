@@ -29,8 +29,20 @@ def test_fresh_samples_are_disjoint_from_the_studied_ones_and_each_other(fs: Mod
     assert not {a.canonical() for a in c} & {a.canonical() for a in d}
     assert fs.fresh_sample("C", 60) == c  # seeded
     assert fs.fresh_sample("C", 30) == c[:30]  # a smaller sample is a prefix
-    with pytest.raises(SystemExit, match="unknown sample 'E'"):
-        fs.fresh_sample("E", 10)
+    with pytest.raises(SystemExit, match="unknown sample 'F'"):
+        fs.fresh_sample("F", 10)
+
+
+def test_sample_e_leaves_out_every_earlier_sample_at_its_drawn_size(fs: ModuleType) -> None:
+    e = fs.fresh_sample("E", 150)
+    forms = {a.canonical() for a in e}
+    assert len(forms) == 150
+    study = load_benchmark("capacitance_study")
+    for spec in fs.STUDIED:
+        assert not forms & {a.canonical() for a in study.study_sample(*spec)}
+    for name in ("C", "D"):  # all 500 cells of each, not only their first 150
+        earlier = fs.fresh_sample(name, fs.DRAWN[name])
+        assert len(earlier) == 500 and not forms & {a.canonical() for a in earlier}
 
 
 def test_every_scored_name_is_a_proxy_and_candidates_extend_the_aggregate(fs: ModuleType) -> None:
