@@ -117,17 +117,22 @@ def search_seed(args: argparse.Namespace, seed: int, truth, space_best: float) -
     wall = time.perf_counter() - start
     summary = summarize(study, config, truth=truth).to_dict()
     screen = study.user_attrs.get("screen") or {}
-    finished = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    trained = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    ]
     store = Store(config.cache)
     rows: dict[str, dict[str, float]] = {}
-    for t in finished:
+    for t in trained:
         canonical = str(t.user_attrs.get("canonical"))
-        if canonical in rows:
-            continue
+        if canonical in rows and t.state != TrialState.COMPLETE:
+            continue  # a completed run of the cell wins over a pruned one
         entry = store.get(str(t.user_attrs.get("key")))
         traj = entry.trajectory if entry is not None else {}
         rows[canonical] = {
             "acc": float(t.user_attrs.get("true_acc") or math.nan),
+            "complete": float(t.state == TrialState.COMPLETE),
             "aggregate": float(t.user_attrs.get("aggregate") or math.nan),
             "proxy_valid_acc": float(t.user_attrs.get("proxy_valid_acc") or math.nan),
             "beta_eff": float(t.user_attrs.get("beta_eff") or math.nan),
@@ -136,12 +141,21 @@ def search_seed(args: argparse.Namespace, seed: int, truth, space_best: float) -
         }
     col = {k: np.array([r[k] for r in rows.values()]) for k in next(iter(rows.values()), {})}
     acc = col.get("acc", np.array([]))
+    # trained readings are compared among the completed runs only (a pruned run has
+    # no epoch-8 reading); the aggregate, known before training, among every trained cell
+    done = col.get("complete", np.array([])) == 1.0
+
+    def among_done(values: dict[str, np.ndarray]) -> float:
+        return _pick_among({k: v[done] for k, v in values.items()}, acc[done])
+
     by = {
-        "proxy_valid_acc": _pick_among({"p": col.get("proxy_valid_acc", acc)}, acc),
-        "beta_eff": _pick_among({"b": col.get("beta_eff", acc)}, acc),
-        "aggregate + dW": _pick_among(
-            {"a": col.get("aggregate", acc), "d": col.get("dw_ep1", acc)}, acc
+        "aggregate": _pick_among({"a": col.get("aggregate", acc)}, acc),
+        "proxy_valid_acc": among_done({"p": col.get("proxy_valid_acc", acc)}),
+        "beta_eff": among_done({"b": col.get("beta_eff", acc)}),
+        "aggregate + beta_eff": among_done(
+            {"a": col.get("aggregate", acc), "b": col.get("beta_eff", acc)}
         ),
+        "aggregate + dW": among_done({"a": col.get("aggregate", acc), "d": col.get("dw_ep1", acc)}),
     }
     train_s = float(np.nanmedian(col["cost_s"])) if rows else math.nan
     best_found = summary.get("best_found") or {}
@@ -158,6 +172,7 @@ def search_seed(args: argparse.Namespace, seed: int, truth, space_best: float) -
         "pick_arch": best_found.get("arch"),
         "best_trained": summary.get("best_trained"),
         "by": by,
+        "pick_weights": dict(config.pick.weights),
         "space_best": space_best,
         "config": {
             "screen_size": config.screen.size,
@@ -187,11 +202,15 @@ def run_search_mode(args: argparse.Namespace) -> int:
             fh.write(json.dumps(got) + "\n")
     # baselines at each seed's measured wall-clock
     table: dict[str, list[float]] = {
-        "two-stage search: the pick (free aggregate)": [r["pick"] for r in results],
+        f"two-stage search: the pick ({results[0]['pick_weights']})": [r["pick"] for r in results],
         "  its best trained cell (oracle)": [r["best_trained"] for r in results],
-        "  trained cells picked by proxy accuracy": [r["by"]["proxy_valid_acc"] for r in results],
-        "  trained cells picked by beta_eff": [r["by"]["beta_eff"] for r in results],
-        "  trained cells picked by aggregate + dW ep1": [
+        "  trained cells picked by the free aggregate": [r["by"]["aggregate"] for r in results],
+        "  completed cells picked by proxy accuracy": [r["by"]["proxy_valid_acc"] for r in results],
+        "  completed cells picked by beta_eff": [r["by"]["beta_eff"] for r in results],
+        "  completed cells picked by aggregate + beta_eff": [
+            r["by"]["aggregate + beta_eff"] for r in results
+        ],
+        "  completed cells picked by aggregate + dW ep1": [
             r["by"]["aggregate + dW"] for r in results
         ],
         "random search, same wall-clock (oracle)": [],
