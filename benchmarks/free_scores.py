@@ -3,8 +3,11 @@
 Samples **C** (seed 5) and **D** (seed 6): ``--n`` cells each (default 500),
 distinct, non-zero, none isomorphic to a cell of the capacitance study's
 samples A and B (``benchmarks/capacitance_study.py``, 150 cells each) or of
-the other fresh sample. Every zero-cost score of ``nasnc.proxies`` but grasp
-and latency (:data:`SCORES`) is computed by the product's own stage 1,
+the other fresh sample. Sample **E** (seed 7) is the third sample of the
+proxy's runs (``benchmarks/proxy_budget.py --sample E``, 150 cells), disjoint
+from A, B, C and D; a smaller sample is a prefix of a larger one, so
+``--sample E --n 150`` scores exactly its cells. Every zero-cost score of
+``nasnc.proxies`` but grasp and latency (:data:`SCORES`) is computed by the product's own stage 1,
 ``nasnc.pipeline.screen_archs``, on the default CPU proxy network
 (``ProxyConfig()``) and its first 64 training images, and cached as
 score-only entries in ``--cache`` (resumable: rerun to continue).
@@ -55,7 +58,8 @@ SAMPLES = {"C": 5, "D": 6, "E": 7}
 #: Sizes at which an earlier fresh sample is left out of a later one (C and D were
 #: drawn at 500); one not listed is left out at the later sample's own size.
 DRAWN = {"C": 500, "D": 500}
-#: Samples A and B of the capacitance study, left out of C and D: (n, seed, disjoint from).
+#: Samples A and B of the capacitance study, left out of every fresh sample:
+#: (n, seed, disjoint from).
 STUDIED = ((150, 1, None), (150, 2, 1))
 #: Scores computed per cell (grasp: three times the cost, ranked below the others in
 #: docs/results.md; latency: a wall-clock time, meaningless on a shared machine).
@@ -158,8 +162,8 @@ def table(args: argparse.Namespace, cols: dict[str, np.ndarray]) -> str:
     seed = SAMPLES[args.sample]
     lines = [
         f"sample {args.sample} (seed {seed}): {gt.size} cells disjoint from A, B and the other "
-        f"fresh sample; ground truth builtin {args.truth} 200-epoch validation accuracy; "
-        "free scores of the default proxy network at initialisation",
+        f"fresh samples drawn before it; ground truth builtin {args.truth} 200-epoch "
+        "validation accuracy; free scores of the default proxy network at initialisation",
         "",
         "| score | Kendall τ [95 % CI] | Spearman ρ [95 % CI] | top-10 | NaN | "
         "partial τ given aggregate [95 % CI] |",

@@ -3,8 +3,10 @@
 Runs the product's own evaluation (``nasnc.pipeline.evaluate_arch``, the code
 path of ``nasnc evaluate`` and of every search trial) on a study sample of
 distinct NAS-Bench-201 cells -- the samples of
-``benchmarks/capacitance_study.py``: A = seed 1, B = seed 2 disjoint from A --
-at a proxy budget (``ProxyConfig`` defaults, changed with ``--set key=value``),
+``benchmarks/capacitance_study.py``: A = seed 1, B = seed 2 disjoint from A
+(``--seed``, ``--disjoint-from``), or a fresh sample of
+``benchmarks/free_scores.py`` (``--sample E``: seed 7, disjoint from A, B, C
+and D) -- at a proxy budget (``ProxyConfig`` defaults, changed with ``--set key=value``),
 with the free scores at initialisation and the probe's weight snapshots, into
 an HDF5 cache (``--cache``; resumable, ``--shard I/K`` splits the cells over
 processes sharing it).
@@ -23,7 +25,8 @@ aggregate with the reading added, for
                chain_sf, product_sf) and the whole-network βeff of W - W0
                (dw_product_sf)
 
-and the cost per cell up to that point. Line 6 on the proxy's own runs: from
+and the cost per cell up to that point. ``--plot`` draws the two study samples
+of ``--plot-seeds`` (A and B), not a ``--sample``. Line 6 on the proxy's own runs: from
 the first p report points, how well the last accuracy, a power-law
 extrapolation of the accuracy curve (p >= 3) and the BRR estimate of βeff
 rank the run's final accuracy and the benchmark's. ``--shortlist`` compares
@@ -33,7 +36,9 @@ of the sample, every shortlisted cell trained to the end (as a study with
 
     nice -n 19 python benchmarks/proxy_budget.py --seed 1 --n 150
     nice -n 19 python benchmarks/proxy_budget.py --seed 2 --n 150 --disjoint-from 1
+    nice -n 19 python benchmarks/proxy_budget.py --sample E --n 150
     python benchmarks/proxy_budget.py --seed 1 --n 150 --table
+    python benchmarks/proxy_budget.py --sample E --n 150 --shortlist
     python benchmarks/proxy_budget.py --seed 1 --n 40 --set resolution=32 --set epochs=4
 """
 

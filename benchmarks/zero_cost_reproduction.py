@@ -35,7 +35,7 @@ Protocol (and where it differs from the reference run):
 
 Per-cell scores go to a CSV (``--out``, default under ``runs/``); a rerun
 with the same file resumes, ``--report-only`` summarises it. The default (500
-draws, every proxy incl. GraSP) takes 50-80 min on one shared CPU thread
+draws, the proxies of :data:`PUBLISHED`, GraSP included) takes 50-80 min on one shared CPU thread
 (about 6 s per cell, 60 % of it GraSP); ``--quick`` (20 cells) about 2 min.
 
 Run::
@@ -347,6 +347,23 @@ def report(
     print("  " + ", ".join(line))
 
 
+#: The proxies of the published comparison (Abdelfattah et al. 2021, NASWOT, and the
+#: size baselines) and the reference model's synflow: the table of docs/results.md.
+#: Later nasnc proxies (zico, meco, beta_eff_grad_product_sf, latency) are opt-in.
+PUBLISHED = (
+    "params",
+    "flops",
+    "synflow",
+    "snip",
+    "grad_norm",
+    "jacob_cov",
+    "naswot",
+    "fisher",
+    "grasp",
+    "synflow_refbn",
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=500, help="cells to sample (default 500)")
@@ -356,10 +373,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--proxies",
         nargs="+",
-        default=[*PROXIES, "synflow_refbn"],
+        default=list(PUBLISHED),
         choices=[*PROXIES, *VARIANTS],
-        help="proxies to compute (default: every nasnc proxy and synflow_refbn); "
-        "variants: " + ", ".join(VARIANTS),
+        help="proxies to compute (default: the published comparison's, "
+        + ", ".join(PUBLISHED)
+        + "); variants: "
+        + ", ".join(VARIANTS),
     )
     parser.add_argument(
         "--truth",

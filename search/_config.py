@@ -1,23 +1,28 @@
 """The study configuration: ``configs/*.yaml`` into a typed, validated ``SearchConfig``.
 
-A config file is a YAML mapping::
+A config file is a YAML mapping; every key is optional and shown with its
+default (configs/*.yaml are worked examples)::
 
-    study_name: quickstart        # Optuna study name
+    study_name: nasnc             # Optuna study name
     storage: null                 # default sqlite:///runs/<study_name>.db
-    n_trials: 12                  # total trials of the study (a rerun resumes to this count)
+    n_trials: 20                  # total trials of the study (a rerun resumes to this count)
+    timeout: null                 # seconds after which no new trial starts
     workers: 1                    # worker processes on this machine
     device: auto                  # auto | cpu | cuda | cuda:1 | mps
     data_root: null               # else $NASNC_DATA_DIR
     cache: runs/cache             # HDF5 trajectory cache
     seed: 0
     benchmark: null               # ground truth for the summary: builtin | FILE
+    benchmark_dataset: null       # its dataset (default: the proxy dataset's, e.g. cifar10-valid)
     proxies: []                   # baseline proxies stored beside βeff
     threads: null                 # torch threads per worker (null: cores // workers)
     download: false               # fetch CIFAR into data_root when missing
+    heartbeat_interval: 60        # seconds between a running trial's heartbeats
+    heartbeat_grace: 300          # a RUNNING trial silent this long is stale (journal files)
     sampler: {name: tpe, n_startup_trials: 5, kwargs: {}}
                                   # tpe | random | gp | nsga2 | nsga3 | bruteforce | qmc;
                                   # kwargs go to the Optuna sampler (nasnc_search._samplers)
-    pruner: {name: capacitance, percentile: 75, n_startup_trials: 4, n_warmup_steps: 1}
+    pruner: {name: capacitance, percentile: 75, n_startup_trials: 5, n_warmup_steps: 1}
                                   # or median | successive_halving | hyperband (kwargs) | none
     proxy: {...}                  # nasnc.pipeline.ProxyConfig fields
     screen: {size: 0, top_k: 10}  # stage 1: free scores of `size` distinct cells, the

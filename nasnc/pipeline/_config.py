@@ -31,7 +31,8 @@ class ProxyConfig:
     """The proxy budget, network and capacitance settings of one evaluation.
 
     Every field changes the result, so every field enters the cache key (the
-    seed enters separately; the data location and the device do not). The
+    seed enters separately, and so do the device type and the image counts;
+    the data location does not). The
     defaults are the CPU proxy of docs/results.md: 16 px, 8 channels, one
     cell per stage, the first 10,000 training images for 8 epochs at lr 0.1,
     chosen where the project's first 60-cell study found the proxy accuracy
@@ -85,7 +86,7 @@ class ProxyConfig:
     normalize : bool
         Use the scale-free βeff (each layer's |W| divided by its mean). On by
         default: on 100 cells at this proxy (benchmarks/rank_correlation.py,
-        README) the scale-free chain variant ranked best of the four, Kendall
+        docs/results.md) the scale-free chain variant ranked best of the four, Kendall
         τ +0.41 [+0.30, +0.52] against +0.17 [+0.05, +0.29] for the raw chain
         variant, as in the project's first study (docs/results.md).
     """

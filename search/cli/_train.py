@@ -38,8 +38,8 @@ def _idle_cores(limit: int) -> int:
     """Cores the 1-minute load average leaves idle, in ``1..limit``.
 
     Oversubscribed cores slow small-model training several-fold (measured
-    3.5x on a busy 2-core machine: README, "Proxy training"), so on a shared
-    machine fewer threads run faster.
+    3.5x on a busy 2-core machine: docs/benchmarks.md, "Data and proxy
+    training"), so on a shared machine fewer threads run faster.
     """
     try:
         busy = os.getloadavg()[0]
