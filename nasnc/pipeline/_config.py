@@ -32,12 +32,12 @@ class ProxyConfig:
 
     Every field changes the result, so every field enters the cache key (the
     seed enters separately, and so do the device type and the image counts;
-    the data location does not). The
-    defaults are the CPU proxy of docs/results.md: 16 px, 8 channels, one
-    cell per stage, the first 10,000 training images for 8 epochs at lr 0.1,
-    chosen where the project's first 60-cell study found the proxy accuracy
-    informative (Kendall τ +0.41); on the later samples it ranked at +0.29
-    and +0.12.
+    the data location does not). The defaults are the CPU proxy of
+    docs/results.md: 16 px, 8 channels, one cell per stage, the first 10,000
+    training images for 8 epochs at lr 0.1, chosen where the project's first
+    60-cell study found the proxy accuracy informative (Kendall τ +0.41); on
+    later samples it ranked at +0.29 and +0.12, and at +0.25 and +0.23 on
+    the capacitance study's samples A and B (docs/capacitance-study.md).
 
     Augmentation is off by default: at 16 px a random crop with 4 px padding
     shifts the image by up to a quarter of its side, and measured here it cost
