@@ -27,7 +27,8 @@ default (configs/*.yaml are worked examples)::
     proxy: {...}                  # nasnc.pipeline.ProxyConfig fields
     screen: {size: 0, top_k: 10}  # stage 1: free scores of `size` distinct cells, the
                                   # top_k enqueued (nasnc_search._screen); size 0: no screen
-    pick: {weights: {aggregate: 1}}  # the final pick: rank aggregate over trained cells
+    pick: {weights: {aggregate: 1, beta_eff: 1}}  # the final pick: rank aggregate over
+                                  # the trained cells
     objectives: [beta_eff]        # several, e.g. [aggregate, latency]: multi-objective
                                   # (params, flops, latency minimised; the rest maximised)
 
@@ -226,17 +227,20 @@ def _check_weights(where: str, weights: Any, known: tuple[str, ...]) -> None:
 class PickConfig:
     """The final pick: a rank aggregate of named scores over the trained shortlist.
 
-    The default follows the measurements (docs/results.md): on every sample
-    measured the free aggregate ranked unseen cells far better than βeff or
-    the accuracy of the CPU proxy, so the default picks by ``aggregate``
-    alone. Configs that train the shortlist at a real budget may weigh
-    ``proxy_valid_acc`` in.
+    The default follows the measurements (docs/capacitance-study.md, "Sample
+    E"): the free aggregate ranks unseen cells far better than βeff or the
+    accuracy of the CPU proxy, but βeff after the default 8-epoch proxy adds
+    to it on three disjoint 150-cell samples (aggregate + βeff: Kendall τ
+    +0.650 -> +0.694, +0.640 -> +0.696, +0.680 -> +0.728; rules fixed before
+    the runs), so the default picks by ``aggregate`` and ``beta_eff`` with
+    weight 1 each. Configs that train the shortlist at a real budget may
+    weigh ``proxy_valid_acc`` in instead.
     Candidates are completed trials, and pruned ones when every weighted
     score is known before training (the aggregate, free proxies), so a
     pruner cannot hide a cell the pick would choose.
     """
 
-    weights: dict[str, float] = field(default_factory=lambda: {"aggregate": 1.0})
+    weights: dict[str, float] = field(default_factory=lambda: {"aggregate": 1.0, "beta_eff": 1.0})
     nan: Literal["worst", "propagate"] = "worst"
 
     def __post_init__(self) -> None:

@@ -164,7 +164,9 @@ _BEFORE_TRAINING = frozenset({"aggregate", *PROXIES})
 
 
 def _trial_score(trial: FrozenTrial, name: str) -> float:
-    if name == "beta_eff" and trial.user_attrs.get("beta_eff") is None and trial.values:
+    if name == "beta_eff" and "beta_eff" not in trial.user_attrs and trial.values:
+        # a trial recorded without the attribute (made by hand, or by an older
+        # nasnc): its first value is βeff. A recorded None is an undefined βeff.
         value: Any = trial.values[0]
     else:
         value = trial.user_attrs.get(name)
@@ -173,6 +175,10 @@ def _trial_score(trial: FrozenTrial, name: str) -> float:
     except (TypeError, ValueError):
         return math.nan
     return out if math.isfinite(out) else math.nan
+
+
+def _label(weights: Mapping[str, float]) -> str:
+    return " + ".join(f"{w:g}*{k}" if w != 1 else k for k, w in weights.items())
 
 
 def pick(
@@ -184,12 +190,12 @@ def pick(
     known before training (the aggregate, free proxies) and present: a pruned
     run's accuracy or βeff is partial and not comparable. The combined score
     is the rank aggregate of the weighted scores over the candidates (one per
-    cell). When no candidate has the
-    weighted scores (a study without a screen, default weights), the pick
-    falls back to ``fallback`` and says so.
+    cell). A weighted score no candidate has (the aggregate of a study
+    without a screen) is left out, and the label says so; when no candidate
+    has any of them, the pick falls back to ``fallback`` and says so.
     """
     weights = {k: float(v) for k, v in config.weights.items() if float(v) != 0.0}
-    by = " + ".join(f"{w:g}*{k}" if w != 1 else k for k, w in weights.items())
+    by = _label(weights)
     for attempt in (weights, {fallback: 1.0}):
         seen: set[str] = set()
         rows: list[FrozenTrial] = []
@@ -207,13 +213,22 @@ def pick(
             seen.add(canonical)
             rows.append(t)
         columns = {n: np.array([_trial_score(t, n) for t in rows]) for n in attempt}
-        if rows and any(np.isfinite(c).any() for c in columns.values()):
-            combined = rank_aggregate(columns, weights=attempt, nan=config.nan)
+        present = {n: w for n, w in attempt.items() if np.isfinite(columns[n]).any()}
+        if rows and present:
+            combined = rank_aggregate(
+                {n: columns[n] for n in present}, weights=present, nan=config.nan
+            )
             if np.isfinite(combined).any():
                 best = int(np.nanargmax(combined))
-                label = by if attempt is weights else f"{fallback} (no trial has {by})"
+                missing = [n for n in attempt if n not in present]
                 if attempt is not weights:
+                    label = f"{fallback} (no trial has {by})"
                     logger.warning("pick: no candidate has %s; picked by %s", by, fallback)
+                elif missing:
+                    label = f"{_label(present)} (no trial has {', '.join(missing)})"
+                    logger.warning("pick: no candidate has %s; picked by the rest", missing)
+                else:
+                    label = by
                 return rows[best], label, float(combined[best])
     return None, by, math.nan
 

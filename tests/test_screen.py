@@ -304,7 +304,8 @@ def test_pick_is_a_rank_aggregate_and_pruned_cells_stay_candidates() -> None:
         _trial(1, TrialState.PRUNED, b, aggregate=-0.5),  # pruned on βeff, best free aggregate
         _trial(2, TrialState.COMPLETE, c, aggregate=-1.0, proxy_valid_acc=0.4),
     ]
-    chosen, by, _score = pick(trials, PickConfig())
+    free_only = PickConfig(weights={"aggregate": 1.0})
+    chosen, by, _score = pick(trials, free_only)
     assert chosen is not None and chosen.number == 1 and by == "aggregate"
     # a pick that needs training cannot choose a pruned cell
     chosen, _by, _s = pick(trials, PickConfig(weights={"aggregate": 1.0, "proxy_valid_acc": 1.0}))
@@ -322,8 +323,43 @@ def test_pick_is_a_rank_aggregate_and_pruned_cells_stay_candidates() -> None:
         _trial(0, TrialState.COMPLETE, a, beta_eff=1.0),
         _trial(1, TrialState.COMPLETE, c, beta_eff=3.0),
     ]
-    chosen, by, _s = pick(bare, PickConfig())
+    chosen, by, _s = pick(bare, free_only)
     assert chosen is not None and chosen.number == 1 and by.startswith("beta_eff (no trial has")
+
+
+def test_the_default_pick_weighs_the_aggregate_and_beta_eff_among_completed_cells() -> None:
+    """The default (docs/capacitance-study.md, "Sample E"): neither score alone would
+    choose trial 3, the second best by both; a pruned run's partial βeff never counts."""
+    assert PickConfig().weights == {"aggregate": 1.0, "beta_eff": 1.0}
+    a, b, c, d = (str(x) for x in sample_archs(4, seed=2, unique=True))
+    trials = [
+        _trial(0, TrialState.COMPLETE, a, aggregate=-2.0, beta_eff=65.0),
+        _trial(1, TrialState.PRUNED, b, aggregate=-0.5, beta_eff=70.0),
+        _trial(2, TrialState.COMPLETE, c, aggregate=-1.0, beta_eff=61.0),
+        _trial(3, TrialState.COMPLETE, d, aggregate=-1.5, beta_eff=64.0),
+    ]
+    chosen, by, _s = pick(trials, PickConfig())
+    assert chosen is not None and chosen.number == 3 and by == "aggregate + beta_eff"
+    for alone, number in (("aggregate", 1), ("beta_eff", 0)):
+        chosen, _by, _s = pick(trials, PickConfig(weights={alone: 1.0}))
+        assert chosen is not None and chosen.number == number
+    # a study without a screen has no aggregate: the default picks by βeff and says so
+    unscreened = [
+        _trial(t.number, t.state, t.user_attrs["arch"], beta_eff=t.user_attrs["beta_eff"])
+        for t in trials
+    ]
+    chosen, by, _s = pick(unscreened, PickConfig())
+    assert chosen is not None and chosen.number == 0 and by == "beta_eff (no trial has aggregate)"
+    # a recorded None is an undefined βeff, not the trial's first objective value
+    other = optuna.trial.create_trial(
+        state=TrialState.COMPLETE,
+        value=99.0,  # e.g. proxy_valid_acc as the objective
+        params={},
+        distributions={},
+        user_attrs={"arch": a, "canonical": a, "beta_eff": None},
+    )
+    chosen, _by, _s = pick([other, *trials[2:]], PickConfig(weights={"beta_eff": 1.0}))
+    assert chosen is not None and chosen.number == 3
 
 
 def test_a_pruned_run_is_cached_flagged_and_never_served_as_a_hit(
