@@ -53,11 +53,12 @@ from capacitance_study import _fmt_ci, partial_tau, partial_tau_ci, study_sample
 
 #: The fresh samples by name: their seeds. C and D score the free scores (500 cells
 #: each); E is the third sample of the proxy's runs (``benchmarks/proxy_budget.py
-#: --sample E``, 150 cells), drawn after the other four.
-SAMPLES = {"C": 5, "D": 6, "E": 7}
+#: --sample E``, 150 cells), drawn after the other four; F (150 cells) tests the
+#: pruner's score (docs/capacitance-study.md, "Sample E").
+SAMPLES = {"C": 5, "D": 6, "E": 7, "F": 8}
 #: Sizes at which an earlier fresh sample is left out of a later one (C and D were
-#: drawn at 500); one not listed is left out at the later sample's own size.
-DRAWN = {"C": 500, "D": 500}
+#: drawn at 500, E at 150); one not listed is left out at the later sample's own size.
+DRAWN = {"C": 500, "D": 500, "E": 150}
 #: Samples A and B of the capacitance study, left out of every fresh sample:
 #: (n, seed, disjoint from).
 STUDIED = ((150, 1, None), (150, 2, 1))

@@ -6,10 +6,11 @@ distinct NAS-Bench-201 cells -- the samples of
 ``benchmarks/capacitance_study.py``: A = seed 1, B = seed 2 disjoint from A
 (``--seed``, ``--disjoint-from``), or a fresh sample of
 ``benchmarks/free_scores.py`` (``--sample E``: seed 7, disjoint from A, B, C
-and D) -- at a proxy budget (``ProxyConfig`` defaults, changed with ``--set key=value``),
-with the free scores at initialisation and the probe's weight snapshots, into
-an HDF5 cache (``--cache``; resumable, ``--shard I/K`` splits the cells over
-processes sharing it).
+and D; ``--sample F``: seed 8, disjoint from A-E) -- at a proxy budget
+(``ProxyConfig`` defaults, changed with ``--set key=value``), with the free
+scores at initialisation and the probe's weight snapshots, into an HDF5 cache
+(``--cache``; resumable, ``--shard I/K`` splits the cells over processes
+sharing it).
 
 ``--table`` reads the cache and prints, against the builtin cifar10-valid
 200-epoch validation accuracy, for every report point (one per epoch): signed
@@ -129,7 +130,10 @@ def budget_sample(args: argparse.Namespace) -> list[Arch]:
 
 def sample_label(args: argparse.Namespace) -> str:
     if args.sample is not None:
-        return f"sample {args.sample} (seed {SAMPLES[args.sample]}, disjoint from A-D)"
+        return (
+            f"sample {args.sample} (seed {SAMPLES[args.sample]}, disjoint from A, B and the "
+            "fresh samples before it)"
+        )
     return f"sample seed {args.seed}" + (
         f" (disjoint from {args.disjoint_from})" if args.disjoint_from is not None else ""
     )
@@ -434,7 +438,8 @@ def main() -> int:
         choices=sorted(SAMPLES),
         default=None,
         help="a fresh sample of benchmarks/free_scores.py instead of --seed (E: the third "
-        "sample of the proxy's runs, disjoint from A, B, C and D)",
+        "sample of the proxy's runs, disjoint from A-D; F: the pruner's score, disjoint "
+        "from A-E)",
     )
     parser.add_argument(
         "--set",
@@ -465,7 +470,7 @@ def main() -> int:
     if (args.seed is None) == (args.sample is None) and not args.plot:
         parser.error("name the sample with exactly one of --seed and --sample")
     if args.sample is not None and args.disjoint_from is not None:
-        parser.error("--disjoint-from goes with --seed; a --sample is disjoint from A-D")
+        parser.error("--disjoint-from goes with --seed; a --sample is disjoint from the others")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     config = ProxyConfig(**{"snapshots": "probe", **parse_overrides(args.set)})

@@ -29,8 +29,8 @@ def test_fresh_samples_are_disjoint_from_the_studied_ones_and_each_other(fs: Mod
     assert not {a.canonical() for a in c} & {a.canonical() for a in d}
     assert fs.fresh_sample("C", 60) == c  # seeded
     assert fs.fresh_sample("C", 30) == c[:30]  # a smaller sample is a prefix
-    with pytest.raises(SystemExit, match="unknown sample 'F'"):
-        fs.fresh_sample("F", 10)
+    with pytest.raises(SystemExit, match="unknown sample 'Z'"):
+        fs.fresh_sample("Z", 10)
 
 
 def test_sample_e_leaves_out_every_earlier_sample_at_its_drawn_size(fs: ModuleType) -> None:
@@ -43,6 +43,8 @@ def test_sample_e_leaves_out_every_earlier_sample_at_its_drawn_size(fs: ModuleTy
     for name in ("C", "D"):  # all 500 cells of each, not only their first 150
         earlier = fs.fresh_sample(name, fs.DRAWN[name])
         assert len(earlier) == 500 and not forms & {a.canonical() for a in earlier}
+    f = {a.canonical() for a in fs.fresh_sample("F", 150)}
+    assert len(f) == 150 and not f & forms  # F leaves out E (and A-D)
 
 
 def test_every_scored_name_is_a_proxy_and_candidates_extend_the_aggregate(fs: ModuleType) -> None:
