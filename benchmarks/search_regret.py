@@ -185,6 +185,12 @@ def search_seed(args: argparse.Namespace, seed: int, truth, space_best: float) -
     }
 
 
+def _weights_label(results: list[dict]) -> str:
+    """The pick weights of the studies; ``mixed`` when the config changed between seeds."""
+    seen = {json.dumps(r.get("pick_weights"), sort_keys=True) for r in results}
+    return seen.pop() if len(seen) == 1 else "mixed: " + " / ".join(sorted(seen))
+
+
 def run_search_mode(args: argparse.Namespace) -> int:
     truth = open_benchmark("builtin")
     _best, space_best = truth.best("cifar10-valid", "valid")
@@ -202,7 +208,7 @@ def run_search_mode(args: argparse.Namespace) -> int:
             fh.write(json.dumps(got) + "\n")
     # baselines at each seed's measured wall-clock
     table: dict[str, list[float]] = {
-        f"two-stage search: the pick ({results[0]['pick_weights']})": [r["pick"] for r in results],
+        f"two-stage search: the pick ({_weights_label(results)})": [r["pick"] for r in results],
         "  its best trained cell (oracle)": [r["best_trained"] for r in results],
         "  trained cells picked by the free aggregate": [r["by"]["aggregate"] for r in results],
         "  completed cells picked by proxy accuracy": [r["by"]["proxy_valid_acc"] for r in results],
