@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from nasnc import ConfigError
 from nasnc.data import ProxyData
 from nasnc.pipeline import ProxyConfig, load_proxy_data, proxy_key, screen_archs, screen_config
+from nasnc.proxies import rank_aggregate
 from nasnc.space import NUM_UNIQUE, sample_archs
 from nasnc.store import Store, config_hash
 from nasnc_search._config import (
@@ -156,10 +157,22 @@ def test_two_stage_study_enqueues_the_shortlist_and_reports_the_contract(
         {t.user_attrs["canonical"] for t in trials}
     )
     found = out["best_found"]
-    assert found["by"] == "aggregate"  # the measured default: the free aggregate
-    best_agg = max(t.user_attrs["aggregate"] for t in trials if t.state == TrialState.COMPLETE)
+    # the measured default: the aggregate plus βeff, among the completed cells
+    assert found["by"] == "aggregate + beta_eff"
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    done = [
+        t
+        for i, t in enumerate(done)
+        if t.user_attrs["canonical"] not in {u.user_attrs["canonical"] for u in done[:i]}
+    ]  # one row per cell, as the pick keeps
+    combined = rank_aggregate(
+        {
+            k: np.array([t.user_attrs[k] for t in done], dtype=float)
+            for k in ("aggregate", "beta_eff")
+        }
+    )
     picked = next(t for t in trials if t.number == found["trial"])
-    assert picked.user_attrs["aggregate"] == best_agg
+    assert picked.number == done[int(np.argmax(combined))].number
     assert found["true_acc"] == pytest.approx(picked.user_attrs["true_acc"])
     assert out["regret"] == pytest.approx(out["best_in_space"] - found["true_acc"])
 
