@@ -122,10 +122,10 @@ class Objective:
     Samples the six edges as categorical parameters, then runs
     :func:`nasnc.pipeline.evaluate_arch`: a cache hit replays the cached
     trajectory (no training), a miss trains with the capacitance observer. At
-    each report point it reports the βeff estimate, records its standard
-    deviation (for :class:`~nasnc_search.CapacitancePruner`'s uncertainty guard) and
-    a heartbeat, and prunes on ``trial.should_prune()``. The returned value is
-    the estimated converged βeff (maximise), unless a ``stage``
+    each report point it reports the latest βeff reading, records the standard
+    deviation of the BRR estimate (for :class:`~nasnc_search.CapacitancePruner`'s
+    uncertainty guard) and a heartbeat, and prunes on ``trial.should_prune()``.
+    The returned value is the estimated converged βeff (maximise), unless a ``stage``
     (:class:`nasnc_search._stages.TrialStage`) names other or several objectives; it
     also records the cell's screen ``aggregate`` and benchmark accuracy.
     """
@@ -178,7 +178,8 @@ class Objective:
             raise_if_interrupted()
             reports = stage is None or stage.reports  # Optuna cannot prune multi-objective
             if reports:
-                trial.report(stage.report_value(point) if stage else point.beta_eff, point.index)
+                value = stage.report_value(point) if stage else point.beta_eff_last
+                trial.report(value, point.index)
             std = point.beta_eff_std
             stds[str(point.index)] = std if math.isfinite(std) else 0.0
             trial.set_user_attr(STD_ATTR, dict(stds))

@@ -16,15 +16,16 @@ trials reported *at the same step*:
    trial's upper bound ``mean + z·std`` to lie below the ``k``-th best lower
    bound ``mean − z·std`` among the finished trials at that step. The standard
    deviations are read from the user attribute :data:`STD_ATTR` (a mapping
-   ``str(step) -> std``) that the nasnc objective writes at each report; a
-   trial without it counts as having no uncertainty (std 0).
+   ``str(step) -> std``) that the nasnc objective writes at each report (the
+   std of the BRR estimate of the converged βeff, around the reported
+   reading); a trial without it counts as having no uncertainty (std 0).
 
 A non-finite reported value is always pruned (after startup and warm-up).
 
 Unlike Optuna's ``PercentilePruner``, which compares the trial's *best*
 intermediate value so far, the rule compares the value reported at this step:
-the nasnc objective reports a running estimate of the converged βeff, whose
-latest value supersedes the earlier ones. Optuna's own helpers for warm-up and
+the nasnc objective reports the latest βeff reading of a run that is still
+learning, which supersedes the earlier ones. Optuna's own helpers for warm-up and
 interval steps are private, so the three early returns are written out here
 with the same semantics.
 """

@@ -112,9 +112,12 @@ class TrialStage:
         return expand_proxies(names)[0]
 
     def report_value(self, point: ReportPoint) -> float:
+        """What a trial reports to the pruner at ``point``: the proxy accuracy when it
+        is the first objective, else the latest βeff reading (docs/capacitance-study.md,
+        "Sample F": it ranks cells far better than the BRR estimate before the end)."""
         if self.objectives[0] == "proxy_valid_acc":
             return point.valid_acc
-        return point.beta_eff
+        return point.beta_eff_last
 
     def before(self, trial: optuna.Trial, arch: Arch) -> None:
         """Record the cell's aggregate and benchmark accuracy before training."""
