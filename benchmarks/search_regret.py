@@ -27,7 +27,10 @@ by βeff inside it are reported too.
 With ``--search CONFIG`` the real study runs instead, once per seed (the
 code path of ``nasnc search``: stage 1 screen, top-K enqueued, stage 2 trained
 with βeff streaming and pruned), each seed on a cold cache and a fresh
-journal storage under ``--out``; stage sizes may be overridden. It reports the
+journal storage under ``--out``; stage sizes may be overridden. Each finished
+seed is appended to ``--out``/results.jsonl, and a rerun with the same config
+and ``--out`` skips the seeds recorded there (a killed run loses only the
+study in flight; delete the file to measure again). It reports the
 study's pick, its best trained cell, post-hoc picks among the trained cells
 (proxy accuracy, βeff, the aggregate plus βeff of W - W0 after one epoch), and
 random search (oracle) with as many cells as each study's measured wall-clock
@@ -89,16 +92,15 @@ def _pick_among(values: dict[str, np.ndarray], acc: np.ndarray) -> float:
     return float(acc[int(np.nanargmax(combined))])
 
 
-def search_seed(args: argparse.Namespace, seed: int, truth, space_best: float) -> dict:
-    """One real two-stage study (the CLI's code path) on a cold cache; its figures."""
-    from optuna.trial import TrialState
+#: Config keys that differ between the seeds of one measurement by construction.
+_PER_SEED = ("seed", "study_name", "storage", "cache", "data_root")
 
-    from nasnc_search import apply_overrides, load_config, run_search, summarize
+
+def seed_config(args: argparse.Namespace, seed: int):
+    """The study config of one seed: ``--search``'s file with the overrides applied."""
+    from nasnc_search import apply_overrides, load_config
 
     run_dir = Path(args.out) / f"seed{seed}"
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # each seed is a cold start: no cache hits from earlier seeds
-    run_dir.mkdir(parents=True)
     overrides = {
         "seed": seed,
         "study_name": f"regret-seed{seed}",
@@ -111,7 +113,60 @@ def search_seed(args: argparse.Namespace, seed: int, truth, space_best: float) -
         "workers": args.workers,
         "timeout": args.timeout,
     }
-    config = apply_overrides(load_config(args.search), overrides)
+    return apply_overrides(load_config(args.search), overrides)
+
+
+def study_key(config) -> str:
+    """What makes two seeds' studies one measurement: the config less its per-seed keys."""
+    data = {k: v for k, v in config.to_dict().items() if k not in _PER_SEED}
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def recorded_seeds(path: Path, key: str) -> dict[int, dict]:
+    """The seeds ``path`` (results.jsonl) already holds for the study ``key``.
+
+    A line written under another config is ignored (that seed runs again);
+    a torn last line (a killed run) is skipped with a warning; a later line
+    for a seed replaces an earlier one.
+    """
+    done: dict[int, dict] = {}
+    if not path.exists():
+        return done
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            logging.getLogger(__name__).warning("%s:%d: not JSON, skipped", path, lineno)
+            continue
+        if isinstance(row, dict) and row.get("study_key") == key and "seed" in row:
+            done[int(row["seed"])] = row
+    return done
+
+
+def append_line(path: Path, row: dict) -> None:
+    """Append ``row`` as one JSON line, after ending a torn last line (a killed run)."""
+    with open(path, "a+b") as fh:
+        fh.seek(0, 2)
+        if fh.tell():
+            fh.seek(-1, 2)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+        fh.write((json.dumps(row) + "\n").encode())
+
+
+def search_seed(args: argparse.Namespace, seed: int, truth, space_best: float) -> dict:
+    """One real two-stage study (the CLI's code path) on a cold cache; its figures."""
+    from optuna.trial import TrialState
+
+    from nasnc_search import run_search, summarize
+
+    config = seed_config(args, seed)
+    run_dir = Path(args.out) / f"seed{seed}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # each seed is a cold start: no cache hits from earlier seeds
+    run_dir.mkdir(parents=True)
     start = time.perf_counter()
     study = run_search(config)
     wall = time.perf_counter() - start
@@ -174,6 +229,7 @@ def search_seed(args: argparse.Namespace, seed: int, truth, space_best: float) -
         "by": by,
         "pick_weights": dict(config.pick.weights),
         "space_best": space_best,
+        "study_key": study_key(config),
         "config": {
             "screen_size": config.screen.size,
             "top_k": config.screen.top_k,
@@ -194,9 +250,17 @@ def _weights_label(results: list[dict]) -> str:
 def run_search_mode(args: argparse.Namespace) -> int:
     truth = open_benchmark("builtin")
     _best, space_best = truth.best("cifar10-valid", "valid")
+    log = Path(args.out) / "results.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    done = recorded_seeds(log, study_key(seed_config(args, 0)))
     results = []
     for seed in range(args.seeds):
-        got = search_seed(args, seed, truth, space_best)
+        if seed in done:  # a rerun resumes: a finished seed is not run again
+            got = done[seed]
+            print(f"seed {seed}: recorded in {log}, not run again", file=sys.stderr)
+        else:
+            got = search_seed(args, seed, truth, space_best)
+            append_line(log, got)
         results.append(got)
         print(
             f"seed {seed}: {got['wall_s']:.0f} s (screen {got['screen_s']:.0f} s, "
@@ -204,8 +268,6 @@ def run_search_mode(args: argparse.Namespace) -> int:
             f"pick {got['pick']} % ({got['pick_arch']})",
             file=sys.stderr,
         )
-        with open(Path(args.out) / "results.jsonl", "a") as fh:
-            fh.write(json.dumps(got) + "\n")
     # baselines at each seed's measured wall-clock
     table: dict[str, list[float]] = {
         f"two-stage search: the pick ({_weights_label(results)})": [r["pick"] for r in results],

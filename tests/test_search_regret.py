@@ -1,0 +1,57 @@
+"""benchmarks/search_regret.py --search: a rerun resumes from results.jsonl."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from conftest import load_benchmark
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cpu-30min.yaml"
+
+regret = load_benchmark("search_regret")
+
+
+def _args(tmp_path: Path, **changes) -> argparse.Namespace:
+    base = dict(
+        search=str(CONFIG), out=str(tmp_path), data_root=str(tmp_path / "data"),
+        screen_size=1000, top_k=8, n_trials=16, workers=None, timeout=None,
+    )  # fmt: skip
+    return argparse.Namespace(**{**base, **changes})
+
+
+def test_seeds_of_one_measurement_share_a_key_and_a_changed_stage_size_does_not(tmp_path):
+    args = _args(tmp_path)
+    key0 = regret.study_key(regret.seed_config(args, 0))
+    assert regret.seed_config(args, 0).seed == 0
+    assert regret.seed_config(args, 3).seed == 3
+    assert regret.study_key(regret.seed_config(args, 3)) == key0
+    assert regret.study_key(regret.seed_config(_args(tmp_path, top_k=9), 0)) != key0
+    assert json.loads(key0)["screen"]["top_k"] == 8
+
+
+def test_recorded_seeds_keeps_this_studys_seeds_and_skips_a_torn_line(tmp_path, caplog):
+    key = regret.study_key(regret.seed_config(_args(tmp_path), 0))
+    log = tmp_path / "results.jsonl"
+    rows = [
+        {"seed": 0, "study_key": key, "pick": 90.1},
+        {"seed": 1, "study_key": "another config", "pick": 88.0},
+        {"seed": 2, "pick": 89.0},  # written before the key was recorded
+        {"seed": 0, "study_key": key, "pick": 90.7},  # a later run of seed 0 wins
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"seed": 3, "study')
+    done = regret.recorded_seeds(log, key)
+    assert sorted(done) == [0]
+    assert done[0]["pick"] == 90.7
+    assert "results.jsonl:5: not JSON" in caplog.text
+    assert regret.recorded_seeds(tmp_path / "missing.jsonl", key) == {}
+
+
+def test_a_seed_appended_after_a_torn_line_is_read_back(tmp_path):
+    key = regret.study_key(regret.seed_config(_args(tmp_path), 0))
+    log = tmp_path / "results.jsonl"
+    log.write_text('{"seed": 0, "study_key": "x"}\n{"seed": 1, "stu')
+    regret.append_line(log, {"seed": 1, "study_key": key, "pick": 91.0})
+    regret.append_line(log, {"seed": 2, "study_key": key, "pick": 90.0})
+    assert {s: r["pick"] for s, r in regret.recorded_seeds(log, key).items()} == {1: 91.0, 2: 90.0}
