@@ -87,6 +87,15 @@ def last_reading(entry: Entry, column: str) -> float:
     return float(values[-1]) if values is not None and len(values) else math.nan
 
 
+def pruner_value(point: ReportPoint, objective: str = "beta_eff") -> float:
+    """What a trial reports to the pruner at ``point``: the proxy accuracy when it is
+    the first objective, else the latest βeff reading (docs/capacitance-study.md,
+    "Sample F": it ranks cells far better than the BRR estimate before the end)."""
+    if objective == "proxy_valid_acc":
+        return point.valid_acc
+    return point.beta_eff_last
+
+
 class _Heartbeat:
     """Writes :data:`HEARTBEAT_ATTR` every ``interval`` seconds from a daemon thread.
 
@@ -178,7 +187,7 @@ class Objective:
             raise_if_interrupted()
             reports = stage is None or stage.reports  # Optuna cannot prune multi-objective
             if reports:
-                value = stage.report_value(point) if stage else point.beta_eff_last
+                value = stage.report_value(point) if stage else pruner_value(point)
                 trial.report(value, point.index)
             std = point.beta_eff_std
             stds[str(point.index)] = std if math.isfinite(std) else 0.0

@@ -31,7 +31,7 @@ from nasnc.space import Arch
 from nasnc.store import Entry
 
 from ._config import COST_OBJECTIVES, DW_SCORE, PickConfig, SearchConfig
-from ._objective import last_reading
+from ._objective import last_reading, pruner_value
 from ._screen import ScreenPool, enqueue_shortlist, run_screen
 
 __all__ = [
@@ -112,12 +112,8 @@ class TrialStage:
         return expand_proxies(names)[0]
 
     def report_value(self, point: ReportPoint) -> float:
-        """What a trial reports to the pruner at ``point``: the proxy accuracy when it
-        is the first objective, else the latest βeff reading (docs/capacitance-study.md,
-        "Sample F": it ranks cells far better than the BRR estimate before the end)."""
-        if self.objectives[0] == "proxy_valid_acc":
-            return point.valid_acc
-        return point.beta_eff_last
+        """What a trial reports to the pruner at ``point`` (:func:`pruner_value`)."""
+        return pruner_value(point, self.objectives[0])
 
     def before(self, trial: optuna.Trial, arch: Arch) -> None:
         """Record the cell's aggregate and benchmark accuracy before training."""

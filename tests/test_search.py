@@ -79,11 +79,10 @@ def test_study_prunes_caches_and_hits_the_cache(tmp_path: Path, synthetic_root: 
         assert t.user_attrs["arch"]
         assert t.value == pytest.approx(store.get(t.user_attrs["key"]).summary["beta_eff"])
         assert t.user_attrs["proxy_valid_acc"] is not None
-        dw = store.get(t.user_attrs["key"]).trajectory[DW_SCORE]
-        assert t.user_attrs[DW_SCORE] == pytest.approx(dw[-1])  # the run's last W - W0 reading
+        traj = store.get(t.user_attrs["key"]).trajectory
+        assert t.user_attrs[DW_SCORE] == pytest.approx(traj[DW_SCORE][-1])  # last W - W0 reading
         assert t.user_attrs["cache_hit"] is False  # the first study trains everything
         # the pruner saw the latest reading at each report point, not the BRR estimate
-        traj = store.get(t.user_attrs["key"]).trajectory
         reported = [t.intermediate_values[i] for i in sorted(t.intermediate_values)]
         assert reported == pytest.approx(list(traj[config.proxy.variant]))
         assert reported != pytest.approx(list(traj["beta_eff_est"]))
