@@ -12,8 +12,13 @@ another seeded sample) this computes, per cell:
            stage, linear head) at initialisation;
 ``train``  the proxy network after its first epoch of the default 8-epoch
            recipe (stopped at the first report point): whole-network βeff of
-           W (line 2, trained) and of W - W0 (line 3, the weight change), and
-           the proxy validation accuracy at that point, as a trained baseline;
+           W (line 2, trained), of W - W0 (line 3, the weight change) and of
+           the loss gradient on the scoring batch (line 3 during training,
+           ``grad_ep1_*``, as ``grad`` but on the trained network), and the
+           proxy validation accuracy at that point, as a trained baseline;
+           ``--table`` adds the change of βeff over that first epoch,
+           ``rate_ep1_*`` = net_ep1 - net_init and ``grad_rate_ep1_*`` =
+           grad_ep1 - grad_init, where both ends were computed;
 ``grad``   line 3 at initialisation: whole-network βeff (four variants) of
            the gradient of the proxy network's mean cross-entropy on its
            first 64 training images (training-mode BatchNorm, one backward
@@ -129,14 +134,34 @@ def _betas(
     }
 
 
-def _gradient_betas(model: torch.nn.Module, data: ProxyData) -> dict[str, float]:
-    """``grad_init_*``: the four βeff variants of the gradient of the mean cross-entropy
-    of the scoring batch at initialisation (:func:`nasnc.proxies.gradient_beta_eff`)."""
+def _gradient_betas(
+    model: torch.nn.Module, data: ProxyData, prefix: str = "grad_init"
+) -> dict[str, float]:
+    """``<prefix>_*``: the four βeff variants of the gradient of the mean cross-entropy
+    of the scoring batch (:func:`nasnc.proxies.gradient_beta_eff`; ``grad_init`` at
+    initialisation, ``grad_ep1`` after the first proxy epoch)."""
     values = gradient_beta_eff(model, *_batch(data)).tolist()
     return {
-        "grad_init" + variant_name(i, n).removeprefix("beta_eff"): float(v)
+        prefix + variant_name(i, n).removeprefix("beta_eff"): float(v)
         for (i, n), v in zip(VARIANTS, values)
     }
+
+
+#: Derived at table time: the change of a βeff reading over the first proxy epoch
+#: (line 3, "its rate of change"), ``name: (after, before)`` column prefixes.
+RATES = {"rate_ep1": ("net_ep1", "net_init"), "grad_rate_ep1": ("grad_ep1", "grad_init")}
+
+
+def add_rates(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``cols`` with :data:`RATES` added for every variant whose two ends are both
+    columns (NaN where either end is missing for a cell)."""
+    out = dict(cols)
+    for name, (after, before) in RATES.items():
+        for i, n in VARIANTS:
+            suffix = variant_name(i, n).removeprefix("beta_eff")
+            if after + suffix in cols and before + suffix in cols:
+                out[name + suffix] = cols[after + suffix] - cols[before + suffix]
+    return out
 
 
 def _batch(data: ProxyData) -> tuple[torch.Tensor, torch.Tensor]:
@@ -465,6 +490,7 @@ def measure(
         row.update(_betas(model, "net_ep1"))
         delta = [w.detach() - w_0 for w, w_0 in zip(graph.weights(model), w0)]
         row.update(_betas(model, "dW_ep1", delta))
+        row.update(_gradient_betas(model, data, "grad_ep1"))
         row["cost_train"] = time.perf_counter() - t0
     if "probe" in what:
         row.update(
@@ -591,6 +617,7 @@ def table(rows: dict[str, dict[str, Any]], seed: int) -> str:
         if k != "arch" and not k.startswith(("cost_", "meta_"))
     }
     lc = {k: cols.pop(k) for k in list(cols) if k.startswith("lc_")}
+    cols = add_rates(cols)
     costs = {
         k.removeprefix("cost_"): np.array([rows[a].get(k, math.nan) for a in archs], dtype=float)
         for k in keys
@@ -661,7 +688,8 @@ def score_cost(score: str, col: dict[str, np.ndarray]) -> np.ndarray:
     ``probe_k<k>_*``: the backbone to epoch k, its features, the probe run;
     ``lc_k<k>_f<f>_*``: the same with only the first f of the probe run;
     ``*_ep<k>``: the backbone to epoch k (the ``probe`` run's own timing, or
-    ``train``'s for epoch 1 where only that ran).
+    ``train``'s for epoch 1 where only that ran); ``*rate_ep1_*``: ``train``'s
+    (the reading at initialisation costs a fraction of it and is not added).
     """
     nan = np.full(len(next(iter(col.values()))), math.nan)
 
@@ -674,11 +702,11 @@ def score_cost(score: str, col: dict[str, np.ndarray]) -> np.ndarray:
         share = 1.0 if m.group(3) is None else int(m.group(3)) / 100
         backbone = get(f"cost_probe_backbone_ep{k}")
         return backbone + get(f"cost_probe_features_k{k}") + share * get(f"cost_probe_fit_k{k}")
-    m = re.match(r"(?:acc|net|dW)_ep(\d+)", score)
+    m = re.match(r"(?:acc|net|dW|grad|rate|grad_rate)_ep(\d+)", score)
     if m:
         own = get(f"cost_probe_backbone_ep{m.group(1)}")
         return np.where(np.isfinite(own), own, get("cost_train")) if m.group(1) == "1" else own
-    for prefix, part in (("net_init", "init"), ("bench_init", "bench")):
+    for prefix, part in (("net_init", "init"), ("bench_init", "bench"), ("grad_init", "grad")):
         if score.startswith(prefix):
             return get(f"cost_{part}")
     return get("cost_free")

@@ -200,3 +200,46 @@ def test_gradient_betas_are_the_variants_of_the_loss_gradient(study: ModuleType)
 
     free = beta_eff_grad(model, *study._batch(data))
     assert free == pytest.approx(got["grad_init_product_sf"], rel=1e-5)
+
+
+def test_rates_are_the_change_over_the_first_epoch_where_both_ends_exist(
+    study: ModuleType,
+) -> None:
+    cols = {
+        "net_init_chain_sf": np.array([1.0, 2.0, math.nan]),
+        "net_ep1_chain_sf": np.array([1.5, 1.0, 3.0]),
+        "grad_init_product_sf": np.array([4.0, 5.0, 6.0]),
+        "grad_ep1_product_sf": np.array([2.0, 7.0, 6.0]),
+        "net_ep1_product": np.array([1.0, 1.0, 1.0]),  # no reading at init: no rate
+    }
+    got = study.add_rates(cols)
+    assert set(got) - set(cols) == {"rate_ep1_chain_sf", "grad_rate_ep1_product_sf"}
+    np.testing.assert_array_equal(got["rate_ep1_chain_sf"], [0.5, -1.0, math.nan])
+    np.testing.assert_array_equal(got["grad_rate_ep1_product_sf"], [-2.0, 2.0, 0.0])
+    assert "rate_ep1_chain_sf" not in cols  # the caller's columns are left alone
+    cost = {"cost_train": np.array([5.0, 6.0, 7.0]), "cost_grad": np.array([0.1] * 3)}
+    np.testing.assert_array_equal(study.score_cost("grad_rate_ep1_product_sf", cost), [5, 6, 7])
+    np.testing.assert_array_equal(study.score_cost("grad_ep1_chain", cost), [5, 6, 7])
+    np.testing.assert_array_equal(study.score_cost("grad_init_chain", cost), [0.1] * 3)
+
+
+def test_the_train_pass_records_the_gradient_of_the_trained_network(study: ModuleType) -> None:
+    from nasnc.data import ProxyData
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (96, 3, 8, 8), dtype=torch.uint8, generator=gen)
+    y = torch.arange(96) % 10
+    data = ProxyData("toy", 10, 8, x[:64], y[:64], x[64:], y[64:], (0.5,) * 3, (0.25,) * 3)
+    config = ProxyConfig(resolution=8, channels=4, batch_size=16, epochs=2, probe=(8,))
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+    row = study.measure(arch, config, data, ["init", "grad", "train"])
+    names = ("_chain", "_product", "_chain_sf", "_product_sf")
+    for s in names:
+        assert math.isfinite(row["grad_ep1" + s]) and row["grad_ep1" + s] > 0
+    # four steps of training moved the gradient's couplings away from initialisation
+    assert all(row["grad_ep1" + s] != row["grad_init" + s] for s in names)
+    cols = {k: np.array([v]) for k, v in row.items() if isinstance(v, float)}
+    rates = study.add_rates(cols)
+    for s in names:
+        assert rates["rate_ep1" + s][0] == row["net_ep1" + s] - row["net_init" + s]
+        assert rates["grad_rate_ep1" + s][0] == row["grad_ep1" + s] - row["grad_init" + s]
