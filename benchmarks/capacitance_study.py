@@ -640,7 +640,7 @@ def table(rows: dict[str, dict[str, Any]], seed: int) -> str:
         lines.append(_row(k, correlation_summary(cols[k], gt, n_boot=1000, seed=0)))
     lines += [
         "",
-        "cost per cell, seconds (1 torch thread, nice 19, 2 cores shared with other jobs): "
+        "cost per cell, seconds (1 torch thread; the load on the machine is not recorded): "
         + ", ".join(
             f"{k} median {np.nanmedian(v):.2f} / mean {np.nanmean(v):.2f} "
             f"(n {np.isfinite(v).sum()})"
