@@ -41,6 +41,12 @@ of the sample, every shortlisted cell trained to the end (as a study with
     python benchmarks/proxy_budget.py --seed 1 --n 150 --table
     python benchmarks/proxy_budget.py --sample E --n 150 --shortlist
     python benchmarks/proxy_budget.py --seed 1 --n 40 --set resolution=32 --set epochs=4
+    python benchmarks/proxy_budget.py --seed 1 --n 40 --axes axes.png \\
+        --point default --point channels=16 --point resolution=32
+
+``--axes`` puts each ``--point`` config (its cells' complete runs in the cache)
+on one plot and table: τ of the free aggregate, the proxy accuracy, βeff and
+the last chain_sf reading at the end of the run, against the run's cost.
 """
 
 from __future__ import annotations
@@ -428,6 +434,90 @@ def plot(args: argparse.Namespace, config: ProxyConfig, seeds: list[int], path: 
     fig.savefig(path, dpi=100)
 
 
+#: Readings compared across proxy configs (``--axes``), at each config's last report point.
+AXES_READINGS = ("acc", "beta_eff", "chain_sf")
+
+
+def axis_summary(
+    cols: dict[str, np.ndarray], wall: np.ndarray, n_points: int, gt: np.ndarray
+) -> dict[str, Any]:
+    """One proxy config's point on the budget axes: the median seconds per cell to its
+    last report point, and the correlation summary of the free aggregate and of each
+    :data:`AXES_READINGS` reading there."""
+    out: dict[str, Any] = {"n": len(gt), "s_per_cell": float(np.nanmedian(wall[:, n_points - 1]))}
+    for name in ("aggregate", *AXES_READINGS):
+        x = cols["aggregate"] if name == "aggregate" else cols[f"{name}@{n_points}"]
+        out[name] = correlation_summary(x, gt, n_boot=1000, seed=0)
+    return out
+
+
+def axes(args: argparse.Namespace, points: list[str], path: Path) -> str:
+    """τ at the end of the run against its cost, one point per proxy config
+    (``default`` or comma-separated ``KEY=VALUE`` overrides); the table, and the plot at
+    ``path``. A config with fewer than 3 complete runs in the cache is left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    truth = open_benchmark("builtin")
+    got: list[tuple[str, dict[str, Any]]] = []
+    for point in points:
+        pairs = [] if point == "default" else [p for p in point.split(",") if p]
+        config = ProxyConfig(**{"snapshots": "probe", **parse_overrides(pairs)})
+        archs, entries, size = sample_entries(args, config)
+        if len(entries) < 3:
+            print(f"--axes {point!r}: {len(entries)} complete runs, left out", file=sys.stderr)
+            continue
+        cols, wall, n_points = columns(entries)
+        gt = np.array([truth.get(a, args.truth, "valid_acc") for a in archs], dtype=float)
+        got.append((point, {**axis_summary(cols, wall, n_points, gt), "size": size}))
+    if not got:
+        raise SystemExit(f"--axes: no config has 3 complete runs of this sample in {args.cache}")
+    names = ("aggregate", *AXES_READINGS)
+    lines = [
+        f"{sample_label(args)}; ground truth builtin {args.truth}; τ at each run's last report "
+        "point (the aggregate at initialisation, on that config's network)",
+        "",
+        "| proxy | n | s/cell | " + " | ".join(f"{n}: τ [95 % CI]" for n in names) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for j, name in enumerate(names):
+        nudge = 1 + 0.03 * (j - 1.5)  # side by side, so the intervals stay visible
+        xs = [s["s_per_cell"] * nudge for _, s in got]
+        ys = [s[name]["kendall_tau"] for _, s in got]
+        err = np.array(
+            [
+                [y - s[name]["kendall_ci"][0], s[name]["kendall_ci"][1] - y]
+                for y, (_, s) in zip(ys, got)
+            ]
+        ).T
+        ax.errorbar(xs, ys, yerr=err, fmt="osv^"[j], color=f"C{j}", capsize=3, label=name)
+    for point, s in got:
+        ax.annotate(
+            point,
+            (s["s_per_cell"], s["aggregate"]["kendall_tau"]),
+            fontsize=8,
+            xytext=(4, 6),
+            textcoords="offset points",
+        )
+        lines.append(
+            f"| {point} | {s['n']} of {s['size']} | {s['s_per_cell']:.1f} | "
+            + " | ".join(f"{s[n]['kendall_tau']:+.3f} {_fmt_ci(s[n]['kendall_ci'])}" for n in names)
+            + " |"
+        )
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("median seconds of proxy training per cell (to the last report point)")
+    ax.set_ylabel(f"Kendall τ with {args.truth} 200-epoch accuracy (95 % CI)")
+    ax.set_title(f"The proxy's budget axes, {sample_label(args)}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -466,6 +556,19 @@ def main() -> int:
     parser.add_argument("--top-k", type=int, default=10, help="shortlist size (--shortlist)")
     parser.add_argument("--draws", type=int, default=2000, help="random pools (--shortlist)")
     parser.add_argument("--plot-seeds", type=int, nargs=2, default=[1, 2], metavar="SEED")
+    parser.add_argument(
+        "--axes",
+        default=None,
+        metavar="PNG",
+        help="τ at the end of the run against its cost, one point per --point config",
+    )
+    parser.add_argument(
+        "--point",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="a proxy config for --axes (repeatable): 'default' or ProxyConfig overrides",
+    )
     args = parser.parse_args()
     if (args.seed is None) == (args.sample is None) and not args.plot:
         parser.error("name the sample with exactly one of --seed and --sample")
@@ -473,6 +576,11 @@ def main() -> int:
         parser.error("--disjoint-from goes with --seed; a --sample is disjoint from the others")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
+    if args.axes:
+        if not args.point:
+            parser.error("--axes needs at least one --point")
+        print(axes(args, args.point, Path(args.axes)))
+        return 0
     config = ProxyConfig(**{"snapshots": "probe", **parse_overrides(args.set)})
     if args.plot:
         plot(args, config, args.plot_seeds, Path(args.plot))

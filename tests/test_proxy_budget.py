@@ -128,3 +128,23 @@ def test_complete_runs_drop_missing_diverged_and_stopped_ones(budget: ModuleType
     found = [(a, full), (b, short), (c, diverged), (d, None)]
     assert budget.complete_runs(found) == [(a, full)]
     assert budget.complete_runs([(d, None)]) == []
+
+
+def test_axis_summary_reads_the_last_point_and_its_cost(budget: ModuleType) -> None:
+    from nasnc.metrics import correlation_summary
+
+    rng = np.random.default_rng(1)
+    entries = [_entry(str(a), rng) for a in sample_archs(12, seed=4, unique=True)]
+    cols, wall, n_points = budget.columns(entries)
+    gt = rng.normal(size=12)
+    got = budget.axis_summary(cols, wall, n_points, gt)
+    assert got["n"] == 12
+    assert got["s_per_cell"] == pytest.approx(np.median(wall[:, -1]))
+
+    def tau(x: np.ndarray) -> float:
+        return correlation_summary(x, gt, n_boot=1000, seed=0)["kendall_tau"]
+
+    assert got["aggregate"]["kendall_tau"] == tau(cols["aggregate"])
+    for name in budget.AXES_READINGS:
+        assert got[name]["kendall_tau"] == tau(cols[f"{name}@4"])
+        assert got[name]["kendall_tau"] != tau(cols[f"{name}@1"])  # the last point, not the first
