@@ -382,3 +382,57 @@ def test_evaluate_aggregate_is_compare_aggregate(
     result = compare_scores(Store(cache).entries(), builtin, n_boot=10, return_rows=True)
     from_compare = {r["arch"]: r["aggregate"] for r in result["rows"]}
     assert {str(Arch.parse(r["arch"])): r["aggregate"] for r in rows} == pytest.approx(from_compare)
+
+
+def test_cli_recompute_ranks_a_variant_from_the_weight_snapshots(
+    tmp_path: Path, five, capsys
+) -> None:
+    """--recompute adds snapshots.<variant> at each run's last snapshot; runs without the
+    snapshots a variant needs are left out of its row and counted."""
+    import dataclasses
+
+    from nasnc.capacitance import snapshot_beta_eff
+    from nasnc.store import Snapshots
+    from nasnc_search.cli._compare import with_recomputed
+
+    rng = np.random.default_rng(0)
+    store = Store(tmp_path / "cache", durable=False)
+    kept: dict[str, list[np.ndarray]] = {}
+    for i, (arch, _) in enumerate(five):
+        entry = make_entry(arch, beta_eff=float(i))
+        if i < 4:  # the fifth run kept no snapshots
+            layers = [rng.normal(size=(3, 8, 4)), rng.normal(size=(3, 3, 8))]
+            for w in layers:  # a heavy-tailed last step: its βeff differs from the first's
+                w[-1] = w[-1] ** 5
+            names = ["probe.layers.0", "probe.layers.1"]
+            entry = dataclasses.replace(
+                entry, snapshots=Snapshots("probe", names, range(3), layers)
+            )
+            kept[str(Arch.parse(arch))] = layers
+        store.put(entry)
+
+    variants = ["beta_eff_chain_sf", "beta_eff_net_chain"]
+    got, lacking = with_recomputed(store.entries(), variants)
+    assert lacking == {"beta_eff_chain_sf": 1, "beta_eff_net_chain": 5}  # probe snapshots only
+    for entry in got:
+        value = entry.scores["snapshots.beta_eff_chain_sf"]
+        assert math.isnan(entry.scores["snapshots.beta_eff_net_chain"])
+        layers = kept.get(str(Arch.parse(entry.arch)))
+        if layers is None:
+            assert math.isnan(value)
+            continue
+        # the last snapshot's value, through the float16 round trip of the cache
+        per_step = snapshot_beta_eff(layers, "beta_eff_chain_sf")
+        assert value == pytest.approx(per_step[-1], rel=1e-2)
+        assert value != pytest.approx(per_step[0], rel=0.05)
+
+    cache = str(tmp_path / "cache")
+    code, out, err = _run(
+        capsys, "compare", "--cache", cache, "--recompute", "beta_eff_chain_sf", "--format", "json"
+    )
+    assert code == 0, err
+    row = json.loads(out)["scores"]["snapshots.beta_eff_chain_sf"]
+    assert row["n"] == 4 and row["n_dropped"] == 1
+    assert "beta_eff_chain_sf: 1 of 5 entries lack the weight snapshots" in err
+    code, _, err = _run(capsys, "compare", "--cache", cache, "--recompute", "chain_sf,beta_eff")
+    assert code == 2 and "'chain_sf,beta_eff'" in err

@@ -21,7 +21,7 @@ from ._base import (
 )
 from ._bench import BENCH_DATASETS
 
-__all__ = ["ENTRY_KINDS", "Compare", "entry_kind"]
+__all__ = ["ENTRY_KINDS", "RECOMPUTED_PREFIX", "Compare", "entry_kind", "with_recomputed"]
 
 #: What a cache entry is, for the counts ``nasnc compare`` reports.
 ENTRY_KINDS: tuple[str, ...] = ("complete", "pruned", "diverged", "score_only")
@@ -38,6 +38,36 @@ def entry_kind(entry: Any) -> str:
     if summary.get("diverged"):
         return "diverged"
     return "complete"
+
+
+#: Score-name prefix of a βeff variant recomputed from weight snapshots (``--recompute``).
+RECOMPUTED_PREFIX = "snapshots."
+
+
+def with_recomputed(entries: list[Any], variants: list[str]) -> tuple[list[Any], dict[str, int]]:
+    """``entries`` with each variant recomputed from their weight snapshots added to their
+    scores as ``snapshots.<variant>``: its value at the run's last snapshot (a pruned run's
+    where it stopped). An entry without the snapshots a variant needs (none kept, or
+    probe snapshots for a whole-network variant) gets NaN; the second value counts them
+    per variant."""
+    import dataclasses
+
+    from nasnc._errors import ConfigError
+    from nasnc.pipeline import beta_eff_from_snapshots
+
+    out = []
+    lacking = dict.fromkeys(variants, 0)
+    for entry in entries:
+        extra: dict[str, float] = {}
+        for variant in variants:
+            try:
+                values = beta_eff_from_snapshots(entry, variant)[variant]
+                extra[RECOMPUTED_PREFIX + variant] = float(values[-1])
+            except ConfigError:  # the variant was checked: these snapshots lack what it needs
+                extra[RECOMPUTED_PREFIX + variant] = math.nan
+                lacking[variant] += 1
+        out.append(dataclasses.replace(entry, scores={**(entry.scores or {}), **extra}))
+    return out, lacking
 
 
 def _used_line(used: dict[str, int]) -> str:
@@ -122,6 +152,15 @@ class Compare(Command):
             metavar="NAME",
             help="the front's score (default: aggregate when the entries give it, else beta_eff)",
         )
+        parser.add_argument(
+            "--recompute",
+            action="append",
+            metavar="VARIANT",
+            help="also rank a βeff variant recomputed from the runs' weight snapshots (proxy "
+            "option snapshots) at their last report point, as score snapshots.VARIANT; "
+            "repeat or comma-separate. VARIANT: beta_eff_<chain|product>[_sf] (the probe), "
+            "beta_eff_net_* or beta_eff_dw_* (whole network, W - W0; network snapshots)",
+        )
         parser.add_argument("--top-k", type=int, default=10, help="k of top-k precision")
         parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
         parser.add_argument("--seed", type=int, default=0, help="bootstrap / split seed")
@@ -129,7 +168,17 @@ class Compare(Command):
     def run(self, args: argparse.Namespace) -> int:
         from nasnc.analysis import PARETO_COSTS, compare_scores, plot_comparison, truth_dataset_for
         from nasnc.bench import open_benchmark
+        from nasnc.capacitance import SNAPSHOT_VARIANTS
         from nasnc.store import Store
+
+        variants = [v.strip() for arg in args.recompute or [] for v in arg.split(",") if v.strip()]
+        unknown = [v for v in variants if v not in SNAPSHOT_VARIANTS]
+        if unknown or (args.recompute is not None and not variants):
+            raise UsageError(
+                f"--recompute takes βeff variants ({', '.join(SNAPSHOT_VARIANTS)}), "
+                f"got {','.join(unknown or args.recompute)!r}"
+            )
+        variants = list(dict.fromkeys(variants))
 
         costs = [c.strip() for arg in args.pareto or [] for c in arg.split(",") if c.strip()]
         bad = [c for c in costs if c not in PARETO_COSTS]
@@ -173,6 +222,15 @@ class Compare(Command):
                     f"--exclude-pruned leaves nothing: the cache {args.cache} holds only pruned "
                     f"runs ({n_pruned}) for dataset {cache_ds!r}"
                 )
+        if variants:
+            entries, lacking = with_recomputed(entries, variants)
+            for variant, n in lacking.items():
+                if n:
+                    print(
+                        f"--recompute {variant}: {n} of {len(entries)} entries lack the weight "
+                        "snapshots it needs (left out of its row)",
+                        file=sys.stderr,
+                    )
         truth = open_benchmark(args.benchmark)
         result = compare_scores(
             entries,
