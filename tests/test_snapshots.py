@@ -333,3 +333,14 @@ def test_recomputed_equals_streamed(tmp_path: Path, data, kind: str) -> None:  #
         assert np.isfinite(net).all()
         dw = beta_eff_from_snapshots(entry, "beta_eff_dw_chain")["beta_eff_dw_chain"]
         assert dw[0] == 0.0 and (dw[1:] > 0).all()  # W - W0 is zero at initialisation
+    # the probe's own weight change W - W0, from either kind of snapshot
+    pdw = beta_eff_from_snapshots(entry, "beta_eff_probe_dw_chain")["beta_eff_probe_dw_chain"]
+    assert pdw[0] == 0.0 and (pdw[1:] > 0).all()
+    if kind == "probe":  # by hand: the probe variant of the differenced float64 weights
+        layers = [
+            np.asarray(entry.snapshots.layer(i), dtype=np.float64)
+            for i in range(len(entry.snapshots.names))
+        ]
+        want = snapshot_beta_eff([a - a[0] for a in layers], "beta_eff_chain_sf")
+        got_sf = beta_eff_from_snapshots(entry, "beta_eff_probe_dw_chain_sf")
+        np.testing.assert_allclose(got_sf["beta_eff_probe_dw_chain_sf"][1:], want[1:], rtol=1e-12)

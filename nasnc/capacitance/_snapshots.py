@@ -12,7 +12,8 @@ Variant names: the probe's ``beta_eff_<chain|product>[_sf]``
 (:func:`~nasnc.capacitance.variant_name`), the whole network's coupling graph
 ``beta_eff_net_<chain|product>[_sf]`` (:func:`network_name`) and of its weight
 change ``W - W0`` ``beta_eff_dw_<chain|product>[_sf]``
-(:func:`~nasnc.capacitance.weight_change_name`).
+(:func:`~nasnc.capacitance.weight_change_name`), and the probe's own weight
+change ``beta_eff_probe_dw_<chain|product>[_sf]``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def network_name(interaction: str, normalize: bool) -> str:
 
 
 #: Every variant name :func:`snapshot_beta_eff` knows, with its scope
-#: (``"probe"``, ``"network"`` or ``"dw"``), interaction and normalisation.
+#: (``"probe"``, ``"network"``, ``"dw"`` or ``"probe_dw"``), interaction and normalisation.
 SNAPSHOT_VARIANTS: dict[str, tuple[str, str, bool]] = {
     **{variant_name(i, n): ("probe", i, n) for i, n in VARIANTS},
     **{network_name(i, n): ("network", i, n) for i, n in VARIANTS},
@@ -55,7 +56,14 @@ SNAPSHOT_VARIANTS: dict[str, tuple[str, str, bool]] = {
         variant_name(i, n).replace("beta_eff_", "beta_eff_dw_", 1): ("dw", i, n)
         for i, n in VARIANTS
     },
+    **{
+        variant_name(i, n).replace("beta_eff_", "beta_eff_probe_dw_", 1): ("probe_dw", i, n)
+        for i, n in VARIANTS
+    },
 }
+
+#: Scopes read from the probe's layers alone (any kind of snapshot holds them).
+PROBE_SCOPES = ("probe", "probe_dw")
 
 
 def parse_variant(variant: str) -> tuple[str, str, bool]:
@@ -146,9 +154,9 @@ def snapshot_beta_eff(
     ----------
     layers : sequence of array
         One array per layer, shape ``(n_snapshots, *weight_shape)``: the
-        probe's chain in order for a probe variant, or the layers of
-        ``graph`` in its order for a ``net``/``dw`` variant (snapshot 0 is
-        ``W0`` for ``dw``).
+        probe's chain in order for a probe variant (``probe_dw`` too), or
+        the layers of ``graph`` in its order for a ``net``/``dw`` variant
+        (snapshot 0 is ``W0`` for ``dw`` and ``probe_dw``).
     variant : str
         A key of :data:`SNAPSHOT_VARIANTS`.
     graph : CouplingGraph, optional
@@ -166,15 +174,15 @@ def snapshot_beta_eff(
     n = int(layers[0].shape[0])
     if any(int(a.shape[0]) != n for a in layers):
         raise ConfigError("every layer must have one array per snapshot")
-    if scope != "probe" and graph is None:
+    if scope not in PROBE_SCOPES and graph is None:
         raise ConfigError(f"variant {variant!r} needs the network's coupling graph")
     tensors = [torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in layers]
     out = np.empty(n)
     for k in range(n):
         weights = [t[k] for t in tensors]
-        if scope == "dw":
+        if scope in ("dw", "probe_dw"):
             weights = [t[k] - t[0] for t in tensors]
-        if scope == "probe":
+        if scope in PROBE_SCOPES:
             value = beta_eff_variants(weights, [(interaction, normalize)], dtype=torch.float64)
         else:
             assert graph is not None

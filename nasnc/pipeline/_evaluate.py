@@ -29,7 +29,7 @@ from nasnc.capacitance import (
     coupling_graph,
     snapshot_beta_eff,
 )
-from nasnc.capacitance._snapshots import parse_variant
+from nasnc.capacitance._snapshots import PROBE_SCOPES, parse_variant
 from nasnc.data import ProxyData, load_dataset
 from nasnc.models import build_network
 from nasnc.pipeline._config import ProxyConfig
@@ -416,7 +416,8 @@ def beta_eff_from_snapshots(
         ``"network"`` (e.g. from :meth:`Store.get <nasnc.store.Store.get>`).
     variant : str
         A key of :data:`~nasnc.capacitance.SNAPSHOT_VARIANTS`: the probe's
-        ``beta_eff_<chain|product>[_sf]`` (from either kind of snapshot), or,
+        ``beta_eff_<chain|product>[_sf]`` and its weight change
+        ``beta_eff_probe_dw_*`` (from either kind of snapshot), or,
         from ``"network"`` snapshots only, the whole network's coupling graph
         ``beta_eff_net_*`` and its weight change ``beta_eff_dw_*`` (``W - W0``).
 
@@ -440,6 +441,7 @@ def beta_eff_from_snapshots(
     :class:`~nasnc.capacitance.CouplingGraph`; its weights are not used.
     """
     scope, _, _ = parse_variant(variant)
+    on_probe = scope in PROBE_SCOPES
     snaps = entry.snapshots
     if snaps is None:
         raise ConfigError(
@@ -447,7 +449,7 @@ def beta_eff_from_snapshots(
             "proxy option snapshots: probe or network"
         )
     steps = snaps.steps
-    if snaps.kind == "probe" and scope != "probe":
+    if snaps.kind == "probe" and not on_probe:
         raise ConfigError(
             f"variant {variant!r} needs snapshots: network, but entry {entry.key} kept the "
             "probe's only"
@@ -457,7 +459,7 @@ def beta_eff_from_snapshots(
         return {"step": steps, variant: snapshot_beta_eff(layers, variant)}
     config = ProxyConfig.from_mapping({k: v for k, v in entry.config.items() if k not in _RUN_KEYS})
     model = _build(Arch.parse(entry.arch), config, entry.seed, torch.device("cpu"))
-    if scope == "probe":
+    if on_probe:
         from nasnc.capacitance._snapshots import _probe_layers
 
         names = [n for n, _ in _probe_layers(model)]

@@ -159,7 +159,8 @@ class Compare(Command):
             help="also rank a βeff variant recomputed from the runs' weight snapshots (proxy "
             "option snapshots) at their last report point, as score snapshots.VARIANT; "
             "repeat or comma-separate. VARIANT: beta_eff_<chain|product>[_sf] (the probe), "
-            "beta_eff_net_* or beta_eff_dw_* (whole network, W - W0; network snapshots)",
+            "beta_eff_probe_dw_* (the probe's W - W0), beta_eff_net_* or beta_eff_dw_* (whole "
+            "network, W - W0; network snapshots)",
         )
         parser.add_argument("--top-k", type=int, default=10, help="k of top-k precision")
         parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
