@@ -14,8 +14,10 @@ another seeded sample) this computes, per cell:
            recipe (stopped at the first report point): whole-network βeff of
            W (line 2, trained), of W - W0 (line 3, the weight change) and of
            the loss gradient on the scoring batch (line 3 during training,
-           ``grad_ep1_*``, as ``grad`` but on the trained network), and the
-           proxy validation accuracy at that point, as a trained baseline;
+           ``grad_ep1_*``, as ``grad`` but on the trained network), the probe's
+           βeff of its own weight change W - W0 (``pdw_ep1_*``, the probe's
+           four variants), and the proxy validation accuracy at that point, as
+           a trained baseline;
            ``--table`` adds the change of βeff over that first epoch,
            ``rate_ep1_*`` = net_ep1 - net_init and ``grad_rate_ep1_*`` =
            grad_ep1 - grad_init, where both ends were computed;
@@ -28,6 +30,9 @@ another seeded sample) this computes, per cell:
            trained on them alone (βeff trajectory, its BRR estimate, the probe's
            validation curve, early-fraction predictions); also acc/net/dW after
            epochs 1 and 2 (the epoch-1 values equal ``train``'s).
+
+``--sample E`` (or F) takes a fresh sample of ``benchmarks/free_scores.py``
+(disjoint from A, B, C and D) instead of ``--seed``.
 
 Results go to JSON lines under ``--out`` (resumable; ``--shard I/K`` splits
 the cells over processes). ``--table`` prints, against the builtin
@@ -70,6 +75,7 @@ from nasnc.capacitance import (
     CapacitanceObserver,
     CapacitanceProbe,
     CouplingGraph,
+    beta_eff_variants,
     coupling_graph,
     network_beta_eff,
     variant_name,
@@ -141,6 +147,19 @@ def _gradient_betas(
     of the scoring batch (:func:`nasnc.proxies.gradient_beta_eff`; ``grad_init`` at
     initialisation, ``grad_ep1`` after the first proxy epoch)."""
     values = gradient_beta_eff(model, *_batch(data)).tolist()
+    return {
+        prefix + variant_name(i, n).removeprefix("beta_eff"): float(v)
+        for (i, n), v in zip(VARIANTS, values)
+    }
+
+
+def _probe_weight_change(
+    probe: CapacitanceProbe, p0: Sequence[torch.Tensor], prefix: str
+) -> dict[str, float]:
+    """``<prefix>_*``: the probe's four βeff variants of its own weight change W - W0
+    (float64), ``p0`` its weights at initialisation in chain order."""
+    delta = [layer.weight.detach().double() - w.double() for layer, w in zip(probe.linears, p0)]
+    values = beta_eff_variants(delta, VARIANTS, dtype=torch.float64).tolist()
     return {
         prefix + variant_name(i, n).removeprefix("beta_eff"): float(v)
         for (i, n), v in zip(VARIANTS, values)
@@ -485,12 +504,15 @@ def measure(
         model = _build(arch, config)
         graph = coupling_graph(model.eval(), torch.zeros(TRACE_INPUT))
         w0 = [w.detach().clone() for w in graph.weights(model)]
+        probe = next(m for m in model.modules() if isinstance(m, CapacitanceProbe))
+        p0 = [layer.weight.detach().clone() for layer in probe.linears]
         result = _train_by_epoch(model, config, data, lambda _report: "stop")
         row["acc_ep1"] = float(result.final_valid_acc)
         row.update(_betas(model, "net_ep1"))
         delta = [w.detach() - w_0 for w, w_0 in zip(graph.weights(model), w0)]
         row.update(_betas(model, "dW_ep1", delta))
         row.update(_gradient_betas(model, data, "grad_ep1"))
+        row.update(_probe_weight_change(probe, p0, "pdw_ep1"))
         row["cost_train"] = time.perf_counter() - t0
     if "probe" in what:
         row.update(
@@ -499,14 +521,20 @@ def measure(
     return row
 
 
-def _files(out: Path, seed: int, n: int) -> list[Path]:
-    return sorted(out.glob(f"seed{seed}-n{n}*.jsonl"))
+def sample_tag(seed: int | None, sample: str | None = None) -> str:
+    """The file-name tag of a sample: ``seed<seed>``, or ``sample<name>`` for a fresh one."""
+    return f"sample{sample}" if sample is not None else f"seed{seed}"
 
 
-def load_rows(out: Path, seed: int, n: int) -> dict[str, dict[str, Any]]:
-    """Every recorded value per arch string, merged over shards and compute passes."""
+def _files(out: Path, tag: str, n: int) -> list[Path]:
+    return sorted(out.glob(f"{tag}-n{n}*.jsonl"))
+
+
+def load_rows(out: Path, tag: str, n: int) -> dict[str, dict[str, Any]]:
+    """Every recorded value per arch string of the sample ``tag`` (:func:`sample_tag`),
+    merged over shards and compute passes."""
     rows: dict[str, dict[str, Any]] = {}
-    for path in _files(out, seed, n):
+    for path in _files(out, tag, n):
         for line in path.read_text().splitlines():
             if line.strip():
                 rec = json.loads(line)
@@ -605,7 +633,7 @@ def line6_table(
     return out
 
 
-def table(rows: dict[str, dict[str, Any]], seed: int) -> str:
+def table(rows: dict[str, dict[str, Any]], label: str) -> str:
     """The markdown tables of one sample (each score on the cells where it was recorded)."""
     truth = open_benchmark("builtin")
     archs = list(rows)
@@ -628,7 +656,7 @@ def table(rows: dict[str, dict[str, Any]], seed: int) -> str:
     if have_free:
         cols["aggregate"] = rank_aggregate({k: cols[k] for k in agg_names}, names=agg_names)
     lines = [
-        f"sample seed {seed}: {len(archs)} distinct cells, ground truth builtin cifar10-valid "
+        f"sample {label}: {len(archs)} distinct cells, ground truth builtin cifar10-valid "
         "200-epoch validation accuracy",
         "",
         "| score | Kendall τ [95 % CI] | Spearman ρ [95 % CI] | top-10 prec. | n |",
@@ -702,7 +730,7 @@ def score_cost(score: str, col: dict[str, np.ndarray]) -> np.ndarray:
         share = 1.0 if m.group(3) is None else int(m.group(3)) / 100
         backbone = get(f"cost_probe_backbone_ep{k}")
         return backbone + get(f"cost_probe_features_k{k}") + share * get(f"cost_probe_fit_k{k}")
-    m = re.match(r"(?:acc|net|dW|grad|rate|grad_rate)_ep(\d+)", score)
+    m = re.match(r"(?:acc|net|dW|pdw|grad|rate|grad_rate)_ep(\d+)", score)
     if m:
         own = get(f"cost_probe_backbone_ep{m.group(1)}")
         return np.where(np.isfinite(own), own, get("cost_train")) if m.group(1) == "1" else own
@@ -726,7 +754,7 @@ def plot(
     fig, ax = plt.subplots(figsize=(10, 6))
     colours: dict[str, Any] = {}
     for seed, marker in zip(seeds, "os^v"):
-        rows = load_rows(out, seed, n)
+        rows = load_rows(out, sample_tag(seed), n)
         archs = list(rows)
         gt = np.array([truth.get(a, "cifar10-valid", "valid_acc") for a in archs], dtype=float)
         keys = list(dict.fromkeys(k for r in rows.values() for k in r))
@@ -790,7 +818,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    add_sample_arguments(parser)
+    add_sample_arguments(parser, seed_required=False)
+    parser.add_argument(
+        "--sample",
+        choices=("E", "F"),
+        default=None,
+        help="a fresh sample of benchmarks/free_scores.py instead of --seed",
+    )
     parser.add_argument("--compute", nargs="+", choices=COMPUTE, default=["free", "init"])
     parser.add_argument(
         "--probe-epochs", type=int, default=10, help="probe epochs on cached features (probe)"
@@ -819,28 +853,39 @@ def main() -> int:
         help="plot only the scores whose names start with one of these",
     )
     args = parser.parse_args()
+    if (args.seed is None) == (args.sample is None) and not args.plot:
+        parser.error("name the sample with exactly one of --seed and --sample")
+    if args.sample is not None and args.disjoint_from is not None:
+        parser.error("--disjoint-from goes with --seed; a --sample is disjoint from the others")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     out = Path(args.out)
+    tag = sample_tag(args.seed, args.sample)
     if args.plot:
         plot(out, args.plot_seeds, args.n, Path(args.plot), args.plot_only)
         return 0
     if args.table:
-        rows = load_rows(out, args.seed, args.n)
+        rows = load_rows(out, tag, args.n)
         if not rows:
-            print(f"nothing recorded under {out} for seed {args.seed}, n {args.n}", file=sys.stderr)
+            print(f"nothing recorded under {out} for {tag}, n {args.n}", file=sys.stderr)
             return 1
-        print(table(rows, args.seed))
+        label = f"seed {args.seed}" if args.sample is None else f"{args.sample} (fresh)"
+        print(table(rows, label))
         return 0
-    archs = study_sample(args.n, args.seed, args.disjoint_from)
+    if args.sample is not None:
+        from free_scores import fresh_sample  # a sibling script that imports this one
+
+        archs = fresh_sample(args.sample, args.n)
+    else:
+        archs = study_sample(args.n, args.seed, args.disjoint_from)
     i, k = (int(v) for v in args.shard.split("/"))
     config = ProxyConfig()
     data = load_proxy_data(config, args.data_root, device="cpu", seed=0)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"seed{args.seed}-n{args.n}-{'-'.join(args.compute)}-shard{i}of{k}.jsonl"
+    path = out / f"{tag}-n{args.n}-{'-'.join(args.compute)}-shard{i}of{k}.jsonl"
     done = {
         a
-        for a, r in load_rows(out, args.seed, args.n).items()
+        for a, r in load_rows(out, tag, args.n).items()
         if all(f"cost_{c}" in r for c in args.compute)
     }
     start = time.perf_counter()

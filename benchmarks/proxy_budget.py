@@ -25,6 +25,8 @@ aggregate with the reading added, for
     <variant>  the last reading of each probe βeff variant (chain, product,
                chain_sf, product_sf) and the whole-network βeff of W - W0
                (dw_product_sf)
+    probe_dw_* βeff of the probe's own W - W0 (chain_sf, product_sf),
+               recomputed from the runs' weight snapshots
 
 and the cost per cell up to that point. ``--plot`` draws the two study samples
 of ``--plot-seeds`` (A and B), not a ``--sample``. Line 6 on the proxy's own runs: from
@@ -66,7 +68,13 @@ import torch
 from nasnc.bench import open_benchmark
 from nasnc.capacitance import WEIGHT_CHANGE_VARIANTS, weight_change_name
 from nasnc.metrics import correlation_summary
-from nasnc.pipeline import ProxyConfig, evaluate_arch, load_proxy_data, proxy_key
+from nasnc.pipeline import (
+    ProxyConfig,
+    beta_eff_from_snapshots,
+    evaluate_arch,
+    load_proxy_data,
+    proxy_key,
+)
 from nasnc.proxies import AGGREGATES, rank_aggregate, tse
 from nasnc.space import Arch
 from nasnc.store import Entry, Store
@@ -93,6 +101,14 @@ READINGS = {
     "chain_sf": "beta_eff_chain_sf",
     "product_sf": "beta_eff_product_sf",
     "dw_product_sf": weight_change_name(*WEIGHT_CHANGE_VARIANTS[0]),
+}
+
+
+#: Readings recomputed from the runs' probe weight snapshots (the proxy config here keeps
+#: them), by table name: βeff of the probe's own weight change W - W0 at each report point.
+SNAPSHOT_READINGS = {
+    "probe_dw_chain_sf": "beta_eff_probe_dw_chain_sf",
+    "probe_dw_product_sf": "beta_eff_probe_dw_product_sf",
 }
 
 
@@ -190,9 +206,10 @@ def complete_runs(found: list[tuple[str, Entry | None]]) -> list[tuple[str, Entr
 
 
 def columns(entries: list[Entry]) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
-    """Per-cell readings: ``<reading>@<epoch>`` for every report point, the free scores,
-    the aggregate over these cells; the wall-clock seconds at each report point; the
-    number of report points."""
+    """Per-cell readings: ``<reading>@<epoch>`` for every report point (with
+    :data:`SNAPSHOT_READINGS` recomputed for runs that kept weight snapshots), the free
+    scores, the aggregate over these cells; the wall-clock seconds at each report point;
+    the number of report points."""
     n_points = entries[0].n_points if entries else 0
     nan = np.full(len(entries), math.nan)
     cols: dict[str, np.ndarray] = {}
@@ -205,6 +222,11 @@ def columns(entries: list[Entry]) -> tuple[dict[str, np.ndarray], np.ndarray, in
                 cols.setdefault(f"{name}@{p + 1}", nan.copy())[i] = t[key][p]
         for p in range(n_points):
             cols.setdefault(f"tse@{p + 1}", nan.copy())[i] = tse(t["train_loss"][: p + 1])
+        if e.snapshots is not None:
+            for name, variant in SNAPSHOT_READINGS.items():
+                values = beta_eff_from_snapshots(e, variant)[variant][1:]  # [0] is W0
+                for p in range(n_points):
+                    cols.setdefault(f"{name}@{p + 1}", nan.copy())[i] = values[p]
         for name in FREE:
             cols.setdefault(name, nan.copy())[i] = e.scores.get(name, math.nan)
     agg_names = AGGREGATES["aggregate"]
@@ -259,7 +281,8 @@ def table(args: argparse.Namespace, config: ProxyConfig) -> str:
     for name in (*FREE, "aggregate"):
         if name in cols:
             lines.append(row(name, "init", "–", cols[name]))
-    for name in ("acc", "tse", *[r for r in READINGS if r != "acc"]):
+    names = ("acc", "tse", *[r for r in READINGS if r != "acc"], *SNAPSHOT_READINGS)
+    for name in [n for n in names if f"{n}@1" in cols]:
         for p in _points(n_points):
             cost = f"{np.nanmedian(wall[:, p - 1]):.1f}"
             epoch = p / config.reports_per_epoch
@@ -435,7 +458,7 @@ def plot(args: argparse.Namespace, config: ProxyConfig, seeds: list[int], path: 
 
 
 #: Readings compared across proxy configs (``--axes``), at each config's last report point.
-AXES_READINGS = ("acc", "beta_eff", "chain_sf")
+AXES_READINGS = ("acc", "beta_eff", "chain_sf", "probe_dw_chain_sf")
 
 
 def axis_summary(
@@ -445,8 +468,9 @@ def axis_summary(
     last report point, and the correlation summary of the free aggregate and of each
     :data:`AXES_READINGS` reading there."""
     out: dict[str, Any] = {"n": len(gt), "s_per_cell": float(np.nanmedian(wall[:, n_points - 1]))}
+    nan = np.full(len(gt), math.nan)  # a reading the runs lack (no snapshots) stays NaN
     for name in ("aggregate", *AXES_READINGS):
-        x = cols["aggregate"] if name == "aggregate" else cols[f"{name}@{n_points}"]
+        x = cols["aggregate"] if name == "aggregate" else cols.get(f"{name}@{n_points}", nan)
         out[name] = correlation_summary(x, gt, n_boot=1000, seed=0)
     return out
 
@@ -484,7 +508,7 @@ def axes(args: argparse.Namespace, points: list[str], path: Path) -> str:
     ]
     fig, ax = plt.subplots(figsize=(8, 5))
     for j, name in enumerate(names):
-        nudge = 1 + 0.03 * (j - 1.5)  # side by side, so the intervals stay visible
+        nudge = 1 + 0.03 * (j - 2)  # side by side, so the intervals stay visible
         xs = [s["s_per_cell"] * nudge for _, s in got]
         ys = [s[name]["kendall_tau"] for _, s in got]
         err = np.array(
@@ -493,7 +517,7 @@ def axes(args: argparse.Namespace, points: list[str], path: Path) -> str:
                 for y, (_, s) in zip(ys, got)
             ]
         ).T
-        ax.errorbar(xs, ys, yerr=err, fmt="osv^"[j], color=f"C{j}", capsize=3, label=name)
+        ax.errorbar(xs, ys, yerr=err, fmt="osv^D"[j], color=f"C{j}", capsize=3, label=name)
     for point, s in got:
         ax.annotate(
             point,

@@ -243,3 +243,33 @@ def test_the_train_pass_records_the_gradient_of_the_trained_network(study: Modul
     for s in names:
         assert rates["rate_ep1" + s][0] == row["net_ep1" + s] - row["net_init" + s]
         assert rates["grad_rate_ep1" + s][0] == row["grad_ep1" + s] - row["grad_init" + s]
+
+
+def test_the_train_pass_records_the_probes_own_weight_change(study: ModuleType) -> None:
+    from nasnc.capacitance import CapacitanceProbe, beta_eff_variants
+
+    torch.manual_seed(0)
+    probe = CapacitanceProbe(6, 3, (5,))
+    p0 = [layer.weight.detach().clone() for layer in probe.linears]
+    with torch.no_grad():
+        for layer in probe.linears:
+            layer.weight.add_(torch.randn_like(layer.weight) * 0.1)
+    got = study._probe_weight_change(probe, p0, "pdw_ep1")
+    delta = [layer.weight.double() - w.double() for layer, w in zip(probe.linears, p0)]
+    want = beta_eff_variants(delta, dtype=torch.float64).tolist()
+    names = ["pdw_ep1_chain", "pdw_ep1_product", "pdw_ep1_chain_sf", "pdw_ep1_product_sf"]
+    assert [got[n] for n in names] == pytest.approx(want, rel=1e-12)
+    # it reads the change, not the weights: the trained weights themselves give other values
+    weights = [layer.weight.detach().double() for layer in probe.linears]
+    assert beta_eff_variants(weights).tolist() != pytest.approx(want, rel=1e-3)
+
+
+def test_sample_tags_name_the_files_of_a_sample(study: ModuleType, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    assert study.sample_tag(1) == "seed1"
+    assert study.sample_tag(None, "E") == "sampleE"
+    (tmp_path / "seed1-n150-train-shard0of1.jsonl").write_text(json.dumps({"arch": "a", "x": 1}))
+    (tmp_path / "sampleE-n150-train-shard0of1.jsonl").write_text(json.dumps({"arch": "b", "x": 2}))
+    assert list(study.load_rows(tmp_path, "seed1", 150)) == ["a"]
+    assert list(study.load_rows(tmp_path, "sampleE", 150)) == ["b"]

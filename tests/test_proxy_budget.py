@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 
 import numpy as np
@@ -145,6 +146,34 @@ def test_axis_summary_reads_the_last_point_and_its_cost(budget: ModuleType) -> N
         return correlation_summary(x, gt, n_boot=1000, seed=0)["kendall_tau"]
 
     assert got["aggregate"]["kendall_tau"] == tau(cols["aggregate"])
-    for name in budget.AXES_READINGS:
+    streamed = [n for n in budget.AXES_READINGS if f"{n}@4" in cols]
+    assert streamed == ["acc", "beta_eff", "chain_sf"]  # no snapshots, no probe_dw
+    for name in streamed:
         assert got[name]["kendall_tau"] == tau(cols[f"{name}@4"])
         assert got[name]["kendall_tau"] != tau(cols[f"{name}@1"])  # the last point, not the first
+
+
+def test_columns_recompute_the_probes_weight_change_from_snapshots(budget: ModuleType) -> None:
+    import dataclasses
+
+    from nasnc.capacitance import snapshot_beta_eff
+    from nasnc.store import Snapshots
+
+    rng = np.random.default_rng(2)
+    entries = []
+    for a in sample_archs(5, seed=5, unique=True):
+        layers = [rng.normal(size=(5, 8, 4)), rng.normal(size=(5, 3, 8))]  # W0 + 4 points
+        snaps = Snapshots("probe", ["probe.layers.0", "probe.layers.1"], range(5), layers)
+        entries.append(dataclasses.replace(_entry(str(a), rng), snapshots=snaps))
+    cols, _, n_points = budget.columns(entries)
+    assert n_points == 4
+    for i, e in enumerate(entries):
+        raw = [np.asarray(e.snapshots.layer(j), dtype=np.float64) for j in range(2)]
+        want = snapshot_beta_eff([w - w[0] for w in raw], "beta_eff_chain_sf")
+        got = [cols[f"probe_dw_chain_sf@{p}"][i] for p in range(1, 5)]
+        np.testing.assert_allclose(got, want[1:], rtol=1e-12)  # point p is snapshot p
+    # runs without snapshots have no such column, and the --axes summary says NaN
+    plain, wall, _ = budget.columns([_entry(str(a), rng) for a in sample_archs(5, seed=5)])
+    assert not any(k.startswith("probe_dw") for k in plain)
+    summary = budget.axis_summary(plain, wall, 4, rng.normal(size=5))
+    assert math.isnan(summary["probe_dw_chain_sf"]["kendall_tau"])
