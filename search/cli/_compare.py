@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nasnc._config import DEFAULT_CACHE
-from nasnc._errors import StoreError
+from nasnc._errors import ConfigError, StoreError
 
 from ._base import (
     CACHE_HELP,
@@ -52,7 +52,6 @@ def with_recomputed(entries: list[Any], variants: list[str]) -> tuple[list[Any],
     per variant."""
     import dataclasses
 
-    from nasnc._errors import ConfigError
     from nasnc.pipeline import beta_eff_from_snapshots
 
     out = []
