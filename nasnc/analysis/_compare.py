@@ -59,7 +59,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Trajectory columns whose last value is compared: the CapacitanceObserver variants
-#: and the WeightChangeObserver's (``nasnc.capacitance.weight_change_name``; spelled out
+#: and those of the WeightChangeObserver and ProbeWeightChangeObserver (spelled out
 #: here so that ``nasnc.analysis`` does not import torch, checked equal by the tests).
 BETA_VARIANTS: tuple[str, ...] = (
     "beta_eff_chain",
@@ -67,6 +67,8 @@ BETA_VARIANTS: tuple[str, ...] = (
     "beta_eff_chain_sf",
     "beta_eff_product_sf",
     "beta_eff_dw_product_sf",
+    "beta_eff_probe_dw_chain_sf",
+    "beta_eff_probe_dw_product_sf",
 )
 _SUMMARY_SCORES: tuple[str, ...] = ("beta_eff", "beta_eff_last")
 _TRAJECTORY_CURVES: tuple[str, ...] = ("beta_eff", *BETA_VARIANTS, "valid_acc")

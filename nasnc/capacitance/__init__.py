@@ -42,6 +42,7 @@ from nasnc.capacitance._betaeff import (
     beta_eff_variants,
     gradient_name,
     line_graph,
+    probe_weight_change_name,
     variant_name,
     weight_change_name,
 )
@@ -61,6 +62,10 @@ from nasnc.capacitance._network import (
 )
 from nasnc.capacitance._observer import CapacitanceObserver
 from nasnc.capacitance._probe import CapacitanceProbe, dense_chain
+from nasnc.capacitance._probe_change import (
+    PROBE_WEIGHT_CHANGE_VARIANTS,
+    ProbeWeightChangeObserver,
+)
 from nasnc.capacitance._snapshots import (
     SNAPSHOT_VARIANTS,
     SnapshotObserver,
@@ -70,6 +75,7 @@ from nasnc.capacitance._snapshots import (
 
 __all__ = [
     "INTERACTIONS",
+    "PROBE_WEIGHT_CHANGE_VARIANTS",
     "SNAPSHOT_VARIANTS",
     "VARIANTS",
     "WEIGHT_CHANGE_VARIANTS",
@@ -78,6 +84,7 @@ __all__ = [
     "CapacitanceObserver",
     "CapacitanceProbe",
     "CouplingGraph",
+    "ProbeWeightChangeObserver",
     "SnapshotObserver",
     "WeightChangeObserver",
     "beta_eff",
@@ -90,6 +97,7 @@ __all__ = [
     "network_beta_eff",
     "network_line_graph",
     "network_name",
+    "probe_weight_change_name",
     "snapshot_beta_eff",
     "trajectory_features",
     "variant_name",

@@ -93,6 +93,7 @@ __all__ = [
     "beta_eff_variants",
     "gradient_name",
     "line_graph",
+    "probe_weight_change_name",
     "variant_name",
     "weight_change_name",
 ]
@@ -121,6 +122,15 @@ def weight_change_name(interaction: str, normalize: bool) -> str:
     ``beta_eff_dw_product_sf`` (:class:`~nasnc.capacitance.WeightChangeObserver`).
     """
     return variant_name(interaction, normalize).replace("beta_eff_", "beta_eff_dw_", 1)
+
+
+def probe_weight_change_name(interaction: str, normalize: bool) -> str:
+    """Trajectory key of the probe's βeff of its own weight change ``W - W0``.
+
+    ``beta_eff_probe_dw_<interaction>`` plus ``_sf`` when normalised, e.g.
+    ``beta_eff_probe_dw_chain_sf`` (:class:`~nasnc.capacitance.ProbeWeightChangeObserver`).
+    """
+    return variant_name(interaction, normalize).replace("beta_eff_", "beta_eff_probe_dw_", 1)
 
 
 def gradient_name(interaction: str, normalize: bool) -> str:

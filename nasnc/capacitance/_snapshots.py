@@ -26,7 +26,12 @@ import torch
 from torch import nn
 
 from nasnc._errors import ConfigError
-from nasnc.capacitance._betaeff import VARIANTS, beta_eff_variants, variant_name
+from nasnc.capacitance._betaeff import (
+    VARIANTS,
+    beta_eff_variants,
+    probe_weight_change_name,
+    variant_name,
+)
 from nasnc.capacitance._network import CouplingGraph, network_beta_eff
 from nasnc.capacitance._probe import CapacitanceProbe
 
@@ -56,10 +61,7 @@ SNAPSHOT_VARIANTS: dict[str, tuple[str, str, bool]] = {
         variant_name(i, n).replace("beta_eff_", "beta_eff_dw_", 1): ("dw", i, n)
         for i, n in VARIANTS
     },
-    **{
-        variant_name(i, n).replace("beta_eff_", "beta_eff_probe_dw_", 1): ("probe_dw", i, n)
-        for i, n in VARIANTS
-    },
+    **{probe_weight_change_name(i, n): ("probe_dw", i, n) for i, n in VARIANTS},
 }
 
 #: Scopes read from the probe's layers alone (any kind of snapshot holds them).

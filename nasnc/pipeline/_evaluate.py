@@ -24,6 +24,7 @@ from nasnc._errors import ConfigError
 from nasnc.capacitance import (
     CapacitanceEstimator,
     CapacitanceObserver,
+    ProbeWeightChangeObserver,
     SnapshotObserver,
     WeightChangeObserver,
     coupling_graph,
@@ -311,7 +312,8 @@ def evaluate_arch(
     )
     # whole-network βeff of W - W0 (beta_eff_dw_product_sf): recorded, never the objective
     weight_change = WeightChangeObserver((1, *data.train_x.shape[1:]))
-    observers: list[Any] = [observer, weight_change]
+    # the probe's βeff of its own W - W0 (beta_eff_probe_dw_*): recorded, never the objective
+    observers: list[Any] = [observer, weight_change, ProbeWeightChangeObserver()]
     snapper = None if config.snapshots == "none" else SnapshotObserver(config.snapshots)
     if snapper is not None:
         observers.append(snapper)
