@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,19 @@ def with_recomputed(entries: list[Any], variants: list[str]) -> tuple[list[Any],
                 lacking[variant] += 1
         out.append(dataclasses.replace(entry, scores={**(entry.scores or {}), **extra}))
     return out, lacking
+
+
+def _listed(option: str, given: list[str] | None, known: Collection[str]) -> list[str]:
+    """The names given to a repeatable, comma-separated ``option``, each one of ``known``
+    (in order, duplicates dropped); a usage error names the ones that are not."""
+    names = [v.strip() for arg in given or [] for v in arg.split(",") if v.strip()]
+    bad = [v for v in names if v not in known]
+    if bad or (given is not None and not names):
+        raise UsageError(
+            f"{option} takes {', '.join(known)} (repeated or comma-separated), "
+            f"got {','.join(bad or given or [])!r}"
+        )
+    return list(dict.fromkeys(names))
 
 
 def _used_line(used: dict[str, int]) -> str:
@@ -171,22 +185,8 @@ class Compare(Command):
         from nasnc.capacitance import SNAPSHOT_VARIANTS
         from nasnc.store import Store
 
-        variants = [v.strip() for arg in args.recompute or [] for v in arg.split(",") if v.strip()]
-        unknown = [v for v in variants if v not in SNAPSHOT_VARIANTS]
-        if unknown or (args.recompute is not None and not variants):
-            raise UsageError(
-                f"--recompute takes βeff variants ({', '.join(SNAPSHOT_VARIANTS)}), "
-                f"got {','.join(unknown or args.recompute)!r}"
-            )
-        variants = list(dict.fromkeys(variants))
-
-        costs = [c.strip() for arg in args.pareto or [] for c in arg.split(",") if c.strip()]
-        bad = [c for c in costs if c not in PARETO_COSTS]
-        if bad or (args.pareto is not None and not costs):
-            raise UsageError(
-                f"--pareto takes {', '.join(PARETO_COSTS)} (repeated or comma-separated), "
-                f"got {','.join(args.pareto)!r}"
-            )
+        variants = _listed("--recompute", args.recompute, SNAPSHOT_VARIANTS)
+        costs = _listed("--pareto", args.pareto, PARETO_COSTS)
         if args.pareto_score is not None and not costs:
             raise UsageError("--pareto-score needs --pareto COST")
 
