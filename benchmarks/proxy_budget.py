@@ -47,8 +47,9 @@ of the sample, every shortlisted cell trained to the end (as a study with
         --point default --point channels=16 --point resolution=32
 
 ``--axes`` puts each ``--point`` config (its cells' complete runs in the cache)
-on one plot and table: τ of the free aggregate, the proxy accuracy, βeff and
-the last chain_sf reading at the end of the run, against the run's cost.
+on one plot and table: τ of the free aggregate, the proxy accuracy, βeff, the
+last chain_sf reading and the probe's weight change (``probe_dw_chain_sf``) at
+the end of the run, against the run's cost.
 """
 
 from __future__ import annotations
