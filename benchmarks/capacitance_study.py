@@ -75,7 +75,7 @@ from nasnc.capacitance import (
     CapacitanceObserver,
     CapacitanceProbe,
     CouplingGraph,
-    beta_eff_variants,
+    ProbeWeightChangeObserver,
     coupling_graph,
     network_beta_eff,
     variant_name,
@@ -153,16 +153,14 @@ def _gradient_betas(
     }
 
 
-def _probe_weight_change(
-    probe: CapacitanceProbe, p0: Sequence[torch.Tensor], prefix: str
-) -> dict[str, float]:
-    """``<prefix>_*``: the probe's four βeff variants of its own weight change W - W0
-    (float64), ``p0`` its weights at initialisation in chain order."""
-    delta = [layer.weight.detach().double() - w.double() for layer, w in zip(probe.linears, p0)]
-    values = beta_eff_variants(delta, VARIANTS, dtype=torch.float64).tolist()
+def _probe_weight_change(observer: ProbeWeightChangeObserver, prefix: str) -> dict[str, float]:
+    """``<prefix>_*``: the probe's four βeff variants of its own weight change W - W0, read
+    from ``observer`` (a :class:`~nasnc.capacitance.ProbeWeightChangeObserver` of
+    :data:`VARIANTS`, started on the model before training)."""
+    values = observer.on_report(0)
     return {
-        prefix + variant_name(i, n).removeprefix("beta_eff"): float(v)
-        for (i, n), v in zip(VARIANTS, values)
+        prefix + variant_name(i, n).removeprefix("beta_eff"): values[key]
+        for (i, n), key in zip(VARIANTS, observer.keys)
     }
 
 
@@ -504,15 +502,15 @@ def measure(
         model = _build(arch, config)
         graph = coupling_graph(model.eval(), torch.zeros(TRACE_INPUT))
         w0 = [w.detach().clone() for w in graph.weights(model)]
-        probe = next(m for m in model.modules() if isinstance(m, CapacitanceProbe))
-        p0 = [layer.weight.detach().clone() for layer in probe.linears]
+        probe_change = ProbeWeightChangeObserver(VARIANTS)
+        probe_change.on_train_start(model, total_steps=0)  # keeps the probe's W0
         result = _train_by_epoch(model, config, data, lambda _report: "stop")
         row["acc_ep1"] = float(result.final_valid_acc)
         row.update(_betas(model, "net_ep1"))
         delta = [w.detach() - w_0 for w, w_0 in zip(graph.weights(model), w0)]
         row.update(_betas(model, "dW_ep1", delta))
         row.update(_gradient_betas(model, data, "grad_ep1"))
-        row.update(_probe_weight_change(probe, p0, "pdw_ep1"))
+        row.update(_probe_weight_change(probe_change, "pdw_ep1"))
         row["cost_train"] = time.perf_counter() - t0
     if "probe" in what:
         row.update(

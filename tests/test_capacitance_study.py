@@ -246,15 +246,22 @@ def test_the_train_pass_records_the_gradient_of_the_trained_network(study: Modul
 
 
 def test_the_train_pass_records_the_probes_own_weight_change(study: ModuleType) -> None:
-    from nasnc.capacitance import CapacitanceProbe, beta_eff_variants
+    from nasnc.capacitance import (
+        VARIANTS,
+        CapacitanceProbe,
+        ProbeWeightChangeObserver,
+        beta_eff_variants,
+    )
 
     torch.manual_seed(0)
     probe = CapacitanceProbe(6, 3, (5,))
     p0 = [layer.weight.detach().clone() for layer in probe.linears]
+    observer = ProbeWeightChangeObserver(VARIANTS)
+    observer.on_train_start(probe, total_steps=0)
     with torch.no_grad():
         for layer in probe.linears:
             layer.weight.add_(torch.randn_like(layer.weight) * 0.1)
-    got = study._probe_weight_change(probe, p0, "pdw_ep1")
+    got = study._probe_weight_change(observer, "pdw_ep1")
     delta = [layer.weight.double() - w.double() for layer, w in zip(probe.linears, p0)]
     want = beta_eff_variants(delta, dtype=torch.float64).tolist()
     names = ["pdw_ep1_chain", "pdw_ep1_product", "pdw_ep1_chain_sf", "pdw_ep1_product_sf"]
