@@ -25,8 +25,8 @@ aggregate with the reading added, for
     <variant>  the last reading of each probe βeff variant (chain, product,
                chain_sf, product_sf) and the whole-network βeff of W - W0
                (dw_product_sf)
-    probe_dw_* βeff of the probe's own W - W0 (chain_sf, product_sf),
-               recomputed from the runs' weight snapshots
+    probe_dw_* βeff of the probe's own W - W0 (chain_sf, product_sf), as
+               streamed, or recomputed from the weight snapshots of older runs
 
 and the cost per cell up to that point. ``--plot`` draws the two study samples
 of ``--plot-seeds`` (A and B), not a ``--sample``. Line 6 on the proxy's own runs: from
@@ -105,8 +105,9 @@ READINGS = {
 }
 
 
-#: Readings recomputed from the runs' probe weight snapshots (the proxy config here keeps
-#: them), by table name: βeff of the probe's own weight change W - W0 at each report point.
+#: βeff of the probe's own weight change W - W0 at each report point, by table name: the
+#: run's streamed column, or, for a run cached before it was recorded, recomputed from
+#: the run's probe weight snapshots (the proxy config here keeps them).
 SNAPSHOT_READINGS = {
     "probe_dw_chain_sf": "beta_eff_probe_dw_chain_sf",
     "probe_dw_product_sf": "beta_eff_probe_dw_product_sf",
@@ -208,7 +209,7 @@ def complete_runs(found: list[tuple[str, Entry | None]]) -> list[tuple[str, Entr
 
 def columns(entries: list[Entry]) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
     """Per-cell readings: ``<reading>@<epoch>`` for every report point (with
-    :data:`SNAPSHOT_READINGS` recomputed for runs that kept weight snapshots), the free
+    :data:`SNAPSHOT_READINGS`, streamed or recomputed from weight snapshots), the free
     scores, the aggregate over these cells; the wall-clock seconds at each report point;
     the number of report points."""
     n_points = entries[0].n_points if entries else 0
@@ -223,11 +224,15 @@ def columns(entries: list[Entry]) -> tuple[dict[str, np.ndarray], np.ndarray, in
                 cols.setdefault(f"{name}@{p + 1}", nan.copy())[i] = t[key][p]
         for p in range(n_points):
             cols.setdefault(f"tse@{p + 1}", nan.copy())[i] = tse(t["train_loss"][: p + 1])
-        if e.snapshots is not None:
-            for name, variant in SNAPSHOT_READINGS.items():
+        for name, variant in SNAPSHOT_READINGS.items():
+            if variant in t:  # streamed by the run (ProbeWeightChangeObserver)
+                values = t[variant]
+            elif e.snapshots is not None:  # an older run: recomputed from its snapshots
                 values = beta_eff_from_snapshots(e, variant)[variant][1:]  # [0] is W0
-                for p in range(n_points):
-                    cols.setdefault(f"{name}@{p + 1}", nan.copy())[i] = values[p]
+            else:
+                continue
+            for p in range(n_points):
+                cols.setdefault(f"{name}@{p + 1}", nan.copy())[i] = values[p]
         for name in FREE:
             cols.setdefault(name, nan.copy())[i] = e.scores.get(name, math.nan)
     agg_names = AGGREGATES["aggregate"]

@@ -172,6 +172,13 @@ def test_columns_recompute_the_probes_weight_change_from_snapshots(budget: Modul
         want = snapshot_beta_eff([w - w[0] for w in raw], "beta_eff_chain_sf")
         got = [cols[f"probe_dw_chain_sf@{p}"][i] for p in range(1, 5)]
         np.testing.assert_allclose(got, want[1:], rtol=1e-12)  # point p is snapshot p
+    # a run that streamed the column is read as streamed, not recomputed
+    streamed = dataclasses.replace(
+        entries[0],
+        trajectory={**entries[0].trajectory, "beta_eff_probe_dw_chain_sf": np.arange(1.0, 5.0)},
+    )
+    cols, _, _ = budget.columns([streamed, *entries[1:]])
+    assert [cols[f"probe_dw_chain_sf@{p}"][0] for p in range(1, 5)] == [1.0, 2.0, 3.0, 4.0]
     # runs without snapshots have no such column, and the --axes summary says NaN
     plain, wall, _ = budget.columns([_entry(str(a), rng) for a in sample_archs(5, seed=5)])
     assert not any(k.startswith("probe_dw") for k in plain)
