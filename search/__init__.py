@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._config import (
+        READING_SCORES,
         PrunerConfig,
         SamplerConfig,
         SearchConfig,
@@ -37,6 +38,7 @@ _WHERE = {
     "TrainingDiverged": "._objective",
     "trial_arch": "._objective",
     "PrunerConfig": "._config",
+    "READING_SCORES": "._config",
     "SamplerConfig": "._config",
     "SearchConfig": "._config",
     "apply_overrides": "._config",
@@ -51,6 +53,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "READING_SCORES",
     "CapacitancePruner",
     "Objective",
     "ObjectiveUndefined",

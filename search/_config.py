@@ -51,7 +51,12 @@ import yaml
 from nasnc._config import DEFAULT_CACHE, from_mapping, to_mapping
 from nasnc._errors import ConfigError
 from nasnc.analysis import PARETO_COSTS
-from nasnc.capacitance import WEIGHT_CHANGE_VARIANTS, weight_change_name
+from nasnc.capacitance import (
+    PROBE_WEIGHT_CHANGE_VARIANTS,
+    WEIGHT_CHANGE_VARIANTS,
+    probe_weight_change_name,
+    weight_change_name,
+)
 from nasnc.pipeline import ProxyConfig
 from nasnc.proxies import AGGREGATES
 
@@ -200,6 +205,12 @@ class ScreenConfig:
 #: The last reading of the whole network's βeff of W - W0 that every proxy run records
 #: (``beta_eff_dw_product_sf``, docs/method.md), as a trial score.
 DW_SCORE = weight_change_name(*WEIGHT_CHANGE_VARIANTS[0])
+#: The last reading of the probe's βeff of its own W - W0 that every proxy run
+#: records (``beta_eff_probe_dw_chain_sf``, docs/method.md), as a trial score.
+PROBE_DW_SCORE = probe_weight_change_name(*PROBE_WEIGHT_CHANGE_VARIANTS[0])
+#: Trial scores that are the last reading of a streamed trajectory column (named
+#: as the column); as an objective, also what a trial reports to the pruner.
+READING_SCORES: tuple[str, ...] = (DW_SCORE, PROBE_DW_SCORE)
 
 #: Names a pick or an objective can use beside the proxies (trial user attributes).
 TRIAL_SCORES: tuple[str, ...] = (
@@ -207,7 +218,7 @@ TRIAL_SCORES: tuple[str, ...] = (
     "beta_eff_std",
     "proxy_valid_acc",
     "aggregate",
-    DW_SCORE,
+    *READING_SCORES,
 )
 
 

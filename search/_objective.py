@@ -20,7 +20,7 @@ from nasnc.pipeline import ProxyConfig, ReportPoint, evaluate_arch
 from nasnc.space import EDGES, OPS, Arch
 from nasnc.store import Entry, Store
 
-from ._config import DW_SCORE
+from ._config import READING_SCORES
 from ._pruner import STD_ATTR
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class ObjectiveUndefined(NasncError):
 
 def _why_undefined(name: str, entry: Entry) -> str:
     """Why objective ``name`` has no finite value for ``entry``."""
-    if name == DW_SCORE and DW_SCORE not in entry.trajectory:
+    if name in READING_SCORES and name not in entry.trajectory:
         return (
             f"objective {name!r} is undefined: the cached run {entry.key} has no {name!r} "
             "column (it was stored before that reading existed); use another cache "
@@ -89,10 +89,14 @@ def last_reading(entry: Entry, column: str) -> float:
 
 def pruner_value(point: ReportPoint, objective: str = "beta_eff") -> float:
     """What a trial reports to the pruner at ``point``: the proxy accuracy when it is
-    the first objective, else the latest βeff reading (docs/capacitance-study.md,
-    "Sample F": it ranks cells far better than the BRR estimate before the end)."""
+    the first objective, a streamed reading's value at ``point`` when that is
+    (:data:`READING_SCORES`; NaN where the run lacks the column), else the latest
+    βeff reading (docs/capacitance-study.md, "Sample F": it ranks cells far better
+    than the BRR estimate before the end)."""
     if objective == "proxy_valid_acc":
         return point.valid_acc
+    if objective in READING_SCORES:
+        return point.readings.get(objective, math.nan)
     return point.beta_eff_last
 
 
@@ -215,8 +219,9 @@ class Objective:
         for name in ("beta_eff", "beta_eff_std", "beta_eff_last", "proxy_valid_acc", "cost_s"):
             value = float(summary.get(name, math.nan))
             trial.set_user_attr(name, value if math.isfinite(value) else None)
-        dw = last_reading(entry, DW_SCORE)
-        trial.set_user_attr(DW_SCORE, dw if math.isfinite(dw) else None)
+        for name in READING_SCORES:
+            reading = last_reading(entry, name)
+            trial.set_user_attr(name, reading if math.isfinite(reading) else None)
         for name, score in entry.scores.items():  # baselines at initialisation: a pick can use them
             value = float(score)
             trial.set_user_attr(name, value if math.isfinite(value) else None)

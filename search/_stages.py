@@ -30,7 +30,7 @@ from nasnc.proxies import PROXIES, expand_proxies, rank_aggregate
 from nasnc.space import Arch
 from nasnc.store import Entry
 
-from ._config import COST_OBJECTIVES, DW_SCORE, PickConfig, SearchConfig
+from ._config import COST_OBJECTIVES, READING_SCORES, PickConfig, SearchConfig
 from ._objective import last_reading, pruner_value
 from ._screen import ScreenPool, enqueue_shortlist, run_screen
 
@@ -103,7 +103,8 @@ class TrialStage:
     @property
     def reports(self) -> bool:
         """Whether trials report intermediate values (single objective trained online)."""
-        return len(self.objectives) == 1 and self.objectives[0] in ("beta_eff", "proxy_valid_acc")
+        online = ("beta_eff", "proxy_valid_acc", *READING_SCORES)
+        return len(self.objectives) == 1 and self.objectives[0] in online
 
     def proxies(self, configured: Sequence[str]) -> tuple[str, ...]:
         """Per-network proxies to compute: the configured ones (aggregates expanded)
@@ -137,7 +138,7 @@ class TrialStage:
                 value = beta_eff
             elif name in ("beta_eff_std", "proxy_valid_acc"):
                 value = float(entry.summary.get(name, math.nan))
-            elif name == DW_SCORE:
+            elif name in READING_SCORES:
                 value = last_reading(entry, name)
             elif name == "aggregate":
                 got = trial.user_attrs.get("aggregate")

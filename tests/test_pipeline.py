@@ -76,6 +76,11 @@ def test_evaluate_then_cache_hit_replays(tmp_path: Path, data) -> None:  # type:
     assert second.cache_hit
     assert all(p.cached for p in replay)
     np.testing.assert_allclose([p.beta_eff for p in replay], [p.beta_eff for p in live])
+    # every other reading reaches the callback, live and replayed alike
+    probe_dw = "beta_eff_probe_dw_chain_sf"
+    assert [p.readings[probe_dw] for p in live] == pytest.approx(list(traj[probe_dw]))
+    assert [p.readings[probe_dw] for p in replay] == pytest.approx(list(traj[probe_dw]))
+    assert [p.readings["beta_eff_chain_sf"] for p in replay] == [p.beta_eff_last for p in replay]
 
 
 def test_isomorphic_cells_share_the_cache(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from nasnc import ConfigError
 from nasnc.store import Store
-from nasnc_search._config import DW_SCORE, SearchConfig, apply_overrides
+from nasnc_search._config import DW_SCORE, PROBE_DW_SCORE, SearchConfig, apply_overrides
 from nasnc_search._objective import WORKER_ATTR
 from nasnc_search._storage import fail_stale_trials, make_storage
 from nasnc_search._study import n_finished, open_study, run_search, threads_per_worker
@@ -81,6 +81,7 @@ def test_study_prunes_caches_and_hits_the_cache(tmp_path: Path, synthetic_root: 
         assert t.user_attrs["proxy_valid_acc"] is not None
         traj = store.get(t.user_attrs["key"]).trajectory
         assert t.user_attrs[DW_SCORE] == pytest.approx(traj[DW_SCORE][-1])  # last W - W0 reading
+        assert t.user_attrs[PROBE_DW_SCORE] == pytest.approx(traj[PROBE_DW_SCORE][-1])
         assert t.user_attrs["cache_hit"] is False  # the first study trains everything
         # the pruner saw the latest reading at each report point, not the BRR estimate
         reported = [t.intermediate_values[i] for i in sorted(t.intermediate_values)]
@@ -106,6 +107,27 @@ def test_study_prunes_caches_and_hits_the_cache(tmp_path: Path, synthetic_root: 
 
     # rerunning a finished study resumes to n_trials: nothing new
     assert len(run_search(config).trials) == 8
+
+
+def test_the_probes_weight_change_as_objective_is_what_the_pruner_sees(
+    tmp_path: Path, synthetic_root: Path
+) -> None:
+    """With the probe's βeff of W - W0 as the objective, each trial's value is the
+    column's last reading and the pruner is fed the column at every report point
+    (not βeff of W), live and from the cache alike."""
+    config = tiny_config(tmp_path, synthetic_root, n_trials=3, objectives=[PROBE_DW_SCORE])
+    for study in (run_search(config), run_search(apply_overrides(config, {"study_name": "b"}))):
+        store = Store(config.cache)
+        finished = [t for t in study.trials if t.state != TrialState.FAIL]
+        assert len(finished) == 3
+        for t in finished:
+            traj = store.get(t.user_attrs["key"]).trajectory
+            reported = [t.intermediate_values[i] for i in sorted(t.intermediate_values)]
+            assert reported == pytest.approx(list(traj[PROBE_DW_SCORE])[: len(reported)])
+            assert reported != pytest.approx(list(traj[config.proxy.variant])[: len(reported)])
+            if t.state == TrialState.COMPLETE:
+                assert t.value == pytest.approx(traj[PROBE_DW_SCORE][-1])
+    assert any(t.user_attrs["cache_hit"] for t in study.trials)  # the replay path was checked
 
 
 def test_resuming_with_another_proxy_is_refused(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,9 @@ class ReportPoint:
     valid_acc: float
     train_loss: float
     cached: bool
+    #: Every other reading recorded at this point, by trajectory column (e.g.
+    #: ``beta_eff_probe_dw_chain_sf``); a column the run lacks is absent.
+    readings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,7 @@ def _replay(entry: Entry, on_report: Callable[[ReportPoint], str | None] | None)
             valid_acc=float(traj["valid_acc"][i]),
             train_loss=float(traj["train_loss"][i]),
             cached=True,
+            readings={k: float(v[i]) for k, v in traj.items() if np.ndim(v) == 1 and len(v) > i},
         )
         if on_report(point) == "stop":
             return True
@@ -343,6 +347,7 @@ def evaluate_arch(
                 valid_acc=report.valid_acc,
                 train_loss=report.train_loss,
                 cached=False,
+                readings={k: float(v) for k, v in report.extras.items()},
             )
         )
 
