@@ -6,7 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+import pytest
 from conftest import load_benchmark
+
+from nasnc import ConfigError
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cpu-30min.yaml"
 
@@ -16,7 +19,7 @@ regret = load_benchmark("search_regret")
 def _args(tmp_path: Path, **changes) -> argparse.Namespace:
     base = dict(
         search=str(CONFIG), out=str(tmp_path), data_root=str(tmp_path / "data"),
-        screen_size=1000, top_k=8, n_trials=16, workers=None, timeout=None,
+        screen_size=1000, top_k=8, n_trials=16, workers=None, timeout=None, set=None,
     )  # fmt: skip
     return argparse.Namespace(**{**base, **changes})
 
@@ -29,6 +32,20 @@ def test_seeds_of_one_measurement_share_a_key_and_a_changed_stage_size_does_not(
     assert regret.study_key(regret.seed_config(args, 3)) == key0
     assert regret.study_key(regret.seed_config(_args(tmp_path, top_k=9), 0)) != key0
     assert json.loads(key0)["screen"]["top_k"] == 8
+
+
+def test_set_overrides_any_key_and_names_a_bad_one(tmp_path):
+    pairs = ["proxy.epochs=1", "pick.weights={aggregate: 1, beta_eff_probe_dw_chain_sf: 2}"]
+    config = regret.seed_config(_args(tmp_path, set=pairs), 0)
+    assert config.proxy.epochs == 1
+    assert config.pick.weights == {"aggregate": 1, "beta_eff_probe_dw_chain_sf": 2}
+    assert regret.study_key(config) != regret.study_key(regret.seed_config(_args(tmp_path), 0))
+    with pytest.raises(SystemExit, match="nosuch"):
+        regret.seed_config(_args(tmp_path, set=["nosuch.epochs=1"]), 0)
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        regret.seed_config(_args(tmp_path, set=["proxy.epochs"]), 0)
+    with pytest.raises(ConfigError, match="typo"):
+        regret.seed_config(_args(tmp_path, set=["pick.weights={typo: 1}"]), 0)
 
 
 def test_recorded_seeds_keeps_this_studys_seeds_and_skips_a_torn_line(tmp_path, caplog):
