@@ -39,7 +39,20 @@ buys at its median trained-cell cost.
     python benchmarks/search_regret.py --search configs/cpu-30min.yaml --seeds 5 \
         --screen-size 1000 --top-k 8 --n-trials 16
 
-Stage sizes are scaled to the machine: state them with the numbers.
+Stage sizes are scaled to the machine: state them with the numbers. ``--set
+KEY=VALUE`` overrides any other config key (dotted into sections, VALUE read
+as YAML), e.g. ``--set proxy.epochs=1``.
+
+With ``--signals COLUMN ...`` nothing runs: the distinct cells the studies
+under ``--out`` trained are ranked by each trajectory column's first reading,
+as a pruner's early signal would rank them, in two disjoint halves (by the
+parity of the CRC-32 of the canonical cell): signed Kendall τ with its
+bootstrap interval, the share of the half's best 10 % a pruner keeping the
+top 75 % would keep, and the paired-bootstrap gap between the first two
+columns' τ.
+
+    python benchmarks/search_regret.py --out runs/search-regret-1ep \
+        --signals beta_eff_probe_dw_chain_sf beta_eff_chain_sf
 """
 
 from __future__ import annotations
@@ -51,6 +64,7 @@ import math
 import shutil
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +72,7 @@ import torch
 import yaml
 
 from nasnc.bench import open_benchmark
+from nasnc.metrics import bootstrap_ci, kendall_tau
 from nasnc.pipeline import ProxyConfig, evaluate_arch, load_proxy_data, screen_archs
 from nasnc.proxies import AGGREGATES, rank_aggregate
 from nasnc.space import sample_archs
@@ -257,6 +272,85 @@ def search_seed(args: argparse.Namespace, seed: int, truth, space_best: float) -
     }
 
 
+# ------------------------------------------------------------ --signals mode
+#: Share of a half's cells, best by true accuracy, whose survival --signals reports.
+TOP_SHARE = 0.10
+#: Percentage of cells a pruner keeps by the signal (CapacitancePruner's percentile).
+KEEP_PERCENT = 75.0
+
+
+def trained_readings(out: Path, columns: list[str], truth) -> dict[str, dict[str, float]]:
+    """Per distinct cell trained by the studies under ``out`` (``seed*/cache``): the
+    first finite reading of each column and its cifar10-valid accuracy (``acc``).
+    A cell trained by several studies keeps its first run."""
+    cells: dict[str, dict[str, float]] = {}
+    for cache in sorted(out.glob("seed*/cache")):
+        for entry in Store(cache).entries():
+            if entry.canonical in cells or not len(entry.trajectory.get("step", ())):
+                continue
+            acc = truth.get(entry.arch, "cifar10-valid", "valid")
+            row = {c: _first_finite(entry.trajectory.get(c)) for c in columns}
+            cells[entry.canonical] = {**row, "acc": math.nan if acc is None else float(acc)}
+    return cells
+
+
+def half_of(canonical: str) -> int:
+    """Which of two disjoint halves a cell falls in: the parity of its CRC-32."""
+    return zlib.crc32(canonical.encode()) % 2
+
+
+def kept_share(signal: np.ndarray, acc: np.ndarray) -> float:
+    """Share of the top :data:`TOP_SHARE` cells by ``acc`` that a pruner keeping the
+    top :data:`KEEP_PERCENT` % by ``signal`` keeps (a NaN signal is pruned)."""
+    n_top = max(1, math.ceil(TOP_SHARE * acc.size))
+    top = np.argsort(-acc, kind="stable")[:n_top]
+    finite = signal[np.isfinite(signal)]
+    if not finite.size:
+        return 0.0
+    threshold = np.percentile(finite, 100.0 - KEEP_PERCENT)
+    return float(np.mean(np.nan_to_num(signal[top], nan=-np.inf) >= threshold))
+
+
+def paired_tau_gap(a: np.ndarray, b: np.ndarray, acc: np.ndarray, n_boot: int = 1000):
+    """τ(a) − τ(b) against ``acc`` and its paired percentile-bootstrap 95 % interval."""
+    rng = np.random.default_rng(0)
+    gap = kendall_tau(a, acc) - kendall_tau(b, acc)
+    gaps = []
+    for _ in range(n_boot):
+        i = rng.integers(0, acc.size, acc.size)
+        gaps.append(kendall_tau(a[i], acc[i]) - kendall_tau(b[i], acc[i]))
+    low, high = np.nanpercentile(gaps, [2.5, 97.5])
+    return gap, float(low), float(high)
+
+
+def run_signals_mode(args: argparse.Namespace) -> int:
+    """The early-signal table over the cells the studies under ``--out`` trained."""
+    truth = open_benchmark("builtin")
+    columns = list(args.signals)
+    cells = trained_readings(Path(args.out), columns, truth)
+    if not cells:
+        raise SystemExit(f"no trained cells under {args.out}/seed*/cache")
+    print(
+        f"{len(cells)} distinct cells trained by the studies under {args.out}; first "
+        f"reading of each signal; a pruner keeps the top {KEEP_PERCENT:g} %; 'top kept' is "
+        f"the share of the half's best {TOP_SHARE:.0%} (cifar10-valid) it keeps\n"
+    )
+    for half in (0, 1):
+        rows = [r for c, r in cells.items() if half_of(c) == half]
+        acc = np.array([r["acc"] for r in rows])
+        print(f"half {half} (CRC-32 parity), n = {len(rows)}")
+        values = {c: np.array([r[c] for r in rows]) for c in columns}
+        for c in columns:
+            low, high = bootstrap_ci(values[c], acc)
+            tau = kendall_tau(values[c], acc)
+            share = kept_share(values[c], acc)
+            print(f"  {c:34s} tau {tau:+.3f} [{low:+.2f}, {high:+.2f}]  top kept {share:.2f}")
+        if len(columns) >= 2:
+            gap, low, high = paired_tau_gap(values[columns[0]], values[columns[1]], acc)
+            print(f"  tau({columns[0]}) - tau({columns[1]}): {gap:+.3f} [{low:+.2f}, {high:+.2f}]")
+    return 0
+
+
 def _weights_label(results: list[dict]) -> str:
     """The pick weights of the studies; ``mixed`` when the config changed between seeds."""
     seen = {json.dumps(r.get("pick_weights"), sort_keys=True) for r in results}
@@ -364,10 +458,20 @@ def main() -> int:
         "(e.g. --set proxy.epochs=1; repeatable)",
     )
     real.add_argument("--out", default="runs/search-regret-real", help="one cold run per seed")
+    real.add_argument(
+        "--signals",
+        nargs="+",
+        metavar="COLUMN",
+        help="instead of running: rank the cells the studies under --out trained by each "
+        "trajectory column's first reading, as a pruner's early signal, in two disjoint "
+        "halves (the first two columns compared pairwise)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.signals:
+        return run_signals_mode(args)
     if args.search:
         return run_search_mode(args)
     if args.top_k is None:

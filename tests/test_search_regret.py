@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import load_benchmark
 
 from nasnc import ConfigError
+from nasnc.bench import open_benchmark
+from nasnc.space import Arch, sample_archs
+from nasnc.store import Entry, Store
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cpu-30min.yaml"
 
@@ -72,3 +77,54 @@ def test_a_seed_appended_after_a_torn_line_is_read_back(tmp_path):
     regret.append_line(log, {"seed": 1, "study_key": key, "pick": 91.0})
     regret.append_line(log, {"seed": 2, "study_key": key, "pick": 90.0})
     assert {s: r["pick"] for s, r in regret.recorded_seeds(log, key).items()} == {1: 91.0, 2: 90.0}
+
+
+def _run(arch: str, **readings: float) -> Entry:
+    trajectory = {"step": np.array([10.0]), **{k: np.array([v]) for k, v in readings.items()}}
+    return Entry.from_arch(
+        arch, dataset="cifar10", seed=0, config={}, trajectory=trajectory,
+        summary={
+            "beta_eff": 1.0, "beta_eff_std": 0.0, "beta_eff_last": 1.0, "diverged": False,
+            "proxy_valid_acc": 0.5, "cost_s": 1.0, "steps": 10,
+        },
+    )  # fmt: skip
+
+
+def test_signals_read_each_distinct_trained_cell_once_with_its_truth(tmp_path):
+    truth = open_benchmark("builtin")
+    archs = [str(a) for a in sample_archs(6, seed=4, unique=True, exclude_zero=True)]
+    first, second = Store(tmp_path / "seed0" / "cache"), Store(tmp_path / "seed1" / "cache")
+    for i, a in enumerate(archs):
+        if i < 4:
+            first.put(_run(a, x=i))
+        if i >= 2:
+            second.put(_run(a, x=-1))
+    cells = regret.trained_readings(tmp_path, ["x", "absent"], truth)
+    assert len(cells) == 6  # archs 2 and 3 trained twice: the first run (seed0) kept
+    by_arch = {Arch.from_str(a).canonical(): a for a in archs}
+    for canonical, row in cells.items():
+        i = archs.index(by_arch[canonical])
+        assert row["x"] == (i if i < 4 else -1)
+        assert math.isnan(row["absent"])
+        assert row["acc"] == pytest.approx(truth.get(by_arch[canonical], "cifar10-valid", "valid"))
+    halves = {regret.half_of(c) for c in cells}
+    assert halves <= {0, 1} and all(regret.half_of(c) == regret.half_of(c) for c in cells)
+
+
+def test_kept_share_counts_the_best_cells_a_pruner_would_keep():
+    acc = np.arange(20.0)  # the top 10 % are the cells with acc 19 and 18
+    assert regret.kept_share(acc.copy(), acc) == 1.0  # a perfect signal keeps them
+    assert regret.kept_share(-acc, acc) == 0.0  # a reversed one prunes both
+    signal = acc.copy()
+    signal[19] = np.nan  # a NaN signal is pruned, as CapacitancePruner does
+    assert regret.kept_share(signal, acc) == 0.5
+
+
+def test_paired_tau_gap_is_signed_and_its_interval_holds_it():
+    rng = np.random.default_rng(1)
+    acc = rng.normal(size=200)
+    good, poor = acc + rng.normal(scale=0.3, size=200), rng.normal(size=200)
+    gap, low, high = regret.paired_tau_gap(good, poor, acc, n_boot=200)
+    assert gap > 0.5 and low <= gap <= high and low > 0
+    gap, low, high = regret.paired_tau_gap(poor, good, acc, n_boot=200)
+    assert gap < -0.5 and high < 0
