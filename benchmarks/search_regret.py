@@ -28,11 +28,13 @@ With ``--search CONFIG`` the real study runs instead, once per seed (the
 code path of ``nasnc search``: stage 1 screen, top-K enqueued, stage 2 trained
 with βeff streaming and pruned), each seed on a cold cache and a fresh
 journal storage under ``--out``; stage sizes may be overridden. Each finished
-seed is appended to ``--out``/results.jsonl, and a rerun with the same config
-and ``--out`` skips the seeds recorded there (a killed run loses only the
-study in flight; delete the file to measure again). It reports the
-study's pick, its best trained cell, post-hoc picks among the trained cells
-(proxy accuracy, βeff, the aggregate plus βeff of W - W0 after one epoch), and
+seed is appended to ``--out``/results.jsonl with the code's git revision, and
+a rerun with the same config and ``--out`` skips the seeds recorded there,
+warning about any recorded by other code (a killed run loses only the study
+in flight; delete the file to measure again). It reports the study's pick,
+its best trained cell, post-hoc picks among the trained cells (proxy
+accuracy, βeff, the aggregate plus the whole network's or the probe's βeff of
+W - W0 after one epoch), and
 random search (oracle) with as many cells as each study's measured wall-clock
 buys at its median trained-cell cost.
 
@@ -62,6 +64,7 @@ import json
 import logging
 import math
 import shutil
+import subprocess
 import sys
 import time
 import zlib
@@ -172,6 +175,36 @@ def recorded_seeds(path: Path, key: str) -> dict[int, dict]:
     return done
 
 
+def code_revision() -> str:
+    """The checkout's git commit, ``+dirty`` when tracked files differ from it; nasnc's
+    version where this is not a git checkout."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*argv: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *argv], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.CalledProcessError):
+        from nasnc import __version__
+
+        return f"nasnc {__version__}"
+    return commit + ("+dirty" if dirty else "")
+
+
+def other_revisions(done: dict[int, dict], revision: str) -> dict[int, str]:
+    """The recorded seeds measured by other code than ``revision`` (seed -> its
+    revision; ``unknown`` for a line written before revisions were recorded)."""
+    return {
+        seed: str(row.get("revision", "unknown"))
+        for seed, row in sorted(done.items())
+        if row.get("revision") != revision
+    }
+
+
 def append_line(path: Path, row: dict) -> None:
     """Append ``row`` as one JSON line, after ending a torn last line (a killed run)."""
     with open(path, "a+b") as fh:
@@ -261,6 +294,7 @@ def search_seed(args: argparse.Namespace, seed: int, truth, space_best: float) -
         "pick_weights": dict(config.pick.weights),
         "space_best": space_best,
         "study_key": study_key(config),
+        "revision": code_revision(),
         "config": {
             "screen_size": config.screen.size,
             "top_k": config.screen.top_k,
@@ -363,6 +397,15 @@ def run_search_mode(args: argparse.Namespace) -> int:
     log = Path(args.out) / "results.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     done = recorded_seeds(log, study_key(seed_config(args, 0)))
+    revision = code_revision()
+    stale = other_revisions({s: r for s, r in done.items() if s < args.seeds}, revision)
+    if stale:  # kept (the config is the same), but the reader should know
+        listed = ", ".join(f"seed {s} at {r}" for s, r in stale.items())
+        print(
+            f"warning: {log} holds seeds measured by other code than this checkout "
+            f"({revision}): {listed}; delete the file to measure them again",
+            file=sys.stderr,
+        )
     results = []
     for seed in range(args.seeds):
         if seed in done:  # a rerun resumes: a finished seed is not run again

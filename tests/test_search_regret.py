@@ -128,3 +128,11 @@ def test_paired_tau_gap_is_signed_and_its_interval_holds_it():
     assert gap > 0.5 and low <= gap <= high and low > 0
     gap, low, high = regret.paired_tau_gap(poor, good, acc, n_boot=200)
     assert gap < -0.5 and high < 0
+
+
+def test_seeds_recorded_by_other_code_are_named():
+    revision = regret.code_revision()
+    assert revision  # a commit (maybe +dirty) in a checkout, nasnc's version elsewhere
+    done = {0: {"revision": revision}, 1: {"revision": "abc123"}, 2: {}}
+    assert regret.other_revisions(done, revision) == {1: "abc123", 2: "unknown"}
+    assert regret.other_revisions({0: {"revision": revision}}, revision) == {}
