@@ -55,6 +55,12 @@ columns' τ.
 
     python benchmarks/search_regret.py --out runs/search-regret-1ep \
         --signals beta_eff_probe_dw_chain_sf beta_eff_chain_sf
+
+With ``--within SCORE ...`` nothing runs either: per study under ``--out``,
+signed Kendall τ of each trial score (``aggregate``, ``beta_eff``,
+``proxy_valid_acc``, ``beta_eff_probe_dw_chain_sf``, a free score) against the
+truth, within its completed cells: how well a score ranks the cells a search
+actually trains.
 """
 
 from __future__ import annotations
@@ -385,6 +391,38 @@ def run_signals_mode(args: argparse.Namespace) -> int:
     return 0
 
 
+def within_study_taus(out: Path, scores: list[str]) -> dict[int, dict[str, float]]:
+    """Per study under ``out`` (``seed*/study.journal``): signed Kendall τ of each trial
+    score (a user attribute) against ``true_acc`` over its completed trials, one per
+    distinct cell, and their number as ``n``."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from nasnc_search import make_storage
+
+    taus: dict[int, dict[str, float]] = {}
+    for journal in sorted(out.glob("seed*/study.journal")):
+        seed = int(journal.parent.name[len("seed") :])
+        storage = make_storage(f"journal:{journal}")
+        study = optuna.load_study(study_name=f"regret-seed{seed}", storage=storage)
+        cells: dict[str, dict] = {}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            cells.setdefault(str(t.user_attrs.get("canonical")), t.user_attrs)
+        acc = np.array([_float(a.get("true_acc")) for a in cells.values()])
+        row = {"n": float(len(cells))}
+        for name in scores:
+            row[name] = kendall_tau(np.array([_float(a.get(name)) for a in cells.values()]), acc)
+        taus[seed] = row
+    return taus
+
+
+def _float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _weights_label(results: list[dict]) -> str:
     """The pick weights of the studies; ``mixed`` when the config changed between seeds."""
     seen = {json.dumps(r.get("pick_weights"), sort_keys=True) for r in results}
@@ -509,10 +547,28 @@ def main() -> int:
         "trajectory column's first reading, as a pruner's early signal, in two disjoint "
         "halves (the first two columns compared pairwise)",
     )
+    real.add_argument(
+        "--within",
+        nargs="+",
+        metavar="SCORE",
+        help="instead of running: per study under --out, Kendall tau of each trial score "
+        "(aggregate, beta_eff, proxy_valid_acc, ...) against the truth, within its "
+        "completed cells",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.within:
+        taus = within_study_taus(Path(args.out), list(args.within))
+        if not taus:
+            raise SystemExit(f"no studies under {args.out}/seed*/study.journal")
+        print("signed Kendall tau against cifar10-valid within each study's completed cells")
+        print(f"{'seed':>4s} {'n':>4s} " + " ".join(f"{n:>28s}" for n in args.within))
+        for seed, row in taus.items():
+            cells = " ".join(f"{row[n]:+28.3f}" for n in args.within)
+            print(f"{seed:4d} {int(row['n']):4d} {cells}")
+        return 0
     if args.signals:
         return run_signals_mode(args)
     if args.search:

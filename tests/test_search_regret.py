@@ -136,3 +136,26 @@ def test_seeds_recorded_by_other_code_are_named():
     done = {0: {"revision": revision}, 1: {"revision": "abc123"}, 2: {}}
     assert regret.other_revisions(done, revision) == {1: "abc123", 2: "unknown"}
     assert regret.other_revisions({0: {"revision": revision}}, revision) == {}
+
+
+def test_within_study_taus_read_each_studys_completed_cells(tmp_path):
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from nasnc_search import make_storage
+
+    for seed, sign in ((0, 1.0), (3, -1.0)):
+        storage = make_storage(f"journal:{tmp_path / f'seed{seed}' / 'study.journal'}")
+        study = optuna.create_study(study_name=f"regret-seed{seed}", storage=storage)
+        for i in range(6):
+            attrs = {"canonical": f"cell{i}", "true_acc": float(i), "score": sign * i}
+            study.add_trial(create_trial(value=0.0, user_attrs=attrs))
+        # a second run of cell 0 and a pruned trial are not counted again
+        study.add_trial(create_trial(value=0.0, user_attrs={"canonical": "cell0", "score": 9.0}))
+        pruned = {"canonical": "cell9", "true_acc": 99.0, "score": -99.0}
+        study.add_trial(create_trial(state=TrialState.PRUNED, user_attrs=pruned))
+    taus = regret.within_study_taus(tmp_path, ["score", "absent"])
+    assert set(taus) == {0, 3}
+    assert taus[0]["n"] == 6 and taus[0]["score"] == pytest.approx(1.0)
+    assert taus[3]["score"] == pytest.approx(-1.0)
+    assert math.isnan(taus[0]["absent"])
