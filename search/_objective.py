@@ -87,16 +87,17 @@ def last_reading(entry: Entry, column: str) -> float:
     return float(values[-1]) if values is not None and len(values) else math.nan
 
 
-def pruner_value(point: ReportPoint, objective: str = "beta_eff") -> float:
+def pruner_value(point: ReportPoint, objective: str = "beta_eff") -> float | None:
     """What a trial reports to the pruner at ``point``: the proxy accuracy when it is
     the first objective, a streamed reading's value at ``point`` when that is
-    (:data:`READING_SCORES`; NaN where the run lacks the column), else the latest
-    βeff reading (docs/capacitance-study.md, "Sample F": it ranks cells far better
-    than the BRR estimate before the end)."""
+    (:data:`READING_SCORES`; None, nothing to report, for a cached run stored
+    before the column existed: its trial fails naming the objective), else the
+    latest βeff reading (docs/capacitance-study.md, "Sample F": it ranks cells far
+    better than the BRR estimate before the end)."""
     if objective == "proxy_valid_acc":
         return point.valid_acc
     if objective in READING_SCORES:
-        return point.readings.get(objective, math.nan)
+        return point.readings.get(objective)
     return point.beta_eff_last
 
 
@@ -192,7 +193,9 @@ class Objective:
             reports = stage is None or stage.reports  # Optuna cannot prune multi-objective
             if reports:
                 value = stage.report_value(point) if stage else pruner_value(point)
-                trial.report(value, point.index)
+                reports = value is not None
+                if value is not None:
+                    trial.report(value, point.index)
             std = point.beta_eff_std
             stds[str(point.index)] = std if math.isfinite(std) else 0.0
             trial.set_user_attr(STD_ATTR, dict(stds))

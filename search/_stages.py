@@ -112,7 +112,7 @@ class TrialStage:
         names = [*configured, *(o for o in self.objectives if o in PROXIES)]
         return expand_proxies(names)[0]
 
-    def report_value(self, point: ReportPoint) -> float:
+    def report_value(self, point: ReportPoint) -> float | None:
         """What a trial reports to the pruner at ``point`` (:func:`pruner_value`)."""
         return pruner_value(point, self.objectives[0])
 

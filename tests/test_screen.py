@@ -19,6 +19,7 @@ from nasnc.space import NUM_UNIQUE, sample_archs
 from nasnc.store import Store, config_hash
 from nasnc_search._config import (
     DW_SCORE,
+    PROBE_DW_SCORE,
     PickConfig,
     SamplerConfig,
     SearchConfig,
@@ -200,21 +201,25 @@ def test_a_pick_by_a_free_score_uses_it(tmp_path: Path, cifar_root: Path) -> Non
     assert found["trial"] == max(done, key=lambda t: t.user_attrs["naswot"]).number
 
 
+@pytest.mark.parametrize(("score", "pruner"), [(DW_SCORE, "none"), (PROBE_DW_SCORE, "capacitance")])
 def test_an_undefined_objective_fails_its_trial_and_names_the_score(
-    tmp_path: Path, cifar_root: Path
+    tmp_path: Path, cifar_root: Path, score: str, pruner: str
 ) -> None:
-    """A cached run stored before the dW column existed cannot give that objective:
-    the trial fails with a reason naming the score and the cache entry, and the study
-    goes on (Optuna's own message names neither)."""
-    config = tiny_config(tmp_path, cifar_root, n_trials=2, objectives=[DW_SCORE])
-    config = apply_overrides(config, {"pruner.name": "none"})
+    """A cached run stored before a reading's column existed cannot give that
+    objective: the trial fails with a reason naming the score and the cache entry,
+    and the study goes on (Optuna's own message names neither). A pruner that
+    would act at once is not handed a missing reading to prune on."""
+    config = tiny_config(tmp_path, cifar_root, n_trials=2, objectives=[score])
+    config = apply_overrides(
+        config, {"pruner.name": pruner, "pruner.n_startup_trials": 0, "pruner.n_warmup_steps": 0}
+    )
     first = run_search(config)
     assert all(t.state == TrialState.COMPLETE for t in first.trials)
     store = Store(config.cache)
     for t in first.trials:  # the same runs as an older nasnc stored them
         entry = store.get(t.user_attrs["key"])
         assert entry is not None
-        old = {k: v for k, v in entry.trajectory.items() if k != DW_SCORE}
+        old = {k: v for k, v in entry.trajectory.items() if k != score}
         store.put(dataclasses.replace(entry, trajectory=old))
     again = run_search(apply_overrides(config, {"study_name": "again"}))
     assert len(again.trials) == 2  # a failure with a reason is a verdict: no retries
@@ -222,7 +227,7 @@ def test_an_undefined_objective_fails_its_trial_and_names_the_score(
         assert t.state == TrialState.FAIL
         assert t.user_attrs["cache_hit"] is True
         reason = t.user_attrs["fail_reason"]
-        assert DW_SCORE in reason and t.user_attrs["key"] in reason
+        assert score in reason and t.user_attrs["key"] in reason
     assert summarize(again, config).failed == 2
 
 
