@@ -222,7 +222,9 @@ def append_line(path: Path, row: dict) -> None:
         fh.write((json.dumps(row) + "\n").encode())
 
 
-def search_seed(args: argparse.Namespace, seed: int, truth, space_best: float) -> dict:
+def search_seed(
+    args: argparse.Namespace, seed: int, truth, space_best: float, revision: str
+) -> dict:
     """One real two-stage study (the CLI's code path) on a cold cache; its figures."""
     from optuna.trial import TrialState
 
@@ -300,7 +302,7 @@ def search_seed(args: argparse.Namespace, seed: int, truth, space_best: float) -
         "pick_weights": dict(config.pick.weights),
         "space_best": space_best,
         "study_key": study_key(config),
-        "revision": code_revision(),
+        "revision": revision,
         "config": {
             "screen_size": config.screen.size,
             "top_k": config.screen.top_k,
@@ -435,7 +437,7 @@ def run_search_mode(args: argparse.Namespace) -> int:
     log = Path(args.out) / "results.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     done = recorded_seeds(log, study_key(seed_config(args, 0)))
-    revision = code_revision()
+    revision = code_revision()  # once: the code this process loaded, whatever HEAD does later
     stale = other_revisions({s: r for s, r in done.items() if s < args.seeds}, revision)
     if stale:  # kept (the config is the same), but the reader should know
         listed = ", ".join(f"seed {s} at {r}" for s, r in stale.items())
@@ -450,7 +452,7 @@ def run_search_mode(args: argparse.Namespace) -> int:
             got = done[seed]
             print(f"seed {seed}: recorded in {log}, not run again", file=sys.stderr)
         else:
-            got = search_seed(args, seed, truth, space_best)
+            got = search_seed(args, seed, truth, space_best, revision)
             append_line(log, got)
         results.append(got)
         print(
