@@ -81,7 +81,7 @@ import torch
 import yaml
 
 from nasnc.bench import open_benchmark
-from nasnc.metrics import bootstrap_ci, kendall_tau
+from nasnc.metrics import STATISTICS, bootstrap_ci, kendall_tau
 from nasnc.pipeline import ProxyConfig, evaluate_arch, load_proxy_data, screen_archs
 from nasnc.proxies import AGGREGATES, rank_aggregate
 from nasnc.space import sample_archs
@@ -354,13 +354,14 @@ def kept_share(signal: np.ndarray, acc: np.ndarray) -> float:
 
 
 def paired_tau_gap(a: np.ndarray, b: np.ndarray, acc: np.ndarray, n_boot: int = 1000):
-    """τ(a) − τ(b) against ``acc`` and its paired percentile-bootstrap 95 % interval."""
-    rng = np.random.default_rng(0)
+    """τ(a) − τ(b) against ``acc`` and its paired percentile-bootstrap 95 % interval
+    (the same resampled cells for both, over the cells where all three are finite)."""
+    ok = np.isfinite(a) & np.isfinite(b) & np.isfinite(acc)
+    a, b, acc = a[ok], b[ok], acc[ok]
     gap = kendall_tau(a, acc) - kendall_tau(b, acc)
-    gaps = []
-    for _ in range(n_boot):
-        i = rng.integers(0, acc.size, acc.size)
-        gaps.append(kendall_tau(a[i], acc[i]) - kendall_tau(b[i], acc[i]))
+    idx = np.random.default_rng(0).integers(0, acc.size, size=(n_boot, acc.size))
+    tau = STATISTICS["kendall"]  # τ-b of each resample, as bootstrap_ci computes it
+    gaps = tau(a[idx], acc[idx]) - tau(b[idx], acc[idx])
     low, high = np.nanpercentile(gaps, [2.5, 97.5])
     return gap, float(low), float(high)
 
