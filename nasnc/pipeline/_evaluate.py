@@ -208,7 +208,7 @@ def _replay(entry: Entry, on_report: Callable[[ReportPoint], str | None] | None)
             valid_acc=float(traj["valid_acc"][i]),
             train_loss=float(traj["train_loss"][i]),
             cached=True,
-            readings={k: float(v[i]) for k, v in traj.items() if np.ndim(v) == 1 and len(v) > i},
+            readings={k: float(v[i]) for k, v in traj.items()},  # equal-length 1-D columns
         )
         if on_report(point) == "stop":
             return True
