@@ -33,17 +33,18 @@ a rerun with the same config and ``--out`` skips the seeds recorded there,
 warning about any recorded by other code (a killed run loses only the study
 in flight; delete the file to measure again). It reports the study's pick,
 its best trained cell, post-hoc picks among the trained cells (proxy
-accuracy, βeff, the aggregate plus the whole network's or the probe's βeff of
-W - W0 after one epoch), and
+accuracy, βeff, the aggregate plus proxy accuracy, plus the whole network's or
+the probe's βeff of W - W0 after one epoch), and
 random search (oracle) with as many cells as each study's measured wall-clock
 buys at its median trained-cell cost.
 
     python benchmarks/search_regret.py --search configs/cpu-30min.yaml --seeds 5 \
         --screen-size 1000 --top-k 8 --n-trials 16
 
-Stage sizes are scaled to the machine: state them with the numbers. ``--set
-KEY=VALUE`` overrides any other config key (dotted into sections, VALUE read
-as YAML), e.g. ``--set proxy.epochs=1``.
+``--first-seed N`` starts the seeds at N (a replication on seeds no earlier
+measurement used). Stage sizes are scaled to the machine: state them with
+the numbers. ``--set KEY=VALUE`` overrides any other config key (dotted into
+sections, VALUE read as YAML), e.g. ``--set proxy.epochs=1``.
 
 With ``--signals COLUMN ...`` nothing runs: the distinct cells the studies
 under ``--out`` trained are ranked by each trajectory column's first reading,
@@ -254,14 +255,14 @@ def search_seed(
         entry = store.get(str(t.user_attrs.get("key")))
         traj = entry.trajectory if entry is not None else {}
         rows[canonical] = {
-            "acc": float(t.user_attrs.get("true_acc") or math.nan),
+            "acc": _float(t.user_attrs.get("true_acc")),
             "complete": float(t.state == TrialState.COMPLETE),
-            "aggregate": float(t.user_attrs.get("aggregate") or math.nan),
-            "proxy_valid_acc": float(t.user_attrs.get("proxy_valid_acc") or math.nan),
-            "beta_eff": float(t.user_attrs.get("beta_eff") or math.nan),
+            "aggregate": _float(t.user_attrs.get("aggregate")),
+            "proxy_valid_acc": _float(t.user_attrs.get("proxy_valid_acc")),
+            "beta_eff": _float(t.user_attrs.get("beta_eff")),
             "dw_ep1": _first_finite(traj.get(DW_COLUMN)),
             "probe_dw_ep1": _first_finite(traj.get(PROBE_DW_COLUMN)),
-            "cost_s": float(t.user_attrs.get("cost_s") or math.nan),
+            "cost_s": _float(t.user_attrs.get("cost_s")),
         }
     col = {k: np.array([r[k] for r in rows.values()]) for k in next(iter(rows.values()), {})}
     acc = col.get("acc", np.array([]))
@@ -278,6 +279,9 @@ def search_seed(
         "beta_eff": among_done({"b": col.get("beta_eff", acc)}),
         "aggregate + beta_eff": among_done(
             {"a": col.get("aggregate", acc), "b": col.get("beta_eff", acc)}
+        ),
+        "aggregate + proxy_valid_acc": among_done(
+            {"a": col.get("aggregate", acc), "p": col.get("proxy_valid_acc", acc)}
         ),
         "aggregate + dW": among_done({"a": col.get("aggregate", acc), "d": col.get("dw_ep1", acc)}),
         "aggregate + probe dW": among_done(
@@ -419,6 +423,13 @@ def within_study_taus(out: Path, scores: list[str]) -> dict[int, dict[str, float
     return taus
 
 
+def seed_range(first: int, count: int) -> range:
+    """The seeds of one ``--search`` measurement: ``count`` of them from ``first``."""
+    if first < 0 or count < 1:
+        raise SystemExit(f"--first-seed {first} --seeds {count}: need first >= 0 and count >= 1")
+    return range(first, first + count)
+
+
 def _float(value: object) -> float:
     try:
         return float(value)  # type: ignore[arg-type]
@@ -439,7 +450,8 @@ def run_search_mode(args: argparse.Namespace) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     done = recorded_seeds(log, study_key(seed_config(args, 0)))
     revision = code_revision()  # once: the code this process loaded, whatever HEAD does later
-    stale = other_revisions({s: r for s, r in done.items() if s < args.seeds}, revision)
+    seeds = seed_range(args.first_seed, args.seeds)
+    stale = other_revisions({s: r for s, r in done.items() if s in seeds}, revision)
     if stale:  # kept (the config is the same), but the reader should know
         listed = ", ".join(f"seed {s} at {r}" for s, r in stale.items())
         print(
@@ -448,7 +460,7 @@ def run_search_mode(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     results = []
-    for seed in range(args.seeds):
+    for seed in seeds:
         if seed in done:  # a rerun resumes: a finished seed is not run again
             got = done[seed]
             print(f"seed {seed}: recorded in {log}, not run again", file=sys.stderr)
@@ -472,6 +484,9 @@ def run_search_mode(args: argparse.Namespace) -> int:
         "  completed cells picked by aggregate + beta_eff": [
             r["by"]["aggregate + beta_eff"] for r in results
         ],
+        "  completed cells picked by aggregate + proxy accuracy": [
+            r["by"].get("aggregate + proxy_valid_acc", math.nan) for r in results
+        ],
         "  completed cells picked by aggregate + dW ep1": [
             r["by"]["aggregate + dW"] for r in results
         ],
@@ -492,7 +507,8 @@ def run_search_mode(args: argparse.Namespace) -> int:
     walls = [r["wall_s"] for r in results]
     c = results[0]["config"]
     print(
-        f"\n{len(results)} seeds of `{args.search}`: screen {c['screen_size']} cells, "
+        f"\n{len(results)} seeds ({seeds.start}-{seeds.stop - 1}) of `{args.search}`: "
+        f"screen {c['screen_size']} cells, "
         f"top-{c['top_k']} enqueued, {c['n_trials']} trials, {c['workers']} workers, "
         f"{c['epochs']} epochs, timeout {c['timeout']} s; "
         f"wall-clock {_ms(walls)} s per study (screen {_ms([r['screen_s'] for r in results])} s); "
@@ -529,6 +545,12 @@ def main() -> int:
     real = parser.add_argument_group("--search: run the real two-stage study per seed")
     real.add_argument(
         "--search", metavar="CONFIG", help="a study config, e.g. configs/cpu-30min.yaml"
+    )
+    real.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the first study seed (--seeds counts from it; e.g. 5 for a replication on 5-9)",
     )
     real.add_argument("--screen-size", type=int, default=None, help="override screen.size")
     real.add_argument("--n-trials", type=int, default=None, help="override n_trials")

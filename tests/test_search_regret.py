@@ -138,6 +138,15 @@ def test_seeds_recorded_by_other_code_are_named():
     assert regret.other_revisions({0: {"revision": revision}}, revision) == {}
 
 
+def test_seed_range_starts_at_the_first_seed_and_names_a_bad_one():
+    assert list(regret.seed_range(5, 5)) == [5, 6, 7, 8, 9]
+    assert list(regret.seed_range(0, 1)) == [0]
+    with pytest.raises(SystemExit, match="--first-seed -1"):
+        regret.seed_range(-1, 5)
+    with pytest.raises(SystemExit, match="--seeds 0"):
+        regret.seed_range(5, 0)
+
+
 def test_within_study_taus_read_each_studys_completed_cells(tmp_path):
     import optuna
     from optuna.trial import TrialState, create_trial
