@@ -71,6 +71,16 @@ def _why_undefined(name: str, entry: Entry) -> str:
     return f"objective {name!r} is not finite for this cell"
 
 
+def finite_or_none(value: Any) -> float | None:
+    """``value`` as a user attribute: a float, or None where it is missing, not a
+    number or not finite (JSON, and so every Optuna storage, holds no NaN)."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
 def param_name(target: int, source: int) -> str:
     """Optuna parameter name of an edge, e.g. ``edge_3_1`` for node 1 -> node 3."""
     return f"edge_{target}_{source}"
@@ -220,14 +230,11 @@ class Objective:
         trial.set_user_attr("key", entry.key)
         trial.set_user_attr("cache_hit", result.cache_hit)
         for name in ("beta_eff", "beta_eff_std", "beta_eff_last", "proxy_valid_acc", "cost_s"):
-            value = float(summary.get(name, math.nan))
-            trial.set_user_attr(name, value if math.isfinite(value) else None)
+            trial.set_user_attr(name, finite_or_none(summary.get(name)))
         for name in READING_SCORES:
-            reading = last_reading(entry, name)
-            trial.set_user_attr(name, reading if math.isfinite(reading) else None)
+            trial.set_user_attr(name, finite_or_none(last_reading(entry, name)))
         for name, score in entry.scores.items():  # baselines at initialisation: a pick can use them
-            value = float(score)
-            trial.set_user_attr(name, value if math.isfinite(value) else None)
+            trial.set_user_attr(name, finite_or_none(score))
         if result.diverged:
             reason = "training diverged (non-finite loss)"
             trial.set_user_attr(FAIL_REASON_ATTR, reason)

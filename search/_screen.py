@@ -18,7 +18,6 @@ the sampler proposes the rest.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -32,7 +31,7 @@ from nasnc.space import EDGES, Arch, sample_archs
 from nasnc.store import Store
 
 from ._config import ScreenConfig, SearchConfig
-from ._objective import param_name
+from ._objective import finite_or_none, param_name
 
 __all__ = [
     "SCREEN_ATTR",
@@ -155,7 +154,7 @@ def enqueue_shortlist(study: optuna.Study, pool: ScreenPool, k: int) -> int:
         study.enqueue_trial(
             edge_params(arch),
             user_attrs={
-                "aggregate": value if math.isfinite(value) else None,
+                "aggregate": finite_or_none(value),
                 "screen_rank": rank,
             },
             skip_if_exists=True,

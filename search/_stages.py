@@ -31,7 +31,7 @@ from nasnc.space import Arch
 from nasnc.store import Entry
 
 from ._config import COST_OBJECTIVES, READING_SCORES, PickConfig, SearchConfig
-from ._objective import last_reading, pruner_value
+from ._objective import finite_or_none, last_reading, pruner_value
 from ._screen import ScreenPool, enqueue_shortlist, run_screen
 
 __all__ = [
@@ -125,7 +125,7 @@ class TrialStage:
             and (self.score is not None or pool.index_of(arch) is not None)
         ):
             value = pool.aggregate_of(arch, self.score or (lambda a: {}))
-            trial.set_user_attr("aggregate", value if math.isfinite(value) else None)
+            trial.set_user_attr("aggregate", finite_or_none(value))
         if self.truth is not None and self.truth_dataset is not None:
             acc = self.truth.get(str(arch), self.truth_dataset, "valid")
             trial.set_user_attr(TRUE_ACC_ATTR, None if acc is None else float(acc))

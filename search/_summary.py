@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +13,7 @@ from nasnc import NasncError
 from nasnc._catalogue import dataset_info
 
 from ._config import SearchConfig
+from ._objective import finite_or_none
 from ._screen import SCREEN_ATTR
 from ._stages import pareto_front, pick, trained_cells
 
@@ -88,14 +88,6 @@ class SearchSummary:
         }
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
 def summarize(
     study: optuna.Study, config: SearchConfig, *, top_k: int = 10, truth: Any = None
 ) -> SearchSummary:
@@ -110,7 +102,11 @@ def summarize(
     count = {s: sum(t.state == s for t in trials) for s in TrialState}
     hits = sum(bool(t.user_attrs.get("cache_hit")) for t in trials if t.state in FINISHED_STATES)
     done = sorted(
-        (t for t in trials if t.state == TrialState.COMPLETE and _finite(_first(t)) is not None),
+        (
+            t
+            for t in trials
+            if t.state == TrialState.COMPLETE and finite_or_none(_first(t)) is not None
+        ),
         key=lambda t: float(_first(t)),  # type: ignore[arg-type]
         reverse=True,
     )
@@ -125,11 +121,11 @@ def summarize(
             {
                 "trial": t.number,
                 "arch": t.user_attrs.get("arch"),
-                "beta_eff": _finite(t.user_attrs.get("beta_eff", _first(t))),
-                "beta_eff_std": _finite(t.user_attrs.get("beta_eff_std")),
-                "proxy_valid_acc": _finite(t.user_attrs.get("proxy_valid_acc")),
-                "aggregate": _finite(t.user_attrs.get("aggregate")),
-                "cost_s": _finite(t.user_attrs.get("cost_s")),
+                "beta_eff": finite_or_none(t.user_attrs.get("beta_eff", _first(t))),
+                "beta_eff_std": finite_or_none(t.user_attrs.get("beta_eff_std")),
+                "proxy_valid_acc": finite_or_none(t.user_attrs.get("proxy_valid_acc")),
+                "aggregate": finite_or_none(t.user_attrs.get("aggregate")),
+                "cost_s": finite_or_none(t.user_attrs.get("cost_s")),
                 "cache_hit": bool(t.user_attrs.get("cache_hit")),
             }
         )
@@ -139,7 +135,7 @@ def summarize(
         best_found = {
             "trial": chosen.number,
             "arch": chosen.user_attrs.get("arch"),
-            "score": _finite(pick_score),
+            "score": finite_or_none(pick_score),
             "by": pick_by,
             "state": chosen.state.name,
             "true_acc": None,

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from nasnc import ConfigError
 from nasnc.store import Store
 from nasnc_search._config import DW_SCORE, PROBE_DW_SCORE, SearchConfig, apply_overrides
-from nasnc_search._objective import WORKER_ATTR
+from nasnc_search._objective import WORKER_ATTR, finite_or_none
 from nasnc_search._storage import fail_stale_trials, make_storage
 from nasnc_search._study import n_finished, open_study, run_search, threads_per_worker
 from nasnc_search._summary import summarize
@@ -128,6 +128,15 @@ def test_the_probes_weight_change_as_objective_is_what_the_pruner_sees(
             if t.state == TrialState.COMPLETE:
                 assert t.value == pytest.approx(traj[PROBE_DW_SCORE][-1])
     assert any(t.user_attrs["cache_hit"] for t in study.trials)  # the replay path was checked
+
+
+def test_a_user_attribute_holds_finite_floats_and_none_for_the_rest() -> None:
+    import numpy as np
+
+    assert finite_or_none(np.float32(2.5)) == 2.5 and type(finite_or_none(np.float32(2.5))) is float
+    assert finite_or_none(0.0) == 0.0  # a zero is a value, not a missing one
+    for bad in (float("nan"), float("inf"), -float("inf"), None, "n/a", [1.0]):
+        assert finite_or_none(bad) is None, bad
 
 
 def test_resuming_with_another_proxy_is_refused(tmp_path: Path) -> None:
