@@ -339,6 +339,31 @@ def test_interrupted_compaction_leaves_no_duplicates(tmp_path: Path) -> None:
     assert fresh.compact() == 5 and entry_files(fresh) == [] and len(fresh) == 5
 
 
+def test_compaction_keeps_a_shard_holding_an_entry_invalid_today(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(tmp_path, compact_every=None)
+    old = [store.put(make_entry(arch_for(s), seed=s)) for s in range(2)]
+    store.compact()
+    (shard,) = pack_files(store)
+    new = store.put(make_entry(arch_for(2), seed=2))
+    from nasnc.store import _compact
+
+    real = _compact._check
+
+    def stricter(entry: Entry):  # as if a later release tightened the rules
+        if entry.key == old[0]:
+            raise StoreError(f"entry {entry.key}: invalid under today's rules")
+        return real(entry)
+
+    monkeypatch.setattr(_compact, "_check", stricter)
+    with caplog.at_level(logging.WARNING, logger="nasnc"):
+        store.compact(full=True)
+    assert shard.exists() and "keeps" in caplog.text and shard.name in caplog.text
+    assert entry_files(store) == []  # the loose entry was packed
+    assert sorted(Store(tmp_path).keys()) == sorted([*old, new])
+
+
 def test_auto_compaction_and_size_tiered_merging(tmp_path: Path) -> None:
     store = Store(tmp_path, compact_every=4, fanout=2)
     keys = [store.put(make_entry(arch_for(s), seed=s)) for s in range(24)]

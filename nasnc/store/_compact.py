@@ -195,11 +195,14 @@ def _merge(
                 offer(checked, stored)
             bad[path] = (ident, str(exc))
             continue
+        rows = [_checked(entry, path) for entry in entries]
+        valid = [fresh for fresh in rows if fresh is not None]
+        if len(valid) < len(rows):  # unlinking the shard would lose the rows invalid today
+            logger.warning("compaction keeps %s as it is: it holds entries invalid today", path)
+            continue
         sources.append(name)
-        for entry, stored in zip(entries, index.stored_ns):
-            fresh = _checked(entry, path)
-            if fresh is not None:
-                offer(fresh, stored)
+        for fresh, stored in zip(valid, index.stored_ns):
+            offer(fresh, stored)
     used: list[tuple[str, Ident]] = []
     for name, ident in loose:  # entry files win over shards
         path = store.path / ENTRIES / name
