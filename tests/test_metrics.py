@@ -86,10 +86,24 @@ def test_top_k_precision() -> None:
     assert top_k_precision(scores, truth, k=3) == pytest.approx(1 / 3)  # {0,1,2} vs {3,4,2}
     assert top_k_precision(truth, truth, k=3) == 1.0
     assert math.isnan(top_k_precision(scores, truth, k=6))
+    assert math.isnan(top_k_precision(scores, truth, k=5))  # n == k: trivially 1, so NaN
+    assert top_k_precision(scores, truth, k=4) == 0.75
     assert math.isnan(top_k_precision([1, np.nan, 3], [1, 2, 3], k=3))
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ConfigError, match="k must be"):
             top_k_precision(scores, truth, k=bad)  # type: ignore[arg-type]
+
+
+def test_rounding_noise_ties_but_small_magnitudes_keep_their_order() -> None:
+    b = np.linspace(1.0, 7.0, 9)
+    noisy = 0.9 * b / b  # one value, up to noise in the 16th digit
+    assert len(set(noisy.tolist())) > 1
+    assert math.isnan(kendall_tau(noisy, b))  # a constant score, not a ranking
+    wide = [1e-20, 2e-20, 1e-5, 1.0, 1e30]  # synflow spans decades like these
+    assert kendall_tau(wide, [1, 2, 3, 4, 5]) == pytest.approx(1.0)
+    assert spearman(wide, [1, 2, 3, 4, 5]) == pytest.approx(1.0)
+    xs, _, _ = drop_nan_pairs([0.1 + 0.2, np.nan], [1.0, 2.0])
+    assert xs.tolist() == [0.1 + 0.2]  # the values themselves, not rounded
 
 
 def test_regret() -> None:

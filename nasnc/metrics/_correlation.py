@@ -69,21 +69,28 @@ def drop_nan_pairs(x: ArrayLike, y: ArrayLike) -> tuple[FloatArray, FloatArray, 
             f"scores and truth must have the same length, but got {len(xa)=} and {len(ya)=}."
         )
     keep = np.isfinite(xa) & np.isfinite(ya)
-    return _snap(xa[keep]), _snap(ya[keep]), int(keep.size - keep.sum())
+    return xa[keep], ya[keep], int(keep.size - keep.sum())
+
+
+def _ranked_pairs(x: ArrayLike, y: ArrayLike) -> tuple[FloatArray, FloatArray, int]:
+    """:func:`drop_nan_pairs`, each value rounded to 12 significant digits."""
+    xa, ya, dropped = drop_nan_pairs(x, y)
+    return _snap(xa), _snap(ya), dropped
 
 
 def _snap(a: FloatArray) -> FloatArray:
-    """Round to a grid of 1e-12 of the largest magnitude, so rounding noise makes ties.
+    """Round each value to 12 significant digits, so rounding noise makes ties.
 
     ``0.9 * b / b`` over many ``b`` should rank as one tied value, not as
-    noise in the 16th digit.
+    noise in the 16th digit. The grid follows each value's own magnitude:
+    scores spanning many decades (synflow) keep their order at the small end.
     """
-    if a.size == 0:
-        return a
-    q = float(np.abs(a).max()) * 1e-12
-    if q == 0.0 or not math.isfinite(q):
-        return a
-    return np.round(a / q) * q
+    out = a.copy()
+    nonzero = a != 0.0
+    if nonzero.any():
+        scale = 10.0 ** (np.floor(np.log10(np.abs(a[nonzero]))) - 11.0)
+        out[nonzero] = np.round(a[nonzero] / scale) * scale
+    return out
 
 
 def _is_constant(a: FloatArray) -> bool:
@@ -96,7 +103,7 @@ def kendall_tau(x: ArrayLike, y: ArrayLike) -> float:
     >>> kendall_tau([1, 2, 3, 4], [1, 3, 2, 4])
     0.6666666666666669
     """
-    xa, ya, _ = drop_nan_pairs(x, y)
+    xa, ya, _ = _ranked_pairs(x, y)
     if xa.size < 2 or _is_constant(xa) or _is_constant(ya):
         return math.nan
     return float(stats.kendalltau(xa, ya, variant="b").statistic)
@@ -122,7 +129,7 @@ def _pearson_rows(x: FloatArray, y: FloatArray) -> FloatArray:
 
 def pearson(x: ArrayLike, y: ArrayLike) -> float:
     """Pearson's correlation coefficient r (NaN pairs dropped)."""
-    xa, ya, _ = drop_nan_pairs(x, y)
+    xa, ya, _ = _ranked_pairs(x, y)
     if xa.size < 2:
         return math.nan
     return float(_pearson_rows(xa[None, :], ya[None, :])[0])
@@ -130,7 +137,7 @@ def pearson(x: ArrayLike, y: ArrayLike) -> float:
 
 def spearman(x: ArrayLike, y: ArrayLike) -> float:
     """Spearman's rank correlation rho (average ranks for ties; NaN pairs dropped)."""
-    xa, ya, _ = drop_nan_pairs(x, y)
+    xa, ya, _ = _ranked_pairs(x, y)
     if xa.size < 2:
         return math.nan
     rx = stats.rankdata(xa)[None, :]
@@ -142,13 +149,13 @@ def top_k_precision(scores: ArrayLike, truth: ArrayLike, k: int = 10) -> float:
     """Fraction of the ``k`` best-scored architectures that are among the ``k`` truly best.
 
     Both rankings are descending (higher is better); ties are broken by
-    position, earlier first. NaN when fewer than ``k`` pairs remain after
+    position, earlier first. NaN unless more than ``k`` pairs remain after
     dropping NaN pairs (with ``n <= k`` the answer would trivially be 1).
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ConfigError(f"k must be a positive integer, but got {k=}.")
-    sa, ta, _ = drop_nan_pairs(scores, truth)
-    if sa.size < k:
+    sa, ta, _ = _ranked_pairs(scores, truth)
+    if sa.size <= k:
         return math.nan
     top_s = np.argsort(-sa, kind="stable")[:k]
     top_t = np.argsort(-ta, kind="stable")[:k]
@@ -260,7 +267,7 @@ def bootstrap_ci(
         raise ConfigError(f"n_boot must be a positive integer, but got {n_boot=}.")
     if not 0.0 < level < 1.0:
         raise ConfigError(f"level must lie strictly between 0 and 1, but got {level=}.")
-    xa, ya, _ = drop_nan_pairs(x, y)
+    xa, ya, _ = _ranked_pairs(x, y)
     n = xa.size
     if n < 3:
         return (math.nan, math.nan)
@@ -295,7 +302,7 @@ def correlation_summary(
         ``top{k}_precision``. The sign is kept: a negative tau means higher
         scores go with *lower* ground truth.
     """
-    sa, ta, dropped = drop_nan_pairs(scores, truth)
+    sa, ta, dropped = _ranked_pairs(scores, truth)
     out: dict[str, Any] = {"n": int(sa.size), "n_dropped": dropped}
     out["kendall_tau"] = kendall_tau(sa, ta)
     out["kendall_ci"] = list(bootstrap_ci(sa, ta, "kendall", n_boot=n_boot, level=level, seed=seed))
