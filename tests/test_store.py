@@ -120,6 +120,7 @@ def test_isomorphic_archs_share_a_key() -> None:
         (("0", "", {}, 0), "dataset"),
         (("0", "cifar10", {}, 1.5), "seed"),
         (("0", "cifar10", {}, True), "seed"),
+        (("0", "cifar10", {}, 2**63), r"seed.*64-bit"),
         (("0", "cifar10", {"lr": float("nan")}, 0), "JSON"),
         (("0", "cifar10", {"f": object()}, 0), "JSON"),
         (("0", "cifar10", [1, 2], 0), "mapping"),
@@ -206,6 +207,10 @@ def _bad(kind: str) -> Entry:
         e.trajectory["step"] = np.array(["a", "b", "c", "d"])
     elif kind == "summary type":
         e.summary["beta_eff"] = "high"  # type: ignore[assignment]
+    elif kind == "summary range":
+        e.summary["flops"] = 2**63
+    elif kind == "padded name":
+        e.scores["loss "] = 1.0
     return e
 
 
@@ -218,6 +223,8 @@ def _bad(kind: str) -> Entry:
         ("name", "'a/b'"),
         ("text", "not numeric"),
         ("summary type", "'beta_eff'"),
+        ("summary range", r"'flops' must fit in a 64-bit"),
+        ("padded name", r"surrounding spaces.*'loss '"),
     ],
 )
 def test_put_rejects_malformed_entries_naming_the_field(
@@ -411,6 +418,21 @@ def test_missing_path_without_create(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="nowhere"):
         Store(tmp_path / "nowhere", create=False)
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_read_only_store_refuses_every_write(tmp_path: Path) -> None:
+    Store(tmp_path).put(make_entry(ARCH))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    reader = Store(tmp_path, create=False)
+    for write in (
+        lambda: reader.put(make_entry(arch_for(1), seed=1)),
+        lambda: reader.compact(full=True),
+        lambda: reader.clean(older_than_s=0.0),
+    ):
+        with pytest.raises(StoreError, match=r"read-only \(create=False\)"):
+            write()
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert len(reader) == 1
 
 
 def test_refuses_foreign_directory_and_file(tmp_path: Path) -> None:

@@ -125,9 +125,18 @@ def make_key(canonical: str, dataset: str, config: Mapping[str, Any], seed: int)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
 
 
+_INT64 = np.iinfo(np.int64)  # an HDF5 attribute holds integers of this range
+
+
+def _in_int64(value: int) -> bool:
+    return int(_INT64.min) <= value <= int(_INT64.max)
+
+
 def _as_seed(seed: Any) -> int:
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
         raise ConfigError(f"seed must be an int, but got {seed=}.")
+    if not _in_int64(int(seed)):
+        raise ConfigError(f"seed must fit in a 64-bit signed integer, but got {seed=}.")
     return int(seed)
 
 
@@ -231,7 +240,7 @@ def _check_name(kind: str, name: Any, where: str) -> str:
     ):
         raise StoreError(
             f"cannot store {where}: {kind} names must be non-empty strings without '/', "
-            f"but got {name!r}."
+            f"NUL or surrounding spaces, and not '.' or '..', but got {name!r}."
         )
     return name
 
@@ -310,6 +319,11 @@ def _check(entry: Entry) -> _Checked:
         if isinstance(value, (bool, np.bool_)):
             summary[name] = bool(value)
         elif isinstance(value, (int, np.integer)):
+            if not _in_int64(int(value)):
+                raise StoreError(
+                    f"cannot store {where}: summary {name!r} must fit in a 64-bit signed "
+                    f"integer, but got {value!r}."
+                )
             summary[name] = int(value)
         elif isinstance(value, (float, np.floating)):
             summary[name] = float(value)

@@ -366,12 +366,13 @@ class Store:
         Raises
         ------
         StoreError
-            The entry is malformed (the message names the field) or the file
-            cannot be written.
+            The entry is malformed (the message names the field), the file
+            cannot be written, or the store was opened with ``create=False``.
         ArchError
             ``entry.arch`` does not parse or ``entry.canonical`` is not its
             canonical form.
         """
+        self._check_writable("put")
         checked = _check(entry)
         if checked.snapshots is not None:
             self._mark_snapshots()
@@ -423,10 +424,18 @@ class Store:
         int
             Number of entries written into new shards (0: nothing to do).
         """
+        self._check_writable("compact")
         with exclusive_lock(self.path / LOCK, wait) as acquired:
             if not acquired:
                 return 0
             return _compact.compact_locked(self, full)
+
+    def _check_writable(self, action: str) -> None:
+        if not self.create:
+            raise StoreError(
+                f"cannot {action} in {self.path}: this store was opened read-only "
+                "(create=False); open it with create=True to write"
+            )
 
     def clean(self, *, older_than_s: float = 3600.0, min_age_s: float = 600.0) -> list[Path]:
         """Remove temporary files left by killed writers; return the removed paths.
@@ -438,6 +447,7 @@ class Store:
         at temporary files, so cleaning is only about disk space; every
         compaction cleans with ``older_than_s`` of one day.
         """
+        self._check_writable("clean")
         return clean_tmp(self.path, older_than_s=older_than_s, min_age_s=min_age_s)
 
     # --------------------------------------------------------- quarantine
