@@ -288,6 +288,21 @@ def _assert_same(a: GroundTruth, b: GroundTruth, archs: list[Arch]) -> None:
                     )
 
 
+def test_arch_at_follows_the_index_when_rows_are_out_of_order(
+    nats: NATSBenchmark, tmp_path: Path
+) -> None:
+    out = import_table(nats, tmp_path / "nats.h5")
+    with h5py.File(out, "r+") as f:  # another tool may write rows in another order
+        for name in ("codes", "index"):
+            rows = f[name][...]
+            rows[[0, 11]] = rows[[11, 0]]
+            f[name][...] = rows
+    table = open_benchmark(out)
+    assert str(table.arch_at(0)) == INDEX0 == str(nats.arch_at(0))
+    assert str(table.arch_at(11)) == str(nats.arch_at(11))
+    assert table.index(nats.arch_at(11)) == 11
+
+
 def test_import_nats_round_trip(nats: NATSBenchmark, tmp_path: Path) -> None:
     calls: list[tuple[int, int]] = []
     out = import_table(

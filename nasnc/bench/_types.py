@@ -417,7 +417,13 @@ class GroundTruth(ABC):
             raise BenchmarkError(f"{self.description} does not carry the benchmark's index order")
         if not 0 <= index < self._n_rows():
             raise BenchmarkError(f"index out of range 0..{self._n_rows() - 1}, but got {index=}.")
-        return self._row_arch(int(index))
+        row = int(index)
+        if self._row_index(row) != row:  # rows not in index order: look the index up
+            found = (r for r in range(self._n_rows()) if self._row_index(r) == row)
+            row = next(found, -1)
+            if row < 0:
+                raise BenchmarkError(f"{self.description} holds no architecture of index {index}")
+        return self._row_arch(row)
 
     def archs(self) -> list[Arch]:
         """The architectures with results, in row order."""
