@@ -258,7 +258,13 @@ class NATSBenchmark(_OfficialBenchmark):
 
     @property
     def api(self) -> Any:
-        """The underlying official ``NATStopology`` object."""
+        """The underlying official ``NATStopology`` object.
+
+        In fast mode (a directory of per-record pickles) this object holds no
+        records: each one read here is loaded through it and then taken out
+        again, so a full scan does not keep every record in memory. Query it
+        through this class, or call its ``reload`` yourself.
+        """
         return self._api
 
     def _evaluated_rows(self) -> NDArray[np.int64]:
