@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import optuna
+from optuna.trial import TrialState
 
 from nasnc.data import ProxyData
 from nasnc.pipeline import ScreenResult, screen_archs
@@ -31,7 +32,8 @@ from nasnc.space import EDGES, Arch, sample_archs
 from nasnc.store import Store
 
 from ._config import ScreenConfig, SearchConfig
-from ._objective import finite_or_none, param_name
+from ._objective import finite_or_none, param_name, trial_arch
+from ._storage import counts_toward_n_trials
 
 __all__ = [
     "SCREEN_ATTR",
@@ -143,21 +145,40 @@ def edge_params(arch: Arch | str) -> dict[str, str]:
     return {param_name(t, s): a.op(t, s) for t, s in EDGES}
 
 
-def enqueue_shortlist(study: optuna.Study, pool: ScreenPool, k: int) -> int:
-    """Enqueue the pool's ``k`` best cells (skipping those the study already has).
+def _held_cells(study: optuna.Study) -> set[str]:
+    """Cells the study has waiting, running, or with a verdict (not merely interrupted)."""
+    held = set()
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state in (TrialState.WAITING, TrialState.RUNNING) or counts_toward_n_trials(trial):
+            arch = trial.user_attrs.get("arch")
+            if arch is None and len(trial.params) == len(EDGES):
+                arch = str(trial_arch(trial.params))
+            if arch is not None:
+                held.add(str(arch))
+    return held
 
-    Returns the number of trials the study holds for the shortlist (enqueued
-    now or before). Writes :data:`SCREEN_ATTR` on the study.
+
+def enqueue_shortlist(study: optuna.Study, pool: ScreenPool, k: int) -> int:
+    """Enqueue the pool's ``k`` best cells, but those the study already holds.
+
+    A cell is held while a trial of it waits or runs, or once one reached a
+    verdict; a trial failed by an interruption or a stale heartbeat does not
+    hold its cell, so a rerun enqueues it again (Optuna's ``skip_if_exists``
+    would skip it for good). Returns the shortlist's length. Writes
+    :data:`SCREEN_ATTR` on the study.
     """
     rows = pool.shortlist(k)
+    held = _held_cells(study)
     for rank, (arch, value) in enumerate(rows, start=1):
+        if str(Arch.parse(arch)) in held:
+            continue
         study.enqueue_trial(
             edge_params(arch),
             user_attrs={
+                "arch": str(Arch.parse(arch)),
                 "aggregate": finite_or_none(value),
                 "screen_rank": rank,
             },
-            skip_if_exists=True,
         )
     info = {
         "size": len(pool),

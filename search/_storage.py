@@ -35,18 +35,40 @@ from optuna.trial import FrozenTrial, TrialState
 from nasnc import ConfigError, NasncError
 
 from ._objective import FAIL_REASON_ATTR, HEARTBEAT_ATTR
+from ._signals import INTERRUPTED_REASON
 
 __all__ = [
     "STALE_REASON",
+    "counts_toward_n_trials",
     "fail_stale_trials",
     "fail_trial",
     "make_storage",
+    "n_finished",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: ``fail_reason`` prefix of a RUNNING trial failed for a stale heartbeat.
 STALE_REASON = "stale:"
+
+
+def counts_toward_n_trials(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` reached a verdict about its cell (see :mod:`nasnc_search._study`)."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    if trial.state != TrialState.FAIL:
+        return False
+    reason = trial.user_attrs.get(FAIL_REASON_ATTR)
+    return (
+        isinstance(reason, str)
+        and reason != INTERRUPTED_REASON
+        and not reason.startswith(STALE_REASON)
+    )
+
+
+def n_finished(study: optuna.Study) -> int:
+    """Trials of ``study`` that count towards ``n_trials`` (:func:`counts_toward_n_trials`)."""
+    return sum(map(counts_toward_n_trials, study.get_trials(deepcopy=False)))
 
 
 def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) -> BaseStorage:

@@ -42,7 +42,6 @@ from nasnc.store import Store
 from . import _samplers
 from ._config import PrunerConfig, SamplerConfig, SearchConfig
 from ._objective import (
-    FAIL_REASON_ATTR,
     WORKER_ATTR,
     WORKER_ID,
     Objective,
@@ -62,10 +61,11 @@ from ._stages import (
     screen_study,
 )
 from ._storage import (
-    STALE_REASON,
+    counts_toward_n_trials,
     fail_stale_trials,
     fail_trial,
     make_storage,
+    n_finished,
 )
 
 __all__ = [
@@ -249,25 +249,6 @@ def _worker_entry(config_dict: dict[str, Any], worker: int, n_threads: int, log_
     # fails its running trial and exits quietly
     with stop_on_signals(), contextlib.suppress(KeyboardInterrupt):
         _run_worker(config, worker, n_threads)
-
-
-def counts_toward_n_trials(trial: FrozenTrial) -> bool:
-    """Whether ``trial`` reached a verdict about its cell (see the module docstring)."""
-    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return True
-    if trial.state != TrialState.FAIL:
-        return False
-    reason = trial.user_attrs.get(FAIL_REASON_ATTR)
-    return (
-        isinstance(reason, str)
-        and reason != INTERRUPTED_REASON
-        and not reason.startswith(STALE_REASON)
-    )
-
-
-def n_finished(study: optuna.Study) -> int:
-    """Trials of ``study`` that count towards ``n_trials`` (:func:`counts_toward_n_trials`)."""
-    return sum(map(counts_toward_n_trials, study.get_trials(deepcopy=False)))
 
 
 def _usable_cores() -> int:

@@ -26,7 +26,7 @@ from nasnc_search._config import (
     apply_overrides,
 )
 from nasnc_search._samplers import make_pruner, make_sampler
-from nasnc_search._screen import edge_params, pool_archs, run_screen
+from nasnc_search._screen import edge_params, enqueue_shortlist, pool_archs, run_screen
 from nasnc_search._stages import pick
 from nasnc_search._study import open_study, run_search
 from nasnc_search._summary import summarize
@@ -118,6 +118,32 @@ def test_pool_ranks_cells_inside_and_outside_it(
     outside = next(a for a in sample_archs(40, seed=9, unique=True) if pool.index_of(a) is None)
     best = {n: float(np.nanmax(pool.result.scores[n])) + 1 for n in SCORES}
     assert pool.aggregate_of(outside, lambda a: best) == 0.0
+
+
+def test_a_rerun_enqueues_again_a_shortlisted_cell_whose_trial_was_interrupted(
+    tmp_path: Path, tiny_data: ProxyData, cifar_root: Path
+) -> None:
+    config = tiny_config(tmp_path, cifar_root, **{"screen.size": 8, "screen.top_k": 3})
+    pool = run_screen(config, tiny_data, Store(tmp_path / "cache"), device="cpu")
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}")
+    shortlist = [a for a, _v in pool.shortlist(3)]
+
+    def waiting() -> list[str]:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        return [t.user_attrs["arch"] for t in trials]
+
+    enqueue_shortlist(study, pool, 3)
+    enqueue_shortlist(study, pool, 3)  # a rerun while they wait: nothing twice
+    assert waiting() == shortlist
+    first, second = study.ask(), study.ask()
+    first.set_user_attr("fail_reason", "interrupted")
+    study.tell(first, state=TrialState.FAIL)
+    second.set_user_attr("fail_reason", "training diverged (non-finite loss)")
+    study.tell(second, state=TrialState.FAIL)
+    enqueue_shortlist(study, pool, 3)
+    # the interrupted cell waits again; the diverged one has its verdict
+    assert waiting() == [shortlist[2], shortlist[0]]
+    assert len(study.trials) == 4
 
 
 def test_two_stage_study_enqueues_the_shortlist_and_reports_the_contract(
