@@ -187,12 +187,12 @@ class Objective:
             raise
 
     def _run(self, trial: optuna.Trial) -> float | list[float]:
+        trial.set_user_attr(WORKER_ATTR, WORKER_ID)  # first: an interruption fails only ours
+        trial.set_user_attr(HEARTBEAT_ATTR, time.time())
         ops = [trial.suggest_categorical(param_name(t, s), OPS) for t, s in EDGES]
         arch = Arch(tuple(str(op) for op in ops))
         trial.set_user_attr("arch", str(arch))
         trial.set_user_attr("canonical", arch.canonical())
-        trial.set_user_attr(HEARTBEAT_ATTR, time.time())
-        trial.set_user_attr(WORKER_ATTR, WORKER_ID)
         stage = self.stage
         if stage is not None:
             stage.before(trial, arch)

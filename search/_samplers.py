@@ -73,21 +73,22 @@ def _checked_kwargs(
     return dict(kwargs)
 
 
-def make_sampler(
-    config: SamplerConfig, seed: int, *, workers: int = 1
-) -> optuna.samplers.BaseSampler:
-    """The configured sampler, seeded; TPE gets ``constant_liar`` when ``workers > 1``.
+def make_sampler(config: SamplerConfig, seed: int) -> optuna.samplers.BaseSampler:
+    """The configured sampler, seeded; TPE gets ``constant_liar`` unless told otherwise.
 
-    A constant liar makes parallel TPE workers treat running trials as bad,
-    so they do not all propose the same cell (Optuna's advice for
-    distributed TPE); ``sampler.kwargs.constant_liar`` overrides it.
+    A constant liar makes TPE workers treat running trials as bad, so that
+    parallel workers, in this process or on other machines sharing the
+    storage, do not all propose the same cell (Optuna's advice for
+    distributed TPE, and Optuna 5.0's own default); a single sequential worker
+    never sees a running trial, so it changes nothing there.
+    ``sampler.kwargs.constant_liar`` overrides it.
     """
     cls = sampler_class(config.name)
     kwargs = _checked_kwargs("sampler", cls.__init__, config.kwargs, reserved=("seed",))
     if config.name in ("tpe", "gp"):
         kwargs.setdefault("n_startup_trials", config.n_startup_trials)
     if config.name == "tpe":
-        kwargs.setdefault("constant_liar", workers > 1)
+        kwargs.setdefault("constant_liar", True)
     with warnings.catch_warnings():  # GP, NSGA-III and QMC are "experimental" in Optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:

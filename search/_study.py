@@ -81,11 +81,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def make_sampler(
-    config: SamplerConfig, seed: int, *, workers: int = 1
-) -> optuna.samplers.BaseSampler:
+def make_sampler(config: SamplerConfig, seed: int) -> optuna.samplers.BaseSampler:
     """The configured sampler (see :mod:`nasnc_search._samplers`)."""
-    return _samplers.make_sampler(config, seed, workers=workers)
+    return _samplers.make_sampler(config, seed)
 
 
 def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
@@ -137,9 +135,7 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
             f"{study.metric_names}, but got objectives={list(config.objectives)}; "
             "use another --study name."
         )
-    study.sampler = make_sampler(
-        config.sampler, _sampler_seed(config, study, worker), workers=config.workers
-    )
+    study.sampler = make_sampler(config.sampler, _sampler_seed(config, study, worker))
     stored = study.user_attrs.get("proxy")
     current = config.proxy.to_dict()
     if stored is None:
@@ -207,7 +203,6 @@ def _run_worker(
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [stop_when_done]
     if callback is not None:
         callbacks.append(callback)
-    before = {t.number for t in study.get_trials(deepcopy=False)}
     try:
         with deferred():  # a signal in Optuna's bookkeeping waits for the objective or callback
             study.optimize(
@@ -219,22 +214,23 @@ def _run_worker(
             )
         raise_if_interrupted()  # recorded after the last callback
     except KeyboardInterrupt:
-        _fail_interrupted(storage, study.study_name, before)
+        _fail_interrupted(storage, study.study_name)
         raise
 
 
-def _fail_interrupted(storage: BaseStorage, study_name: str, before: set[int]) -> None:
+def _fail_interrupted(storage: BaseStorage, study_name: str) -> None:
     """Fail the trials this process left RUNNING when a signal arrived, as ``interrupted``.
 
     A trial the signal reached inside the objective carries its reason already
-    and Optuna has failed it; a signal during sampling or bookkeeping leaves
-    the trial RUNNING: ours are the trials tagged with this process's
-    :data:`WORKER_ID`, or untagged ones created since this run started.
+    and Optuna has failed it; a signal during Optuna's bookkeeping is deferred
+    (:mod:`nasnc_search._signals`). Ours are the trials tagged with this
+    process's :data:`WORKER_ID` (the objective's first act); an untagged
+    RUNNING trial may be another machine's, just started, and is left to the
+    stale-trial sweep.
     """
     study_id = storage.get_study_id_from_name(study_name)
     for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-        tag = trial.user_attrs.get(WORKER_ATTR)
-        if tag == WORKER_ID or (tag is None and trial.number not in before):
+        if trial.user_attrs.get(WORKER_ATTR) == WORKER_ID:
             fail_trial(storage, study_id, trial, INTERRUPTED_REASON)
 
 

@@ -300,10 +300,10 @@ def test_sampler_and_pruner_options_are_checked_and_named() -> None:
         make_sampler(SamplerConfig(name="random", kwargs={"n_startup": 3}), seed=0)
     with pytest.raises(ConfigError, match=r"kwargs\.seed"):
         SamplerConfig(kwargs={"seed": 1})
-    tpe = make_sampler(SamplerConfig(), seed=0, workers=2)
-    assert tpe._constant_liar is True  # several workers: constant liar
-    assert make_sampler(SamplerConfig(), seed=0, workers=1)._constant_liar is False  # type: ignore[attr-defined]
-    lie = make_sampler(SamplerConfig(kwargs={"constant_liar": False}), seed=0, workers=2)
+    tpe = make_sampler(SamplerConfig(), seed=0)
+    # any worker, here or on another machine, may share the storage: a constant liar
+    assert tpe._constant_liar is True  # type: ignore[attr-defined]
+    lie = make_sampler(SamplerConfig(kwargs={"constant_liar": False}), seed=0)
     assert lie._constant_liar is False  # type: ignore[attr-defined]
     from nasnc._config import from_mapping
 
