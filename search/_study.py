@@ -174,12 +174,11 @@ def _load_data(config: SearchConfig, device: str) -> ProxyData:
 def _run_worker(
     config: SearchConfig,
     worker: int,
-    n_threads: int | None,
+    n_threads: int,
     callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
     opened: tuple[optuna.Study, BaseStorage] | None = None,
 ) -> None:
-    if n_threads is not None:
-        torch.set_num_threads(n_threads)
+    torch.set_num_threads(n_threads)
     device = _device_for(worker, config.device)
     study, storage = opened if opened is not None else _open_study(config, worker)
     if isinstance(storage, JournalStorage):  # RDB storages have Optuna's heartbeat
@@ -328,7 +327,7 @@ def _run_search(
         _run_worker(
             config,
             0,
-            config.threads,
+            n_threads,
             callback=(lambda s, _t: progress(s)) if progress is not None else None,
             opened=opened,
         )

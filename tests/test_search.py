@@ -43,6 +43,7 @@ def tiny_config(tmp_path: Path, data_root: Path, **changes: object) -> SearchCon
         "cache": str(tmp_path / "cache"),
         "data_root": str(data_root),
         "seed": 0,
+        "threads": 1,  # the suite's one torch thread (conftest); null would take every core
         "sampler": {"name": "random"},
         "pruner": {
             "name": "capacitance",
@@ -290,6 +291,28 @@ def test_cli_search_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_cores_are_divided_between_workers(workers: int, cores: int, threads: int) -> None:
     assert threads_per_worker(workers, cores) == threads
     assert threads_per_worker(workers, cores) * workers <= max(cores, workers)
+
+
+def test_one_worker_runs_on_the_resolved_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``threads: null`` means cores // workers in the single-worker path too (it set none)."""
+    import dataclasses
+
+    import torch
+
+    from nasnc_search import _study
+
+    config = tiny_config(tmp_path, tmp_path / "no-data", n_trials=1)
+    config = dataclasses.replace(config, threads=None)
+    open_study(config).add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=1.0))
+    monkeypatch.setattr(_study, "_usable_cores", lambda: 3)
+    before = torch.get_num_threads()
+    try:
+        run_search(config)  # already at n_trials: it opens the study and sets the threads
+        assert torch.get_num_threads() == threads_per_worker(1, 3) == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_summary_with_ground_truth_and_regret(tmp_path: Path) -> None:
