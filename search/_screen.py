@@ -147,7 +147,10 @@ def enqueue_shortlist(study: optuna.Study, pool: ScreenPool, k: int) -> int:
     """Enqueue the pool's ``k`` best cells (skipping those the study already has).
 
     Returns the number of trials the study holds for the shortlist (enqueued
-    now or before). Writes :data:`SCREEN_ATTR` on the study.
+    now or before). Writes :data:`SCREEN_ATTR` on the study; its cost
+    (``scored``, ``cached``, ``seconds``) is the first screen's: a resumed
+    study takes its pool from the cache in a second, and ``nasnc report``
+    charges the recorded seconds, so a resume must not replace them.
     """
     rows = pool.shortlist(k)
     for rank, (arch, value) in enumerate(rows, start=1):
@@ -159,23 +162,30 @@ def enqueue_shortlist(study: optuna.Study, pool: ScreenPool, k: int) -> int:
             },
             skip_if_exists=True,
         )
+    scored = len(pool) - pool.result.cached
+    cost = {
+        "scored": scored,
+        "cached": pool.result.cached,
+        "seconds": round(pool.result.seconds, 3),
+    }
+    before = study.user_attrs.get(SCREEN_ATTR)
+    if isinstance(before, Mapping) and all(name in before for name in cost):
+        cost = {name: before[name] for name in cost}
     info = {
         "size": len(pool),
         "top_k": k,
-        "scored": len(pool) - pool.result.cached,
-        "cached": pool.result.cached,
-        "seconds": round(pool.result.seconds, 3),
+        **cost,
         "config_hash": pool.result.config_hash,
         "scores": list(pool.config.scores),
         "shortlist": [a for a, _ in rows],
     }
-    if study.user_attrs.get(SCREEN_ATTR) != info:
+    if before != info:
         study.set_user_attr(SCREEN_ATTR, info)
     logger.info(
         "screen: %d cells (%d scored now, %d cached) in %.1f s; top %d enqueued",
         len(pool),
-        info["scored"],
-        info["cached"],
+        scored,
+        pool.result.cached,
         pool.result.seconds,
         len(rows),
     )
