@@ -131,6 +131,30 @@ def test_the_probes_weight_change_as_objective_is_what_the_pruner_sees(
     assert any(t.user_attrs["cache_hit"] for t in study.trials)  # the replay path was checked
 
 
+def test_a_pruned_trial_names_the_objective_it_reported(
+    tmp_path: Path, synthetic_root: Path
+) -> None:
+    from nasnc.pipeline import ProxyConfig, load_proxy_data
+    from nasnc_search._objective import Objective
+    from nasnc_search._stages import TrialStage
+
+    proxy = ProxyConfig(**TINY_PROXY)
+    objective = Objective(
+        proxy,
+        load_proxy_data(proxy, synthetic_root, device="cpu"),
+        Store(tmp_path / "cache"),
+        device="cpu",
+        stage=TrialStage(("proxy_valid_acc",)),
+    )
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path}/pruned.db",
+        direction="maximize",
+        pruner=optuna.pruners.ThresholdPruner(lower=float("inf")),  # prunes every report
+    )
+    with pytest.raises(optuna.TrialPruned, match=r"^proxy_valid_acc low at report 0$"):
+        objective(study.ask())
+
+
 def test_a_user_attribute_holds_finite_floats_and_none_for_the_rest() -> None:
     import numpy as np
 
