@@ -225,6 +225,28 @@ def test_only_verdicts_on_a_cell_count_toward_n_trials() -> None:
     assert not counts_toward_n_trials(create_trial(state=TrialState.WAITING))
 
 
+def test_the_progress_bar_counts_what_n_trials_counts(tmp_path: Path) -> None:
+    """An interrupted or stale failure is run again to reach n_trials: the bar must not
+    count it as done (it counted every FAIL)."""
+    from optuna.trial import create_trial
+
+    from nasnc_search.cli._search import trial_progress
+
+    study = open_study(tiny_config(tmp_path, tmp_path / "no-data"))
+    for state, value, reason in [
+        (TrialState.COMPLETE, 2.0, None),
+        (TrialState.PRUNED, None, None),
+        (TrialState.FAIL, None, "training diverged (non-finite loss)"),
+        (TrialState.FAIL, None, "interrupted"),
+        (TrialState.FAIL, None, "stale: no heartbeat for 400 s"),
+    ]:
+        attrs = {} if reason is None else {"fail_reason": reason}
+        study.add_trial(create_trial(state=state, value=value, user_attrs=attrs))
+    done, postfix = trial_progress(study.get_trials(deepcopy=False), ["beta_eff"])
+    assert done == n_finished(study) == 3
+    assert postfix == {"pruned": 1, "failed": 3, "best beta_eff": "2"}
+
+
 @pytest.mark.slow
 def test_two_workers_on_a_journal_file(tmp_path: Path, synthetic_root: Path) -> None:
     config = tiny_config(
