@@ -66,6 +66,7 @@ from ._storage import (
     fail_stale_trials,
     fail_trial,
     make_storage,
+    shown_url,
 )
 
 __all__ = [
@@ -133,7 +134,7 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
             study.set_metric_names(list(config.objectives))
     elif list(study.metric_names) != list(config.objectives):
         raise ConfigError(
-            f"study {config.study_name!r} in {config.storage_url} optimises "
+            f"study {config.study_name!r} in {shown_url(config.storage_url)} optimises "
             f"{study.metric_names}, but got objectives={list(config.objectives)}; "
             "use another --study name."
         )
@@ -144,7 +145,10 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
     current = config.proxy.to_dict()
     if stored is None:
         study.set_user_attr("proxy", current)
-        study.set_user_attr("config", config.to_dict())
+        recorded = config.to_dict()
+        if config.storage is not None:  # anyone who reads the study reads its attributes
+            recorded["storage"] = shown_url(config.storage)
+        study.set_user_attr("config", recorded)
         study.set_user_attr("seed", config.seed)
         study.set_user_attr("nasnc_version", __version__)
     elif stored != current or study.user_attrs.get("seed", config.seed) != config.seed:
@@ -152,9 +156,9 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
         if study.user_attrs.get("seed", config.seed) != config.seed:
             differ.append("seed")
         raise ConfigError(
-            f"study {config.study_name!r} in {config.storage_url} was created with a different "
-            f"proxy config (differs in: {', '.join(differ)}); trials would not be comparable. "
-            "Use another --study name."
+            f"study {config.study_name!r} in {shown_url(config.storage_url)} was created with a "
+            f"different proxy config (differs in: {', '.join(differ)}); trials would not be "
+            "comparable. Use another --study name."
         )
     return study, storage
 

@@ -15,7 +15,7 @@ from nasnc import ConfigError
 from nasnc.store import Store
 from nasnc_search._config import DW_SCORE, PROBE_DW_SCORE, SearchConfig, apply_overrides
 from nasnc_search._objective import WORKER_ATTR, finite_or_none
-from nasnc_search._storage import fail_stale_trials, make_storage
+from nasnc_search._storage import fail_stale_trials, make_storage, shown_url
 from nasnc_search._study import n_finished, open_study, run_search, threads_per_worker
 from nasnc_search._summary import summarize
 from nasnc_search.cli import main
@@ -299,6 +299,104 @@ def test_postgres_storage_with_two_workers(tmp_path: Path, synthetic_root: Path)
         joined = open_study(config)
         assert joined.study_name == name
         assert len(joined.trials) == len(study.trials)
+    finally:
+        optuna.delete_study(study_name=name, storage=url)
+
+
+SECRET = "hunter2"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            f"postgresql+psycopg://bob:{SECRET}@db:5432/nas",
+            "postgresql+psycopg://bob:***@db:5432/nas",
+        ),
+        (
+            f"postgresql://bob:{SECRET}@db/nas?sslmode=require",
+            "postgresql://bob:***@db/nas?sslmode=require",
+        ),
+        (
+            f"postgresql+psycopg://bob:{SECRET}@db:port/nas",
+            "postgresql+psycopg://bob:***@db:port/nas",
+        ),
+        ("postgresql+psycopg://bob@db/nas", "postgresql+psycopg://bob@db/nas"),
+        ("sqlite:///runs/a study.db", "sqlite:///runs/a study.db"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("journal:runs/user:x@y.journal", "journal:runs/user:x@y.journal"),
+    ],
+)
+def test_a_storage_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
+
+
+@pytest.mark.parametrize("port", ["1", "port"])  # nothing listens; not a number
+def test_a_storage_that_cannot_be_opened_is_named_without_its_password(port: str) -> None:
+    from nasnc import NasncError
+
+    url = f"postgresql+psycopg://bob:{SECRET}@127.0.0.1:{port}/nas"
+    with pytest.raises(NasncError) as err:
+        make_storage(url)
+    assert SECRET not in str(err.value)
+    assert f"bob:***@127.0.0.1:{port}/nas" in str(err.value)
+
+
+def test_the_summary_shows_the_storage_without_its_password(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, tmp_path / "no-data")
+    study = open_study(config)  # summarize shows the config's URL; it never connects
+    shown = summarize(study, apply_overrides(config, {"storage": f"postgresql://u:{SECRET}@h/d"}))
+    assert shown.to_dict()["storage"] == "postgresql://u:***@h/d"
+
+
+def _postgres_url_with_password() -> str | None:
+    """The test server's URL with a password (the server trusts 127.0.0.1: it asks none)."""
+    url = _postgres_url()
+    if url is None or "@" not in url:
+        return None
+    return url.replace("@", f":{SECRET}@", 1)
+
+
+@pytest.mark.postgres
+def test_a_postgres_password_is_used_but_never_shown_or_stored(
+    tmp_path: Path, builtin: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    from nasnc.space import sample_archs
+
+    url = _postgres_url_with_password()
+    if url is None:
+        pytest.skip("no PostgreSQL server with a user answers on 127.0.0.1:5432")
+    name = f"nasnc-test-{uuid.uuid4().hex[:8]}"
+    config = tiny_config(tmp_path, tmp_path / "no-data", storage=url, study_name=name)
+    study = open_study(config)  # the real URL connects
+    try:
+        assert study.user_attrs["config"]["storage"] == shown_url(url) != url
+        assert summarize(study, config).storage == shown_url(url)
+        with pytest.raises(ConfigError) as err:
+            open_study(apply_overrides(config, {"proxy.epochs": 5.0}))
+        assert SECRET not in str(err.value) and shown_url(url) in str(err.value)
+
+        assert main(["report", "--storage", url, "--study", name + "-x"]) == 2
+        assert main(["report", "--storage", url, "--study", name]) == 1  # no cells yet
+        err_text = capsys.readouterr().err
+        assert SECRET not in err_text and err_text.count(shown_url(url)) == 2
+        arch = sample_archs(1, seed=5, unique=True, exclude_zero=True)[0]
+        study.add_trial(
+            create_trial(
+                value=1.0,
+                params={"x": "a"},
+                distributions={"x": CategoricalDistribution(["a"])},
+                user_attrs={"arch": str(arch), "canonical": arch.canonical(), "cost_s": 3.0},
+            )
+        )
+        assert main(["report", "--storage", url, "--study", name, "--format", "json"]) == 0
+        assert json.loads(capsys.readouterr().out)["storage"] == shown_url(url)
+        assert main(["report", "--storage", url, "--study", name]) == 0
+        out = capsys.readouterr().out
+        assert SECRET not in out and shown_url(url) in out
     finally:
         optuna.delete_study(study_name=name, storage=url)
 
