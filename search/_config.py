@@ -341,6 +341,19 @@ class SearchConfig:
                 f"objectives must list distinct names of {', '.join(names)}, "
                 f"but got objectives={list(self.objectives)!r}"
             )
+        if "aggregate" in self.objectives and not self.screen.size:
+            raise ConfigError(
+                "objectives: 'aggregate' is a cell's rank within the screened pool, and "
+                "screen.size 0 screens none; set screen.size or choose another objective, "
+                f"but got objectives={list(self.objectives)!r} with screen.size=0"
+            )
+        if self.pruner.use_uncertainty and list(self.objectives) != ["beta_eff"]:
+            raise ConfigError(
+                "pruner.use_uncertainty widens each reported value by the standard deviation "
+                "of the βeff estimate, so it needs objectives=['beta_eff'] (another objective "
+                "has other units; several are not pruned), but got "
+                f"objectives={list(self.objectives)!r}"
+            )
         if self.sampler.name == "nsga3" and len(self.objectives) < 2:
             raise ConfigError(
                 "sampler.name nsga3 is for several objectives, but got "

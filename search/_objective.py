@@ -240,7 +240,8 @@ class Objective:
             trial.set_user_attr(FAIL_REASON_ATTR, reason)
             raise TrainingDiverged(f"{arch}: {reason}")
         if result.stopped:
-            raise optuna.TrialPruned(f"beta_eff low at report {len(stds) - 1}")
+            reported = stage.objectives[0] if stage is not None else "beta_eff"
+            raise optuna.TrialPruned(f"{reported} low at report {len(stds) - 1}")
         value = float(summary["beta_eff"])
         if not math.isfinite(value):
             reason = f"non-finite beta_eff estimate {value}"

@@ -164,8 +164,12 @@ def enqueue_shortlist(study: optuna.Study, pool: ScreenPool, k: int) -> int:
     A cell is held while a trial of it waits or runs, or once one reached a
     verdict; a trial failed by an interruption or a stale heartbeat does not
     hold its cell, so a rerun enqueues it again (Optuna's ``skip_if_exists``
-    would skip it for good). Returns the shortlist's length. Writes
-    :data:`SCREEN_ATTR` on the study.
+    would skip it for good). Returns the shortlist's length.
+
+    Writes :data:`SCREEN_ATTR` on the study; its cost (``scored``,
+    ``cached``, ``seconds``) is the first screen's: a resumed study takes its
+    pool from the cache in a second, and ``nasnc report`` charges the
+    recorded seconds, so a resume must not replace them.
     """
     rows = pool.shortlist(k)
     held = _held_cells(study)
@@ -180,23 +184,30 @@ def enqueue_shortlist(study: optuna.Study, pool: ScreenPool, k: int) -> int:
                 "screen_rank": rank,
             },
         )
+    scored = len(pool) - pool.result.cached
+    cost = {
+        "scored": scored,
+        "cached": pool.result.cached,
+        "seconds": round(pool.result.seconds, 3),
+    }
+    before = study.user_attrs.get(SCREEN_ATTR)
+    if isinstance(before, Mapping) and all(name in before for name in cost):
+        cost = {name: before[name] for name in cost}
     info = {
         "size": len(pool),
         "top_k": k,
-        "scored": len(pool) - pool.result.cached,
-        "cached": pool.result.cached,
-        "seconds": round(pool.result.seconds, 3),
+        **cost,
         "config_hash": pool.result.config_hash,
         "scores": list(pool.config.scores),
         "shortlist": [a for a, _ in rows],
     }
-    if study.user_attrs.get(SCREEN_ATTR) != info:
+    if before != info:
         study.set_user_attr(SCREEN_ATTR, info)
     logger.info(
         "screen: %d cells (%d scored now, %d cached) in %.1f s; top %d enqueued",
         len(pool),
-        info["scored"],
-        info["cached"],
+        scored,
+        pool.result.cached,
         pool.result.seconds,
         len(rows),
     )

@@ -18,11 +18,15 @@ seconds pass without a beat. Journal files have no heartbeat in Optuna, so the
 objective writes a ``heartbeat`` user attribute at every report point and
 :func:`fail_stale_trials` fails RUNNING trials whose last beat is older than the
 grace period when a run starts.
+
+A URL that is shown or stored (summaries, errors, the study's ``config``
+attribute) goes through :func:`shown_url`, which masks its password.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import warnings
 from pathlib import Path
@@ -44,12 +48,33 @@ __all__ = [
     "fail_trial",
     "make_storage",
     "n_finished",
+    "shown_url",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: ``fail_reason`` prefix of a RUNNING trial failed for a stale heartbeat.
 STALE_REASON = "stale:"
+
+#: ``scheme://user:password@`` in a URL SQLAlchemy cannot parse (e.g. a bad port).
+_PASSWORD = re.compile(r"(://[^/:@]*:)[^/]*@")
+
+
+def shown_url(url: str) -> str:
+    """``url`` as shown or stored: a database URL's password masked as ``***``.
+
+    SQLAlchemy renders it (``render_as_string(hide_password=True)``); a URL
+    without a password (journal, SQLite) is returned unchanged. Only
+    :func:`make_storage` needs the real URL.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # journal:PATH, or a bad port: mask by the URL's shape
+        return _PASSWORD.sub(r"\1***@", url)
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
 def counts_toward_n_trials(trial: FrozenTrial) -> bool:
@@ -97,8 +122,10 @@ def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) ->
                 grace_period=grace,
                 engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
             )
-    except Exception as exc:  # SQLAlchemy/driver errors: name the storage
-        raise NasncError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # SQLAlchemy/driver errors: name the storage, not its password
+        shown = shown_url(url)
+        why = str(exc).replace(url, shown)
+        raise NasncError(f"cannot open storage {shown!r}: {type(exc).__name__}: {why}") from exc
 
 
 def fail_trial(storage: BaseStorage, study_id: int, trial: FrozenTrial, reason: str) -> bool:

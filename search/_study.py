@@ -66,6 +66,7 @@ from ._storage import (
     fail_trial,
     make_storage,
     n_finished,
+    shown_url,
 )
 
 __all__ = [
@@ -131,7 +132,7 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
             study.set_metric_names(list(config.objectives))
     elif list(study.metric_names) != list(config.objectives):
         raise ConfigError(
-            f"study {config.study_name!r} in {config.storage_url} optimises "
+            f"study {config.study_name!r} in {shown_url(config.storage_url)} optimises "
             f"{study.metric_names}, but got objectives={list(config.objectives)}; "
             "use another --study name."
         )
@@ -140,7 +141,10 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
     current = config.proxy.to_dict()
     if stored is None:
         study.set_user_attr("proxy", current)
-        study.set_user_attr("config", config.to_dict())
+        recorded = config.to_dict()
+        if config.storage is not None:  # anyone who reads the study reads its attributes
+            recorded["storage"] = shown_url(config.storage)
+        study.set_user_attr("config", recorded)
         study.set_user_attr("seed", config.seed)
         study.set_user_attr("nasnc_version", __version__)
     elif stored != current or study.user_attrs.get("seed", config.seed) != config.seed:
@@ -148,9 +152,9 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
         if study.user_attrs.get("seed", config.seed) != config.seed:
             differ.append("seed")
         raise ConfigError(
-            f"study {config.study_name!r} in {config.storage_url} was created with a different "
-            f"proxy config (differs in: {', '.join(differ)}); trials would not be comparable. "
-            "Use another --study name."
+            f"study {config.study_name!r} in {shown_url(config.storage_url)} was created with a "
+            f"different proxy config (differs in: {', '.join(differ)}); trials would not be "
+            "comparable. Use another --study name."
         )
     return study, storage
 
@@ -170,12 +174,11 @@ def _load_data(config: SearchConfig, device: str) -> ProxyData:
 def _run_worker(
     config: SearchConfig,
     worker: int,
-    n_threads: int | None,
+    n_threads: int,
     callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
     opened: tuple[optuna.Study, BaseStorage] | None = None,
 ) -> None:
-    if n_threads is not None:
-        torch.set_num_threads(n_threads)
+    torch.set_num_threads(n_threads)
     device = _device_for(worker, config.device)
     study, storage = opened if opened is not None else _open_study(config, worker)
     if isinstance(storage, JournalStorage):  # RDB storages have Optuna's heartbeat
@@ -305,7 +308,7 @@ def _run_search(
         _run_worker(
             config,
             0,
-            config.threads,
+            n_threads,
             callback=(lambda s, _t: progress(s)) if progress is not None else None,
             opened=opened,
         )

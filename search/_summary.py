@@ -16,6 +16,7 @@ from ._config import SearchConfig
 from ._objective import finite_or_none
 from ._screen import SCREEN_ATTR
 from ._stages import pareto_front, pick, trained_cells
+from ._storage import shown_url
 
 __all__ = ["FINISHED_STATES", "SearchSummary", "summarize"]
 
@@ -149,7 +150,7 @@ def summarize(
             extra = {"benchmark_error": str(exc)}
     return SearchSummary(
         study_name=study.study_name,
-        storage=config.storage_url,
+        storage=shown_url(config.storage_url),
         completed=count[TrialState.COMPLETE],
         pruned=count[TrialState.PRUNED],
         failed=count[TrialState.FAIL],

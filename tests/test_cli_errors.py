@@ -42,6 +42,18 @@ def test_space_show_non_positive_sizes(
     assert f"argument {option}" in err and repr(value) in err
 
 
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_search_top_must_be_positive(
+    tmp_path: Path, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--top -1`` used to drop the last row of the summary without a word."""
+    config = tmp_path / "study.yaml"
+    config.write_text(f"storage: sqlite:///{tmp_path}/study.db\n")
+    err = _usage_error(capsys, ["search", str(config), "--top", value])
+    assert "argument --top" in err and repr(value) in err
+    assert not (tmp_path / "study.db").exists()  # refused before any study is opened
+
+
 def test_compare_plot_onto_an_existing_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

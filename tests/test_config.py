@@ -47,6 +47,16 @@ def test_defaults_are_the_measured_cpu_proxy() -> None:
         ("n_trials: many\n", ["n_trials", "many"]),
         ("device: gpu\n", ["device", "gpu"]),
         ("study_name: 'a b'\n", ["study_name", "a b"]),
+        ("objectives: [aggregate]\n", ["objectives", "'aggregate'", "screen.size"]),
+        ("objectives: [aggregate, params]\n", ["objectives", "'aggregate'", "screen.size"]),
+        (
+            "objectives: [proxy_valid_acc]\npruner:\n  use_uncertainty: true\n",
+            ["pruner.use_uncertainty", "objectives", "'proxy_valid_acc'"],
+        ),
+        (
+            "objectives: [beta_eff, params]\npruner:\n  use_uncertainty: true\n",
+            ["pruner.use_uncertainty", "objectives", "'params'"],
+        ),
         ("- just\n- a list\n", ["mapping"]),
         ("a: [unclosed\n", ["not valid YAML"]),
     ],
@@ -62,6 +72,18 @@ def test_bad_config_names_key_and_value(
     assert str(path) in message
     for culprit in culprits:
         assert culprit in message
+
+
+def test_the_aggregate_objective_is_accepted_with_a_screen(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("objectives: [aggregate, params]\nscreen:\n  size: 8\n  top_k: 2\n")
+    assert load_config(path).objectives == ("aggregate", "params")
+
+
+def test_the_uncertainty_guard_is_accepted_with_beta_eff(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("objectives: [beta_eff]\npruner:\n  use_uncertainty: true\n")
+    assert load_config(path).pruner.use_uncertainty
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:

@@ -26,7 +26,13 @@ from nasnc_search._config import (
     apply_overrides,
 )
 from nasnc_search._samplers import make_pruner, make_sampler
-from nasnc_search._screen import edge_params, enqueue_shortlist, pool_archs, run_screen
+from nasnc_search._screen import (
+    SCREEN_ATTR,
+    edge_params,
+    enqueue_shortlist,
+    pool_archs,
+    run_screen,
+)
 from nasnc_search._stages import pick
 from nasnc_search._study import open_study, run_search
 from nasnc_search._summary import summarize
@@ -144,6 +150,24 @@ def test_a_rerun_enqueues_again_a_shortlisted_cell_whose_trial_was_interrupted(
     # the interrupted cell waits again; the diverged one has its verdict
     assert waiting() == [shortlist[2], shortlist[0]]
     assert len(study.trials) == 4
+
+
+def test_a_resumed_screen_keeps_the_first_screens_cost(
+    tmp_path: Path, tiny_data: ProxyData, cifar_root: Path
+) -> None:
+    """A resume takes the whole pool from the cache; ``nasnc report`` charges the
+    recorded seconds, so the resume must not replace the first screen's cost."""
+    config = tiny_config(tmp_path, cifar_root, **{"screen.size": 6, "screen.top_k": 2})
+    study = open_study(config)
+    first = run_screen(config, tiny_data, Store(tmp_path / "cache"), device="cpu")
+    assert enqueue_shortlist(study, first, 2) == 2
+    recorded = dict(study.user_attrs[SCREEN_ATTR])
+    assert recorded["scored"] == 6 and recorded["cached"] == 0 and recorded["seconds"] > 0
+
+    again = run_screen(config, tiny_data, Store(tmp_path / "cache"), device="cpu")
+    assert again.result.cached == 6  # the resume scored nothing
+    assert enqueue_shortlist(open_study(config), again, 2) == 2
+    assert open_study(config).user_attrs[SCREEN_ATTR] == recorded
 
 
 def test_two_stage_study_enqueues_the_shortlist_and_reports_the_contract(

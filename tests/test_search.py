@@ -15,7 +15,7 @@ from nasnc import ConfigError
 from nasnc.store import Store
 from nasnc_search._config import DW_SCORE, PROBE_DW_SCORE, SearchConfig, apply_overrides
 from nasnc_search._objective import WORKER_ATTR, finite_or_none
-from nasnc_search._storage import fail_stale_trials, make_storage
+from nasnc_search._storage import fail_stale_trials, make_storage, shown_url
 from nasnc_search._study import n_finished, open_study, run_search, threads_per_worker
 from nasnc_search._summary import summarize
 from nasnc_search.cli import main
@@ -43,6 +43,7 @@ def tiny_config(tmp_path: Path, data_root: Path, **changes: object) -> SearchCon
         "cache": str(tmp_path / "cache"),
         "data_root": str(data_root),
         "seed": 0,
+        "threads": 1,  # the suite's one torch thread (conftest); null would take every core
         "sampler": {"name": "random"},
         "pruner": {
             "name": "capacitance",
@@ -130,6 +131,30 @@ def test_the_probes_weight_change_as_objective_is_what_the_pruner_sees(
     assert any(t.user_attrs["cache_hit"] for t in study.trials)  # the replay path was checked
 
 
+def test_a_pruned_trial_names_the_objective_it_reported(
+    tmp_path: Path, synthetic_root: Path
+) -> None:
+    from nasnc.pipeline import ProxyConfig, load_proxy_data
+    from nasnc_search._objective import Objective
+    from nasnc_search._stages import TrialStage
+
+    proxy = ProxyConfig(**TINY_PROXY)
+    objective = Objective(
+        proxy,
+        load_proxy_data(proxy, synthetic_root, device="cpu"),
+        Store(tmp_path / "cache"),
+        device="cpu",
+        stage=TrialStage(("proxy_valid_acc",)),
+    )
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path}/pruned.db",
+        direction="maximize",
+        pruner=optuna.pruners.ThresholdPruner(lower=float("inf")),  # prunes every report
+    )
+    with pytest.raises(optuna.TrialPruned, match=r"^proxy_valid_acc low at report 0$"):
+        objective(study.ask())
+
+
 def test_a_user_attribute_holds_finite_floats_and_none_for_the_rest() -> None:
     import numpy as np
 
@@ -200,6 +225,28 @@ def test_only_verdicts_on_a_cell_count_toward_n_trials() -> None:
     assert not counts_toward_n_trials(create_trial(state=TrialState.WAITING))
 
 
+def test_the_progress_bar_counts_what_n_trials_counts(tmp_path: Path) -> None:
+    """An interrupted or stale failure is run again to reach n_trials: the bar must not
+    count it as done (it counted every FAIL)."""
+    from optuna.trial import create_trial
+
+    from nasnc_search.cli._search import trial_progress
+
+    study = open_study(tiny_config(tmp_path, tmp_path / "no-data"))
+    for state, value, reason in [
+        (TrialState.COMPLETE, 2.0, None),
+        (TrialState.PRUNED, None, None),
+        (TrialState.FAIL, None, "training diverged (non-finite loss)"),
+        (TrialState.FAIL, None, "interrupted"),
+        (TrialState.FAIL, None, "stale: no heartbeat for 400 s"),
+    ]:
+        attrs = {} if reason is None else {"fail_reason": reason}
+        study.add_trial(create_trial(state=state, value=value, user_attrs=attrs))
+    done, postfix = trial_progress(study.get_trials(deepcopy=False), ["beta_eff"])
+    assert done == n_finished(study) == 3
+    assert postfix == {"pruned": 1, "failed": 3, "best beta_eff": "2"}
+
+
 @pytest.mark.slow
 def test_two_workers_on_a_journal_file(tmp_path: Path, synthetic_root: Path) -> None:
     config = tiny_config(
@@ -256,6 +303,104 @@ def test_postgres_storage_with_two_workers(tmp_path: Path, synthetic_root: Path)
         optuna.delete_study(study_name=name, storage=url)
 
 
+SECRET = "hunter2"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            f"postgresql+psycopg://bob:{SECRET}@db:5432/nas",
+            "postgresql+psycopg://bob:***@db:5432/nas",
+        ),
+        (
+            f"postgresql://bob:{SECRET}@db/nas?sslmode=require",
+            "postgresql://bob:***@db/nas?sslmode=require",
+        ),
+        (
+            f"postgresql+psycopg://bob:{SECRET}@db:port/nas",
+            "postgresql+psycopg://bob:***@db:port/nas",
+        ),
+        ("postgresql+psycopg://bob@db/nas", "postgresql+psycopg://bob@db/nas"),
+        ("sqlite:///runs/a study.db", "sqlite:///runs/a study.db"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("journal:runs/user:x@y.journal", "journal:runs/user:x@y.journal"),
+    ],
+)
+def test_a_storage_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
+
+
+@pytest.mark.parametrize("port", ["1", "port"])  # nothing listens; not a number
+def test_a_storage_that_cannot_be_opened_is_named_without_its_password(port: str) -> None:
+    from nasnc import NasncError
+
+    url = f"postgresql+psycopg://bob:{SECRET}@127.0.0.1:{port}/nas"
+    with pytest.raises(NasncError) as err:
+        make_storage(url)
+    assert SECRET not in str(err.value)
+    assert f"bob:***@127.0.0.1:{port}/nas" in str(err.value)
+
+
+def test_the_summary_shows_the_storage_without_its_password(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, tmp_path / "no-data")
+    study = open_study(config)  # summarize shows the config's URL; it never connects
+    shown = summarize(study, apply_overrides(config, {"storage": f"postgresql://u:{SECRET}@h/d"}))
+    assert shown.to_dict()["storage"] == "postgresql://u:***@h/d"
+
+
+def _postgres_url_with_password() -> str | None:
+    """The test server's URL with a password (the server trusts 127.0.0.1: it asks none)."""
+    url = _postgres_url()
+    if url is None or "@" not in url:
+        return None
+    return url.replace("@", f":{SECRET}@", 1)
+
+
+@pytest.mark.postgres
+def test_a_postgres_password_is_used_but_never_shown_or_stored(
+    tmp_path: Path, builtin: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    from nasnc.space import sample_archs
+
+    url = _postgres_url_with_password()
+    if url is None:
+        pytest.skip("no PostgreSQL server with a user answers on 127.0.0.1:5432")
+    name = f"nasnc-test-{uuid.uuid4().hex[:8]}"
+    config = tiny_config(tmp_path, tmp_path / "no-data", storage=url, study_name=name)
+    study = open_study(config)  # the real URL connects
+    try:
+        assert study.user_attrs["config"]["storage"] == shown_url(url) != url
+        assert summarize(study, config).storage == shown_url(url)
+        with pytest.raises(ConfigError) as err:
+            open_study(apply_overrides(config, {"proxy.epochs": 5.0}))
+        assert SECRET not in str(err.value) and shown_url(url) in str(err.value)
+
+        assert main(["report", "--storage", url, "--study", name + "-x"]) == 2
+        assert main(["report", "--storage", url, "--study", name]) == 1  # no cells yet
+        err_text = capsys.readouterr().err
+        assert SECRET not in err_text and err_text.count(shown_url(url)) == 2
+        arch = sample_archs(1, seed=5, unique=True, exclude_zero=True)[0]
+        study.add_trial(
+            create_trial(
+                value=1.0,
+                params={"x": "a"},
+                distributions={"x": CategoricalDistribution(["a"])},
+                user_attrs={"arch": str(arch), "canonical": arch.canonical(), "cost_s": 3.0},
+            )
+        )
+        assert main(["report", "--storage", url, "--study", name, "--format", "json"]) == 0
+        assert json.loads(capsys.readouterr().out)["storage"] == shown_url(url)
+        assert main(["report", "--storage", url, "--study", name]) == 0
+        out = capsys.readouterr().out
+        assert SECRET not in out and shown_url(url) in out
+    finally:
+        optuna.delete_study(study_name=name, storage=url)
+
+
 @pytest.mark.slow
 def test_cli_search_json(
     tmp_path: Path, synthetic_root: Path, capsys: pytest.CaptureFixture[str]
@@ -290,6 +435,28 @@ def test_cli_search_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_cores_are_divided_between_workers(workers: int, cores: int, threads: int) -> None:
     assert threads_per_worker(workers, cores) == threads
     assert threads_per_worker(workers, cores) * workers <= max(cores, workers)
+
+
+def test_one_worker_runs_on_the_resolved_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``threads: null`` means cores // workers in the single-worker path too (it set none)."""
+    import dataclasses
+
+    import torch
+
+    from nasnc_search import _study
+
+    config = tiny_config(tmp_path, tmp_path / "no-data", n_trials=1)
+    config = dataclasses.replace(config, threads=None)
+    open_study(config).add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=1.0))
+    monkeypatch.setattr(_study, "_usable_cores", lambda: 3)
+    before = torch.get_num_threads()
+    try:
+        run_search(config)  # already at n_trials: it opens the study and sets the threads
+        assert torch.get_num_threads() == threads_per_worker(1, 3) == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_summary_with_ground_truth_and_regret(tmp_path: Path) -> None:

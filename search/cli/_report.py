@@ -155,7 +155,7 @@ class Report(Command):
 
         from .._config import SearchConfig, apply_overrides, load_config
         from .._screen import SCREEN_ATTR
-        from .._storage import make_storage
+        from .._storage import make_storage, shown_url
 
         for flag, value in (("--draw-cost", args.draw_cost), ("--screen-cost", args.screen_cost)):
             if value is not None and not (math.isfinite(value) and value >= 0):
@@ -183,6 +183,7 @@ class Report(Command):
         else:
             url, name = args.storage, args.study_name
         _check_storage_exists(url)
+        shown = shown_url(url)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = make_storage(url)
         names = optuna.study.get_all_study_names(storage)
@@ -190,7 +191,7 @@ class Report(Command):
             close = difflib.get_close_matches(name, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UsageError(
-                f"no study {name!r} in {url} (it holds: {', '.join(sorted(names)) or 'none'})"
+                f"no study {name!r} in {shown} (it holds: {', '.join(sorted(names)) or 'none'})"
                 + hint
             )
         study = optuna.load_study(study_name=name, storage=storage)
@@ -216,7 +217,7 @@ class Report(Command):
 
         cells, skipped = study_cells(study.get_trials(deepcopy=False))
         if not cells:
-            raise NasncError(f"study {name!r} in {url} has no trained cells yet")
+            raise NasncError(f"study {name!r} in {shown} has no trained cells yet")
         accuracy = []
         missing = 0
         for cell in cells:
@@ -286,7 +287,7 @@ class Report(Command):
             print(f"wrote {plot}", file=sys.stderr)
         payload = {
             "study": name,
-            "storage": url,
+            "storage": shown,
             "benchmark": truth.description,
             "dataset": dataset,
             "metric": args.metric,

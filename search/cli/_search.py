@@ -4,9 +4,38 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from ._base import CACHE_HELP, FORMATS, Command, emit, progress_wanted
+from ._base import CACHE_HELP, FORMATS, Command, emit, positive_int, progress_wanted
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+
+def trial_progress(
+    trials: Sequence[FrozenTrial], objectives: Sequence[str]
+) -> tuple[int, dict[str, Any]]:
+    """The trials bar's count and postfix.
+
+    The count is what the study runner counts toward ``n_trials``
+    (:func:`~nasnc_search._study.counts_toward_n_trials`: an interrupted or
+    stale trial's failure is not), the postfix the pruned and failed trials
+    and the best value of a single objective.
+    """
+    from optuna.trial import TrialState
+
+    from .._study import counts_toward_n_trials
+
+    states = [t.state for t in trials]
+    postfix: dict[str, Any] = {
+        "pruned": states.count(TrialState.PRUNED),
+        "failed": states.count(TrialState.FAIL),
+    }
+    best = [t.values[0] for t in trials if t.state == TrialState.COMPLETE and t.values]
+    if best and len(objectives) == 1:
+        postfix[f"best {objectives[0]}"] = f"{max(best):.4g}"
+    return sum(map(counts_toward_n_trials, trials)), postfix
 
 
 class Search(Command):
@@ -34,7 +63,9 @@ class Search(Command):
             help="download CIFAR into --data-root when missing",
         )
         parser.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
-        parser.add_argument("--top", type=int, default=10, help="rows of the summary table")
+        parser.add_argument(
+            "--top", type=positive_int, default=10, help="rows of the summary table"
+        )
         parser.add_argument(
             "--format",
             choices=FORMATS,
@@ -46,12 +77,11 @@ class Search(Command):
     def run(self, args: argparse.Namespace) -> int:
         # heavy imports (torch, optuna) only when the command runs: `nasnc --help` stays fast
         import optuna
-        from optuna.trial import TrialState
         from tqdm import tqdm
 
         from .._config import apply_overrides, load_config
         from .._study import n_finished, open_study, run_search
-        from .._summary import FINISHED_STATES, summarize
+        from .._summary import summarize
 
         config = load_config(args.config)
         config = apply_overrides(
@@ -108,17 +138,8 @@ class Search(Command):
                     file=sys.stderr,
                     dynamic_ncols=True,
                 )
-            trials = study.get_trials(deepcopy=False)
-            states = [t.state for t in trials]
-            done = sum(s in FINISHED_STATES for s in states)
+            done, postfix = trial_progress(study.get_trials(deepcopy=False), config.objectives)
             bar.n = min(done, config.n_trials)
-            postfix: dict[str, Any] = {
-                "pruned": states.count(TrialState.PRUNED),
-                "failed": states.count(TrialState.FAIL),
-            }
-            best = [t.values[0] for t in trials if t.state == TrialState.COMPLETE and t.values]
-            if best and len(config.objectives) == 1:
-                postfix[f"best {config.objectives[0]}"] = f"{max(best):.4g}"
             bar.set_postfix(postfix, refresh=False)
             bar.refresh()
 
