@@ -64,6 +64,11 @@ def directions(objectives: Sequence[str]) -> list[StudyDirection]:
     ]
 
 
+def better_sign(objective: str) -> float:
+    """+1 when larger values of ``objective`` are better (scores), -1 for costs."""
+    return -1.0 if objective in COST_OBJECTIVES else 1.0
+
+
 def truth_dataset(config: SearchConfig) -> str:
     """The benchmark dataset the study's cells are judged on."""
     return config.benchmark_dataset or _BENCH_DATASET[config.proxy.dataset]
@@ -192,11 +197,12 @@ def pick(
     is the rank aggregate of the weighted scores over the candidates (one per
     cell). A weighted score no candidate has (the aggregate of a study
     without a screen) is left out, and the label says so; when no candidate
-    has any of them, the pick falls back to ``fallback`` and says so.
+    has any of them, the pick falls back to ``fallback`` (its smallest value
+    when it is a cost) and says so.
     """
     weights = {k: float(v) for k, v in config.weights.items() if float(v) != 0.0}
     by = _label(weights)
-    for attempt in (weights, {fallback: 1.0}):
+    for attempt in (weights, {fallback: better_sign(fallback)}):
         seen: set[str] = set()
         rows: list[FrozenTrial] = []
         for t in trials:

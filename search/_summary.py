@@ -15,7 +15,7 @@ from nasnc._catalogue import dataset_info
 from ._config import SearchConfig
 from ._objective import finite_or_none
 from ._screen import SCREEN_ATTR
-from ._stages import pareto_front, pick, trained_cells
+from ._stages import better_sign, pareto_front, pick, trained_cells
 from ._storage import shown_url
 
 __all__ = ["FINISHED_STATES", "SearchSummary", "summarize"]
@@ -36,7 +36,8 @@ class SearchSummary:
     ``trial``, combined ``score``, what it was picked ``by`` and, when known,
     its benchmark accuracy ``true_acc``). With a benchmark configured,
     ``regret`` is the space's best accuracy minus that of ``best_found``;
-    ``top1_regret`` the same for the top cell by the first objective (βeff);
+    ``top1_regret`` the same for the top cell by the first objective (βeff
+    by default; a cost's top cell is its smallest);
     ``best_trained`` the best true accuracy among all completed cells and
     ``best_trained_regret`` its regret (what stage 2 trained, whether or not
     the pick chose it); all in accuracy points, like ``true_acc``. A
@@ -102,13 +103,14 @@ def summarize(
     trials = study.get_trials(deepcopy=False)
     count = {s: sum(t.state == s for t in trials) for s in TrialState}
     hits = sum(bool(t.user_attrs.get("cache_hit")) for t in trials if t.state in FINISHED_STATES)
+    sign = better_sign(config.objectives[0])  # the best first: a cost's smallest
     done = sorted(
         (
             t
             for t in trials
             if t.state == TrialState.COMPLETE and finite_or_none(_first(t)) is not None
         ),
-        key=lambda t: float(_first(t)),  # type: ignore[arg-type]
+        key=lambda t: sign * float(_first(t)),  # type: ignore[arg-type]
         reverse=True,
     )
     seen: set[str] = set()

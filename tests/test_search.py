@@ -12,6 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from nasnc import ConfigError
+from nasnc.space import Arch, sample_archs
 from nasnc.store import Store
 from nasnc_search._config import DW_SCORE, PROBE_DW_SCORE, SearchConfig, apply_overrides
 from nasnc_search._objective import WORKER_ATTR, finite_or_none
@@ -245,6 +246,27 @@ def test_the_progress_bar_counts_what_n_trials_counts(tmp_path: Path) -> None:
     done, postfix = trial_progress(study.get_trials(deepcopy=False), ["beta_eff"])
     assert done == n_finished(study) == 3
     assert postfix == {"pruned": 1, "failed": 3, "best beta_eff": "2"}
+
+
+def test_a_cost_objective_ranks_and_picks_its_smallest_first(tmp_path: Path) -> None:
+    from optuna.trial import create_trial
+
+    from nasnc_search.cli._search import trial_progress
+
+    config = tiny_config(tmp_path, tmp_path / "no-data", objectives=["params"])
+    study = open_study(config)
+    archs = [str(a) for a in sample_archs(3, seed=1, unique=True)]
+    for arch, params in zip(archs, [3.0e5, 1.0e5, 2.0e5], strict=True):
+        attrs = {"arch": arch, "canonical": Arch.parse(arch).canonical(), "beta_eff": None}
+        attrs["params"] = params  # a trial records its cost objective, as a free score
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=params, user_attrs=attrs))
+    out = summarize(study, config)
+    assert [row["arch"] for row in out.top] == [archs[1], archs[2], archs[0]]
+    # no trial has the pick's scores (no screen, βeff undefined): it falls back to the cost
+    assert out.best_found is not None and out.best_found["arch"] == archs[1]
+    assert out.best_found["by"].startswith("params (no trial has")
+    _done, postfix = trial_progress(study.get_trials(deepcopy=False), ["params"])
+    assert postfix["best params"] == "1e+05"
 
 
 @pytest.mark.slow

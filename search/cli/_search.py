@@ -25,6 +25,7 @@ def trial_progress(
     """
     from optuna.trial import TrialState
 
+    from .._stages import better_sign
     from .._study import counts_toward_n_trials
 
     states = [t.state for t in trials]
@@ -34,7 +35,8 @@ def trial_progress(
     }
     best = [t.values[0] for t in trials if t.state == TrialState.COMPLETE and t.values]
     if best and len(objectives) == 1:
-        postfix[f"best {objectives[0]}"] = f"{max(best):.4g}"
+        value = max(best, key=lambda v: better_sign(objectives[0]) * v)
+        postfix[f"best {objectives[0]}"] = f"{value:.4g}"
     return sum(map(counts_toward_n_trials, trials)), postfix
 
 
