@@ -4,7 +4,7 @@ A config file is a YAML mapping; every key is optional and shown with its
 default (configs/*.yaml are worked examples)::
 
     study_name: nasnc             # Optuna study name
-    storage: null                 # default sqlite:///runs/<study_name>.db
+    storage: null                 # default runs/<study_name>.db (.journal: workers > 1)
     n_trials: 20                  # total trials of the study (a rerun resumes to this count)
     timeout: null                 # seconds after which no new trial starts
     workers: 1                    # worker processes on this machine
@@ -377,12 +377,22 @@ class SearchConfig:
 
     @property
     def storage_url(self) -> str:
-        """The storage to use: explicit, else SQLite (one worker) or a journal file (several)."""
+        """The storage to use: explicit, else the study's default file.
+
+        That file is ``runs/<study_name>.db`` (SQLite) for one worker and
+        ``runs/<study_name>.journal`` for several, unless exactly one of the
+        two exists already: a rerun with another worker count resumes the
+        study it started, rather than a new empty one beside it.
+        """
         if self.storage:
             return self.storage
-        if self.workers > 1:
-            return f"journal:runs/{self.study_name}.journal"
-        return f"sqlite:///runs/{self.study_name}.db"
+        db, journal = (
+            Path("runs", f"{self.study_name}.db"),
+            Path("runs", f"{self.study_name}.journal"),
+        )
+        if db.is_file() != journal.is_file():
+            return f"sqlite:///{db}" if db.is_file() else f"journal:{journal}"
+        return f"journal:{journal}" if self.workers > 1 else f"sqlite:///{db}"
 
     def to_dict(self) -> dict[str, Any]:
         return to_mapping(self)

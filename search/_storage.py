@@ -5,7 +5,8 @@ Storage URLs
 ``sqlite:///runs/<study>.db``  (default, one worker)
     The embedded default; nothing to run.
 ``journal:PATH``               (default with ``workers > 1``)
-    An Optuna journal file: several processes on one machine.
+    An Optuna journal file: several processes on one machine. Of the two
+    defaults, a rerun resumes the file its study started in.
 ``postgresql+psycopg://user@host/db``
     Several machines: start ``nasnc search`` with the same URL and study name
     on each (``load_if_exists``); each process uses its own device.

@@ -295,6 +295,13 @@ def _run_search(
 ) -> optuna.Study:
     opened = _open_study(config, 0)
     study = opened[0]
+    if config.workers > 1 and config.storage_url.startswith("sqlite"):
+        logger.warning(
+            "%d workers share the SQLite file %s: SQLite serialises their writes; "
+            "a journal file or PostgreSQL scales better (storage:)",
+            config.workers,
+            config.storage_url,
+        )
     cores = _usable_cores()
     n_threads = config.threads or threads_per_worker(config.workers, cores)
     if n_finished(study) < config.n_trials:

@@ -28,8 +28,23 @@ def test_defaults_are_the_measured_cpu_proxy() -> None:
         0.1,
     )
     assert p.epochs >= 8
+
+
+def test_the_default_storage_resumes_the_file_a_study_started_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     assert SearchConfig().storage_url == "sqlite:///runs/nasnc.db"
     assert SearchConfig(workers=2).storage_url == "journal:runs/nasnc.journal"
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "nasnc.db").touch()  # started with one worker
+    assert SearchConfig(workers=2).storage_url == "sqlite:///runs/nasnc.db"
+    assert SearchConfig(workers=2, study_name="other").storage_url == "journal:runs/other.journal"
+    (tmp_path / "runs" / "nasnc.db").rename(tmp_path / "runs" / "nasnc.journal")
+    assert SearchConfig().storage_url == "journal:runs/nasnc.journal"
+    (tmp_path / "runs" / "nasnc.db").touch()  # both: each worker count keeps its own
+    assert SearchConfig().storage_url == "sqlite:///runs/nasnc.db"
+    assert SearchConfig(storage="journal:x.journal").storage_url == "journal:x.journal"
 
 
 @pytest.mark.parametrize(
