@@ -25,6 +25,8 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from nasnc._catalogue import dataset_info
+from nasnc.data import ProxyData
 from nasnc.pipeline import ReportPoint
 from nasnc.proxies import PROXIES, expand_proxies, rank_aggregate
 from nasnc.space import Arch
@@ -37,23 +39,21 @@ from ._screen import ScreenPool, enqueue_shortlist, run_screen
 __all__ = [
     "TRUE_ACC_ATTR",
     "TrialStage",
+    "better_sign",
     "directions",
+    "load_study_data",
     "make_stage",
     "pareto_front",
     "pick",
     "screen_study",
     "trained_cells",
+    "truth_dataset",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: User attribute with the benchmark's accuracy of the trial's cell (%), when known.
 TRUE_ACC_ATTR = "true_acc"
-_BENCH_DATASET = {
-    "cifar10": "cifar10-valid",
-    "cifar100": "cifar100",
-    "ImageNet16-120": "ImageNet16-120",
-}
 
 
 def directions(objectives: Sequence[str]) -> list[StudyDirection]:
@@ -71,7 +71,7 @@ def better_sign(objective: str) -> float:
 
 def truth_dataset(config: SearchConfig) -> str:
     """The benchmark dataset the study's cells are judged on."""
-    return config.benchmark_dataset or _BENCH_DATASET[config.proxy.dataset]
+    return config.benchmark_dataset or dataset_info(config.proxy.dataset).benchmark
 
 
 class TrialStage:
@@ -268,7 +268,8 @@ def _open_truth(config: SearchConfig) -> Any:
         return None
 
 
-def _load_data(config: SearchConfig, device: str) -> Any:
+def load_study_data(config: SearchConfig, device: str) -> ProxyData:
+    """The proxy data a study's screen and trials use, on ``device``."""
     from nasnc.pipeline import load_proxy_data
 
     return load_proxy_data(
@@ -299,7 +300,7 @@ def screen_study(
     from nasnc.train import resolve_device
 
     dev = str(resolve_device(device or config.device))
-    data = _load_data(config, dev)
+    data = load_study_data(config, dev)
     store = Store(config.cache, durable=False)
     pool = run_screen(
         config, data, store, device=dev, progress=progress, workers=workers, threads=threads

@@ -35,8 +35,7 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from nasnc import ConfigError, NasncError, __version__
-from nasnc.data import ProxyData
-from nasnc.pipeline import load_proxy_data
+from nasnc.pipeline import threads_per_worker, usable_cores
 from nasnc.store import Store
 
 from . import _samplers
@@ -57,6 +56,7 @@ from ._signals import (
 )
 from ._stages import (
     directions,
+    load_study_data,
     make_stage,
     screen_study,
 )
@@ -165,12 +165,6 @@ def _device_for(worker: int, device: str) -> str:
     return device
 
 
-def _load_data(config: SearchConfig, device: str) -> ProxyData:
-    return load_proxy_data(
-        config.proxy, config.data_root, device=device, seed=config.seed, download=config.download
-    )
-
-
 def _run_worker(
     config: SearchConfig,
     worker: int,
@@ -186,7 +180,7 @@ def _run_worker(
     if n_finished(study) >= config.n_trials:
         return
     store = Store(config.cache, writer_id=f"{os.getpid()}-{worker}")  # unwritable: stop now
-    data = _load_data(config, device)
+    data = load_study_data(config, device)
     objective = Objective(
         config.proxy,
         data,
@@ -250,21 +244,6 @@ def _worker_entry(config_dict: dict[str, Any], worker: int, n_threads: int, log_
         _run_worker(config, worker, n_threads)
 
 
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS
-        return os.cpu_count() or 1
-
-
-def threads_per_worker(workers: int, cores: int) -> int:
-    """Torch threads per worker so that threads x workers <= cores (at least one each).
-
-    Measured here: oversubscribing 2 cores slowed training 10-100x.
-    """
-    return max(1, cores // max(1, workers))
-
-
 def run_search(
     config: SearchConfig,
     *,
@@ -302,7 +281,7 @@ def _run_search(
             config.workers,
             config.storage_url,
         )
-    cores = _usable_cores()
+    cores = usable_cores()
     n_threads = config.threads or threads_per_worker(config.workers, cores)
     if n_finished(study) < config.n_trials:
         # stage 1: free scores (in the study's worker processes), shortlist enqueued

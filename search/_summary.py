@@ -10,12 +10,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nasnc import NasncError
-from nasnc._catalogue import dataset_info
 
 from ._config import SearchConfig
 from ._objective import finite_or_none
 from ._screen import SCREEN_ATTR
-from ._stages import better_sign, pareto_front, pick, trained_cells
+from ._stages import better_sign, pareto_front, pick, trained_cells, truth_dataset
 from ._storage import shown_url
 
 __all__ = ["FINISHED_STATES", "SearchSummary", "summarize"]
@@ -188,7 +187,7 @@ def _add_ground_truth(
     if truth is None:
         assert config.benchmark is not None
         truth = open_benchmark(config.benchmark)
-    dataset = config.benchmark_dataset or dataset_info(config.proxy.dataset).benchmark
+    dataset = truth_dataset(config)
     for row in ranked:
         row["true_acc"] = truth.get(row["arch"], dataset, "valid")
     _arch, best = truth.best(dataset, "valid")

@@ -472,7 +472,7 @@ def test_one_worker_runs_on_the_resolved_threads(
     config = tiny_config(tmp_path, tmp_path / "no-data", n_trials=1)
     config = dataclasses.replace(config, threads=None)
     open_study(config).add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=1.0))
-    monkeypatch.setattr(_study, "_usable_cores", lambda: 3)
+    monkeypatch.setattr(_study, "usable_cores", lambda: 3)
     before = torch.get_num_threads()
     try:
         run_search(config)  # already at n_trials: it opens the study and sets the threads

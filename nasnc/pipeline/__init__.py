@@ -15,7 +15,14 @@ from nasnc.pipeline._evaluate import (
     proxy_key,
     resolved_config,
 )
-from nasnc.pipeline._screen import ScreenResult, score_only_entry, screen_archs, screen_config
+from nasnc.pipeline._screen import (
+    ScreenResult,
+    score_only_entry,
+    screen_archs,
+    screen_config,
+    threads_per_worker,
+    usable_cores,
+)
 
 __all__ = [
     "DATASET_CLASSES",
@@ -32,4 +39,6 @@ __all__ = [
     "score_only_entry",
     "screen_archs",
     "screen_config",
+    "threads_per_worker",
+    "usable_cores",
 ]

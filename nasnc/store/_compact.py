@@ -196,13 +196,13 @@ def _merge(
             bad[path] = (ident, str(exc))
             continue
         rows = [_checked(entry, path) for entry in entries]
-        valid = [fresh for fresh in rows if fresh is not None]
+        valid = [row for row in rows if row is not None]
         if len(valid) < len(rows):  # unlinking the shard would lose the rows invalid today
             logger.warning("compaction keeps %s as it is: it holds entries invalid today", path)
             continue
         sources.append(name)
-        for fresh, stored in zip(valid, index.stored_ns):
-            offer(fresh, stored)
+        for row, stored in zip(valid, index.stored_ns):
+            offer(row, stored)
     used: list[tuple[str, Ident]] = []
     for name, ident in loose:  # entry files win over shards
         path = store.path / ENTRIES / name
