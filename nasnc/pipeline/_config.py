@@ -102,11 +102,11 @@ class ProxyConfig:
     probe: tuple[int, ...] = (128, 64)
     probe_seed: int = 0
     epochs: float = 8.0
-    batch_size: int = 256
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = True
+    batch_size: int = TrainRecipe.batch_size  # the benchmark's recipe, written in TrainRecipe
+    lr: float = TrainRecipe.lr
+    momentum: float = TrainRecipe.momentum
+    weight_decay: float = TrainRecipe.weight_decay
+    nesterov: bool = TrainRecipe.nesterov
     augment: bool = False
     every_n_steps: int = 1
     reports_per_epoch: int = 1
