@@ -84,8 +84,8 @@ SAMPLERS: tuple[str, ...] = ("tpe", "random", "gp", "nsga2", "nsga3", "bruteforc
 class SamplerConfig:
     """Optuna sampler by name, seeded by the study seed; ``kwargs`` go to its constructor.
 
-    ``tpe`` (default; ``constant_liar`` on when several workers share the
-    study unless ``kwargs`` says otherwise), ``random``, ``gp``, ``nsga2``,
+    ``tpe`` (default; ``constant_liar`` on unless ``kwargs`` says otherwise:
+    workers anywhere may share the study), ``random``, ``gp``, ``nsga2``,
     ``nsga3``, ``bruteforce`` and ``qmc``. ``n_startup_trials`` applies to
     ``tpe`` and ``gp``. Unknown kwargs are refused naming
     ``sampler.kwargs.<key>`` (checked against the installed Optuna).
