@@ -168,6 +168,23 @@ def _study(tmp_path: Path, builtin) -> tuple[str, list[Arch], list[float]]:
     return url, archs, truths
 
 
+def test_cli_report_says_when_the_screen_came_from_the_cache(
+    tmp_path: Path, builtin, capsys
+) -> None:
+    url, _, _ = _study(tmp_path, builtin)
+    study = optuna.load_study(study_name="built", storage=url)
+    study.set_user_attr("screen", {"size": 50, "seconds": 0.4, "cached": 50})
+    assert main(["report", "--storage", url, "--study", "built"]) == 0
+    out, _ = capsys.readouterr()
+    assert "0.4 s charged first (50 scores came from the cache" in out
+    args = ["report", "--storage", url, "--study", "built", "--screen-cost", "60"]
+    assert main([*args, "--format", "json"]) == 0
+    screen = json.loads(capsys.readouterr().out)["screen"]
+    assert (screen["cost_s"], screen["cost_from"]) == (60.0, "--screen-cost")
+    assert main(args) == 0
+    assert "60.0 s charged first\n" in capsys.readouterr().out
+
+
 def test_cli_report_on_a_built_study(tmp_path: Path, builtin, capsys) -> None:
     url, _, truths = _study(tmp_path, builtin)
     code = main(["report", "--storage", url, "--study", "built", "--format", "json"])

@@ -293,7 +293,11 @@ class Report(Command):
             "metric": args.metric,
             "space_best": space_best,
             "space_best_arch": str(best_arch),
-            "screen": {**screen, "cost_s": screen_cost} if screen else {"cost_s": screen_cost},
+            "screen": {
+                **screen,
+                "cost_s": screen_cost,
+                "cost_from": "--screen-cost" if args.screen_cost is not None else "recorded",
+            },
             "draw_cost_s": draw_cost,
             "draw_cost_from": draw_from,
             "n_seeds": args.seeds,
@@ -330,7 +334,13 @@ class Report(Command):
         )
         screen = p["screen"]
         if screen.get("size"):
-            print(f"screen: {screen['size']} cells, {screen['cost_s']:.1f} s charged first")
+            note = ""
+            if screen.get("cached") and screen["cost_from"] == "recorded":
+                note = (
+                    f" ({screen['cached']} scores came from the cache: a cold screen costs "
+                    "more; --screen-cost SECONDS charges it)"
+                )
+            print(f"screen: {screen['size']} cells, {screen['cost_s']:.1f} s charged first{note}")
         print(
             f"random search: {p['n_seeds']} runs of distinct cells, {p['draw_cost_s']:.1f} s "
             f"per draw ({p['draw_cost_from']}); mean ± sd over runs"
