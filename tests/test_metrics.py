@@ -102,6 +102,7 @@ def test_rounding_noise_ties_but_small_magnitudes_keep_their_order() -> None:
     wide = [1e-20, 2e-20, 1e-5, 1.0, 1e30]  # synflow spans decades like these
     assert kendall_tau(wide, [1, 2, 3, 4, 5]) == pytest.approx(1.0)
     assert spearman(wide, [1, 2, 3, 4, 5]) == pytest.approx(1.0)
+    assert kendall_tau([0.0, 1e-320, 1.0], [1, 2, 3]) == pytest.approx(1.0)  # subnormal
     xs, _, _ = drop_nan_pairs([0.1 + 0.2, np.nan], [1.0, 2.0])
     assert xs.tolist() == [0.1 + 0.2]  # the values themselves, not rounded
 

@@ -86,10 +86,11 @@ def _snap(a: FloatArray) -> FloatArray:
     scores spanning many decades (synflow) keep their order at the small end.
     """
     out = a.copy()
+    scale = np.zeros_like(a)
     nonzero = a != 0.0
-    if nonzero.any():
-        scale = 10.0 ** (np.floor(np.log10(np.abs(a[nonzero]))) - 11.0)
-        out[nonzero] = np.round(a[nonzero] / scale) * scale
+    scale[nonzero] = 10.0 ** (np.floor(np.log10(np.abs(a[nonzero]))) - 11.0)
+    grid = scale > 0.0  # zeros, and subnormals whose grid underflows, stay as they are
+    out[grid] = np.round(a[grid] / scale[grid]) * scale[grid]
     return out
 
 
