@@ -21,7 +21,7 @@ __all__ = ["FINISHED_STATES", "SearchSummary", "summarize"]
 
 logger = logging.getLogger(__name__)
 
-#: Trial states that end a trial (see :func:`~nasnc_search._study.counts_toward_n_trials`).
+#: Trial states that end a trial (see :func:`~nasnc_search._storage.counts_toward_n_trials`).
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 

@@ -19,14 +19,14 @@ def trial_progress(
     """The trials bar's count and postfix.
 
     The count is what the study runner counts toward ``n_trials``
-    (:func:`~nasnc_search._study.counts_toward_n_trials`: an interrupted or
+    (:func:`~nasnc_search._storage.counts_toward_n_trials`: an interrupted or
     stale trial's failure is not), the postfix the pruned and failed trials
     and the best value of a single objective.
     """
     from optuna.trial import TrialState
 
     from .._stages import better_sign
-    from .._study import counts_toward_n_trials
+    from .._storage import counts_toward_n_trials
 
     states = [t.state for t in trials]
     postfix: dict[str, Any] = {
