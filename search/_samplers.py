@@ -14,7 +14,9 @@ installed Optuna does not accept is refused with the key path
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import logging
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,6 +30,8 @@ from ._pruner import CapacitancePruner
 
 __all__ = ["make_pruner", "make_sampler", "sampler_class"]
 
+logger = logging.getLogger(__name__)
+
 _SAMPLERS: dict[str, str] = {
     "tpe": "TPESampler",
     "random": "RandomSampler",
@@ -36,6 +40,16 @@ _SAMPLERS: dict[str, str] = {
     "nsga3": "NSGAIIISampler",
     "bruteforce": "BruteForceSampler",
     "qmc": "QMCSampler",
+}
+#: The ``pruner`` options beside ``name`` and ``kwargs``, and the pruners that read each.
+_PRUNER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "percentile": ("capacitance",),
+    "use_uncertainty": ("capacitance",),
+    "k": ("capacitance",),
+    "z": ("capacitance",),
+    "n_startup_trials": ("capacitance", "median"),
+    "n_warmup_steps": ("capacitance", "median"),
+    "interval_steps": ("capacitance", "median"),
 }
 _PRUNERS: dict[str, str] = {
     "successive_halving": "SuccessiveHalvingPruner",
@@ -99,7 +113,21 @@ def make_sampler(config: SamplerConfig, seed: int) -> optuna.samplers.BaseSample
 
 
 def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
-    """The configured pruner (see :class:`~nasnc_search.PrunerConfig`)."""
+    """The configured pruner (see :class:`~nasnc_search.PrunerConfig`).
+
+    An option set away from its default that the named pruner does not read
+    (``percentile`` with ``median``, say) is logged as ignored.
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(PrunerConfig)}
+    ignored = [
+        f"{key}={getattr(config, key)!r}"
+        for key, readers in _PRUNER_OPTIONS.items()
+        if config.name not in readers and getattr(config, key) != defaults[key]
+    ]
+    if ignored:
+        logger.warning(
+            "pruner %r ignores %s", config.name, ", ".join(f"pruner.{i}" for i in ignored)
+        )
     if config.name == "none":
         return optuna.pruners.NopPruner()
     if config.name == "median":

@@ -21,6 +21,7 @@ from nasnc_search._config import (
     DW_SCORE,
     PROBE_DW_SCORE,
     PickConfig,
+    PrunerConfig,
     SamplerConfig,
     SearchConfig,
     apply_overrides,
@@ -351,6 +352,25 @@ def test_sampler_and_pruner_options_are_checked_and_named() -> None:
         from_mapping(SearchConfig, {"pick": {"weights": {"betaeff": 1}}})
     with pytest.raises(ConfigError, match=r"objectives"):
         from_mapping(SearchConfig, {"objectives": ["beta_eff", "beta_eff"]})
+
+
+def test_a_pruner_option_the_named_pruner_does_not_read_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from nasnc_search._samplers import _PRUNER_OPTIONS
+
+    fields = {f.name for f in dataclasses.fields(PrunerConfig)} - {"name", "kwargs"}
+    assert set(_PRUNER_OPTIONS) == fields  # every option says which pruners read it
+    with caplog.at_level("WARNING", logger="nasnc_search"):
+        make_pruner(PrunerConfig(name="median", percentile=40, n_warmup_steps=3))
+        make_pruner(PrunerConfig(name="capacitance", percentile=40, n_warmup_steps=3))
+        make_pruner(PrunerConfig(name="none"))
+    (record,) = caplog.records
+    assert record.getMessage() == "pruner 'median' ignores pruner.percentile=40"
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="nasnc_search"):
+        make_pruner(PrunerConfig(name="hyperband", n_startup_trials=2, use_uncertainty=True))
+    assert "pruner.use_uncertainty=True, pruner.n_startup_trials=2" in caplog.text
 
 
 def _trial(number: int, state: TrialState, arch: str, **attrs: object) -> optuna.trial.FrozenTrial:
