@@ -168,10 +168,11 @@ def trained_cells(study: optuna.Study) -> int:
 _BEFORE_TRAINING = frozenset({"aggregate", *PROXIES})
 
 
-def _trial_score(trial: FrozenTrial, name: str) -> float:
-    if name == "beta_eff" and "beta_eff" not in trial.user_attrs and trial.values:
+def _trial_score(trial: FrozenTrial, name: str, first: str) -> float:
+    if name == first and name not in trial.user_attrs and trial.values:
         # a trial recorded without the attribute (made by hand, or by an older
-        # nasnc): its first value is βeff. A recorded None is an undefined βeff.
+        # nasnc): its first value is the first objective, ``first``. A recorded
+        # None is an undefined score.
         value: Any = trial.values[0]
     else:
         value = trial.user_attrs.get(name)
@@ -197,8 +198,9 @@ def pick(
     is the rank aggregate of the weighted scores over the candidates (one per
     cell). A weighted score no candidate has (the aggregate of a study
     without a screen) is left out, and the label says so; when no candidate
-    has any of them, the pick falls back to ``fallback`` (its smallest value
-    when it is a cost) and says so.
+    has any of them, the pick falls back to ``fallback``, the study's first
+    objective (its smallest value when it is a cost), and says so; a trial
+    without that score as an attribute is read at its first value.
     """
     weights = {k: float(v) for k, v in config.weights.items() if float(v) != 0.0}
     by = _label(weights)
@@ -210,7 +212,7 @@ def pick(
                 continue
             if t.state == TrialState.PRUNED and not (
                 all(n in _BEFORE_TRAINING for n in attempt)
-                and all(math.isfinite(_trial_score(t, n)) for n in attempt)
+                and all(math.isfinite(_trial_score(t, n, fallback)) for n in attempt)
             ):
                 continue  # a pruned run's trained signals are partial: not comparable
             canonical = str(t.user_attrs.get("canonical") or t.user_attrs.get("arch"))
@@ -218,7 +220,7 @@ def pick(
                 continue
             seen.add(canonical)
             rows.append(t)
-        columns = {n: np.array([_trial_score(t, n) for t in rows]) for n in attempt}
+        columns = {n: np.array([_trial_score(t, n, fallback) for t in rows]) for n in attempt}
         present = {n: w for n, w in attempt.items() if np.isfinite(columns[n]).any()}
         if rows and present:
             combined = rank_aggregate(
