@@ -174,12 +174,13 @@ def enqueue_shortlist(study: optuna.Study, pool: ScreenPool, k: int) -> int:
     rows = pool.shortlist(k)
     held = _held_cells(study)
     for rank, (arch, value) in enumerate(rows, start=1):
-        if str(Arch.parse(arch)) in held:
+        cell = str(Arch.parse(arch))
+        if cell in held:
             continue
         study.enqueue_trial(
-            edge_params(arch),
+            edge_params(cell),
             user_attrs={
-                "arch": str(Arch.parse(arch)),
+                "arch": cell,
                 "aggregate": finite_or_none(value),
                 "screen_rank": rank,
             },

@@ -235,11 +235,10 @@ class Report(Command):
                 "pass --draw-cost SECONDS"
             )
         screen = study.user_attrs.get(SCREEN_ATTR) or {}
-        screen_cost = (
-            float(args.screen_cost)
-            if args.screen_cost is not None
-            else (_float(screen.get("seconds")) or 0.0)
-        )
+        if args.screen_cost is not None:
+            screen_cost, screen_from = float(args.screen_cost), "--screen-cost"
+        else:
+            screen_cost, screen_from = (_float(screen.get("seconds")) or 0.0), "recorded"
 
         archs, values = truth.column(dataset, args.metric)
         keep = [i for i, a in enumerate(archs) if not a.is_zero]
@@ -296,7 +295,7 @@ class Report(Command):
             "screen": {
                 **screen,
                 "cost_s": screen_cost,
-                "cost_from": "--screen-cost" if args.screen_cost is not None else "recorded",
+                "cost_from": screen_from,
             },
             "draw_cost_s": draw_cost,
             "draw_cost_from": draw_from,
