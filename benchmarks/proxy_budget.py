@@ -75,9 +75,10 @@ from nasnc.pipeline import (
     evaluate_arch,
     load_proxy_data,
     proxy_key,
+    screen_archs,
 )
 from nasnc.proxies import AGGREGATES, rank_aggregate, tse
-from nasnc.space import Arch
+from nasnc.space import Arch, canonical_classes
 from nasnc.store import Entry, Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -144,15 +145,38 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def top_of_space(n: int, cache: str, data_root: str) -> list[Arch]:
+    """The ``n`` best distinct non-zero cells of the whole space by the free aggregate
+    a search screens with (NASWOT, synflow, jacob_cov, FLOPs), best first: what a
+    study's shortlist is drawn from. Every class is scored once, through its first
+    member, on the default proxy network at seed 0 (score-only entries in ``cache``,
+    over both cores; about four minutes cold), whatever ``--set`` changes."""
+    cells = [members[0] for members in canonical_classes().values()]
+    cells = [a for a in cells if not a.is_zero]
+    config = ProxyConfig()
+    names = AGGREGATES["aggregate"]
+    data = load_proxy_data(config, data_root, device="cpu", seed=0)
+    result = screen_archs(
+        cells, config, data, names=names, seed=0, device="cpu", store=Store(cache), workers=2
+    )
+    agg = rank_aggregate(result.scores, names=names)
+    order = np.argsort(np.where(np.isfinite(agg), -agg, np.inf), kind="stable")
+    return [cells[i] for i in order[:n]]
+
+
 def budget_sample(args: argparse.Namespace) -> list[Arch]:
     """The cells of the sample the options name: ``--sample`` (a fresh sample of
-    ``benchmarks/free_scores.py``) or ``--seed`` / ``--disjoint-from``."""
+    ``benchmarks/free_scores.py``), ``--top`` or ``--seed`` / ``--disjoint-from``."""
+    if args.top:
+        return top_of_space(args.n, args.cache, args.data_root)
     if args.sample is not None:
         return fresh_sample(args.sample, args.n)
     return study_sample(args.n, args.seed, args.disjoint_from)
 
 
 def sample_label(args: argparse.Namespace) -> str:
+    if args.top:
+        return f"the top {args.n} of the space by the free aggregate"
     if args.sample is not None:
         return (
             f"sample {args.sample} (seed {SAMPLES[args.sample]}, disjoint from A, B and the "
@@ -413,6 +437,123 @@ def shortlist_table(args: argparse.Namespace, config: ProxyConfig) -> str:
     return "\n".join(lines)
 
 
+#: Shortlist sizes of the simulated final stage (:func:`final_stage`).
+FINAL_TOP = (3, 6)
+
+
+def final_stage(
+    aggregate: np.ndarray,
+    beta_eff: np.ndarray,
+    long: np.ndarray,
+    gt: np.ndarray,
+    *,
+    completed: int,
+    draws: int,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """The benchmark accuracy picked per random draw of ``completed`` cells (the cells
+    a study completes), with and without a final stage.
+
+    ``aggregate`` and ``beta_eff`` are the default run's columns, ``long`` each
+    cell's accuracy at the end of the longer run. Rules: the study's
+    pick (a rank aggregate of the aggregate and βeff over the draw), the final stage
+    (the pick score's top m of :data:`FINAL_TOP`, retrained, the best by ``long``),
+    ``long`` over every cell of the draw (more training than the budget buys), and
+    the best cell of the draw (an oracle)."""
+    rng = np.random.default_rng(seed)
+    names = ["the study's pick (aggregate + βeff)"]
+    names += [f"final stage: its top {m} by the longer run's accuracy" for m in FINAL_TOP]
+    names += ["the longer run's accuracy over every cell", "best in the draw (oracle)"]
+    out: dict[str, list[float]] = {k: [] for k in names}
+    for _ in range(draws):
+        idx = rng.choice(gt.size, size=completed, replace=False)
+        combined = rank_aggregate({"aggregate": aggregate[idx], "beta_eff": beta_eff[idx]})
+        order = np.argsort(-combined, kind="stable")
+        picks = [idx[order[0]]]
+        for m in FINAL_TOP:
+            top = idx[order[:m]]
+            picks.append(top[int(np.nanargmax(long[top]))])
+        picks.append(idx[int(np.nanargmax(long[idx]))])
+        picks.append(idx[int(np.nanargmax(gt[idx]))])
+        for name, i in zip(names, picks):
+            out[name].append(float(gt[i]))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def final_stage_table(args: argparse.Namespace, long_config: ProxyConfig) -> str:
+    """Within the sample (``--top``): τ of the default run's pick score and of the
+    longer run's readings, their paired gap, and the simulated final stage."""
+    from search_regret import paired_tau_gap
+
+    base = ProxyConfig(snapshots="probe")
+    a_short, e_short, size = sample_entries(args, base)
+    a_long, e_long, _ = sample_entries(args, long_config)
+    both = sorted(set(a_short) & set(a_long), key=a_short.index)
+    if len(both) < args.completed:
+        raise SystemExit(
+            f"--final-stage: {len(both)} cells have both complete runs, fewer than "
+            f"--completed {args.completed}"
+        )
+    short, _, n_short = columns([e_short[a_short.index(a)] for a in both])
+    long, wall, n_long = columns([e_long[a_long.index(a)] for a in both])
+    truth = open_benchmark("builtin")
+    gt = np.array([truth.get(a, args.truth, "valid_acc") for a in both], dtype=float)
+    best = max(truth.get(a, args.truth, "valid_acc") for a in truth.archs())
+    pick = rank_aggregate(
+        {"aggregate": short["aggregate"], "beta_eff": short[f"beta_eff@{n_short}"]}
+    )
+    rows = {
+        "the free aggregate": short["aggregate"],
+        f"the study's pick score (aggregate + βeff@{n_short})": pick,
+        f"accuracy@{n_short}": short[f"acc@{n_short}"],
+        f"βeff@{n_short}": short[f"beta_eff@{n_short}"],
+        f"longer run: accuracy@{n_long}": long[f"acc@{n_long}"],
+        f"longer run: βeff@{n_long}": long[f"beta_eff@{n_long}"],
+        f"longer run: aggregate + accuracy@{n_long}": rank_aggregate(
+            {"aggregate": short["aggregate"], "acc": long[f"acc@{n_long}"]}
+        ),
+    }
+    lines = [
+        f"{sample_label(args)}: {len(both)} of {size} cells with both complete runs "
+        f"({n_short} and {n_long} report points); {args.truth} 200-epoch validation "
+        f"accuracy; the longer run's median cost {np.nanmedian(wall[:, -1]):.1f} s per cell",
+        "",
+        "| reading | Kendall τ [95 % CI] | regret of its top-1 (points) |",
+        "|---|---|---|",
+    ]
+    for name, col in rows.items():
+        s = correlation_summary(col, gt, n_boot=1000, seed=0)
+        top1 = gt[int(np.nanargmax(col))]
+        lines.append(
+            f"| {name} | {s['kendall_tau']:+.3f} {_fmt_ci(s['kendall_tau_ci'])} | "
+            f"{best - top1:.2f} |"
+        )
+    gap, low, high = paired_tau_gap(long[f"acc@{n_long}"], pick, gt)
+    lines += [
+        "",
+        f"τ(longer run's accuracy) − τ(the study's pick score): {gap:+.3f} "
+        f"[{low:+.3f}, {high:+.3f}] (paired bootstrap)",
+        "",
+        f"{args.draws} random draws of {args.completed} of these cells (a study's completed "
+        f"cells); regret against the space's best ({best:.2f} %):",
+        "",
+        "| pick | accuracy (mean) | regret (mean ± sd) |",
+        "|---|---|---|",
+    ]
+    got = final_stage(
+        short["aggregate"],
+        short[f"beta_eff@{n_short}"],
+        long[f"acc@{n_long}"],
+        gt,
+        completed=args.completed,
+        draws=args.draws,
+    )
+    for rule, acc in got.items():
+        r = best - acc
+        lines.append(f"| {rule} | {np.mean(acc):.2f} | {np.mean(r):.2f} ± {np.std(r):.2f} |")
+    return "\n".join(lines)
+
+
 def plot(args: argparse.Namespace, config: ProxyConfig, seeds: list[int], path: Path) -> None:
     """τ of each reading against the median seconds per cell up to its report point."""
     import matplotlib
@@ -562,6 +703,12 @@ def main() -> int:
         "from A-E)",
     )
     parser.add_argument(
+        "--top",
+        action="store_true",
+        help="the sample is the --n best distinct cells of the space by the free aggregate "
+        "(a search's shortlist), instead of --seed",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -585,6 +732,13 @@ def main() -> int:
     parser.add_argument("--pool", type=int, default=100, help="cells per pool (--shortlist)")
     parser.add_argument("--top-k", type=int, default=10, help="shortlist size (--shortlist)")
     parser.add_argument("--draws", type=int, default=2000, help="random pools (--shortlist)")
+    parser.add_argument(
+        "--final-stage",
+        action="store_true",
+        help="compare the default runs' pick with retraining its top few under --set "
+        "(see --completed, --draws)",
+    )
+    parser.add_argument("--completed", type=int, default=24, help="cells per draw (--final-stage)")
     parser.add_argument("--plot-seeds", type=int, nargs=2, default=[1, 2], metavar="SEED")
     parser.add_argument(
         "--axes",
@@ -600,8 +754,8 @@ def main() -> int:
         help="a proxy config for --axes (repeatable): 'default' or ProxyConfig overrides",
     )
     args = parser.parse_args()
-    if (args.seed is None) == (args.sample is None) and not args.plot:
-        parser.error("name the sample with exactly one of --seed and --sample")
+    if sum((args.seed is not None, args.sample is not None, args.top)) != 1 and not args.plot:
+        parser.error("name the sample with exactly one of --seed, --sample and --top")
     if args.sample is not None and args.disjoint_from is not None:
         parser.error("--disjoint-from goes with --seed; a --sample is disjoint from the others")
     logging.basicConfig(level=logging.WARNING)
@@ -614,6 +768,9 @@ def main() -> int:
     config = ProxyConfig(**{"snapshots": "probe", **parse_overrides(args.set)})
     if args.plot:
         plot(args, config, args.plot_seeds, Path(args.plot))
+        return 0
+    if args.final_stage:
+        print(final_stage_table(args, config))
         return 0
     if args.shortlist:
         print(shortlist_table(args, config))

@@ -184,3 +184,33 @@ def test_columns_recompute_the_probes_weight_change_from_snapshots(budget: Modul
     assert not any(k.startswith("probe_dw") for k in plain)
     summary = budget.axis_summary(plain, wall, 4, rng.normal(size=5))
     assert math.isnan(summary["probe_dw_chain_sf"]["kendall_tau"])
+
+
+def test_final_stage_retrains_the_pick_scores_top_and_picks_by_the_longer_run(
+    budget: ModuleType,
+) -> None:
+    rng = np.random.default_rng(3)
+    n = 30
+    gt = rng.uniform(85.0, 92.0, n)
+    aggregate = rng.normal(size=n)
+    beta = rng.normal(size=n)
+    # a longer run that knows the truth: the final stage picks the best of the pick
+    # score's top m, so it is never below the study's pick, and over every cell it is
+    # the oracle
+    got = budget.final_stage(aggregate, beta, gt, gt, completed=12, draws=200)
+    names = list(got)
+    pick, top3, top6, every, oracle = (got[k] for k in names)
+    assert np.all(top3 >= pick) and np.all(top6 >= top3)
+    assert np.array_equal(every, oracle)
+    assert np.mean(top6) > np.mean(pick)
+    # a longer run that inverts the truth picks the worst of the top m instead
+    inverted = budget.final_stage(aggregate, beta, -gt, gt, completed=12, draws=200)
+    assert np.all(inverted[names[2]] <= inverted[names[0]])
+    # the draws are the same for both: the study's pick does not depend on the long run
+    assert np.array_equal(inverted[names[0]], pick)
+    # one draw by hand: the pick is the top of the rank aggregate of aggregate and βeff
+    one = budget.final_stage(aggregate, beta, gt, gt, completed=n, draws=1)
+    combined = rank_aggregate({"aggregate": aggregate, "beta_eff": beta})
+    assert one[names[0]][0] == gt[int(np.argmax(combined))]
+    top = np.argsort(-combined, kind="stable")[:3]
+    assert one[names[1]][0] == gt[top].max()
