@@ -7,6 +7,7 @@ import pytest
 from nasnc import ConfigError
 from nasnc.pipeline import ProxyConfig
 from nasnc_search._config import SearchConfig, apply_overrides, load_config
+from nasnc_search._screen import pool_archs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -16,6 +17,9 @@ def test_shipped_configs_load(name: str) -> None:
     config = load_config(REPO / "configs" / name)
     assert config.n_trials >= 1
     assert config.proxy.epochs > 0
+    if config.screen.size:  # the pool draws (a size the space cannot fill failed here)
+        pool = pool_archs(config)
+        assert len({a.canonical() for a in pool}) == config.screen.size
 
 
 def test_defaults_are_the_measured_cpu_proxy() -> None:

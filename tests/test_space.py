@@ -12,6 +12,7 @@ from nasnc.space import (
     NASLIB_OPS,
     NUM_ARCHS,
     NUM_UNIQUE,
+    NUM_UNIQUE_NONZERO,
     OPS,
     Arch,
     all_archs,
@@ -84,6 +85,11 @@ def test_space_size_and_unique_count() -> None:
     assert len(archs) == NUM_ARCHS == 15625
     assert len(set(archs)) == NUM_ARCHS
     assert len(canonical_classes()) == NUM_UNIQUE == 6466
+    nonzero = {key for key, members in canonical_classes().items() if not members[0].is_zero}
+    assert len(nonzero) == NUM_UNIQUE_NONZERO
+    assert len(sample_archs(NUM_UNIQUE_NONZERO, seed=0, unique=True, exclude_zero=True)) == len(
+        nonzero
+    )
 
 
 def test_canonical_form_merges_what_it_should() -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "NUM_ARCHS",
     "NUM_EDGES",
     "NUM_UNIQUE",
+    "NUM_UNIQUE_NONZERO",
     "OPS",
     "Arch",
     "all_archs",
@@ -49,6 +50,9 @@ NUM_EDGES = len(EDGES)
 NUM_ARCHS = len(OPS) ** NUM_EDGES
 #: Number of functionally distinct cells (isomorphism classes), the authors' count.
 NUM_UNIQUE = 6466
+#: Distinct cells with a path from input to output: the classes a screen or a sample
+#: with ``exclude_zero`` draws from (5 classes' output is always zero).
+NUM_UNIQUE_NONZERO = 6461
 
 #: NASLib's op order (its ``OP_NAMES_NB201``): a NASLib op index is a position here.
 NASLIB_OPS: tuple[str, ...] = (
