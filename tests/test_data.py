@@ -485,10 +485,23 @@ def test_proxy_data_validates_its_tensors() -> None:
     x = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
     y = torch.zeros(4, dtype=torch.int64)
     ok = ProxyData("toy", 10, 8, x, y, x[:2], y[:2], (0.5,) * 3, (0.2,) * 3)
-    assert ok.to("cpu") is ok and ok.num_train == 4 and ok.num_valid == 2
+    assert ok.to("cpu") is ok and ok.to("cpu:0") is ok
+    assert ok.num_train == 4 and ok.num_valid == 2
     with pytest.raises(DataError, match="train_x must be uint8"):
         ProxyData("toy", 10, 8, x.float(), y, x, y, (0.5,) * 3, (0.2,) * 3)
     with pytest.raises(DataError, match="valid_y must be int64"):
         ProxyData("toy", 10, 8, x, y, x, y[:3], (0.5,) * 3, (0.2,) * 3)
     with pytest.raises(DataError, match="train_x"):
         ProxyData("toy", 10, 16, x, y, x, y, (0.5,) * 3, (0.2,) * 3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_proxy_data_on_another_gpu_moves_to_the_current_one() -> None:
+    x = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    y = torch.zeros(4, dtype=torch.int64)
+    data = ProxyData("toy", 10, 8, x, y, x[:2], y[:2], (0.5,) * 3, (0.2,) * 3).to("cuda:1")
+    with torch.cuda.device(0):
+        moved = data.to("cuda")  # "cuda" is the current device, cuda:0
+    assert moved is not data and moved.device == torch.device("cuda", 0)
+    assert data.to("cuda:1") is data

@@ -325,9 +325,12 @@ class ProxyData:
         return int(self.valid_x.shape[0])
 
     def to(self, device: str | torch.device) -> ProxyData:
-        """The same data on ``device`` (``self`` when already there)."""
+        """The same data on ``device`` (``self`` when already there). A CUDA device
+        without an index is the current one, as ``torch.Tensor.to`` reads it."""
         device = torch.device(device)
-        if device == self.device or (device.index is None and device.type == self.device.type):
+        if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device == self.device or (device.type == self.device.type == "cpu"):
             return self
         return ProxyData(
             name=self.name,
