@@ -133,7 +133,7 @@ class BuiltinBenchmark(GroundTruth):
     --------
     >>> from nasnc.bench import open_benchmark
     >>> bench = open_benchmark("builtin")
-    >>> round(bench.query("421211", "cifar10-valid"), 4)   # benchmark index 0
+    >>> round(bench.query("nb201:421211", "cifar10-valid"), 4)   # index 0
     81.9827
     """
 

@@ -82,7 +82,7 @@ def import_table(
         import never leaves a half table under the final name.
     curves
         Also store seed-mean per-epoch accuracies (``*_curve``, float32); the
-        table grows from about 1 MB to about 100 MB for a full benchmark.
+        table grows from about 1 MB to about 70 MB for a full benchmark.
     progress
         Called as ``progress(done, total)`` after each architecture.
 

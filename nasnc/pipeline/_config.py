@@ -43,7 +43,7 @@ class ProxyConfig:
     shifts the image by up to a quarter of its side, and measured here it cost
     the 8-epoch proxy about 10 points of validation accuracy (0.41 vs 0.50 for
     an all-conv cell, 0.36 vs 0.48 for a mixed one), i.e. a less informative
-    proxy. The GPU configs (32 px, 12 epochs) switch it on.
+    proxy. The GPU configs (native resolution, 12 epochs) switch it on.
 
     Attributes
     ----------

@@ -23,7 +23,7 @@ reader can see. It is a directory of **immutable** HDF5 files:
   ``packs/pack-<ns>-<count>-<id>.h5`` holding many entries column-wise with a
   compact summary index. Shards are merged size-tiered: ``fanout`` (4) shards
   of one size tier become one shard of the next, so 10,000 entries live in
-  about a dozen shards and each entry is rewritten about log4(n/32) times.
+  6 to 15 shards and each entry is rewritten about log4(n/32) times.
   Compaction is crash-safe: a shard is written to ``tmp/``, fsync-ed and
   renamed into ``packs/`` before the merged files are deleted; an entry
   briefly present in two places is read once (an entry file beats shards;

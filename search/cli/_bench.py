@@ -33,7 +33,7 @@ class BenchImport(Command):
         parser.add_argument(
             "--curves",
             action="store_true",
-            help="also store seed-mean per-epoch accuracies (about 100 MB for a full file)",
+            help="also store seed-mean per-epoch accuracies (about 70 MB for a full file)",
         )
         parser.add_argument("--force", action="store_true", help="overwrite an existing table")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
