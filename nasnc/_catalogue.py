@@ -45,6 +45,9 @@ class DatasetInfo:
         Other accepted spellings (matched case-insensitively, like ``name``).
     benchmark : str
         The NAS-Bench-201 setup (:data:`BENCHMARK_DATASETS`) compared with by default.
+    crop_padding : int
+        Zero padding of the benchmark's random crop on this dataset (its training
+        transform: 4 px on CIFAR, 2 px on ImageNet16-120).
     """
 
     name: str
@@ -52,15 +55,16 @@ class DatasetInfo:
     resolution: int
     aliases: tuple[str, ...]
     benchmark: str
+    crop_padding: int
 
 
 #: The proxy datasets, by name.
 CATALOGUE: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
-        DatasetInfo("cifar10", 10, 32, ("cifar-10", "cifar10-valid"), "cifar10-valid"),
-        DatasetInfo("cifar100", 100, 32, ("cifar-100",), "cifar100"),
-        DatasetInfo("ImageNet16-120", 120, 16, ("imagenet16",), "ImageNet16-120"),
+        DatasetInfo("cifar10", 10, 32, ("cifar-10", "cifar10-valid"), "cifar10-valid", 4),
+        DatasetInfo("cifar100", 100, 32, ("cifar-100",), "cifar100", 4),
+        DatasetInfo("ImageNet16-120", 120, 16, ("imagenet16",), "ImageNet16-120", 2),
     )
 }
 #: Names of the proxy datasets, in catalogue order.

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nasnc import ConfigError
 from nasnc.data import load_dataset
 from nasnc.pipeline import ProxyConfig, ReportPoint, evaluate_arch, proxy_key
 from nasnc.space import Arch
@@ -161,3 +162,24 @@ def test_proxy_config_converts_itself_to_its_training_recipe() -> None:
     recipe = config.to_recipe()
     assert (recipe.lr, recipe.batch_size, recipe.momentum) == (0.3, 64, 0.8)
     assert (recipe.weight_decay, recipe.augment, recipe.nesterov) == (1e-4, True, config.nesterov)
+
+
+def test_the_random_crop_pads_as_the_benchmark_does_on_each_dataset() -> None:
+    # NAS-Bench-201 pads CIFAR's crop by 4 px and ImageNet16-120's by 2 (its training
+    # transform); every run before crop_padding existed padded 4
+    assert ProxyConfig(dataset="cifar100", augment=True).to_recipe().crop_padding == 4
+    imagenet = ProxyConfig(dataset="ImageNet16-120", resolution=None, augment=True)
+    assert imagenet.to_recipe().crop_padding == 2
+    assert ProxyConfig(dataset="ImageNet16-120", crop_padding=0).to_recipe().crop_padding == 0
+    # the key changes only where the crop now pads other than 4: old caches stay valid
+    assert "crop_padding" not in ProxyConfig().to_dict()
+    assert "crop_padding" not in ProxyConfig(augment=True).to_dict()
+    assert "crop_padding" not in ProxyConfig(dataset="ImageNet16-120").to_dict()  # no crop
+    assert imagenet.to_dict()["crop_padding"] == 2
+    assert ProxyConfig(augment=True, crop_padding=2).to_dict()["crop_padding"] == 2
+    assert "crop_padding" not in ProxyConfig(augment=True, crop_padding=4).to_dict()
+    again = ProxyConfig.from_mapping(imagenet.to_dict())
+    assert again.to_recipe() == imagenet.to_recipe() and again.to_dict() == imagenet.to_dict()
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="crop_padding"):
+            ProxyConfig(crop_padding=bad)  # type: ignore[arg-type]
