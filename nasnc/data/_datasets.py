@@ -330,7 +330,7 @@ class ProxyData:
         device = torch.device(device)
         if device.type == "cuda" and device.index is None and torch.cuda.is_available():
             device = torch.device("cuda", torch.cuda.current_device())
-        if device == self.device or (device.type == self.device.type == "cpu"):
+        if device == self.device or (device.index is None and device.type == self.device.type):
             return self
         return ProxyData(
             name=self.name,
