@@ -525,8 +525,7 @@ def final_stage_table(args: argparse.Namespace, long_config: ProxyConfig) -> str
         s = correlation_summary(col, gt, n_boot=1000, seed=0)
         top1 = gt[int(np.nanargmax(col))]
         lines.append(
-            f"| {name} | {s['kendall_tau']:+.3f} {_fmt_ci(s['kendall_ci'])} | "
-            f"{best - top1:.2f} |"
+            f"| {name} | {s['kendall_tau']:+.3f} {_fmt_ci(s['kendall_ci'])} | {best - top1:.2f} |"
         )
     gap, low, high = paired_tau_gap(long[f"acc@{n_long}"], pick, gt)
     lines += [

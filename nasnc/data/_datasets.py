@@ -330,7 +330,8 @@ class ProxyData:
         device = torch.device(device)
         if device.type == "cuda" and device.index is None and torch.cuda.is_available():
             device = torch.device("cuda", torch.cuda.current_device())
-        if device == self.device or (device.index is None and device.type == self.device.type):
+        same_type = device.type == self.device.type
+        if device == self.device or (same_type and (device.index is None or device.type == "cpu")):
             return self
         return ProxyData(
             name=self.name,
