@@ -6,7 +6,9 @@ distinct NAS-Bench-201 cells -- the samples of
 ``benchmarks/capacitance_study.py``: A = seed 1, B = seed 2 disjoint from A
 (``--seed``, ``--disjoint-from``), or a fresh sample of
 ``benchmarks/free_scores.py`` (``--sample E``: seed 7, disjoint from A, B, C
-and D; ``--sample F``: seed 8, disjoint from A-E) -- at a proxy budget
+and D; ``--sample F``: seed 8, disjoint from A-E), or the ``--n`` best cells of
+the whole space by the free aggregate a search screens with (``--top``: what
+every study's shortlist is drawn from) -- at a proxy budget
 (``ProxyConfig`` defaults, changed with ``--set key=value``), with the free
 scores at initialisation and the probe's weight snapshots, into an HDF5 cache
 (``--cache``; resumable, ``--shard I/K`` splits the cells over processes
@@ -43,8 +45,15 @@ of the sample, every shortlisted cell trained to the end (as a study with
     python benchmarks/proxy_budget.py --seed 1 --n 150 --table
     python benchmarks/proxy_budget.py --sample E --n 150 --shortlist
     python benchmarks/proxy_budget.py --seed 1 --n 40 --set resolution=32 --set epochs=4
+    python benchmarks/proxy_budget.py --top --n 40 --final-stage --set epochs=24
     python benchmarks/proxy_budget.py --seed 1 --n 40 --axes axes.png \\
         --point default --point channels=16 --point resolution=32
+
+``--final-stage`` (with ``--top`` and the longer config's ``--set``) compares,
+inside the sample, the default runs' pick score with the longer runs'
+readings (paired bootstrap of the τ gap) and simulates a final stage that
+trains the pick's top 3 or 6 of ``--completed`` random cells again
+(docs/benchmarks.md, "Search regret": the eleventh session's pilot).
 
 ``--axes`` puts each ``--point`` config (its cells' complete runs in the cache)
 on one plot and table: τ of the free aggregate, the proxy accuracy, βeff, the
