@@ -23,7 +23,8 @@ aggregate with the reading added, for
     acc        the proxy's validation accuracy at that point
     tse        the sum of the training losses up to it (negated: higher = better)
     beta_eff   the default objective: the BRR estimate of the probe's scale-free
-               chain βeff from the trajectory so far (what the pruner sees)
+               chain βeff from the trajectory so far (a trial's value; the
+               pruner sees the last reading, chain_sf)
     <variant>  the last reading of each probe βeff variant (chain, product,
                chain_sf, product_sf) and the whole-network βeff of W - W0
                (dw_product_sf)
