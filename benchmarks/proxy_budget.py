@@ -161,17 +161,25 @@ def top_of_space(n: int, cache: str, data_root: str) -> list[Arch]:
     study's shortlist is drawn from. Every class is scored once, through its first
     member, on the default proxy network at seed 0 (score-only entries in ``cache``,
     over both cores; about four minutes cold), whatever ``--set`` changes."""
+    from nasnc_search._config import ScreenConfig
+    from nasnc_search._screen import ScreenPool
+
     cells = [members[0] for members in canonical_classes().values()]
     cells = [a for a in cells if not a.is_zero]
     config = ProxyConfig()
-    names = AGGREGATES["aggregate"]
+    screen = ScreenConfig(size=len(cells), top_k=n)  # a search's default scores and weights
     data = load_proxy_data(config, data_root, device="cpu", seed=0)
     result = screen_archs(
-        cells, config, data, names=names, seed=0, device="cpu", store=Store(cache), workers=2
+        cells,
+        config,
+        data,
+        names=screen.scores,
+        seed=0,
+        device="cpu",
+        store=Store(cache),
+        workers=2,
     )
-    agg = rank_aggregate(result.scores, names=names)
-    order = np.argsort(np.where(np.isfinite(agg), -agg, np.inf), kind="stable")
-    return [cells[i] for i in order[:n]]
+    return [Arch.parse(a) for a, _ in ScreenPool.from_result(result, screen).shortlist(n)]
 
 
 def budget_sample(args: argparse.Namespace) -> list[Arch]:
