@@ -156,6 +156,8 @@ def seed_config(args: argparse.Namespace, seed: int):
 def study_key(config) -> str:
     """What makes two seeds' studies one measurement: the config less its per-seed keys."""
     data = {k: v for k, v in config.to_dict().items() if k not in _PER_SEED}
+    if data["proxy"].get("crop_padding", 0) is None:  # the default: keys from before it stand
+        del data["proxy"]["crop_padding"]
     return json.dumps(data, sort_keys=True, default=str)
 
 

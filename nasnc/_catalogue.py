@@ -46,8 +46,8 @@ class DatasetInfo:
     benchmark : str
         The NAS-Bench-201 setup (:data:`BENCHMARK_DATASETS`) compared with by default.
     crop_padding : int
-        Zero padding of the benchmark's random crop on this dataset (its training
-        transform: 4 px on CIFAR, 2 px on ImageNet16-120).
+        Zero padding of the benchmark's random crop on this dataset (its
+        training transform).
     """
 
     name: str

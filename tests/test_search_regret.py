@@ -37,6 +37,10 @@ def test_seeds_of_one_measurement_share_a_key_and_a_changed_stage_size_does_not(
     assert regret.study_key(regret.seed_config(args, 3)) == key0
     assert regret.study_key(regret.seed_config(_args(tmp_path, top_k=9), 0)) != key0
     assert json.loads(key0)["screen"]["top_k"] == 8
+    # a proxy option added later at its default leaves the key of earlier runs as it was
+    assert "crop_padding" not in json.loads(key0)["proxy"]
+    padded = regret.seed_config(_args(tmp_path, set=["proxy.crop_padding=2"]), 0)
+    assert json.loads(regret.study_key(padded))["proxy"]["crop_padding"] == 2
 
 
 def test_set_overrides_any_key_and_names_a_bad_one(tmp_path):

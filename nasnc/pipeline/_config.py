@@ -75,8 +75,8 @@ class ProxyConfig:
         The SGD recipe (cosine decay over the budget).
     crop_padding : int or None
         Zero padding of the random crop when ``augment`` is on; None takes the
-        benchmark's own for the dataset (4 px on CIFAR, 2 px on ImageNet16-120:
-        ``nasnc._catalogue``), whatever the resolution.
+        benchmark's own for the dataset (``nasnc._catalogue``), whatever the
+        resolution.
     every_n_steps : int
         βeff is read every this many optimiser steps.
     reports_per_epoch : int
@@ -211,14 +211,17 @@ class ProxyConfig:
 
         ``snapshots`` appears only when it is not ``"none"``: configs from
         before the option existed hash as they did. ``crop_padding`` appears
-        resolved, and only where augmentation pads other than the 4 px every
-        run padded before the option existed (ImageNet16-120's 2): such a run
-        never shares a key with an older one that padded 4.
+        resolved wherever augmentation is on, except where it is 4 px and that
+        is the dataset's own (CIFAR): every run padded 4 before the option
+        existed, so those keys are unchanged, an ImageNet16-120 run (2 px by
+        default) never shares a key with an older one that padded 4, and
+        :meth:`from_mapping` of the result trains the same proxy.
         """
         out = to_mapping(self)
         if out.get("snapshots") == "none":
             del out["snapshots"]
         del out["crop_padding"]
-        if self.augment and self.padding != _PADDING_BEFORE:
+        own = CATALOGUE[self.dataset].crop_padding
+        if self.augment and not self.padding == own == _PADDING_BEFORE:
             out["crop_padding"] = self.padding
         return out
