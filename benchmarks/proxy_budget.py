@@ -155,12 +155,13 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def top_of_space(n: int, cache: str, data_root: str) -> list[Arch]:
-    """The ``n`` best distinct non-zero cells of the whole space by the free aggregate
+def top_of_space(n: int, cache: str, data_root: str) -> list[tuple[Arch, float]]:
+    """The ``n`` best distinct non-zero cells of the whole space, with their free
+    aggregate over the whole space (what a study's pick reads), by the free aggregate
     a search screens with (NASWOT, synflow, jacob_cov, FLOPs), best first: what a
     study's shortlist is drawn from. Every class is scored once, through its first
     member, on the default proxy network at seed 0 (score-only entries in ``cache``,
-    over both cores; about four minutes cold), whatever ``--set`` changes."""
+    over both cores; minutes cold: docs/benchmarks.md), whatever ``--set`` changes."""
     from nasnc_search._config import ScreenConfig
     from nasnc_search._screen import ScreenPool
 
@@ -179,14 +180,14 @@ def top_of_space(n: int, cache: str, data_root: str) -> list[Arch]:
         store=Store(cache),
         workers=2,
     )
-    return [Arch.parse(a) for a, _ in ScreenPool.from_result(result, screen).shortlist(n)]
+    return [(Arch.parse(a), v) for a, v in ScreenPool.from_result(result, screen).shortlist(n)]
 
 
 def budget_sample(args: argparse.Namespace) -> list[Arch]:
     """The cells of the sample the options name: ``--sample`` (a fresh sample of
     ``benchmarks/free_scores.py``), ``--top`` or ``--seed`` / ``--disjoint-from``."""
     if args.top:
-        return top_of_space(args.n, args.cache, args.data_root)
+        return [a for a, _ in top_of_space(args.n, args.cache, args.data_root)]
     if args.sample is not None:
         return fresh_sample(args.sample, args.n)
     return study_sample(args.n, args.seed, args.disjoint_from)
@@ -514,6 +515,9 @@ def final_stage_table(args: argparse.Namespace, long_config: ProxyConfig) -> str
         )
     short, _, n_short = columns([e_short[a_short.index(a)] for a in both])
     long, wall, n_long = columns([e_long[a_long.index(a)] for a in both])
+    # the aggregate a study ranks with: over the whole screened pool, not these cells
+    pool = {str(a): v for a, v in top_of_space(args.n, args.cache, args.data_root)}
+    short["aggregate"] = np.array([pool[a] for a in both])
     truth = open_benchmark("builtin")
     gt = np.array([truth.get(a, args.truth, "valid_acc") for a in both], dtype=float)
     best = max(truth.get(a, args.truth, "valid_acc") for a in truth.archs())
@@ -521,7 +525,7 @@ def final_stage_table(args: argparse.Namespace, long_config: ProxyConfig) -> str
         {"aggregate": short["aggregate"], "beta_eff": short[f"beta_eff@{n_short}"]}
     )
     rows = {
-        "the free aggregate": short["aggregate"],
+        "the free aggregate (over the whole space)": short["aggregate"],
         f"the study's pick score (aggregate + βeff@{n_short})": pick,
         f"accuracy@{n_short}": short[f"acc@{n_short}"],
         f"βeff@{n_short}": short[f"beta_eff@{n_short}"],
@@ -723,7 +727,7 @@ def main() -> int:
         "--top",
         action="store_true",
         help="the sample is the --n best distinct cells of the space by the free aggregate "
-        "(a search's shortlist), instead of --seed",
+        "(a search's shortlist), instead of --seed or --sample",
     )
     parser.add_argument(
         "--set",
@@ -773,6 +777,11 @@ def main() -> int:
     args = parser.parse_args()
     if sum((args.seed is not None, args.sample is not None, args.top)) != 1 and not args.plot:
         parser.error("name the sample with exactly one of --seed, --sample and --top")
+    if args.final_stage and not (args.top and args.set):
+        parser.error(
+            "--final-stage compares the default runs of a --top sample with a longer "
+            "--set config (e.g. --set epochs=24)"
+        )
     if args.sample is not None and args.disjoint_from is not None:
         parser.error("--disjoint-from goes with --seed; a --sample is disjoint from the others")
     logging.basicConfig(level=logging.WARNING)
