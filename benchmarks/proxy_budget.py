@@ -183,11 +183,27 @@ def top_of_space(n: int, cache: str, data_root: str) -> list[tuple[Arch, float]]
     return [(Arch.parse(a), v) for a, v in ScreenPool.from_result(result, screen).shortlist(n)]
 
 
+def half_of(cells: list[Arch], half: str | None) -> list[Arch]:
+    """Every other cell of a ranked list: ``odd`` ranks (1st, 3rd, ...), ``even`` ranks
+    (2nd, 4th, ...), or all of them: two disjoint samples spanning the same range."""
+    if half is None:
+        return cells
+    return cells[0::2] if half == "odd" else cells[1::2]
+
+
+def pool_aggregate(args: argparse.Namespace, archs: list[str]) -> np.ndarray:
+    """The free aggregate of ``archs`` (cells of a ``--top`` sample) over the whole
+    space: what a study's pick reads over its pool, not a re-ranking within them."""
+    pool = {str(a): v for a, v in top_of_space(args.n, args.cache, args.data_root)}
+    return np.array([pool[a] for a in archs])
+
+
 def budget_sample(args: argparse.Namespace) -> list[Arch]:
     """The cells of the sample the options name: ``--sample`` (a fresh sample of
     ``benchmarks/free_scores.py``), ``--top`` or ``--seed`` / ``--disjoint-from``."""
     if args.top:
-        return [a for a, _ in top_of_space(args.n, args.cache, args.data_root)]
+        cells = [a for a, _ in top_of_space(args.n, args.cache, args.data_root)]
+        return half_of(cells, args.half)
     if args.sample is not None:
         return fresh_sample(args.sample, args.n)
     return study_sample(args.n, args.seed, args.disjoint_from)
@@ -195,7 +211,8 @@ def budget_sample(args: argparse.Namespace) -> list[Arch]:
 
 def sample_label(args: argparse.Namespace) -> str:
     if args.top:
-        return f"the top {args.n} of the space by the free aggregate"
+        half = f", its {args.half} ranks" if args.half else ""
+        return f"the top {args.n} of the space by the free aggregate{half}"
     if args.sample is not None:
         return (
             f"sample {args.sample} (seed {SAMPLES[args.sample]}, disjoint from A, B and the "
@@ -456,6 +473,50 @@ def shortlist_table(args: argparse.Namespace, config: ProxyConfig) -> str:
     return "\n".join(lines)
 
 
+def top_table(args: argparse.Namespace, config: ProxyConfig) -> str:
+    """Inside a ``--top`` sample: τ of the free aggregate over the whole space (what a
+    search ranks with), the study's pick score (aggregate + βeff), βeff, the proxy
+    accuracy and the probe's weight change at the run's end, and the paired bootstrap
+    gap of βeff's τ over each other score's."""
+    from search_regret import paired_tau_gap
+
+    archs, entries, size = sample_entries(args, config)
+    cols, wall, n = columns(entries)
+    truth = open_benchmark("builtin")
+    gt = np.array([truth.get(a, args.truth, "valid_acc") for a in archs], dtype=float)
+    best = max(truth.get(a, args.truth, "valid_acc") for a in truth.archs())
+    agg = pool_aggregate(args, archs)
+    beta = cols[f"beta_eff@{n}"]
+    rows = {
+        "the free aggregate (over the whole space)": agg,
+        f"the study's pick score (aggregate + βeff@{n})": rank_aggregate(
+            {"aggregate": agg, "beta_eff": beta}
+        ),
+        f"βeff@{n}": beta,
+        f"accuracy@{n}": cols[f"acc@{n}"],
+        f"probe_dw_chain_sf@{n}": cols.get(f"probe_dw_chain_sf@{n}", np.full(len(archs), np.nan)),
+    }
+    lines = [
+        f"{sample_label(args)}: {len(entries)} of {size} cells with a complete run; "
+        f"{args.truth} 200-epoch validation accuracy spans {np.nanmin(gt):.2f}-"
+        f"{np.nanmax(gt):.2f} %; median {np.nanmedian(wall[:, -1]):.1f} s per cell",
+        "",
+        f"| score | Kendall τ [95 % CI] | regret of its top-1 | τ(βeff@{n}) − τ(score) [95 % CI] |",
+        "|---|---|---|---|",
+    ]
+    for name, col in rows.items():
+        s = correlation_summary(col, gt, n_boot=1000, seed=0)
+        top1 = best - gt[int(np.nanargmax(col))] if np.isfinite(col).any() else math.nan
+        gap = "–"
+        if name != f"βeff@{n}" and np.isfinite(col).any():
+            g, low, high = paired_tau_gap(beta, col, gt)
+            gap = f"{g:+.3f} [{low:+.3f}, {high:+.3f}]"
+        lines.append(
+            f"| {name} | {s['kendall_tau']:+.3f} {_fmt_ci(s['kendall_ci'])} | {top1:.2f} | {gap} |"
+        )
+    return "\n".join(lines)
+
+
 #: Shortlist sizes of the simulated final stage (:func:`final_stage`).
 FINAL_TOP = (3, 6)
 
@@ -515,9 +576,7 @@ def final_stage_table(args: argparse.Namespace, long_config: ProxyConfig) -> str
         )
     short, _, n_short = columns([e_short[a_short.index(a)] for a in both])
     long, wall, n_long = columns([e_long[a_long.index(a)] for a in both])
-    # the aggregate a study ranks with: over the whole screened pool, not these cells
-    pool = {str(a): v for a, v in top_of_space(args.n, args.cache, args.data_root)}
-    short["aggregate"] = np.array([pool[a] for a in both])
+    short["aggregate"] = pool_aggregate(args, both)
     truth = open_benchmark("builtin")
     gt = np.array([truth.get(a, args.truth, "valid_acc") for a in both], dtype=float)
     best = max(truth.get(a, args.truth, "valid_acc") for a in truth.archs())
@@ -730,6 +789,12 @@ def main() -> int:
         "(a search's shortlist), instead of --seed or --sample",
     )
     parser.add_argument(
+        "--half",
+        choices=("odd", "even"),
+        default=None,
+        help="with --top: every other cell by rank (two disjoint samples of the same range)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -760,6 +825,11 @@ def main() -> int:
         "(see --completed, --draws)",
     )
     parser.add_argument("--completed", type=int, default=24, help="cells per draw (--final-stage)")
+    parser.add_argument(
+        "--top-table",
+        action="store_true",
+        help="with --top: βeff against the aggregate, the pick score and accuracy inside it",
+    )
     parser.add_argument("--plot-seeds", type=int, nargs=2, default=[1, 2], metavar="SEED")
     parser.add_argument(
         "--axes",
@@ -777,6 +847,8 @@ def main() -> int:
     args = parser.parse_args()
     if sum((args.seed is not None, args.sample is not None, args.top)) != 1 and not args.plot:
         parser.error("name the sample with exactly one of --seed, --sample and --top")
+    if args.half and not args.top:
+        parser.error("--half splits a --top sample")
     if args.final_stage and not (args.top and args.set):
         parser.error(
             "--final-stage compares the default runs of a --top sample with a longer "
@@ -797,6 +869,11 @@ def main() -> int:
         return 0
     if args.final_stage:
         print(final_stage_table(args, config))
+        return 0
+    if args.top_table:
+        if not args.top:
+            parser.error("--top-table reads a --top sample")
+        print(top_table(args, config))
         return 0
     if args.shortlist:
         print(shortlist_table(args, config))

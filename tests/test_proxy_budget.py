@@ -214,3 +214,11 @@ def test_final_stage_retrains_the_pick_scores_top_and_picks_by_the_longer_run(
     assert one[names[0]][0] == gt[int(np.argmax(combined))]
     top = np.argsort(-combined, kind="stable")[:3]
     assert one[names[1]][0] == gt[top].max()
+
+
+def test_halves_of_a_ranked_sample_are_disjoint_and_span_it(budget: ModuleType) -> None:
+    cells = sample_archs(9, seed=4, unique=True)
+    odd, even = budget.half_of(cells, "odd"), budget.half_of(cells, "even")
+    assert odd == [cells[i] for i in (0, 2, 4, 6, 8)] and even == [cells[i] for i in (1, 3, 5, 7)]
+    assert not set(map(str, odd)) & set(map(str, even))
+    assert budget.half_of(cells, None) == cells
