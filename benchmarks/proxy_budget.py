@@ -70,6 +70,8 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +157,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def top_of_space(n: int, cache: str, data_root: str) -> list[tuple[Arch, float]]:
+@lru_cache(maxsize=1)  # the sample and its aggregate come from one read of the screen
+def top_of_space(n: int, cache: str, data_root: str) -> tuple[tuple[Arch, float], ...]:
     """The ``n`` best distinct non-zero cells of the whole space, with their free
     aggregate over the whole space (what a study's pick reads), by the free aggregate
     a search screens with (NASWOT, synflow, jacob_cov, FLOPs), best first: what a
@@ -180,7 +183,7 @@ def top_of_space(n: int, cache: str, data_root: str) -> list[tuple[Arch, float]]
         store=Store(cache),
         workers=2,
     )
-    return [(Arch.parse(a), v) for a, v in ScreenPool.from_result(result, screen).shortlist(n)]
+    return tuple((Arch.parse(a), v) for a, v in ScreenPool.from_result(result, screen).shortlist(n))
 
 
 def half_of(cells: list[Arch], half: str | None) -> list[Arch]:
@@ -473,6 +476,25 @@ def shortlist_table(args: argparse.Namespace, config: ProxyConfig) -> str:
     return "\n".join(lines)
 
 
+def tau_rows(
+    rows: dict[str, np.ndarray],
+    gt: np.ndarray,
+    best: float,
+    gap: Callable[[str, np.ndarray], str] | None = None,
+) -> list[str]:
+    """One table row per score: its τ with the bootstrap interval, the regret of its
+    top-1 against ``best`` and, with ``gap``, ``gap(name, column)`` as a last cell."""
+    lines = []
+    for name, col in rows.items():
+        s = correlation_summary(col, gt, n_boot=1000, seed=0)
+        top1 = best - gt[int(np.nanargmax(col))] if np.isfinite(col).any() else math.nan
+        cells = [f"{s['kendall_tau']:+.3f} {_fmt_ci(s['kendall_ci'])}", f"{top1:.2f}"]
+        if gap is not None:
+            cells.append(gap(name, col))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def top_table(args: argparse.Namespace, config: ProxyConfig) -> str:
     """Inside a ``--top`` sample: τ of the free aggregate over the whole space (what a
     search ranks with), the study's pick score (aggregate + βeff), βeff, the proxy
@@ -484,7 +506,7 @@ def top_table(args: argparse.Namespace, config: ProxyConfig) -> str:
     cols, wall, n = columns(entries)
     truth = open_benchmark("builtin")
     gt = np.array([truth.get(a, args.truth, "valid_acc") for a in archs], dtype=float)
-    best = max(truth.get(a, args.truth, "valid_acc") for a in truth.archs())
+    best = truth.best(args.truth, "valid_acc")[1]
     agg = pool_aggregate(args, archs)
     beta = cols[f"beta_eff@{n}"]
     rows = {
@@ -504,17 +526,14 @@ def top_table(args: argparse.Namespace, config: ProxyConfig) -> str:
         f"| score | Kendall τ [95 % CI] | regret of its top-1 | τ(βeff@{n}) − τ(score) [95 % CI] |",
         "|---|---|---|---|",
     ]
-    for name, col in rows.items():
-        s = correlation_summary(col, gt, n_boot=1000, seed=0)
-        top1 = best - gt[int(np.nanargmax(col))] if np.isfinite(col).any() else math.nan
-        gap = "–"
-        if name != f"βeff@{n}" and np.isfinite(col).any():
-            g, low, high = paired_tau_gap(beta, col, gt)
-            gap = f"{g:+.3f} [{low:+.3f}, {high:+.3f}]"
-        lines.append(
-            f"| {name} | {s['kendall_tau']:+.3f} {_fmt_ci(s['kendall_ci'])} | {top1:.2f} | {gap} |"
-        )
-    return "\n".join(lines)
+
+    def gap(name: str, col: np.ndarray) -> str:
+        if name == f"βeff@{n}" or not np.isfinite(col).any():
+            return "–"
+        g, low, high = paired_tau_gap(beta, col, gt)
+        return f"{g:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+    return "\n".join(lines + tau_rows(rows, gt, best, gap))
 
 
 #: Shortlist sizes of the simulated final stage (:func:`final_stage`).
@@ -579,7 +598,7 @@ def final_stage_table(args: argparse.Namespace, long_config: ProxyConfig) -> str
     short["aggregate"] = pool_aggregate(args, both)
     truth = open_benchmark("builtin")
     gt = np.array([truth.get(a, args.truth, "valid_acc") for a in both], dtype=float)
-    best = max(truth.get(a, args.truth, "valid_acc") for a in truth.archs())
+    best = truth.best(args.truth, "valid_acc")[1]
     pick = rank_aggregate(
         {"aggregate": short["aggregate"], "beta_eff": short[f"beta_eff@{n_short}"]}
     )
@@ -602,12 +621,7 @@ def final_stage_table(args: argparse.Namespace, long_config: ProxyConfig) -> str
         "| reading | Kendall τ [95 % CI] | regret of its top-1 (points) |",
         "|---|---|---|",
     ]
-    for name, col in rows.items():
-        s = correlation_summary(col, gt, n_boot=1000, seed=0)
-        top1 = gt[int(np.nanargmax(col))]
-        lines.append(
-            f"| {name} | {s['kendall_tau']:+.3f} {_fmt_ci(s['kendall_ci'])} | {best - top1:.2f} |"
-        )
+    lines += tau_rows(rows, gt, best)
     gap, low, high = paired_tau_gap(long[f"acc@{n_long}"], pick, gt)
     lines += [
         "",
@@ -847,8 +861,8 @@ def main() -> int:
     args = parser.parse_args()
     if sum((args.seed is not None, args.sample is not None, args.top)) != 1 and not args.plot:
         parser.error("name the sample with exactly one of --seed, --sample and --top")
-    if args.half and not args.top:
-        parser.error("--half splits a --top sample")
+    if (args.half or args.top_table) and not args.top:
+        parser.error("--half and --top-table read a --top sample")
     if args.final_stage and not (args.top and args.set):
         parser.error(
             "--final-stage compares the default runs of a --top sample with a longer "
@@ -871,8 +885,6 @@ def main() -> int:
         print(final_stage_table(args, config))
         return 0
     if args.top_table:
-        if not args.top:
-            parser.error("--top-table reads a --top sample")
         print(top_table(args, config))
         return 0
     if args.shortlist:
