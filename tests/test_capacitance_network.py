@@ -203,3 +203,37 @@ def test_gradients_do_not_leak_and_result_is_on_device() -> None:
     assert out.shape == (len(VARIANTS),) and not out.requires_grad
     assert all(p.grad is None for p in net.parameters())
     assert math.isfinite(float(out[0]))
+
+
+class _KeepsItsOutput(nn.Module):
+    """A model that holds on to its last output, and so to the autograd graph of the trace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
+        self.last: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.last = self.body(x) + x[:, :3]  # a skip: the input reaches the output twice
+        return self.last
+
+
+def _nodes(start: object) -> list[object]:
+    stack, out = [start], []
+    while stack:
+        node = stack.pop()
+        if node is not None and len(out) < 1000:
+            out.append(node)
+            stack.extend(nxt for nxt, _ in getattr(node, "next_functions", ()))
+    return out
+
+
+def test_the_trace_leaves_no_mark_on_the_autograd_graph() -> None:
+    model = _KeepsItsOutput()
+    graph = coupling_graph(model, torch.randn(2, 4))
+    assert graph.names == ("body.0", "body.2") and graph.edges == ((0, 1),)
+    assert model.last is not None
+    nodes = _nodes(model.last.grad_fn)
+    assert len(nodes) > 4  # the graph is still alive and was walked
+    for node in nodes:
+        assert not [k for k in node.metadata if str(k).startswith("nasnc.")]

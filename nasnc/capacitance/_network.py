@@ -66,6 +66,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse
@@ -161,15 +162,18 @@ def coupling_graph(model: nn.Module, example: torch.Tensor) -> CouplingGraph:
         whose channel counts differ (an operation that mixes channels without
         parameters, which this graph does not model).
     """
-    records: dict[str, tuple[object, object, bool]] = {}
+    records: dict[str, tuple[object, bool]] = {}
     order: list[str] = []
     handles = []
+    touched: dict[int, dict[str, object]] = {}
 
     def hook(name: str):  # type: ignore[no-untyped-def]
         def record(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
             if name in records:
                 raise ConfigError(f"layer {name!r} is called twice; shared weights not supported.")
-            records[name] = (inp[0].grad_fn, out.grad_fn, inp[0] is x)
+            if out.grad_fn is not None:
+                _tags(out.grad_fn, touched)[_LAYER] = name
+            records[name] = (inp[0].grad_fn, inp[0] is x)
             order.append(name)
 
         return record
@@ -186,34 +190,71 @@ def coupling_graph(model: nn.Module, example: torch.Tensor) -> CouplingGraph:
     try:
         with torch.enable_grad():
             out = model(x)
+        return _live_graph(records, order, shapes, x, out, touched)
     finally:
         for h in handles:
             h.remove()
-    out_node: dict[object, str] = {o: n for n, (_i, o, _x) in records.items() if o is not None}
+        for tags in touched.values():  # the trace leaves no mark on the graph's nodes
+            tags.pop(_LAYER, None)
+            tags.pop(_SEEN, None)
 
-    def sources(start: object) -> tuple[set[str], bool]:
+
+#: Keys of the marks :func:`coupling_graph` puts in autograd nodes' ``metadata``
+#: while it traces: the metadata dict lives on the C++ node, so a mark stays with
+#: its node. The Python object that ``next_functions`` returns for a node may
+#: live only as long as a reference to it (torch 2.11): once let go, the next
+#: node's object can take its address, so a ``seen`` set of ``id()`` values skipped
+#: nodes never visited and the trace lost every layer (all whole-network βeff
+#: NaN; torch 2.13 kept the objects, so it never showed there).
+_LAYER = "nasnc.coupling_graph.layer"
+_SEEN = "nasnc.coupling_graph.seen"
+
+
+def _tags(node: Any, touched: dict[int, dict[str, object]]) -> dict[str, object]:
+    tags: dict[str, object] = node.metadata
+    touched[id(tags)] = tags  # kept alive here, so the id stays unique
+    return tags
+
+
+def _live_graph(
+    records: dict[str, tuple[object, bool]],
+    order: list[str],
+    shapes: dict[str, tuple[int, int]],
+    x: torch.Tensor,
+    out: torch.Tensor,
+    touched: dict[int, dict[str, object]],
+) -> CouplingGraph:
+    """The layers of one traced forward pass that are live, and their feeds."""
+    visit = 0
+
+    def sources(start: Any) -> tuple[set[str], bool]:
         """Layers whose output reaches ``start`` through parameter-free nodes; input reached?"""
+        nonlocal visit
+        visit += 1
         found: set[str] = set()
         reached = False
-        stack, seen = [start], set()
+        stack = [start]
         while stack:
             node = stack.pop()
-            if node is None or id(node) in seen:
+            if node is None:
                 continue
-            seen.add(id(node))
-            if node in out_node:
-                found.add(out_node[node])
+            if hasattr(node, "variable"):  # a leaf's AccumulateGrad: the input, or a weight
+                reached = reached or node.variable is x
                 continue
-            if getattr(node, "variable", None) is x:  # the input's AccumulateGrad
-                reached = True
+            tags = _tags(node, touched)
+            if tags.get(_SEEN) == visit:
                 continue
-            stack.extend(nxt for nxt, _ in getattr(node, "next_functions", ()))
+            tags[_SEEN] = visit
+            if _LAYER in tags:
+                found.add(str(tags[_LAYER]))
+                continue
+            stack.extend(nxt for nxt, _ in node.next_functions)
         return found, reached
 
     preds: dict[str, set[str]] = {}
     from_input: dict[str, bool] = {}
     for name in order:  # execution order is topological
-        grad_fn, _out, is_input = records[name]
+        grad_fn, is_input = records[name]
         found, reached = sources(grad_fn)
         preds[name] = found
         from_input[name] = is_input or reached or any(from_input[m] for m in found)
