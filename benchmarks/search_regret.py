@@ -34,7 +34,9 @@ warning about any recorded by other code (a killed run loses only the study
 in flight; delete the file to measure again). It reports the study's pick,
 its best trained cell, post-hoc picks among the trained cells (proxy
 accuracy, βeff, the aggregate plus proxy accuracy, plus the whole network's or
-the probe's βeff of W - W0 after one epoch), and
+the probe's βeff of W - W0 after one epoch; βeff among the completed cells of
+the screen's shortlist, with its regret gap to the study's pick paired over
+seeds), and
 random search (oracle) with as many cells as each study's measured wall-clock
 buys at its median trained-cell cost.
 
@@ -85,7 +87,7 @@ from nasnc.bench import open_benchmark
 from nasnc.metrics import STATISTICS, bootstrap_ci, kendall_tau
 from nasnc.pipeline import ProxyConfig, evaluate_arch, load_proxy_data, screen_archs
 from nasnc.proxies import AGGREGATES, rank_aggregate
-from nasnc.space import sample_archs
+from nasnc.space import Arch, sample_archs
 from nasnc.store import Store
 from nasnc_search import READING_SCORES
 
@@ -109,6 +111,41 @@ def _first_finite(column: np.ndarray | None) -> float:
     arr = np.asarray(column, dtype=float)
     good = arr[np.isfinite(arr)]
     return float(good[0]) if good.size else math.nan
+
+
+def shortlist_pick(col: dict[str, np.ndarray], done: np.ndarray) -> float:
+    """True accuracy of the completed shortlisted cell with the highest βeff (NaN: none).
+
+    The candidate pick of docs/capacitance-study.md ("The shortlist pick, in a
+    search"): βeff ranks the top of the screen better than the aggregate and the
+    pick score, but picked badly among cells TPE proposes outside it.
+    """
+    if not done.any():
+        return math.nan
+    keep = done & (col.get("shortlisted", np.zeros_like(done, dtype=float)) == 1.0)
+    beta = np.where(keep, col.get("beta_eff", np.full(done.shape, np.nan)), np.nan)
+    if not np.isfinite(beta).any():
+        return math.nan
+    return float(col["acc"][int(np.nanargmax(beta))])
+
+
+def paired_regret_gap(
+    base: list[float], other: list[float], n_boot: int = 10_000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean regret of ``other`` minus ``base`` over seeds (accuracies given), 95 % interval.
+
+    The seeds are resampled with replacement, pairs kept together; negative
+    means ``other`` picked better. NaN with fewer than 2 seeds where both exist.
+    """
+    a, b = np.asarray(base, dtype=float), np.asarray(other, dtype=float)
+    both = np.isfinite(a) & np.isfinite(b)
+    diff = a[both] - b[both]  # regret(other) - regret(base) = acc(base) - acc(other)
+    if diff.size < 2:
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, diff.size, size=(n_boot, diff.size))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(diff.mean()), float(lo), float(hi)
 
 
 def _pick_among(values: dict[str, np.ndarray], acc: np.ndarray) -> float:
@@ -249,6 +286,7 @@ def search_seed(
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
     ]
     store = Store(config.cache)
+    shortlist = {Arch.parse(str(a)).canonical() for a in screen.get("shortlist") or ()}
     rows: dict[str, dict[str, float]] = {}
     for t in trained:
         canonical = str(t.user_attrs.get("canonical"))
@@ -259,6 +297,7 @@ def search_seed(
         rows[canonical] = {
             "acc": _float(t.user_attrs.get("true_acc")),
             "complete": float(t.state == TrialState.COMPLETE),
+            "shortlisted": float(canonical in shortlist),
             "aggregate": _float(t.user_attrs.get("aggregate")),
             "proxy_valid_acc": _float(t.user_attrs.get("proxy_valid_acc")),
             "beta_eff": _float(t.user_attrs.get("beta_eff")),
@@ -289,7 +328,10 @@ def search_seed(
         "aggregate + probe dW": among_done(
             {"a": col.get("aggregate", acc), "d": col.get("probe_dw_ep1", acc)}
         ),
+        "shortlist: beta_eff": shortlist_pick(col, done),
     }
+    if math.isnan(by["shortlist: beta_eff"]):  # no shortlisted cell completed
+        by["shortlist: beta_eff"] = _float(summary.get("best_found", {}).get("true_acc"))
     train_s = float(np.nanmedian(col["cost_s"])) if rows else math.nan
     best_found = summary.get("best_found") or {}
     return {
@@ -495,6 +537,9 @@ def run_search_mode(args: argparse.Namespace) -> int:
         "  completed cells picked by aggregate + probe dW ep1": [
             r["by"].get("aggregate + probe dW", math.nan) for r in results
         ],
+        "  completed shortlisted cells picked by beta_eff": [
+            r["by"].get("shortlist: beta_eff", math.nan) for r in results
+        ],
         "random search, same wall-clock (oracle)": [],
     }
     n_random = []
@@ -521,6 +566,14 @@ def run_search_mode(args: argparse.Namespace) -> int:
     for name, values in table.items():
         vals = [math.nan if v is None else float(v) for v in values]
         print(f"{name:48s} {_ms(vals):>16s} {_ms([space_best - v for v in vals]):>14s}")
+    picks = [math.nan if r["pick"] is None else float(r["pick"]) for r in results]
+    short = [_float(r["by"].get("shortlist: beta_eff")) for r in results]
+    mean, lo, hi = paired_regret_gap(picks, short)
+    print(
+        f"\nregret of the shortlist pick (beta_eff among completed shortlisted cells) "
+        f"minus the study's pick, paired over seeds: {mean:+.2f} [{lo:+.2f}, {hi:+.2f}] "
+        f"points (95 % bootstrap of seeds; negative: the shortlist pick is better)"
+    )
     return 0
 
 

@@ -172,3 +172,25 @@ def test_within_study_taus_read_each_studys_completed_cells(tmp_path):
     assert taus[0]["n"] == 6 and taus[0]["score"] == pytest.approx(1.0)
     assert taus[3]["score"] == pytest.approx(-1.0)
     assert math.isnan(taus[0]["absent"])
+
+
+def test_shortlist_pick_takes_the_highest_beta_eff_among_completed_shortlisted_cells():
+    col = {
+        "acc": np.array([91.0, 90.0, 89.0, 88.0]),
+        "beta_eff": np.array([9.0, 3.0, 5.0, 4.0]),
+        "shortlisted": np.array([0.0, 1.0, 1.0, 1.0]),  # the best βeff is a TPE cell
+    }
+    done = np.array([True, True, False, True])  # the shortlisted 5.0 was pruned
+    assert regret.shortlist_pick(col, done) == 88.0
+    assert math.isnan(regret.shortlist_pick(col, np.array([True, False, False, False])))
+    assert math.isnan(regret.shortlist_pick(col, np.zeros(4, dtype=bool)))
+    col["beta_eff"] = np.array([9.0, np.nan, 5.0, np.nan])
+    assert math.isnan(regret.shortlist_pick(col, done))  # NaN βeff never wins
+
+
+def test_paired_regret_gap_is_signed_by_the_other_pick_and_needs_two_seeds():
+    base, better = [90.0, 89.0, 91.0], [90.5, 89.5, 91.0]
+    mean, lo, hi = regret.paired_regret_gap(base, better)
+    assert mean == pytest.approx(-1 / 3) and lo <= mean <= hi <= 0.0
+    assert regret.paired_regret_gap(better, base)[0] == pytest.approx(1 / 3)
+    assert all(math.isnan(v) for v in regret.paired_regret_gap([90.0, math.nan], [91.0, 92.0]))
