@@ -331,7 +331,7 @@ def search_seed(
         "shortlist: beta_eff": shortlist_pick(col, done),
     }
     if math.isnan(by["shortlist: beta_eff"]):  # no shortlisted cell completed
-        by["shortlist: beta_eff"] = _float(summary.get("best_found", {}).get("true_acc"))
+        by["shortlist: beta_eff"] = _float((summary.get("best_found") or {}).get("true_acc"))
     train_s = float(np.nanmedian(col["cost_s"])) if rows else math.nan
     best_found = summary.get("best_found") or {}
     return {
