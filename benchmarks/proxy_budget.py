@@ -56,6 +56,14 @@ readings (paired bootstrap of the τ gap) and simulates a final stage that
 trains the pick's top 3 or 6 of ``--completed`` random cells again
 (docs/benchmarks.md, "Search regret": the eleventh session's pilot).
 
+``--train-seed S`` trains and reads the runs at seed S (data order and
+initialisation, as a study's ``seed:`` seeds its trials; default 0);
+``--top-table --versus-seed S`` adds the table at seed S and how the two seeds
+agree: each reading's τ between the seeds and the regret of each one's top-1.
+
+    python benchmarks/proxy_budget.py --top --n 150 --half even --train-seed 1 --shard 0/2
+    python benchmarks/proxy_budget.py --top --n 150 --half even --top-table --versus-seed 1
+
 ``--axes`` puts each ``--point`` config (its cells' complete runs in the cache)
 on one plot and table: τ of the free aggregate, the proxy accuracy, βeff, the
 last chain_sf reading and the probe's weight change (``probe_dw_chain_sf``) at
@@ -80,7 +88,7 @@ import torch
 
 from nasnc.bench import open_benchmark
 from nasnc.capacitance import WEIGHT_CHANGE_VARIANTS, weight_change_name
-from nasnc.metrics import correlation_summary
+from nasnc.metrics import correlation_summary, kendall_tau
 from nasnc.pipeline import (
     ProxyConfig,
     beta_eff_from_snapshots,
@@ -226,15 +234,24 @@ def sample_label(args: argparse.Namespace) -> str:
     )
 
 
+def train_seed(args: argparse.Namespace) -> int:
+    """The seed of the runs (data order and initialisation), as a study's ``seed:``
+    seeds its trials; 0 unless ``--train-seed`` says otherwise."""
+    return int(getattr(args, "train_seed", 0) or 0)
+
+
 def compute(args: argparse.Namespace, config: ProxyConfig) -> int:
     archs = budget_sample(args)
     i, k = (int(v) for v in args.shard.split("/"))
     mine = archs[i::k]
-    data = load_proxy_data(config, args.data_root, device="cpu", seed=0)
+    seed = train_seed(args)
+    data = load_proxy_data(config, args.data_root, device="cpu", seed=seed)
     store = Store(args.cache)
     start = time.perf_counter()
     for j, arch in enumerate(mine, start=1):
-        result = evaluate_arch(arch, config, data, seed=0, device="cpu", store=store, proxies=FREE)
+        result = evaluate_arch(
+            arch, config, data, seed=seed, device="cpu", store=store, proxies=FREE
+        )
         s = result.entry.summary
         print(
             f"[{j:3d}/{len(mine)}] {'cached ' if result.cache_hit else 'trained'} "
@@ -253,9 +270,10 @@ def sample_entries(
     entries, in sample order) and the sample's size. A diverged run or one with fewer
     report points than the others is left out (and counted by the caller)."""
     archs = budget_sample(args)
-    data = load_proxy_data(config, args.data_root, device="cpu", seed=0)
+    seed = train_seed(args)
+    data = load_proxy_data(config, args.data_root, device="cpu", seed=seed)
     store = Store(args.cache)
-    found = [(str(a), store.get(proxy_key(a, config, 0, data, device="cpu"))) for a in archs]
+    found = [(str(a), store.get(proxy_key(a, config, seed, data, device="cpu"))) for a in archs]
     kept = complete_runs(found)
     return [a for a, _ in kept], [e for _, e in kept], len(archs)
 
@@ -534,6 +552,48 @@ def top_table(args: argparse.Namespace, config: ProxyConfig) -> str:
         return f"{g:+.3f} [{low:+.3f}, {high:+.3f}]"
 
     return "\n".join(lines + tau_rows(rows, gt, best, gap))
+
+
+def seed_agreement(args: argparse.Namespace, config: ProxyConfig, other: int) -> str:
+    """How a ``--top`` sample's readings agree between ``--train-seed`` and ``other``:
+    the top table at ``other``, then per reading Kendall τ between the two seeds'
+    values (cells with a complete run at both) and the regret of each seed's top-1."""
+    mine = train_seed(args)
+    theirs = argparse.Namespace(**{**vars(args), "train_seed": other})
+    archs_a, entries_a, _ = sample_entries(args, config)
+    archs_b, entries_b, _ = sample_entries(theirs, config)
+    both = sorted(set(archs_a) & set(archs_b), key=archs_a.index)
+    if len(both) < 3:
+        return f"seeds {mine} and {other}: {len(both)} cells with a run at both, too few"
+    cols_a, _, n = columns([entries_a[archs_a.index(a)] for a in both])
+    cols_b, _, _ = columns([entries_b[archs_b.index(a)] for a in both])
+    truth = open_benchmark("builtin")
+    gt = np.array([truth.get(a, args.truth, "valid_acc") for a in both], dtype=float)
+    best = truth.best(args.truth, "valid_acc")[1]
+    agg = pool_aggregate(args, both)
+    lines = [
+        top_table(theirs, config),
+        "",
+        f"seeds {mine} and {other} on the {len(both)} cells with a run at both:",
+        "",
+        f"| reading | τ between the seeds | τ vs {args.truth}, seed {mine} / {other} "
+        f"| regret of the top-1, seed {mine} / {other} |",
+        "|---|---|---|---|",
+    ]
+    readings = {
+        f"βeff@{n}": (cols_a[f"beta_eff@{n}"], cols_b[f"beta_eff@{n}"]),
+        f"accuracy@{n}": (cols_a[f"acc@{n}"], cols_b[f"acc@{n}"]),
+        f"pick score (aggregate + βeff@{n})": (
+            rank_aggregate({"aggregate": agg, "beta_eff": cols_a[f"beta_eff@{n}"]}),
+            rank_aggregate({"aggregate": agg, "beta_eff": cols_b[f"beta_eff@{n}"]}),
+        ),
+    }
+    for name, (a, b) in readings.items():
+        between = kendall_tau(a, b)
+        ta, tb = kendall_tau(a, gt), kendall_tau(b, gt)
+        ra, rb = best - gt[int(np.nanargmax(a))], best - gt[int(np.nanargmax(b))]
+        lines.append(f"| {name} | {between:+.3f} | {ta:+.3f} / {tb:+.3f} | {ra:.2f} / {rb:.2f} |")
+    return "\n".join(lines)
 
 
 #: Shortlist sizes of the simulated final stage (:func:`final_stage`).
@@ -844,6 +904,21 @@ def main() -> int:
         action="store_true",
         help="with --top: βeff against the aggregate, the pick score and accuracy inside it",
     )
+    parser.add_argument(
+        "--train-seed",
+        type=int,
+        default=0,
+        help="seed of the runs (data order, initialisation), as a study's seed: seeds its "
+        "trials (default 0)",
+    )
+    parser.add_argument(
+        "--versus-seed",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="with --top-table: also the runs at this --train-seed, and how the two seeds "
+        "agree (each reading's Kendall τ between the seeds, the top-1 of each)",
+    )
     parser.add_argument("--plot-seeds", type=int, nargs=2, default=[1, 2], metavar="SEED")
     parser.add_argument(
         "--axes",
@@ -886,6 +961,9 @@ def main() -> int:
         return 0
     if args.top_table:
         print(top_table(args, config))
+        if args.versus_seed is not None:
+            print()
+            print(seed_agreement(args, config, args.versus_seed))
         return 0
     if args.shortlist:
         print(shortlist_table(args, config))

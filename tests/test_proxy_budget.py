@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from types import ModuleType
 
@@ -222,3 +223,54 @@ def test_halves_of_a_ranked_sample_are_disjoint_and_span_it(budget: ModuleType) 
     assert odd == [cells[i] for i in (0, 2, 4, 6, 8)] and even == [cells[i] for i in (1, 3, 5, 7)]
     assert not set(map(str, odd)) & set(map(str, even))
     assert budget.half_of(cells, None) == cells
+
+
+def test_seed_agreement_reads_each_train_seeds_own_runs(
+    budget: ModuleType, tmp_path, synthetic_root, builtin, monkeypatch
+) -> None:
+    from conftest import SYNTHETIC_TRAIN
+
+    from nasnc.pipeline import ProxyConfig, load_proxy_data, proxy_key, resolved_config
+    from nasnc.store import Store
+
+    archs = [str(a) for a in sample_archs(8, seed=5, unique=True, exclude_zero=True)]
+    config = ProxyConfig(snapshots="probe", train_subset=SYNTHETIC_TRAIN, valid_size=500)
+    store = Store(tmp_path / "cache")
+    rng = np.random.default_rng(0)
+    for seed, order in ((0, 1.0), (1, -1.0)):  # seed 1 reverses βeff's order, keeps accuracy's
+        data = load_proxy_data(config, synthetic_root, device="cpu", seed=seed)
+        for i, arch in enumerate(archs):
+            entry = _entry(arch, rng)
+            entry.trajectory["beta_eff_est"][-1] = order * i
+            entry.trajectory["valid_acc"][-1] = 0.1 * i
+            fixed = Entry.from_arch(
+                arch,
+                dataset="cifar10",
+                seed=seed,
+                config=resolved_config(config, data, device="cpu"),
+                trajectory=entry.trajectory,
+                summary={
+                    **entry.summary,
+                    "beta_eff_std": 0.0,
+                    "beta_eff_last": 1.0,
+                    "diverged": False,
+                },
+                scores=entry.scores,
+            )
+            assert store.put(fixed) == proxy_key(arch, config, seed, data, device="cpu")
+    monkeypatch.setattr(budget, "budget_sample", lambda args: archs)
+    monkeypatch.setattr(
+        budget, "pool_aggregate", lambda args, cells: np.arange(len(cells), 0, -1.0)
+    )
+    args = argparse.Namespace(
+        top=True, n=8, half=None, cache=str(tmp_path / "cache"), data_root=str(synthetic_root),
+        truth="cifar10-valid", train_seed=0,
+    )  # fmt: skip
+    assert len(budget.sample_entries(args, config)[1]) == 8
+    table = budget.seed_agreement(args, config, 1)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()}
+    assert "| -1.000 |" in rows["βeff@4"]  # the seeds' βeff disagree entirely
+    assert "| +1.000 |" in rows["accuracy@4"]
+    missing = argparse.Namespace(**{**vars(args), "train_seed": 7})
+    assert budget.sample_entries(missing, config)[1] == []
+    assert "too few" in budget.seed_agreement(missing, config, 1)
