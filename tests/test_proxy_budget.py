@@ -271,6 +271,7 @@ def test_seed_agreement_reads_each_train_seeds_own_runs(
     rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()}
     assert "| -1.000 |" in rows["βeff@4"]  # the seeds' βeff disagree entirely
     assert "| +1.000 |" in rows["accuracy@4"]
+    assert "(both)" in rows["βeff@4, the mean of its two seeds' ranks"]
     missing = argparse.Namespace(**{**vars(args), "train_seed": 7})
     assert budget.sample_entries(missing, config)[1] == []
     assert "too few" in budget.seed_agreement(missing, config, 1)
