@@ -946,6 +946,8 @@ def main() -> int:
         parser.error("name the sample with exactly one of --seed, --sample and --top")
     if (args.half or args.top_table) and not args.top:
         parser.error("--half and --top-table read a --top sample")
+    if args.versus_seed is not None and not args.top_table:
+        parser.error("--versus-seed adds to --top-table")
     if args.final_stage and not (args.top and args.set):
         parser.error(
             "--final-stage compares the default runs of a --top sample with a longer "
