@@ -561,13 +561,13 @@ def seed_agreement(args: argparse.Namespace, config: ProxyConfig, other: int) ->
     values (cells with a complete run at both) and the regret of each seed's top-1."""
     mine = train_seed(args)
     theirs = argparse.Namespace(**{**vars(args), "train_seed": other})
-    archs_a, entries_a, _ = sample_entries(args, config)
-    archs_b, entries_b, _ = sample_entries(theirs, config)
-    both = sorted(set(archs_a) & set(archs_b), key=archs_a.index)
+    runs_a = dict(zip(*sample_entries(args, config)[:2]))
+    runs_b = dict(zip(*sample_entries(theirs, config)[:2]))
+    both = [a for a in runs_a if a in runs_b]  # in sample order
     if len(both) < 3:
         return f"seeds {mine} and {other}: {len(both)} cells with a run at both, too few"
-    cols_a, _, n = columns([entries_a[archs_a.index(a)] for a in both])
-    cols_b, _, _ = columns([entries_b[archs_b.index(a)] for a in both])
+    cols_a, _, n = columns([runs_a[a] for a in both])
+    cols_b, _, _ = columns([runs_b[a] for a in both])
     truth = open_benchmark("builtin")
     gt = np.array([truth.get(a, args.truth, "valid_acc") for a in both], dtype=float)
     best = truth.best(args.truth, "valid_acc")[1]
