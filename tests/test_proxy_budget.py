@@ -44,17 +44,32 @@ def test_bad_override_names_the_culprit(budget: ModuleType, pair: str, culprit: 
         budget.parse_overrides([pair])
 
 
-def _entry(arch: str, rng: np.random.Generator, n_points: int = 4) -> Entry:
+def _entry(
+    arch: str,
+    rng: np.random.Generator,
+    n_points: int = 4,
+    *,
+    seed: int = 0,
+    config: dict | None = None,
+) -> Entry:
     trajectory = {
         key: rng.uniform(0.1, 1.0, n_points) for key in ("train_loss", "wall_s", *budget_columns())
     }
     return Entry.from_arch(
         arch,
         dataset="cifar10",
-        seed=0,
-        config={},
+        seed=seed,
+        config=config or {},
         trajectory=trajectory,
-        summary={"beta_eff": 1.0, "proxy_valid_acc": 0.5, "cost_s": 1.0, "steps": 4},
+        summary={
+            "beta_eff": 1.0,
+            "beta_eff_std": 0.0,
+            "beta_eff_last": 1.0,
+            "proxy_valid_acc": 0.5,
+            "cost_s": 1.0,
+            "steps": 4,
+            "diverged": False,
+        },
         scores={k: float(rng.normal()) for k in ("naswot", "synflow", "jacob_cov", "flops")},
     )
 
@@ -240,24 +255,10 @@ def test_seed_agreement_reads_each_train_seeds_own_runs(
     for seed, order in ((0, 1.0), (1, -1.0)):  # seed 1 reverses βeff's order, keeps accuracy's
         data = load_proxy_data(config, synthetic_root, device="cpu", seed=seed)
         for i, arch in enumerate(archs):
-            entry = _entry(arch, rng)
+            entry = _entry(arch, rng, seed=seed, config=resolved_config(config, data, device="cpu"))
             entry.trajectory["beta_eff_est"][-1] = order * i
             entry.trajectory["valid_acc"][-1] = 0.1 * i
-            fixed = Entry.from_arch(
-                arch,
-                dataset="cifar10",
-                seed=seed,
-                config=resolved_config(config, data, device="cpu"),
-                trajectory=entry.trajectory,
-                summary={
-                    **entry.summary,
-                    "beta_eff_std": 0.0,
-                    "beta_eff_last": 1.0,
-                    "diverged": False,
-                },
-                scores=entry.scores,
-            )
-            assert store.put(fixed) == proxy_key(arch, config, seed, data, device="cpu")
+            assert store.put(entry) == proxy_key(arch, config, seed, data, device="cpu")
     monkeypatch.setattr(budget, "budget_sample", lambda args: archs)
     monkeypatch.setattr(
         budget, "pool_aggregate", lambda args, cells: np.arange(len(cells), 0, -1.0)
