@@ -43,6 +43,17 @@ buys at its median trained-cell cost.
     python benchmarks/search_regret.py --search configs/cpu-30min.yaml --seeds 5 \
         --screen-size 1000 --top-k 8 --n-trials 16
 
+With ``--final-stage M`` (and ``--final-seeds K``, default 1) each study's top
+M completed cells by its pick score are trained again at K more seeds (the
+study's seed + 1000, + 2000, ...: data subset, order and initialisation) after
+the study, into its cache, and the picks among them by βeff averaged over the
+seeds (and its variants) are reported beside the study's pick, with the
+paired regret gap over seeds. The study's row is recorded before its final
+stage runs, so a killed final stage is run again from the study's journal.
+
+    python benchmarks/search_regret.py --search configs/cpu-30min.yaml --first-seed 10 \
+        --seeds 5 --final-stage 6 --final-seeds 1 --out runs/search-regret-final
+
 ``--first-seed N`` starts the seeds at N (a replication on seeds no earlier
 measurement used). Stage sizes are scaled to the machine: state them with
 the numbers. ``--set KEY=VALUE`` overrides any other config key (dotted into
@@ -72,6 +83,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -84,6 +96,7 @@ import torch
 import yaml
 
 from nasnc.bench import open_benchmark
+from nasnc.data import ProxyData
 from nasnc.metrics import STATISTICS, bootstrap_ci, kendall_tau
 from nasnc.pipeline import ProxyConfig, evaluate_arch, load_proxy_data, screen_archs
 from nasnc.proxies import AGGREGATES, rank_aggregate
@@ -262,23 +275,13 @@ def append_line(path: Path, row: dict) -> None:
         fh.write((json.dumps(row) + "\n").encode())
 
 
-def search_seed(
-    args: argparse.Namespace, seed: int, truth, space_best: float, revision: str
-) -> dict:
-    """One real two-stage study (the CLI's code path) on a cold cache; its figures."""
+def study_cells(study, config) -> tuple[list[str], dict[str, np.ndarray]]:
+    """The distinct cells a study trained (completed or pruned): each one's arch as
+    trained and its columns (``acc``, ``complete``, ``shortlisted``, the trial scores,
+    the first W - W0 readings, ``cost_s``). A completed run of a cell wins over a
+    pruned one."""
     from optuna.trial import TrialState
 
-    from nasnc_search import run_search, summarize
-
-    config = seed_config(args, seed)
-    run_dir = Path(args.out) / f"seed{seed}"
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # each seed is a cold start: no cache hits from earlier seeds
-    run_dir.mkdir(parents=True)
-    start = time.perf_counter()
-    study = run_search(config)
-    wall = time.perf_counter() - start
-    summary = summarize(study, config, truth=truth).to_dict()
     screen = study.user_attrs.get("screen") or {}
     trained = [
         t
@@ -288,12 +291,14 @@ def search_seed(
     store = Store(config.cache)
     shortlist = {Arch.parse(str(a)).canonical() for a in screen.get("shortlist") or ()}
     rows: dict[str, dict[str, float]] = {}
+    archs: dict[str, str] = {}
     for t in trained:
         canonical = str(t.user_attrs.get("canonical"))
         if canonical in rows and t.state != TrialState.COMPLETE:
             continue  # a completed run of the cell wins over a pruned one
         entry = store.get(str(t.user_attrs.get("key")))
         traj = entry.trajectory if entry is not None else {}
+        archs[canonical] = str(t.user_attrs.get("arch"))
         rows[canonical] = {
             "acc": _float(t.user_attrs.get("true_acc")),
             "complete": float(t.state == TrialState.COMPLETE),
@@ -306,6 +311,26 @@ def search_seed(
             "cost_s": _float(t.user_attrs.get("cost_s")),
         }
     col = {k: np.array([r[k] for r in rows.values()]) for k in next(iter(rows.values()), {})}
+    return list(archs.values()), col
+
+
+def search_seed(
+    args: argparse.Namespace, seed: int, truth, space_best: float, revision: str
+) -> dict:
+    """One real two-stage study (the CLI's code path) on a cold cache; its figures."""
+    from nasnc_search import run_search, summarize
+
+    config = seed_config(args, seed)
+    run_dir = Path(args.out) / f"seed{seed}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # each seed is a cold start: no cache hits from earlier seeds
+    run_dir.mkdir(parents=True)
+    start = time.perf_counter()
+    study = run_search(config)
+    wall = time.perf_counter() - start
+    summary = summarize(study, config, truth=truth).to_dict()
+    screen = study.user_attrs.get("screen") or {}
+    _archs, col = study_cells(study, config)
     acc = col.get("acc", np.array([]))
     # trained readings are compared among the completed runs only (a pruned run has
     # no epoch-8 reading); the aggregate, known before training, among every trained cell
@@ -332,7 +357,7 @@ def search_seed(
     }
     if math.isnan(by["shortlist: beta_eff"]):  # no shortlisted cell completed
         by["shortlist: beta_eff"] = _float((summary.get("best_found") or {}).get("true_acc"))
-    train_s = float(np.nanmedian(col["cost_s"])) if rows else math.nan
+    train_s = float(np.nanmedian(col["cost_s"])) if acc.size else math.nan
     best_found = summary.get("best_found") or {}
     return {
         "seed": seed,
@@ -359,6 +384,152 @@ def search_seed(
             "timeout": config.timeout,
             "epochs": config.proxy.epochs,
         },
+    }
+
+
+# ------------------------------------------------------------ final stage (post hoc)
+#: The final stage's extra training seeds are the study's seed plus multiples of this.
+FINAL_SEED_OFFSET = 1000
+
+
+def final_seeds(seed: int, extra: int) -> list[int]:
+    """The study's seed and the final stage's ``extra`` training seeds after it."""
+    return [seed, *(seed + FINAL_SEED_OFFSET * j for j in range(1, extra + 1))]
+
+
+def finalists(col: dict[str, np.ndarray], weights: dict[str, float], m: int) -> np.ndarray:
+    """Indices of the ``m`` completed cells ranked first by the study's pick score (the
+    rank aggregate of the pick's weighted columns over the completed cells), best first."""
+    done = np.flatnonzero(col.get("complete", np.array([])) == 1.0)
+    if not done.size:
+        return done
+    combined = rank_aggregate({k: col[k][done] for k in weights}, weights=weights)
+    order = np.argsort(-np.nan_to_num(combined, nan=-np.inf), kind="stable")
+    return done[order[:m]]
+
+
+#: The final-stage rules :func:`final_picks` reads, the pre-registered candidate first.
+FINAL_ROWS = (
+    "mean beta_eff",
+    "aggregate + mean beta_eff",
+    "beta_eff, study seed",
+    "beta_eff, extra seed",
+    "finalists' best (oracle)",
+)
+
+
+def final_picks(acc: np.ndarray, aggregate: np.ndarray, beta: np.ndarray) -> dict[str, float]:
+    """What each final-stage rule picks among the finalists (true accuracy).
+
+    ``beta`` holds one column per training seed (the study's first). The
+    pre-registered candidate is the finalist with the highest βeff averaged
+    over the seeds; the others are read beside it.
+    """
+    if not acc.size:
+        return {}
+    finite = np.isfinite(beta)
+    counts = finite.sum(axis=1)
+    mean = np.where(
+        counts > 0, np.where(finite, beta, 0.0).sum(axis=1) / np.maximum(counts, 1), np.nan
+    )
+
+    def best(values: np.ndarray) -> float:
+        if not np.isfinite(values).any():
+            return math.nan
+        return float(acc[int(np.nanargmax(values))])
+
+    picks = (
+        best(mean),
+        _pick_among({"a": aggregate, "b": mean}, acc),
+        best(beta[:, 0]),
+        best(beta[:, 1]) if beta.shape[1] > 1 else math.nan,
+        float(np.nanmax(acc)) if np.isfinite(acc).any() else math.nan,
+    )
+    return dict(zip(FINAL_ROWS, picks, strict=True))
+
+
+def has_final(row: dict, args: argparse.Namespace) -> bool:
+    """Whether a recorded seed holds the final stage ``args`` asks for."""
+    final = row.get("final") or {}
+    return final.get("m") == args.final_stage and final.get("extra_seeds") == args.final_seeds
+
+
+#: Per worker process: the proxy data of each (seed, proxy config) it trained at.
+_FINAL_DATA: dict[tuple[int, str], ProxyData] = {}
+
+
+def _final_run(task: tuple[str, dict, int, str | None, str]) -> tuple[float, float]:
+    """One finalist trained at one seed in a worker process: (βeff, cost in s)."""
+    arch, proxy, seed, data_root, cache = task
+    config = ProxyConfig.from_mapping(proxy)
+    key = (seed, json.dumps(proxy, sort_keys=True))
+    if key not in _FINAL_DATA:
+        _FINAL_DATA[key] = load_proxy_data(config, data_root, device="cpu", seed=seed)
+    store = Store(cache, writer_id=f"final-{os.getpid()}")
+    result = evaluate_arch(arch, config, _FINAL_DATA[key], seed=seed, device="cpu", store=store)
+    summary = result.entry.summary
+    return _float(summary.get("beta_eff")), _float(summary.get("cost_s"))
+
+
+def final_stage(args: argparse.Namespace, seed: int) -> dict | None:
+    """Retrain a recorded study's finalists at extra seeds and read each final pick.
+
+    The finalists are the study's top ``--final-stage`` completed cells by its
+    pick score; each is trained again at ``--final-seeds`` extra seeds (data
+    order, subset and initialisation, as a study at that seed would), over the
+    study's worker count, into the seed's cache (a rerun trains nothing twice).
+    None when the seed's study is gone from ``--out``.
+    """
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    import optuna
+
+    from nasnc_search import make_storage
+
+    config = seed_config(args, seed)
+    journal = Path(args.out) / f"seed{seed}" / "study.journal"
+    if not journal.exists():
+        return None
+    study = optuna.load_study(
+        study_name=config.study_name, storage=make_storage(f"journal:{journal}")
+    )
+    archs, col = study_cells(study, config)
+    weights = {k: float(w) for k, w in config.pick.weights.items() if float(w) != 0.0}
+    chosen = finalists(col, weights, args.final_stage)
+    seeds = final_seeds(seed, args.final_seeds)
+    beta = np.full((chosen.size, len(seeds)), math.nan)
+    beta[:, 0] = col["beta_eff"][chosen]
+    tasks = [
+        (archs[i], config.proxy.to_dict(), s, config.data_root, config.cache)
+        for s in seeds[1:]
+        for i in chosen
+    ]
+    start = time.perf_counter()
+    workers = max(1, min(config.workers, len(tasks)))
+    if workers == 1:
+        results = [_final_run(t) for t in tasks]
+    else:  # one torch thread per process, as the study's workers on this config
+        with cf.ProcessPoolExecutor(
+            workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=torch.set_num_threads,
+            initargs=(config.threads or 1,),
+        ) as pool:
+            results = list(pool.map(_final_run, tasks))
+    seconds = time.perf_counter() - start
+    for j, (b, _cost) in enumerate(results):
+        beta[j % chosen.size, 1 + j // chosen.size] = b
+    acc = col["acc"][chosen]
+    return {
+        "m": args.final_stage,
+        "extra_seeds": args.final_seeds,
+        "seeds": seeds,
+        "seconds": seconds,
+        "finalists": [archs[i] for i in chosen],
+        "acc": acc.tolist(),
+        "beta_eff": beta.tolist(),
+        "by": final_picks(acc, col["aggregate"][chosen], beta),
     }
 
 
@@ -511,6 +682,24 @@ def run_search_mode(args: argparse.Namespace) -> int:
         else:
             got = search_seed(args, seed, truth, space_best, revision)
             append_line(log, got)
+        if args.final_stage and not has_final(got, args):
+            final = final_stage(args, seed)
+            if final is None:
+                print(
+                    f"seed {seed}: its study is gone from {args.out}; no final stage",
+                    file=sys.stderr,
+                )
+            else:
+                got = {**got, "final": final}
+                append_line(log, got)  # a later line for the seed replaces the earlier one
+        if "final" in got and got.get("pick_arch"):
+            first = Arch.parse(got["final"]["finalists"][0]).canonical()
+            if first != Arch.parse(str(got["pick_arch"])).canonical():
+                print(
+                    f"warning: seed {seed}: the first finalist {first} is not the study's "
+                    f"pick {got['pick_arch']} (a tie in the pick score?)",
+                    file=sys.stderr,
+                )
         results.append(got)
         print(
             f"seed {seed}: {got['wall_s']:.0f} s (screen {got['screen_s']:.0f} s, "
@@ -551,6 +740,22 @@ def run_search_mode(args: argparse.Namespace) -> int:
         table["random search, same wall-clock (oracle)"].append(
             float(np.nanmax([math.nan if a is None else a for a in accs]))
         )
+    finals = [r.get("final") for r in results]
+    if args.final_stage:
+        m, k = args.final_stage, args.final_seeds
+        for name in FINAL_ROWS:
+            table[f"  final stage (top {m}, +{k} seed): {name}"] = [
+                _float((f or {}).get("by", {}).get(name)) for f in finals
+            ]
+        table["random search, wall-clock + final stage (oracle)"] = []
+        for r, f in zip(results, finals, strict=True):
+            wall = r["wall_s"] + _float((f or {}).get("seconds"))
+            n = max(1, int(wall * r["config"]["workers"] // r["train_s_median"]))
+            rand = sample_archs(n, seed=1000 + r["seed"], unique=True, exclude_zero=True)
+            accs = [truth.get(str(a), "cifar10-valid", "valid") for a in rand]
+            table["random search, wall-clock + final stage (oracle)"].append(
+                float(np.nanmax([math.nan if a is None else a for a in accs]))
+            )
     walls = [r["wall_s"] for r in results]
     c = results[0]["config"]
     print(
@@ -574,6 +779,16 @@ def run_search_mode(args: argparse.Namespace) -> int:
         f"minus the study's pick, paired over seeds: {mean:+.2f} [{lo:+.2f}, {hi:+.2f}] "
         f"points (95 % bootstrap of seeds; negative: the shortlist pick is better)"
     )
+    if args.final_stage:
+        final = [_float((f or {}).get("by", {}).get(FINAL_ROWS[0])) for f in finals]
+        mean, lo, hi = paired_regret_gap(picks, final)
+        seconds = [_float((f or {}).get("seconds")) for f in finals]
+        print(
+            f"regret of the final stage's pick ({FINAL_ROWS[0]} among the top "
+            f"{args.final_stage}) minus the study's pick, paired over seeds: {mean:+.2f} "
+            f"[{lo:+.2f}, {hi:+.2f}] points (negative: the final stage is better); "
+            f"the final stage took {_ms(seconds)} s per study"
+        )
     return 0
 
 
@@ -618,6 +833,18 @@ def main() -> int:
         help="override any config key, dotted into sections, VALUE read as YAML "
         "(e.g. --set proxy.epochs=1; repeatable)",
     )
+    real.add_argument(
+        "--final-stage",
+        type=int,
+        default=0,
+        metavar="M",
+        help="after each study, train its top M completed cells by the pick score again at "
+        "--final-seeds more seeds and report the picks by their mean beta_eff (post hoc; "
+        "a recorded study gets its final stage on a rerun)",
+    )
+    real.add_argument(
+        "--final-seeds", type=int, default=1, metavar="K", help="extra seeds of --final-stage"
+    )
     real.add_argument("--out", default="runs/search-regret-real", help="one cold run per seed")
     real.add_argument(
         "--signals",
@@ -649,6 +876,13 @@ def main() -> int:
             cells = " ".join(f"{row[n]:+28.3f}" for n in args.within)
             print(f"{seed:4d} {int(row['n']):4d} {cells}")
         return 0
+    if args.final_stage < 0 or args.final_seeds < 1:
+        parser.error(
+            f"need --final-stage >= 0 and --final-seeds >= 1, but got "
+            f"{args.final_stage} and {args.final_seeds}"
+        )
+    if args.final_stage and not args.search:
+        parser.error("--final-stage retrains a study's finalists: it needs --search")
     if args.signals:
         return run_signals_mode(args)
     if args.search:

@@ -194,3 +194,78 @@ def test_paired_regret_gap_is_signed_by_the_other_pick_and_needs_two_seeds():
     assert mean == pytest.approx(-1 / 3) and lo <= mean <= hi <= 0.0
     assert regret.paired_regret_gap(better, base)[0] == pytest.approx(1 / 3)
     assert all(math.isnan(v) for v in regret.paired_regret_gap([90.0, math.nan], [91.0, 92.0]))
+
+
+def test_finalists_are_the_completed_cells_the_pick_score_ranks_first():
+    col = {
+        "complete": np.array([1.0, 1.0, 0.0, 1.0, 1.0]),
+        "aggregate": np.array([-1.0, -2.0, 0.0, -3.0, -4.0]),
+        "beta_eff": np.array([4.0, 3.0, 9.0, 2.0, 1.0]),
+    }
+    weights = {"aggregate": 1.0, "beta_eff": 1.0}
+    # cell 2 leads both scores but was pruned: never a finalist
+    assert regret.finalists(col, weights, 3).tolist() == [0, 1, 3]
+    assert regret.finalists(col, weights, 9).tolist() == [0, 1, 3, 4]
+    col["beta_eff"] = np.array([1.0, 3.0, 9.0, 2.0, 4.0])
+    assert regret.finalists(col, {"beta_eff": 1.0}, 2).tolist() == [4, 1]
+    col["complete"] = np.zeros(5)
+    assert regret.finalists(col, weights, 3).size == 0
+
+
+def test_final_picks_average_beta_eff_over_the_seeds():
+    acc = np.array([90.0, 91.0, 89.0])
+    aggregate = np.array([-1.0, -2.0, -3.0])
+    # the study's seed favours cell 0, the extra seed cell 2; their mean, cell 1
+    beta = np.array([[5.0, 1.0], [4.0, 4.0], [1.0, 6.0]])
+    by = regret.final_picks(acc, aggregate, beta)
+    assert list(by) == list(regret.FINAL_ROWS)
+    assert by["mean beta_eff"] == 91.0
+    assert by["beta_eff, study seed"] == 90.0
+    assert by["beta_eff, extra seed"] == 89.0
+    assert by["finalists' best (oracle)"] == 91.0
+    # a diverged run (NaN) leaves the cell its other seed's reading, never a win by NaN
+    beta[1] = [3.2, np.nan]
+    assert regret.final_picks(acc, aggregate, beta)["mean beta_eff"] == 89.0  # 3.5 > 3.2 > 3.0
+    beta[2] = np.nan
+    assert regret.final_picks(acc, aggregate, beta)["mean beta_eff"] == 91.0
+    assert regret.final_picks(np.array([]), np.array([]), np.empty((0, 2))) == {}
+
+
+def test_final_seeds_follow_the_studys_seed():
+    assert regret.final_seeds(7, 2) == [7, 1007, 2007]
+    assert regret.final_seeds(0, 0) == [0]
+
+
+@pytest.mark.slow
+def test_final_stage_retrains_a_recorded_studys_finalists_once(tmp_path, synthetic_root, builtin):
+    tiny = [
+        "proxy.resolution=8", "proxy.train_subset=256", "proxy.valid_size=128",
+        "proxy.channels=4", "proxy.probe=[16]", "proxy.epochs=2", "proxy.batch_size=64",
+        "threads=1", "pruner.n_startup_trials=8",
+    ]  # fmt: skip
+    args = _args(
+        tmp_path, data_root=str(synthetic_root), screen_size=12, top_k=4, n_trials=5,
+        workers=1, set=tiny, final_stage=3, final_seeds=1,
+    )  # fmt: skip
+    _best, space_best = builtin.best("cifar10-valid", "valid")
+    row = regret.search_seed(args, 7, builtin, space_best, "test")
+    store = Store(tmp_path / "seed7" / "cache")
+    before = {e.key for e in store.entries()}
+    final = regret.final_stage(args, 7)
+    assert final is not None and final["seeds"] == [7, 1007]
+    assert len(final["finalists"]) == 3
+    # the first finalist is the study's own pick
+    assert Arch.parse(final["finalists"][0]).canonical() == Arch.parse(row["pick_arch"]).canonical()
+    beta = np.array(final["beta_eff"])
+    assert beta.shape == (3, 2) and np.isfinite(beta).all()
+    assert not np.array_equal(beta[:, 0], beta[:, 1])  # another seed, another run
+    new = {e.key for e in Store(tmp_path / "seed7" / "cache").entries()} - before
+    assert len(new) == 3
+    assert final["by"]["finalists' best (oracle)"] == max(final["acc"])
+    assert final["by"]["mean beta_eff"] in final["acc"]
+    again = regret.final_stage(args, 7)  # cached: nothing trains twice
+    assert again is not None and again["beta_eff"] == final["beta_eff"]
+    assert {e.key for e in Store(tmp_path / "seed7" / "cache").entries()} - before == new
+    assert regret.has_final({"final": final}, args)
+    assert not regret.has_final({"final": final}, argparse.Namespace(final_stage=3, final_seeds=2))
+    assert regret.final_stage(args, 8) is None  # no such study under --out
