@@ -744,7 +744,7 @@ def run_search_mode(args: argparse.Namespace) -> int:
     if args.final_stage:
         m, k = args.final_stage, args.final_seeds
         for name in FINAL_ROWS:
-            table[f"  final stage (top {m}, +{k} seed): {name}"] = [
+            table[f"  final stage (top {m}, +{k} seed{'s' if k > 1 else ''}): {name}"] = [
                 _float((f or {}).get("by", {}).get(name)) for f in finals
             ]
         table["random search, wall-clock + final stage (oracle)"] = []
