@@ -780,15 +780,16 @@ def run_search_mode(args: argparse.Namespace) -> int:
         f"points (95 % bootstrap of seeds; negative: the shortlist pick is better)"
     )
     if args.final_stage:
-        final = [_float((f or {}).get("by", {}).get(FINAL_ROWS[0])) for f in finals]
-        mean, lo, hi = paired_regret_gap(picks, final)
         seconds = [_float((f or {}).get("seconds")) for f in finals]
         print(
-            f"regret of the final stage's pick ({FINAL_ROWS[0]} among the top "
-            f"{args.final_stage}) minus the study's pick, paired over seeds: {mean:+.2f} "
-            f"[{lo:+.2f}, {hi:+.2f}] points (negative: the final stage is better); "
-            f"the final stage took {_ms(seconds)} s per study"
+            f"\nfinal stage (top {args.final_stage}): {_ms(seconds)} s per study; regret of "
+            "each final pick minus the study's pick, paired over seeds (95 % bootstrap; "
+            f"negative: the final pick is better; {FINAL_ROWS[0]!r} is the candidate)"
         )
+        for name in FINAL_ROWS:
+            final = [_float((f or {}).get("by", {}).get(name)) for f in finals]
+            mean, lo, hi = paired_regret_gap(picks, final)
+            print(f"  {name:32s} {mean:+.2f} [{lo:+.2f}, {hi:+.2f}] points")
     return 0
 
 
