@@ -269,3 +269,37 @@ def test_final_stage_retrains_a_recorded_studys_finalists_once(tmp_path, synthet
     assert regret.has_final({"final": final}, args)
     assert not regret.has_final({"final": final}, argparse.Namespace(final_stage=3, final_seeds=2))
     assert regret.final_stage(args, 8) is None  # no such study under --out
+
+
+def test_recorded_final_stages_are_read_back_with_their_paired_gaps(tmp_path, builtin, capsys):
+    args = _args(tmp_path, first_seed=0, seeds=2, final_stage=6, final_seeds=1)
+    key = regret.study_key(regret.seed_config(args, 0))
+    arch = str(sample_archs(1, seed=0)[0])
+    by = {"aggregate": 90.0, "proxy_valid_acc": 90.0, "beta_eff": 90.0}
+    for seed, (pick, final) in enumerate([(90.0, 90.5), (89.0, 89.3)]):
+        row = {
+            "seed": seed, "wall_s": 600.0, "screen_s": 120.0, "screened": 3000, "trained": 30,
+            "completed": 20, "pruned": 10, "train_s_median": 30.0, "pick": pick,
+            "pick_arch": arch, "best_trained": 91.0, "pick_weights": {"aggregate": 1.0},
+            "by": {**by, "aggregate + beta_eff": pick, "aggregate + dW": pick},
+            "study_key": key, "revision": regret.code_revision(),
+            "config": {"screen_size": 3000, "top_k": 24, "n_trials": 40, "workers": 2,
+                       "timeout": 1800, "epochs": 8},
+        }  # fmt: skip
+        regret.append_line(tmp_path / "results.jsonl", row)  # the study, before its final stage
+        picks = dict(zip(regret.FINAL_ROWS, [final, pick, pick, math.nan, 91.0], strict=True))
+        final_row = {"m": 6, "extra_seeds": 1, "seconds": 100.0, "finalists": [arch], "by": picks}
+        regret.append_line(tmp_path / "results.jsonl", {**row, "final": final_row})
+    assert regret.run_search_mode(args) == 0  # everything recorded: nothing runs
+    out = capsys.readouterr().out
+    gaps = {
+        line[2:34].strip(): line[35:]
+        for line in out.splitlines()
+        if line.startswith("  ") and line.endswith(" points")
+    }
+    assert list(gaps) == list(regret.FINAL_ROWS)
+    assert gaps["mean beta_eff"] == "-0.40 [-0.50, -0.30] points"  # 0.5 and 0.3 better
+    assert gaps["aggregate + mean beta_eff"] == "+0.00 [+0.00, +0.00] points"
+    assert "nan" in gaps["beta_eff, extra seed"]
+    assert "final stage (top 6, +1 seed): mean beta_eff" in out
+    assert "100.00 ± 0.00 s per study" in out
