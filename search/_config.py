@@ -134,8 +134,9 @@ class PrunerConfig:
     )
     #: percentage of peers kept (Optuna's meaning): 75 prunes the bottom 25 %
     percentile: float = 75.0
+    #: startup, warm-up and interval: Optuna's PercentilePruner/MedianPruner defaults
     n_startup_trials: int = 5
-    n_warmup_steps: int = 1
+    n_warmup_steps: int = 0
     interval_steps: int = 1
     use_uncertainty: bool = False
     k: int = 1

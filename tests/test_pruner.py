@@ -173,3 +173,20 @@ def test_works_in_a_real_optimize_loop() -> None:
     states = [t.state for t in study.trials]
     assert TrialState.PRUNED in states
     assert states.count(TrialState.COMPLETE) >= 3
+
+
+@pytest.mark.parametrize(
+    "optuna_pruner", [optuna.pruners.PercentilePruner, optuna.pruners.MedianPruner]
+)
+def test_startup_warmup_and_interval_default_as_in_optuna(optuna_pruner: type) -> None:
+    """A config that names only the pruner gets the defaults Optuna's own pruner has."""
+    import inspect
+
+    from nasnc_search import PrunerConfig
+
+    theirs = inspect.signature(optuna_pruner).parameters
+    ours = inspect.signature(CapacitancePruner).parameters
+    config = PrunerConfig()
+    for name in ("n_startup_trials", "n_warmup_steps", "interval_steps"):
+        assert getattr(config, name) == theirs[name].default, name
+        assert ours[name].default == theirs[name].default, name
