@@ -498,8 +498,9 @@ def final_stage(args: argparse.Namespace, seed: int) -> dict | None:
     weights = {k: float(w) for k, w in config.pick.weights.items() if float(w) != 0.0}
     chosen = finalists(col, weights, args.final_stage)
     seeds = final_seeds(seed, args.final_seeds)
+    column = {k: col.get(k, np.array([]))[chosen] for k in ("acc", "aggregate", "beta_eff")}
     beta = np.full((chosen.size, len(seeds)), math.nan)
-    beta[:, 0] = col["beta_eff"][chosen]
+    beta[:, 0] = column["beta_eff"]
     tasks = [
         (archs[i], config.proxy.to_dict(), s, config.data_root, config.cache)
         for s in seeds[1:]
@@ -520,16 +521,15 @@ def final_stage(args: argparse.Namespace, seed: int) -> dict | None:
     seconds = time.perf_counter() - start
     for j, (b, _cost) in enumerate(results):
         beta[j % chosen.size, 1 + j // chosen.size] = b
-    acc = col["acc"][chosen]
     return {
         "m": args.final_stage,
         "extra_seeds": args.final_seeds,
         "seeds": seeds,
         "seconds": seconds,
         "finalists": [archs[i] for i in chosen],
-        "acc": acc.tolist(),
+        "acc": column["acc"].tolist(),
         "beta_eff": beta.tolist(),
-        "by": final_picks(acc, col["aggregate"][chosen], beta),
+        "by": final_picks(column["acc"], column["aggregate"], beta),
     }
 
 

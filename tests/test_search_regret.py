@@ -269,6 +269,18 @@ def test_final_stage_retrains_a_recorded_studys_finalists_once(tmp_path, synthet
     assert regret.has_final({"final": final}, args)
     assert not regret.has_final({"final": final}, argparse.Namespace(final_stage=3, final_seeds=2))
     assert regret.final_stage(args, 8) is None  # no such study under --out
+    # a study whose every trial was pruned has no finalist, and says so without training
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from nasnc_search import make_storage
+
+    storage = make_storage(f"journal:{tmp_path / 'seed9' / 'study.journal'}")
+    study = optuna.create_study(study_name=regret.seed_config(args, 9).study_name, storage=storage)
+    attrs = {"canonical": "cell", "arch": row["pick_arch"], "beta_eff": 1.0, "aggregate": 0.0}
+    study.add_trial(create_trial(state=TrialState.PRUNED, user_attrs=attrs))
+    empty = regret.final_stage(args, 9)
+    assert empty is not None and empty["finalists"] == [] and empty["by"] == {}
 
 
 def test_recorded_final_stages_are_read_back_with_their_paired_gaps(tmp_path, builtin, capsys):
