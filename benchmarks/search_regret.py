@@ -658,6 +658,15 @@ def _weights_label(results: list[dict]) -> str:
     return seen.pop() if len(seen) == 1 else "mixed: " + " / ".join(sorted(seen))
 
 
+def random_oracle(row: dict, wall_s: float, truth) -> tuple[int, float]:
+    """Random search on a recorded seed's budget: the cells ``wall_s`` seconds buy on
+    its workers at its median trained-cell cost, and the best true accuracy among them."""
+    n = max(1, int(wall_s * row["config"]["workers"] // row["train_s_median"]))
+    rand = sample_archs(n, seed=1000 + row["seed"], unique=True, exclude_zero=True)
+    accs = [truth.get(str(a), "cifar10-valid", "valid") for a in rand]
+    return n, float(np.nanmax([math.nan if a is None else a for a in accs]))
+
+
 def run_search_mode(args: argparse.Namespace) -> int:
     truth = open_benchmark("builtin")
     _best, space_best = truth.best("cifar10-valid", "valid")
@@ -733,13 +742,9 @@ def run_search_mode(args: argparse.Namespace) -> int:
     }
     n_random = []
     for r in results:
-        n = max(1, int(r["wall_s"] * r["config"]["workers"] // r["train_s_median"]))
+        n, best = random_oracle(r, r["wall_s"], truth)
         n_random.append(n)
-        rand = sample_archs(n, seed=1000 + r["seed"], unique=True, exclude_zero=True)
-        accs = [truth.get(str(a), "cifar10-valid", "valid") for a in rand]
-        table["random search, same wall-clock (oracle)"].append(
-            float(np.nanmax([math.nan if a is None else a for a in accs]))
-        )
+        table["random search, same wall-clock (oracle)"].append(best)
     finals = [r.get("final") for r in results]
     if args.final_stage:
         m, k = args.final_stage, args.final_seeds
@@ -747,15 +752,10 @@ def run_search_mode(args: argparse.Namespace) -> int:
             table[f"  final stage (top {m}, +{k} seed{'s' if k > 1 else ''}): {name}"] = [
                 _float((f or {}).get("by", {}).get(name)) for f in finals
             ]
-        table["random search, wall-clock + final stage (oracle)"] = []
-        for r, f in zip(results, finals, strict=True):
-            wall = r["wall_s"] + _float((f or {}).get("seconds"))
-            n = max(1, int(wall * r["config"]["workers"] // r["train_s_median"]))
-            rand = sample_archs(n, seed=1000 + r["seed"], unique=True, exclude_zero=True)
-            accs = [truth.get(str(a), "cifar10-valid", "valid") for a in rand]
-            table["random search, wall-clock + final stage (oracle)"].append(
-                float(np.nanmax([math.nan if a is None else a for a in accs]))
-            )
+        table["random search, wall-clock + final stage (oracle)"] = [
+            random_oracle(r, r["wall_s"] + _float((f or {}).get("seconds")), truth)[1]
+            for r, f in zip(results, finals, strict=True)
+        ]
     walls = [r["wall_s"] for r in results]
     c = results[0]["config"]
     print(
