@@ -458,8 +458,8 @@ def has_final(row: dict, args: argparse.Namespace) -> bool:
 _FINAL_DATA: dict[tuple[int, str], ProxyData] = {}
 
 
-def _final_run(task: tuple[str, dict, int, str | None, str]) -> tuple[float, float]:
-    """One finalist trained at one seed in a worker process: (βeff, cost in s)."""
+def _final_run(task: tuple[str, dict, int, str | None, str]) -> float:
+    """One finalist trained at one seed in a worker process: its βeff."""
     arch, proxy, seed, data_root, cache = task
     config = ProxyConfig.from_mapping(proxy)
     key = (seed, json.dumps(proxy, sort_keys=True))
@@ -467,8 +467,7 @@ def _final_run(task: tuple[str, dict, int, str | None, str]) -> tuple[float, flo
         _FINAL_DATA[key] = load_proxy_data(config, data_root, device="cpu", seed=seed)
     store = Store(cache, writer_id=f"final-{os.getpid()}")
     result = evaluate_arch(arch, config, _FINAL_DATA[key], seed=seed, device="cpu", store=store)
-    summary = result.entry.summary
-    return _float(summary.get("beta_eff")), _float(summary.get("cost_s"))
+    return _float(result.entry.summary.get("beta_eff"))
 
 
 def final_stage(args: argparse.Namespace, seed: int) -> dict | None:
@@ -519,7 +518,7 @@ def final_stage(args: argparse.Namespace, seed: int) -> dict | None:
         ) as pool:
             results = list(pool.map(_final_run, tasks))
     seconds = time.perf_counter() - start
-    for j, (b, _cost) in enumerate(results):
+    for j, b in enumerate(results):
         beta[j % chosen.size, 1 + j // chosen.size] = b
     return {
         "m": args.final_stage,
@@ -701,7 +700,7 @@ def run_search_mode(args: argparse.Namespace) -> int:
             else:
                 got = {**got, "final": final}
                 append_line(log, got)  # a later line for the seed replaces the earlier one
-        if "final" in got and got.get("pick_arch"):
+        if got.get("final", {}).get("finalists") and got.get("pick_arch"):
             first = Arch.parse(got["final"]["finalists"][0]).canonical()
             if first != Arch.parse(str(got["pick_arch"])).canonical():
                 print(

@@ -315,3 +315,22 @@ def test_recorded_final_stages_are_read_back_with_their_paired_gaps(tmp_path, bu
     assert "nan" in gaps["beta_eff, extra seed"]
     assert "final stage (top 6, +1 seed): mean beta_eff" in out
     assert "100.00 ± 0.00 s per study" in out
+
+
+def test_a_recorded_final_stage_without_finalists_is_read_back(tmp_path, builtin, capsys):
+    args = _args(tmp_path, first_seed=0, seeds=1, final_stage=6, final_seeds=1)
+    row = {
+        "seed": 0, "wall_s": 600.0, "screen_s": 120.0, "screened": 3000, "trained": 30,
+        "completed": 0, "pruned": 30, "train_s_median": 30.0, "pick": 90.0,
+        "pick_arch": str(sample_archs(1, seed=0)[0]), "best_trained": 91.0,
+        "pick_weights": {"aggregate": 1.0}, "revision": regret.code_revision(),
+        "by": dict.fromkeys(("aggregate", "proxy_valid_acc", "beta_eff", "aggregate + beta_eff",
+                             "aggregate + dW"), 90.0),
+        "study_key": regret.study_key(regret.seed_config(args, 0)),
+        "config": {"screen_size": 3000, "top_k": 24, "n_trials": 40, "workers": 2,
+                   "timeout": 1800, "epochs": 8},
+        "final": {"m": 6, "extra_seeds": 1, "seconds": 0.0, "finalists": [], "by": {}},
+    }  # fmt: skip
+    regret.append_line(tmp_path / "results.jsonl", row)
+    assert regret.run_search_mode(args) == 0  # no finalist to check against the pick
+    assert "final stage (top 6, +1 seed): mean beta_eff" in capsys.readouterr().out
