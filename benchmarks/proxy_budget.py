@@ -64,6 +64,11 @@ agree: each reading's τ between the seeds and the regret of each one's top-1.
     python benchmarks/proxy_budget.py --top --n 150 --half even --train-seed 1 --shard 0/2
     python benchmarks/proxy_budget.py --top --n 150 --half even --top-table --versus-seed 1
 
+``--skip K`` leaves out the K best cells of a ``--top`` sample: two new disjoint
+samples below the ones read so far, e.g. ranks 301-600 by halves (150 cells each):
+
+    python benchmarks/proxy_budget.py --top --skip 300 --n 300 --half odd --shard 0/2
+
 ``--axes`` puts each ``--point`` config (its cells' complete runs in the cache)
 on one plot and table: τ of the free aggregate, the proxy accuracy, βeff, the
 last chain_sf reading and the probe's weight change (``probe_dw_chain_sf``) at
@@ -195,6 +200,12 @@ def top_of_space(n: int, cache: str, data_root: str) -> tuple[tuple[Arch, float]
     return tuple((Arch.parse(a), v) for a, v in ScreenPool.from_result(result, screen).shortlist(n))
 
 
+def top_cells(args: argparse.Namespace) -> list[tuple[Arch, float]]:
+    """The ``--top`` sample's ranks, ``--skip`` + 1 to ``--skip`` + ``--n``, with their
+    free aggregate over the whole space, best first (before ``--half``)."""
+    return list(top_of_space(args.skip + args.n, args.cache, args.data_root))[args.skip :]
+
+
 def half_of(cells: list[Arch], half: str | None) -> list[Arch]:
     """Every other cell of a ranked list: ``odd`` ranks (1st, 3rd, ...), ``even`` ranks
     (2nd, 4th, ...), or all of them: two disjoint samples spanning the same range."""
@@ -206,7 +217,7 @@ def half_of(cells: list[Arch], half: str | None) -> list[Arch]:
 def pool_aggregate(args: argparse.Namespace, archs: list[str]) -> np.ndarray:
     """The free aggregate of ``archs`` (cells of a ``--top`` sample) over the whole
     space: what a study's pick reads over its pool, not a re-ranking within them."""
-    pool = {str(a): v for a, v in top_of_space(args.n, args.cache, args.data_root)}
+    pool = {str(a): v for a, v in top_cells(args)}
     return np.array([pool[a] for a in archs])
 
 
@@ -214,8 +225,7 @@ def budget_sample(args: argparse.Namespace) -> list[Arch]:
     """The cells of the sample the options name: ``--sample`` (a fresh sample of
     ``benchmarks/free_scores.py``), ``--top`` or ``--seed`` / ``--disjoint-from``."""
     if args.top:
-        cells = [a for a, _ in top_of_space(args.n, args.cache, args.data_root)]
-        return half_of(cells, args.half)
+        return half_of([a for a, _ in top_cells(args)], args.half)
     if args.sample is not None:
         return fresh_sample(args.sample, args.n)
     return study_sample(args.n, args.seed, args.disjoint_from)
@@ -224,6 +234,9 @@ def budget_sample(args: argparse.Namespace) -> list[Arch]:
 def sample_label(args: argparse.Namespace) -> str:
     if args.top:
         half = f", its {args.half} ranks" if args.half else ""
+        if args.skip:
+            first, last = args.skip + 1, args.skip + args.n
+            return f"ranks {first}-{last} of the space by the free aggregate{half}"
         return f"the top {args.n} of the space by the free aggregate{half}"
     if args.sample is not None:
         return (
@@ -877,6 +890,14 @@ def main() -> int:
         help="with --top: every other cell by rank (two disjoint samples of the same range)",
     )
     parser.add_argument(
+        "--skip",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --top: leave out the K best cells, so the sample is ranks K+1 to K+n "
+        "(--top --skip 300 --n 300 --half odd: ranks 301, 303, ..., 599)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -944,8 +965,10 @@ def main() -> int:
     args = parser.parse_args()
     if sum((args.seed is not None, args.sample is not None, args.top)) != 1 and not args.plot:
         parser.error("name the sample with exactly one of --seed, --sample and --top")
-    if (args.half or args.top_table) and not args.top:
-        parser.error("--half and --top-table read a --top sample")
+    if (args.half or args.top_table or args.skip) and not args.top:
+        parser.error("--half, --skip and --top-table read a --top sample")
+    if args.skip < 0:
+        parser.error(f"--skip must be 0 or more, but got {args.skip}")
     if args.versus_seed is not None and not args.top_table:
         parser.error("--versus-seed adds to --top-table")
     if args.final_stage and not (args.top and args.set):

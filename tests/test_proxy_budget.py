@@ -240,6 +240,31 @@ def test_halves_of_a_ranked_sample_are_disjoint_and_span_it(budget: ModuleType) 
     assert budget.half_of(cells, None) == cells
 
 
+def test_skip_takes_the_ranks_after_the_best_and_halves_them(
+    budget: ModuleType, monkeypatch
+) -> None:
+    ranked = sample_archs(12, seed=6, unique=True)
+    asked: list[int] = []
+
+    def top_of_space(n: int, cache: str, data_root: str) -> tuple:
+        asked.append(n)
+        return tuple((a, float(-i)) for i, a in enumerate(ranked[:n]))
+
+    monkeypatch.setattr(budget, "top_of_space", top_of_space)
+    args = argparse.Namespace(
+        top=True, n=6, skip=4, half=None, cache="c", data_root="d", sample=None
+    )  # fmt: skip
+    assert budget.budget_sample(args) == ranked[4:10] and asked == [10]
+    assert list(budget.pool_aggregate(args, [str(ranked[5])])) == [-5.0]
+    odd = budget.budget_sample(argparse.Namespace(**{**vars(args), "half": "odd"}))
+    even = budget.budget_sample(argparse.Namespace(**{**vars(args), "half": "even"}))
+    assert odd == [ranked[i] for i in (4, 6, 8)] and even == [ranked[i] for i in (5, 7, 9)]
+    assert budget.sample_label(args) == "ranks 5-10 of the space by the free aggregate"
+    first = argparse.Namespace(**{**vars(args), "skip": 0})
+    assert budget.budget_sample(first) == ranked[:6]
+    assert budget.sample_label(first) == "the top 6 of the space by the free aggregate"
+
+
 def test_seed_agreement_reads_each_train_seeds_own_runs(
     budget: ModuleType, tmp_path, synthetic_root, builtin, monkeypatch
 ) -> None:
@@ -264,7 +289,7 @@ def test_seed_agreement_reads_each_train_seeds_own_runs(
         budget, "pool_aggregate", lambda args, cells: np.arange(len(cells), 0, -1.0)
     )
     args = argparse.Namespace(
-        top=True, n=8, half=None, cache=str(tmp_path / "cache"), data_root=str(synthetic_root),
+        top=True, n=8, skip=0, half=None, cache=str(tmp_path / "cache"), data_root=str(synthetic_root),
         truth="cifar10-valid", train_seed=0,
     )  # fmt: skip
     assert len(budget.sample_entries(args, config)[1]) == 8
