@@ -22,7 +22,7 @@ default (configs/*.yaml are worked examples)::
     sampler: {name: tpe, n_startup_trials: 5, kwargs: {}}
                                   # tpe | random | gp | nsga2 | nsga3 | bruteforce | qmc;
                                   # kwargs go to the Optuna sampler (nasnc_search._samplers)
-    pruner: {name: capacitance, percentile: 75, n_startup_trials: 5, n_warmup_steps: 1}
+    pruner: {name: capacitance, percentile: 75, n_startup_trials: 5, n_warmup_steps: 0}
                                   # or median | successive_halving | hyperband (kwargs) | none
     proxy: {...}                  # nasnc.pipeline.ProxyConfig fields
     screen: {size: 0, top_k: 10}  # stage 1: free scores of `size` distinct cells, the

@@ -127,3 +127,33 @@ def test_config_round_trips_through_dict() -> None:
 
     assert from_mapping(SearchConfig, config.to_dict()) == config
     assert config.to_dict()["proxy"]["probe"] == [128, 64]
+
+
+def test_the_layout_in_the_module_docstring_shows_every_key_at_its_default() -> None:
+    """The docstring says every key is shown with its default: a default changed in
+    code (as ``pruner.n_warmup_steps`` was) must change there too."""
+    import textwrap
+    from typing import Any
+
+    import yaml
+
+    import nasnc_search._config as module
+
+    assert module.__doc__ is not None
+    block = module.__doc__.split("::\n\n", 1)[1].split("\n\n", 1)[0]
+    shown = yaml.safe_load(textwrap.dedent(block))
+    defaults = SearchConfig().to_dict()
+    assert sorted(shown) == sorted(defaults)  # every field
+
+    def same(shown: Any, default: Any, where: str) -> None:
+        if isinstance(shown, dict) and "..." in shown:  # a section shown by reference
+            return
+        if isinstance(shown, dict):
+            for key, value in shown.items():
+                assert key in default, f"{where}{key} is not a config key"
+                same(value, default[key], f"{where}{key}.")
+            return
+        expected = list(default) if isinstance(default, tuple) else default
+        assert shown == expected, f"{where.rstrip('.')}: shown {shown!r}, default {default!r}"
+
+    same(shown, defaults, "")
