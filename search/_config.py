@@ -18,7 +18,7 @@ default (configs/*.yaml are worked examples)::
     threads: null                 # torch threads per worker (null: cores // workers)
     download: false               # fetch CIFAR into data_root when missing
     heartbeat_interval: 60        # seconds between a running trial's heartbeats
-    heartbeat_grace: 300          # a RUNNING trial silent this long is stale (journal files)
+    heartbeat_grace: 300          # a RUNNING trial silent this long is stale (any storage)
     sampler: {name: tpe, n_startup_trials: 5, kwargs: {}}
                                   # tpe | random | gp | nsga2 | nsga3 | bruteforce | qmc;
                                   # kwargs go to the Optuna sampler (nasnc_search._samplers)

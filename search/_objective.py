@@ -146,9 +146,11 @@ class Objective:
     Samples the six edges as categorical parameters, then runs
     :func:`nasnc.pipeline.evaluate_arch`: a cache hit replays the cached
     trajectory (no training), a miss trains with the capacitance observer. At
-    each report point it reports the latest βeff reading, records the standard
-    deviation of the BRR estimate (for :class:`~nasnc_search.CapacitancePruner`'s
-    uncertainty guard) and a heartbeat, and prunes on ``trial.should_prune()``.
+    each report point it reports :func:`pruner_value` (the latest βeff reading
+    by default; nothing when the stage's objectives are not trained online),
+    records the standard deviation of the BRR estimate (for
+    :class:`~nasnc_search.CapacitancePruner`'s uncertainty guard) and a
+    heartbeat, and prunes on ``trial.should_prune()``.
     The returned value is the estimated converged βeff (maximise), unless a ``stage``
     (:class:`nasnc_search._stages.TrialStage`) names other or several objectives; it
     also records the cell's screen ``aggregate`` and benchmark accuracy.

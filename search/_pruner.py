@@ -25,9 +25,11 @@ A non-finite reported value is always pruned (after startup and warm-up).
 Unlike Optuna's ``PercentilePruner``, which compares the trial's *best*
 intermediate value so far, the rule compares the value reported at this step:
 the nasnc objective reports the latest βeff reading of a run that is still
-learning, which supersedes the earlier ones. Optuna's own helpers for warm-up and
-interval steps are private, so the three early returns are written out here
-with the same semantics.
+learning, which supersedes the earlier ones. Startup, warm-up and interval
+follow Optuna's pruners: a step is checked when it is the trial's first report
+in its interval, so reports at sparse steps (0, 5, 10 with ``interval_steps=3``)
+are each checked, as ``PercentilePruner`` checks them (Optuna's helper for it is
+private, so the rule is written out here).
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ def _std_at(trial: FrozenTrial, step: int) -> float:
     return std if math.isfinite(std) and std > 0 else 0.0
 
 
+def _first_in_interval(trial: FrozenTrial, step: int, warmup: int, interval: int) -> bool:
+    """Whether ``step`` is the trial's first report in its interval: no earlier report
+    of the trial lies in the interval of ``interval`` steps (counted from ``warmup``)
+    that holds ``step``. With a report at every step: ``(step - warmup) % interval == 0``."""
+    start = warmup + (step - warmup) // interval * interval
+    return not any(start <= s < step for s in trial.intermediate_values)
+
+
 class CapacitancePruner(BasePruner):
     """Prune a trial whose reported βeff is low among the finished trials at that step.
 
@@ -74,7 +84,8 @@ class CapacitancePruner(BasePruner):
     n_warmup_steps : int, default 0
         No pruning at steps below this.
     interval_steps : int, default 1
-        Check only every ``interval_steps`` steps after the warm-up.
+        Check only the first report in each run of ``interval_steps`` steps
+        after the warm-up (every step when the trial reports every step).
     n_min_trials : int, default 1
         Minimum number of finished trials that reported at this step.
     use_uncertainty : bool, default False
@@ -136,7 +147,7 @@ class CapacitancePruner(BasePruner):
             return False
         if step < self._n_warmup_steps:
             return False
-        if (step - self._n_warmup_steps) % self._interval_steps != 0:
+        if not _first_in_interval(trial, step, self._n_warmup_steps, self._interval_steps):
             return False
 
         value = float(trial.intermediate_values[step])

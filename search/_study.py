@@ -9,9 +9,9 @@ Ctrl-C and SIGTERM stop a run at a safe point (:mod:`nasnc_search._signals`): th
 trial in flight is failed with ``fail_reason = "interrupted"``, finished trials
 are kept. ``n_trials`` counts the trials that reached a verdict about their
 cell: COMPLETE, PRUNED, and FAIL with a reason about the cell (training
-diverged). Trials failed by an interruption, a stale heartbeat (a killed
-worker) or a crash do not count, so rerunning the same command completes the
-requested number.
+diverged, or the objective is undefined for it). Trials failed by an
+interruption, a stale heartbeat (a killed worker) or a crash do not count, so
+rerunning the same command completes the requested number.
 """
 
 from __future__ import annotations
@@ -254,7 +254,8 @@ def run_search(
 
     With ``workers == 1`` the study runs in this process; otherwise
     ``workers`` processes share the storage and the cores are divided
-    between them (torch threads per worker x workers <= cores).
+    between them (torch threads per worker x workers <= cores, unless
+    ``threads`` is set or there are more workers than cores: one thread each).
     ``progress(study)`` is called after each finished trial (one worker) or
     about once a second (several); ``screen_progress(done, total)`` after
     each cell of the stage-1 screen.

@@ -68,8 +68,32 @@ def test_interval_steps() -> None:
     pruner = CapacitancePruner(percentile=50.0, n_startup_trials=1, interval_steps=2)
     peers = [{s: v for s in range(4)} for v in (1.0, 2.0, 3.0)]
     assert _should_prune(_study(pruner, peers), {0: 0.0})
-    assert not _should_prune(_study(pruner, peers), {1: 0.0})
-    assert _should_prune(_study(pruner, peers), {2: 0.0})
+    assert not _should_prune(_study(pruner, peers), {0: 0.0, 1: 0.0})  # 1 shares 0's interval
+    assert _should_prune(_study(pruner, peers), {0: 0.0, 1: 0.0, 2: 0.0})
+    # reports at sparse steps: each is the first of its interval, so each is checked
+    assert _should_prune(_study(pruner, peers), {1: 0.0})
+
+
+@pytest.mark.parametrize(
+    "steps", [(0,), (1,), (0, 1), (0, 1, 2), (0, 5), (0, 5, 10), (3, 4), (2, 3, 7), (0, 2, 4)]
+)
+@pytest.mark.parametrize(("warmup", "interval"), [(0, 2), (0, 3), (1, 3), (2, 1)])
+def test_which_steps_are_checked_matches_optunas_percentile_pruner(
+    steps: tuple[int, ...], warmup: int, interval: int
+) -> None:
+    """A trial that reports 0.0, below every peer, is pruned exactly when the step is
+    checked: at each step, the two pruners must agree on it."""
+    options = {"n_startup_trials": 1, "n_warmup_steps": warmup, "interval_steps": interval}
+    peers = [{s: v for s in range(12)} for v in (1.0, 2.0, 3.0)]
+    ours = _study(CapacitancePruner(50.0, **options), peers)
+    theirs = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.PercentilePruner(50.0, **options)
+    )
+    for trial in ours.get_trials():
+        theirs.add_trial(trial)
+    for last in range(1, len(steps) + 1):
+        reports = dict.fromkeys(steps[:last], 0.0)
+        assert _should_prune(ours, reports) == _should_prune(theirs, reports), reports
 
 
 def test_needs_peers_at_the_same_step() -> None:

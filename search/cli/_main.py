@@ -127,7 +127,7 @@ def _silence_stdout(stream: TextIO) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 ok, 1 failure, 2 usage error,
-    130 interrupted, 141 the reader of stdout went away)."""
+    130 or 143 interrupted by SIGINT or SIGTERM, 141 the reader of stdout went away)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.debug)
