@@ -38,7 +38,9 @@ the probe's βeff of W - W0 after one epoch; βeff among the completed cells of
 the screen's shortlist, with its regret gap to the study's pick paired over
 seeds), and
 random search (oracle) with as many cells as each study's measured wall-clock
-buys at its median trained-cell cost.
+buys at its median trained-cell cost (pruned runs included, which flatters it)
+and, as "full runs", at its median completed-run cost (random search prunes
+nothing, so this is what it pays per cell).
 
     python benchmarks/search_regret.py --search configs/cpu-30min.yaml --seeds 5 \
         --screen-size 1000 --top-k 8 --n-trials 16
@@ -358,6 +360,7 @@ def search_seed(
     if math.isnan(by["shortlist: beta_eff"]):  # no shortlisted cell completed
         by["shortlist: beta_eff"] = _float((summary.get("best_found") or {}).get("true_acc"))
     train_s = float(np.nanmedian(col["cost_s"])) if acc.size else math.nan
+    complete_s = float(np.nanmedian(col["cost_s"][done])) if done.any() else math.nan
     best_found = summary.get("best_found") or {}
     return {
         "seed": seed,
@@ -368,6 +371,7 @@ def search_seed(
         "completed": summary["completed"],
         "pruned": summary["pruned"],
         "train_s_median": train_s,
+        "train_s_complete": complete_s,
         "pick": best_found.get("true_acc"),
         "pick_arch": best_found.get("arch"),
         "best_trained": summary.get("best_trained"),
@@ -657,13 +661,43 @@ def _weights_label(results: list[dict]) -> str:
     return seen.pop() if len(seen) == 1 else "mixed: " + " / ".join(sorted(seen))
 
 
-def random_oracle(row: dict, wall_s: float, truth) -> tuple[int, float]:
+def random_oracle(
+    row: dict, wall_s: float, truth, per_cell: float | None = None
+) -> tuple[int, float]:
     """Random search on a recorded seed's budget: the cells ``wall_s`` seconds buy on
-    its workers at its median trained-cell cost, and the best true accuracy among them."""
-    n = max(1, int(wall_s * row["config"]["workers"] // row["train_s_median"]))
+    its workers at ``per_cell`` seconds each (default its median trained-cell cost,
+    pruned runs included), and the best true accuracy among them."""
+    cost = row["train_s_median"] if per_cell is None else per_cell
+    if not (isinstance(cost, (int, float)) and math.isfinite(cost) and cost > 0):
+        return 0, math.nan
+    n = max(1, int(wall_s * row["config"]["workers"] // cost))
     rand = sample_archs(n, seed=1000 + row["seed"], unique=True, exclude_zero=True)
     accs = [truth.get(str(a), "cifar10-valid", "valid") for a in rand]
     return n, float(np.nanmax([math.nan if a is None else a for a in accs]))
+
+
+def complete_cost(out: Path, row: dict) -> float:
+    """A seed's median completed-run cost (s): what random search, which prunes
+    nothing, pays per cell. Recorded since the fourteenth session; for an older row,
+    read from the seed's study journal under ``out`` when it is still there (NaN if not)."""
+    if "train_s_complete" in row:
+        return _float(row["train_s_complete"])
+    import optuna
+    from optuna.trial import TrialState
+
+    from nasnc_search import make_storage
+
+    seed = int(row["seed"])
+    journal = out / f"seed{seed}" / "study.journal"
+    if not journal.exists():
+        return math.nan
+    study = optuna.load_study(
+        study_name=f"regret-seed{seed}", storage=make_storage(f"journal:{journal}")
+    )
+    cost: dict[str, float] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        cost.setdefault(str(t.user_attrs.get("canonical")), _float(t.user_attrs.get("cost_s")))
+    return float(np.nanmedian(list(cost.values()))) if cost else math.nan
 
 
 def run_search_mode(args: argparse.Namespace) -> int:
@@ -738,12 +772,16 @@ def run_search_mode(args: argparse.Namespace) -> int:
             r["by"].get("shortlist: beta_eff", math.nan) for r in results
         ],
         "random search, same wall-clock (oracle)": [],
+        "random search, same wall-clock, full runs (oracle)": [],
     }
-    n_random = []
+    n_random, n_full = [], []
     for r in results:
         n, best = random_oracle(r, r["wall_s"], truth)
         n_random.append(n)
         table["random search, same wall-clock (oracle)"].append(best)
+        n, best = random_oracle(r, r["wall_s"], truth, complete_cost(Path(args.out), r))
+        n_full.append(n)
+        table["random search, same wall-clock, full runs (oracle)"].append(best)
     finals = [r.get("final") for r in results]
     if args.final_stage:
         m, k = args.final_stage, args.final_seeds
@@ -764,7 +802,8 @@ def run_search_mode(args: argparse.Namespace) -> int:
         f"{c['epochs']} epochs, timeout {c['timeout']} s; "
         f"wall-clock {_ms(walls)} s per study (screen {_ms([r['screen_s'] for r in results])} s); "
         f"random search gets {min(n_random)}-{max(n_random)} cells at the median trained-cell "
-        f"cost; space best {space_best:.2f} % (cifar10-valid)\n"
+        f"cost (pruned runs included), {min(n_full)}-{max(n_full)} at the median completed-run "
+        f"cost (full runs: it prunes nothing); space best {space_best:.2f} % (cifar10-valid)\n"
     )
     print(f"{'method':48s} {'cifar10-valid %':>16s} {'regret':>14s}")
     for name, values in table.items():

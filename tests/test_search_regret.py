@@ -174,6 +174,32 @@ def test_within_study_taus_read_each_studys_completed_cells(tmp_path):
     assert math.isnan(taus[0]["absent"])
 
 
+def test_random_search_pays_a_full_run_per_cell_read_from_the_row_or_the_journal(tmp_path, builtin):
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from nasnc_search import make_storage
+
+    storage = make_storage(f"journal:{tmp_path / 'seed4' / 'study.journal'}")
+    study = optuna.create_study(study_name="regret-seed4", storage=storage)
+    for i, cost in enumerate((30.0, 34.0, 40.0)):
+        study.add_trial(create_trial(value=0.0, user_attrs={"canonical": f"c{i}", "cost_s": cost}))
+    study.add_trial(create_trial(value=0.0, user_attrs={"canonical": "c0", "cost_s": 1.0}))  # again
+    pruned = {"canonical": "c9", "cost_s": 5.0}  # a pruned run is cheap: random search's never is
+    study.add_trial(create_trial(state=TrialState.PRUNED, user_attrs=pruned))
+    old = {"seed": 4, "train_s_median": 20.0, "config": {"workers": 2}}  # recorded without it
+    assert regret.complete_cost(tmp_path, old) == 34.0
+    assert math.isnan(regret.complete_cost(tmp_path, {**old, "seed": 5}))  # no journal left
+    assert regret.complete_cost(tmp_path, {**old, "train_s_complete": 31.0}) == 31.0
+    assert regret.random_oracle(old, 600.0, builtin)[0] == 60  # 600 s x 2 workers / 20 s
+    n, best = regret.random_oracle(old, 600.0, builtin, 34.0)
+    assert n == 35 and 80.0 < best <= builtin.best("cifar10-valid", "valid")[1]
+    assert regret.random_oracle(old, 600.0, builtin, math.nan) == (
+        0,
+        pytest.approx(math.nan, nan_ok=True),
+    )
+
+
 def test_shortlist_pick_takes_the_highest_beta_eff_among_completed_shortlisted_cells():
     col = {
         "acc": np.array([91.0, 90.0, 89.0, 88.0]),
