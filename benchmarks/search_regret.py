@@ -281,7 +281,7 @@ def study_cells(study, config) -> tuple[list[str], dict[str, np.ndarray]]:
     """The distinct cells a study trained (completed or pruned): each one's arch as
     trained and its columns (``acc``, ``complete``, ``shortlisted``, the trial scores,
     the first W - W0 readings, ``cost_s``). A completed run of a cell wins over a
-    pruned one."""
+    pruned one, and the first completed run over later ones (cache hits: no cost)."""
     from optuna.trial import TrialState
 
     screen = study.user_attrs.get("screen") or {}
@@ -296,8 +296,8 @@ def study_cells(study, config) -> tuple[list[str], dict[str, np.ndarray]]:
     archs: dict[str, str] = {}
     for t in trained:
         canonical = str(t.user_attrs.get("canonical"))
-        if canonical in rows and t.state != TrialState.COMPLETE:
-            continue  # a completed run of the cell wins over a pruned one
+        if canonical in rows and (t.state != TrialState.COMPLETE or rows[canonical]["complete"]):
+            continue  # a completed run wins over a pruned one; a later one replays the cache
         entry = store.get(str(t.user_attrs.get("key")))
         traj = entry.trajectory if entry is not None else {}
         archs[canonical] = str(t.user_attrs.get("arch"))

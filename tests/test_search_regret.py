@@ -200,6 +200,30 @@ def test_random_search_pays_a_full_run_per_cell_read_from_the_row_or_the_journal
     )
 
 
+def test_study_cells_keep_each_cells_first_completed_run(tmp_path):
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from nasnc_search import make_storage
+
+    a, b = (str(x) for x in sample_archs(2, seed=8, unique=True, exclude_zero=True))
+    study = optuna.create_study(storage=make_storage(f"journal:{tmp_path / 'study.journal'}"))
+    runs = [
+        (TrialState.PRUNED, a, 5.0),
+        (TrialState.COMPLETE, a, 30.0),
+        (TrialState.COMPLETE, a, 0.1),  # the sampler proposed it again: a cache hit
+        (TrialState.COMPLETE, b, 40.0),
+        (TrialState.PRUNED, b, 3.0),
+    ]
+    for state, arch, cost in runs:
+        attrs = {"arch": arch, "canonical": Arch.parse(arch).canonical(), "cost_s": cost}
+        value = 1.0 if state == TrialState.COMPLETE else None
+        study.add_trial(create_trial(state=state, value=value, user_attrs=attrs))
+    archs, col = regret.study_cells(study, regret.seed_config(_args(tmp_path), 0))
+    assert archs == [a, b]
+    assert list(col["cost_s"]) == [30.0, 40.0] and list(col["complete"]) == [1.0, 1.0]
+
+
 def test_shortlist_pick_takes_the_highest_beta_eff_among_completed_shortlisted_cells():
     col = {
         "acc": np.array([91.0, 90.0, 89.0, 88.0]),
