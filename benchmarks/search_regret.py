@@ -316,6 +316,24 @@ def study_cells(study, config) -> tuple[list[str], dict[str, np.ndarray]]:
     return list(archs.values()), col
 
 
+def completed_cost(col: dict[str, np.ndarray]) -> float:
+    """The median cost (s) of the completed runs among :func:`study_cells`' columns."""
+    done = col.get("complete", np.array([])) == 1.0
+    return float(np.nanmedian(col["cost_s"][done])) if done.any() else math.nan
+
+
+def recorded_study(config):
+    """A seed's study from its journal under ``--out`` (``seed_config``'s storage), or
+    None when it is gone."""
+    import optuna
+
+    from nasnc_search import make_storage
+
+    if not Path(config.storage.removeprefix("journal:")).exists():
+        return None
+    return optuna.load_study(study_name=config.study_name, storage=make_storage(config.storage))
+
+
 def search_seed(
     args: argparse.Namespace, seed: int, truth, space_best: float, revision: str
 ) -> dict:
@@ -360,7 +378,6 @@ def search_seed(
     if math.isnan(by["shortlist: beta_eff"]):  # no shortlisted cell completed
         by["shortlist: beta_eff"] = _float((summary.get("best_found") or {}).get("true_acc"))
     train_s = float(np.nanmedian(col["cost_s"])) if acc.size else math.nan
-    complete_s = float(np.nanmedian(col["cost_s"][done])) if done.any() else math.nan
     best_found = summary.get("best_found") or {}
     return {
         "seed": seed,
@@ -371,7 +388,7 @@ def search_seed(
         "completed": summary["completed"],
         "pruned": summary["pruned"],
         "train_s_median": train_s,
-        "train_s_complete": complete_s,
+        "train_s_complete": completed_cost(col),
         "pick": best_found.get("true_acc"),
         "pick_arch": best_found.get("arch"),
         "best_trained": summary.get("best_trained"),
@@ -486,17 +503,10 @@ def final_stage(args: argparse.Namespace, seed: int) -> dict | None:
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    import optuna
-
-    from nasnc_search import make_storage
-
     config = seed_config(args, seed)
-    journal = Path(args.out) / f"seed{seed}" / "study.journal"
-    if not journal.exists():
+    study = recorded_study(config)
+    if study is None:
         return None
-    study = optuna.load_study(
-        study_name=config.study_name, storage=make_storage(f"journal:{journal}")
-    )
     archs, col = study_cells(study, config)
     weights = {k: float(w) for k, w in config.pick.weights.items() if float(w) != 0.0}
     chosen = finalists(col, weights, args.final_stage)
@@ -676,28 +686,15 @@ def random_oracle(
     return n, float(np.nanmax([math.nan if a is None else a for a in accs]))
 
 
-def complete_cost(out: Path, row: dict) -> float:
+def complete_cost(args: argparse.Namespace, row: dict) -> float:
     """A seed's median completed-run cost (s): what random search, which prunes
     nothing, pays per cell. Recorded since the fourteenth session; for an older row,
-    read from the seed's study journal under ``out`` when it is still there (NaN if not)."""
+    read from the seed's study under ``--out`` when it is still there (NaN if not)."""
     if "train_s_complete" in row:
         return _float(row["train_s_complete"])
-    import optuna
-    from optuna.trial import TrialState
-
-    from nasnc_search import make_storage
-
-    seed = int(row["seed"])
-    journal = out / f"seed{seed}" / "study.journal"
-    if not journal.exists():
-        return math.nan
-    study = optuna.load_study(
-        study_name=f"regret-seed{seed}", storage=make_storage(f"journal:{journal}")
-    )
-    cost: dict[str, float] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        cost.setdefault(str(t.user_attrs.get("canonical")), _float(t.user_attrs.get("cost_s")))
-    return float(np.nanmedian(list(cost.values()))) if cost else math.nan
+    config = seed_config(args, int(row["seed"]))
+    study = recorded_study(config)
+    return math.nan if study is None else completed_cost(study_cells(study, config)[1])
 
 
 def run_search_mode(args: argparse.Namespace) -> int:
@@ -779,7 +776,7 @@ def run_search_mode(args: argparse.Namespace) -> int:
         n, best = random_oracle(r, r["wall_s"], truth)
         n_random.append(n)
         table["random search, same wall-clock (oracle)"].append(best)
-        n, best = random_oracle(r, r["wall_s"], truth, complete_cost(Path(args.out), r))
+        n, best = random_oracle(r, r["wall_s"], truth, complete_cost(args, r))
         n_full.append(n)
         table["random search, same wall-clock, full runs (oracle)"].append(best)
     finals = [r.get("final") for r in results]

@@ -188,9 +188,10 @@ def test_random_search_pays_a_full_run_per_cell_read_from_the_row_or_the_journal
     pruned = {"canonical": "c9", "cost_s": 5.0}  # a pruned run is cheap: random search's never is
     study.add_trial(create_trial(state=TrialState.PRUNED, user_attrs=pruned))
     old = {"seed": 4, "train_s_median": 20.0, "config": {"workers": 2}}  # recorded without it
-    assert regret.complete_cost(tmp_path, old) == 34.0
-    assert math.isnan(regret.complete_cost(tmp_path, {**old, "seed": 5}))  # no journal left
-    assert regret.complete_cost(tmp_path, {**old, "train_s_complete": 31.0}) == 31.0
+    args = _args(tmp_path)
+    assert regret.complete_cost(args, old) == 34.0
+    assert math.isnan(regret.complete_cost(args, {**old, "seed": 5}))  # no journal left
+    assert regret.complete_cost(args, {**old, "train_s_complete": 31.0}) == 31.0
     assert regret.random_oracle(old, 600.0, builtin)[0] == 60  # 600 s x 2 workers / 20 s
     n, best = regret.random_oracle(old, 600.0, builtin, 34.0)
     assert n == 35 and 80.0 < best <= builtin.best("cifar10-valid", "valid")[1]
