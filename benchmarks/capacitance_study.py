@@ -29,7 +29,18 @@ another seeded sample) this computes, per cell:
            the backbone's pooled features are cached and a fresh probe is
            trained on them alone (βeff trajectory, its BRR estimate, the probe's
            validation curve, early-fraction predictions); also acc/net/dW after
-           epochs 1 and 2 (the epoch-1 values equal ``train``'s).
+           epochs 1 and 2 (the epoch-1 values equal ``train``'s);
+``probe0`` line 1 at k = 0 only, without training the backbone: the untrained
+           network's features and a fresh probe on them, at every (backbone
+           seed, probe seed) of ``PROBE0_SEEDS`` (the seed-0 pair's values
+           equal ``probe``'s ``probe_k0_*``).
+
+``--top N`` (with ``--half odd|even``) takes the ``N`` best cells of the space
+by the free aggregate a search screens with (``benchmarks/proxy_budget.py
+--top``: the top of the screen, where a study's shortlist comes from) instead
+of ``--seed``; ``--top-table`` prints, inside it, τ of each ``probe_k0``
+reading against the aggregate over the whole space (paired bootstrap gaps) and
+τ between the seeds' readings.
 
 ``--sample E`` (or F) takes a fresh sample of ``benchmarks/free_scores.py``
 (disjoint from A, B, C and D) instead of ``--seed``.
@@ -54,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -90,10 +102,13 @@ from nasnc.space import Arch, sample_archs
 from nasnc.train import Budget, Report, train_proxy
 
 FREE = ("naswot", "synflow", "jacob_cov", "flops", "params")
-COMPUTE = ("free", "init", "bench", "grad", "train", "probe")
+COMPUTE = ("free", "init", "bench", "grad", "train", "probe", "probe0")
 TRACE_INPUT = (1, 3, 8, 8)  # the graph does not depend on resolution
 #: ``probe``: backbone epochs at which features are cached and a fresh probe is trained.
 PROBE_K = (0, 1, 2)
+#: ``probe0``: (backbone seed, probe seed) pairs of the untrained-backbone probe; the
+#: first is the line-1 run (``probe_k0_*``), the others ``probe_k0_b<B>p<P>_*``.
+PROBE0_SEEDS = ((0, 0), (1, 0), (0, 1))
 #: Probe βeff variants recorded (trajectory keys of CapacitanceObserver, ``beta_eff_`` dropped).
 PROBE_VARIANTS = ("chain_sf", "product", "product_sf")
 #: Early fractions of the probe run from which line 6 predicts its end.
@@ -448,6 +463,57 @@ def measure_probe(
     return row
 
 
+def measure_probe0(
+    arch: Arch,
+    config: ProxyConfig,
+    data: ProxyData,
+    *,
+    epochs: int,
+    eval_every: int,
+    seeds: Sequence[tuple[int, int]] = PROBE0_SEEDS,
+) -> dict[str, Any]:
+    """Line 1 at k = 0 alone: for every (backbone seed, probe seed) in ``seeds``, the
+    untrained proxy network's pooled features (as :func:`measure_probe` caches them at
+    k = 0) and a fresh probe trained on them (probe initialisation and shuffling
+    from the probe seed). Keys: ``probe_k0_*`` for the pair (0, 0), which is
+    :func:`measure_probe`'s k = 0 run, ``probe_k0_b<B>p<P>_*`` for the others; costs
+    of the (0, 0) pair under :func:`measure_probe`'s names, ``cost_probe0`` in all."""
+    t0 = time.perf_counter()
+    row: dict[str, Any] = {"meta_probe_epochs": epochs, "meta_probe_eval_every": eval_every}
+    transform = DeviceTransform(data.mean, data.std, device="cpu")
+    features: dict[int, list[torch.Tensor]] = {}
+    for backbone, probe_seed in seeds:
+        t1 = time.perf_counter()
+        if backbone not in features:
+            model = build_proxy_network(arch, config, backbone, torch.device("cpu"))
+            t_built = time.perf_counter()
+            features[backbone] = standardise(
+                pooled_features(model, data.train_x, transform),
+                pooled_features(model, data.valid_x, transform),
+            )
+            if backbone == 0:
+                row["cost_probe_backbone_ep0"] = t_built - t1
+                row["cost_probe_features_k0"] = time.perf_counter() - t_built
+        train_f, valid_f = features[backbone]
+        t2 = time.perf_counter()
+        run = train_probe(
+            train_f,
+            data.train_y,
+            valid_f,
+            data.valid_y,
+            dataclasses.replace(config, probe_seed=probe_seed),
+            epochs=epochs,
+            eval_every=eval_every,
+            seed=probe_seed,
+        )
+        tag = "" if (backbone, probe_seed) == (0, 0) else f"_b{backbone}p{probe_seed}"
+        row.update(probe_scores(run, f"probe_k0{tag}", f"lc_k0{tag}"))
+        if not tag:
+            row["cost_probe_fit_k0"] = time.perf_counter() - t2
+    row["cost_probe0"] = time.perf_counter() - t0
+    return row
+
+
 def _train_by_epoch(
     model: torch.nn.Module,
     config: ProxyConfig,
@@ -516,12 +582,91 @@ def measure(
         row.update(
             measure_probe(arch, config, data, epochs=probe_epochs, eval_every=probe_eval_every)
         )
+    if "probe0" in what:
+        row.update(
+            measure_probe0(arch, config, data, epochs=probe_epochs, eval_every=probe_eval_every)
+        )
     return row
 
 
-def sample_tag(seed: int | None, sample: str | None = None) -> str:
-    """The file-name tag of a sample: ``seed<seed>``, or ``sample<name>`` for a fresh one."""
+def sample_tag(seed: int | None, sample: str | None = None, top: str | None = None) -> str:
+    """The file-name tag of a sample: ``seed<seed>``, ``sample<name>`` for a fresh one,
+    or ``top-<half>`` (``top-all``) for a ``--top`` sample (``top``: its half or "all")."""
+    if top is not None:
+        return f"top-{top}"
     return f"sample{sample}" if sample is not None else f"seed{seed}"
+
+
+def top_sample(n: int, half: str | None, cache: str, data_root: str) -> list[tuple[Arch, float]]:
+    """The ``n`` best cells of the space by the free aggregate (``half``: its odd or even
+    ranks), each with its aggregate over the whole space, best first: the ``--top``
+    sample of ``benchmarks/proxy_budget.py``, screened into the same ``cache``."""
+    from proxy_budget import half_of, top_of_space  # a sibling script that imports this one
+
+    ranked = list(top_of_space(n, cache, data_root))
+    kept = {str(a) for a in half_of([a for a, _ in ranked], half)}
+    return [(a, v) for a, v in ranked if str(a) in kept]
+
+
+def top_table(rows: dict[str, dict[str, Any]], pool: list[tuple[Arch, float]], label: str) -> str:
+    """Inside a ``--top`` sample: τ of every ``probe_k0`` βeff reading and of the free
+    aggregate over the whole space, the pick score's rank aggregate of the two, the
+    paired bootstrap gap of each over the aggregate, and how the seeds' readings agree."""
+    from search_regret import paired_tau_gap  # a sibling script
+
+    from nasnc.metrics import kendall_tau
+
+    truth = open_benchmark("builtin")
+    archs = [str(a) for a, _ in pool if str(a) in rows]
+    agg = np.array([v for a, v in pool if str(a) in rows], dtype=float)
+    gt = np.array([truth.get(a, "cifar10-valid", "valid_acc") for a in archs], dtype=float)
+    best = truth.best("cifar10-valid", "valid_acc")[1]
+
+    def col(key: str) -> np.ndarray:
+        return np.array([rows[a].get(key, math.nan) for a in archs], dtype=float)
+
+    seeds = ["" if p == (0, 0) else f"_b{p[0]}p{p[1]}" for p in PROBE0_SEEDS]
+    product = {tag: col(f"probe_k0{tag}_product_brr") for tag in seeds}
+    main_col = product[""]
+    scores = {"the free aggregate (over the whole space)": agg}
+    scores["probe_k0_product_brr (backbone seed 0, probe seed 0)"] = main_col
+    scores["aggregate + probe_k0_product_brr (weight 1 each)"] = rank_aggregate(
+        {"aggregate": agg, "probe": main_col}
+    )
+    for tag in seeds[1:]:
+        scores[f"probe_k0{tag}_product_brr"] = product[tag]
+    for key in ("probe_k0_chain_sf_brr", "probe_k0_product_sf_brr", "probe_k0_acc"):
+        scores[key] = col(key)
+    finite = [c for c in product.values() if np.isfinite(c).all()]
+    if len(finite) == len(product):
+        mean_rank = np.mean([stats.rankdata(c) for c in finite], axis=0)
+        scores["probe_k0_product_brr, the mean of its seeds' ranks"] = mean_rank
+    costs = col("cost_probe0")
+    lines = [
+        f"{label}: {len(archs)} cells recorded; cifar10-valid 200-epoch validation accuracy "
+        f"spans {np.nanmin(gt):.2f}-{np.nanmax(gt):.2f} %; probe0 median "
+        f"{np.nanmedian(costs):.1f} s per cell (all seed pairs)",
+        "",
+        "| score | Kendall τ [95 % CI] | regret of its top-1 | τ(score) − τ(aggregate) [95 % CI] |",
+        "|---|---|---|---|",
+    ]
+    for name, c in scores.items():
+        if np.isfinite(c).sum() < 3:  # not recorded (a pair of PROBE0_SEEDS not run)
+            continue
+        s = correlation_summary(c, gt, n_boot=1000, seed=0)
+        top1 = best - gt[int(np.nanargmax(c))] if np.isfinite(c).any() else math.nan
+        if c is agg:
+            gap = "–"
+        else:
+            g, low, high = paired_tau_gap(c, agg, gt)
+            gap = f"{g:+.3f} [{low:+.3f}, {high:+.3f}]"
+        lines.append(
+            f"| {name} | {s['kendall_tau']:+.3f} {_fmt_ci(s['kendall_ci'])} | {top1:.2f} | {gap} |"
+        )
+    lines += ["", "| probe_k0_product_brr | τ with backbone seed 0, probe seed 0 |", "|---|---|"]
+    for tag in seeds[1:]:
+        lines.append(f"| {tag.lstrip('_')} | {kendall_tau(product[tag], main_col):+.3f} |")
+    return "\n".join(lines)
 
 
 def _files(out: Path, tag: str, n: int) -> list[Path]:
@@ -823,6 +968,29 @@ def main() -> int:
         default=None,
         help="a fresh sample of benchmarks/free_scores.py instead of --seed",
     )
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the N best cells of the space by the free aggregate instead of --seed",
+    )
+    parser.add_argument(
+        "--half",
+        choices=("odd", "even"),
+        default=None,
+        help="with --top: its odd or even ranks (two disjoint samples of the same range)",
+    )
+    parser.add_argument(
+        "--screen-cache",
+        default="runs/proxy-budget",
+        help="HDF5 cache of the space's free scores for --top (proxy_budget.py's --cache)",
+    )
+    parser.add_argument(
+        "--top-table",
+        action="store_true",
+        help="with --top: the untrained probe's readings against the aggregate inside it",
+    )
     parser.add_argument("--compute", nargs="+", choices=COMPUTE, default=["free", "init"])
     parser.add_argument(
         "--probe-epochs", type=int, default=10, help="probe epochs on cached features (probe)"
@@ -851,26 +1019,41 @@ def main() -> int:
         help="plot only the scores whose names start with one of these",
     )
     args = parser.parse_args()
-    if (args.seed is None) == (args.sample is None) and not args.plot:
-        parser.error("name the sample with exactly one of --seed and --sample")
-    if args.sample is not None and args.disjoint_from is not None:
-        parser.error("--disjoint-from goes with --seed; a --sample is disjoint from the others")
+    named = (args.seed is not None, args.sample is not None, args.top is not None)
+    if sum(named) != 1 and not args.plot:
+        parser.error("name the sample with exactly one of --seed, --sample and --top")
+    if args.disjoint_from is not None and args.seed is None:
+        parser.error("--disjoint-from goes with --seed (--sample and --top are fixed samples)")
+    if (args.half or args.top_table) and args.top is None:
+        parser.error("--half and --top-table read a --top sample")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     out = Path(args.out)
-    tag = sample_tag(args.seed, args.sample)
+    tag = sample_tag(args.seed, args.sample, (args.half or "all") if args.top else None)
+    n = args.top if args.top is not None else args.n
+    pool = top_sample(args.top, args.half, args.screen_cache, args.data_root) if args.top else []
+    if args.top_table:
+        rows = load_rows(out, tag, n)
+        if not rows:
+            print(f"nothing recorded under {out} for {tag}, n {n}", file=sys.stderr)
+            return 1
+        half = f", its {args.half} ranks" if args.half else ""
+        print(top_table(rows, pool, f"the top {args.top} of the space by the free aggregate{half}"))
+        return 0
     if args.plot:
         plot(out, args.plot_seeds, args.n, Path(args.plot), args.plot_only)
         return 0
     if args.table:
-        rows = load_rows(out, tag, args.n)
+        rows = load_rows(out, tag, n)
         if not rows:
-            print(f"nothing recorded under {out} for {tag}, n {args.n}", file=sys.stderr)
+            print(f"nothing recorded under {out} for {tag}, n {n}", file=sys.stderr)
             return 1
         label = f"seed {args.seed}" if args.sample is None else f"{args.sample} (fresh)"
-        print(table(rows, label))
+        print(table(rows, tag if args.top else label))
         return 0
-    if args.sample is not None:
+    if args.top is not None:
+        archs = [a for a, _ in pool]
+    elif args.sample is not None:
         from free_scores import fresh_sample  # a sibling script that imports this one
 
         archs = fresh_sample(args.sample, args.n)
@@ -880,11 +1063,9 @@ def main() -> int:
     config = ProxyConfig()
     data = load_proxy_data(config, args.data_root, device="cpu", seed=0)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{tag}-n{args.n}-{'-'.join(args.compute)}-shard{i}of{k}.jsonl"
+    path = out / f"{tag}-n{n}-{'-'.join(args.compute)}-shard{i}of{k}.jsonl"
     done = {
-        a
-        for a, r in load_rows(out, tag, args.n).items()
-        if all(f"cost_{c}" in r for c in args.compute)
+        a for a, r in load_rows(out, tag, n).items() if all(f"cost_{c}" in r for c in args.compute)
     }
     start = time.perf_counter()
     mine = archs[i::k]

@@ -280,3 +280,68 @@ def test_sample_tags_name_the_files_of_a_sample(study: ModuleType, tmp_path) -> 
     (tmp_path / "sampleE-n150-train-shard0of1.jsonl").write_text(json.dumps({"arch": "b", "x": 2}))
     assert list(study.load_rows(tmp_path, "seed1", 150)) == ["a"]
     assert list(study.load_rows(tmp_path, "sampleE", 150)) == ["b"]
+
+
+def _toy_data():  # type: ignore[no-untyped-def]
+    from nasnc.data import ProxyData
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (96, 3, 8, 8), dtype=torch.uint8, generator=gen)
+    y = torch.arange(96) % 10
+    return ProxyData("toy", 10, 8, x[:64], y[:64], x[64:], y[64:], (0.5,) * 3, (0.25,) * 3)
+
+
+def test_probe0_seed_pair_zero_is_the_probe_runs_k0_and_other_seeds_differ(
+    study: ModuleType,
+) -> None:
+    data = _toy_data()
+    config = ProxyConfig(resolution=8, channels=4, batch_size=16, epochs=2, probe=(8,))
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+    kw = {"probe_epochs": 2, "probe_eval_every": 2}
+    full = study.measure(arch, config, data, ["probe"], **kw)
+    alone = study.measure(arch, config, data, ["probe0"], **kw)
+    k0 = [k for k in alone if k.startswith("probe_k0_") and not k.startswith("probe_k0_b")]
+    assert "probe_k0_product_brr" in k0 and "probe_k0_acc" in k0
+    # the (0, 0) pair is line 1's k = 0 run, reading for reading, without the training
+    assert {k: alone[k] for k in k0} == {k: full[k] for k in k0}
+    assert "acc_ep1" not in alone and alone["cost_probe0"] > 0
+    for tag in ("b1p0", "b0p1"):
+        other = alone[f"probe_k0_{tag}_product_last"]
+        assert math.isfinite(other) and other > 0
+        # another backbone or probe seed is another draw, not a copy of seed 0's
+        assert other != alone["probe_k0_product_last"]
+
+
+def test_top_table_reads_each_seed_against_the_whole_space_aggregate(study: ModuleType) -> None:
+    from nasnc.bench import open_benchmark
+    from nasnc.space import Arch, sample_archs
+
+    load_benchmark("search_regret")  # top_table's sibling import, as the script finds it
+    truth = open_benchmark("builtin")
+    archs = sample_archs(30, seed=3, unique=True, exclude_zero=True)
+    gt = np.array([truth.get(str(a), "cifar10-valid", "valid_acc") for a in archs])
+    noise = np.random.default_rng(0).normal(size=len(archs))
+    rows = {
+        str(a): {
+            "arch": str(a),
+            "probe_k0_product_brr": float(gt[i]),  # orders the cells exactly
+            "probe_k0_b1p0_product_brr": float(gt[i]),
+            "probe_k0_b0p1_product_brr": float(-gt[i]),  # exactly backwards
+            "cost_probe0": 6.0,
+        }
+        for i, a in enumerate(archs)
+    }
+    pool = [(Arch.parse(str(a)), float(noise[i])) for i, a in enumerate(archs)]
+    text = study.top_table(rows, pool, "toy")
+    line = {row.split(" | ")[0].lstrip("| "): row for row in text.splitlines()}
+    assert (
+        line["probe_k0_product_brr (backbone seed 0, probe seed 0)"]
+        .split(" | ")[1]
+        .startswith("+1.000")
+    )
+    assert line["probe_k0_b0p1_product_brr"].split(" | ")[1].startswith("-1.000")
+    assert line["b1p0"].endswith("+1.000 |") and line["b0p1"].endswith("-1.000 |")
+    # the exact score's top-1 is the sample's best cell
+    best = truth.best("cifar10-valid", "valid_acc")[1]
+    regret = line["probe_k0_b1p0_product_brr"].split(" | ")[2]
+    assert float(regret) == pytest.approx(best - gt.max(), abs=0.006)
