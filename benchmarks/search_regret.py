@@ -181,12 +181,12 @@ def seed_config(args: argparse.Namespace, seed: int):
     """The study config of one seed: ``--search``'s file with the overrides applied."""
     from nasnc_search import apply_overrides, load_config
 
-    run_dir = Path(args.out) / f"seed{seed}"
+    study_name, storage = seed_study(Path(args.out), seed)
     overrides = {
         "seed": seed,
-        "study_name": f"regret-seed{seed}",
-        "storage": f"journal:{run_dir / 'study.journal'}",
-        "cache": str(run_dir / "cache"),
+        "study_name": study_name,
+        "storage": storage,
+        "cache": str(Path(args.out) / f"seed{seed}" / "cache"),
         "data_root": args.data_root,
         "screen.size": args.screen_size,
         "screen.top_k": args.top_k,
@@ -277,6 +277,21 @@ def append_line(path: Path, row: dict) -> None:
         fh.write((json.dumps(row) + "\n").encode())
 
 
+def cell_runs(study) -> dict:
+    """The trial that stands for each distinct cell a study trained, by canonical form:
+    its first completed run, else its first pruned one (a later completed run of the
+    same cell replays the cache at no cost; a failed trial trained nothing)."""
+    from optuna.trial import TrialState
+
+    runs: dict = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        canonical = str(t.user_attrs.get("canonical"))
+        held = runs.get(canonical)
+        if held is None or (held.state != TrialState.COMPLETE and t.state == TrialState.COMPLETE):
+            runs[canonical] = t
+    return runs
+
+
 def study_cells(study, config) -> tuple[list[str], dict[str, np.ndarray]]:
     """The distinct cells a study trained (completed or pruned): each one's arch as
     trained and its columns (``acc``, ``complete``, ``shortlisted``, the trial scores,
@@ -285,19 +300,11 @@ def study_cells(study, config) -> tuple[list[str], dict[str, np.ndarray]]:
     from optuna.trial import TrialState
 
     screen = study.user_attrs.get("screen") or {}
-    trained = [
-        t
-        for t in study.get_trials(deepcopy=False)
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-    ]
     store = Store(config.cache)
     shortlist = {Arch.parse(str(a)).canonical() for a in screen.get("shortlist") or ()}
     rows: dict[str, dict[str, float]] = {}
     archs: dict[str, str] = {}
-    for t in trained:
-        canonical = str(t.user_attrs.get("canonical"))
-        if canonical in rows and (t.state != TrialState.COMPLETE or rows[canonical]["complete"]):
-            continue  # a completed run wins over a pruned one; a later one replays the cache
+    for canonical, t in cell_runs(study).items():
         entry = store.get(str(t.user_attrs.get("key")))
         traj = entry.trajectory if entry is not None else {}
         archs[canonical] = str(t.user_attrs.get("arch"))
@@ -322,16 +329,22 @@ def completed_cost(col: dict[str, np.ndarray]) -> float:
     return float(np.nanmedian(col["cost_s"][done])) if done.any() else math.nan
 
 
-def recorded_study(config):
-    """A seed's study from its journal under ``--out`` (``seed_config``'s storage), or
-    None when it is gone."""
+def seed_study(out: Path, seed: int) -> tuple[str, str]:
+    """A seed's study name and its journal storage under ``--out``."""
+    return f"regret-seed{seed}", f"journal:{out / f'seed{seed}' / 'study.journal'}"
+
+
+def recorded_study(out: Path, seed: int):
+    """A seed's study from its journal under ``--out`` (:func:`seed_study`), or None
+    when it is gone."""
     import optuna
 
     from nasnc_search import make_storage
 
-    if not Path(config.storage.removeprefix("journal:")).exists():
+    name, storage = seed_study(out, seed)
+    if not Path(storage.removeprefix("journal:")).exists():
         return None
-    return optuna.load_study(study_name=config.study_name, storage=make_storage(config.storage))
+    return optuna.load_study(study_name=name, storage=make_storage(storage))
 
 
 def search_seed(
@@ -504,7 +517,7 @@ def final_stage(args: argparse.Namespace, seed: int) -> dict | None:
     import multiprocessing as mp
 
     config = seed_config(args, seed)
-    study = recorded_study(config)
+    study = recorded_study(Path(args.out), seed)
     if study is None:
         return None
     archs, col = study_cells(study, config)
@@ -630,23 +643,17 @@ def within_study_taus(out: Path, scores: list[str]) -> dict[int, dict[str, float
     """Per study under ``out`` (``seed*/study.journal``): signed Kendall τ of each trial
     score (a user attribute) against ``true_acc`` over its completed trials, one per
     distinct cell, and their number as ``n``."""
-    import optuna
     from optuna.trial import TrialState
-
-    from nasnc_search import make_storage
 
     taus: dict[int, dict[str, float]] = {}
     for journal in sorted(out.glob("seed*/study.journal")):
         seed = int(journal.parent.name[len("seed") :])
-        storage = make_storage(f"journal:{journal}")
-        study = optuna.load_study(study_name=f"regret-seed{seed}", storage=storage)
-        cells: dict[str, dict] = {}
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            cells.setdefault(str(t.user_attrs.get("canonical")), t.user_attrs)
-        acc = np.array([_float(a.get("true_acc")) for a in cells.values()])
+        study = recorded_study(out, seed)
+        cells = [t.user_attrs for t in cell_runs(study).values() if t.state == TrialState.COMPLETE]
+        acc = np.array([_float(a.get("true_acc")) for a in cells])
         row = {"n": float(len(cells))}
         for name in scores:
-            row[name] = kendall_tau(np.array([_float(a.get(name)) for a in cells.values()]), acc)
+            row[name] = kendall_tau(np.array([_float(a.get(name)) for a in cells]), acc)
         taus[seed] = row
     return taus
 
@@ -693,7 +700,7 @@ def complete_cost(args: argparse.Namespace, row: dict) -> float:
     if "train_s_complete" in row:
         return _float(row["train_s_complete"])
     config = seed_config(args, int(row["seed"]))
-    study = recorded_study(config)
+    study = recorded_study(Path(args.out), int(row["seed"]))
     return math.nan if study is None else completed_cost(study_cells(study, config)[1])
 
 
