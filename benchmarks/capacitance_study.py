@@ -59,6 +59,9 @@ the partial Kendall τ of each score with the ground truth given the aggregate.
         --compute free init bench
     nice -n 19 python benchmarks/capacitance_study.py --seed 1 --n 150 --compute train --shard 0/2
     python benchmarks/capacitance_study.py --seed 1 --n 150 --table
+    # the untrained probe at the top of the screen (odd ranks of the top 300)
+    python benchmarks/capacitance_study.py --top 300 --half odd --compute probe0 --shard 0/2
+    python benchmarks/capacitance_study.py --top 300 --half odd --top-table
 """
 
 from __future__ import annotations
