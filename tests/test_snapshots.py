@@ -290,6 +290,29 @@ def test_compaction_leaves_files_whose_snapshots_it_cannot_open(
         entry.snapshots.load()
 
 
+def test_compaction_leaves_a_shard_the_os_refuses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a shard another user wrote with umask 077, or a process out of file handles:
+    # the file is not at fault, so no writer may move it to the quarantine
+    store = Store(tmp_path / "c", compact_every=None)
+    keys = [store.put(with_snaps(seed)) for seed in range(2)]
+    store.compact(full=True)
+    keys.append(store.put(with_snaps(2)))
+    packs = sorted(p.name for p in (tmp_path / "c" / "packs").glob("*.h5"))
+    assert len(packs) == 1
+    fresh = Store(tmp_path / "c", compact_every=None)  # has not read the shard's index yet
+    with monkeypatch.context() as m:
+        refused = _refuse_opens(m)
+        assert all(fresh.get(k) is None for k in keys)  # refused now: a miss, not an error
+        fresh.compact(full=True)
+        assert any(packs[0] in r for r in refused)
+    assert not fresh.quarantined
+    assert packs[0] in [p.name for p in (tmp_path / "c" / "packs").glob("*.h5")]
+    assert all(Store(tmp_path / "c", create=False).get(k) is not None for k in keys)
+    assert all(fresh.get(k) is not None for k in keys)  # once the OS allows it, it reads
+
+
 # ----------------------------------------------------------------- recompute
 @pytest.fixture(scope="module")
 def data(synthetic_root: Path):  # type: ignore[no-untyped-def]

@@ -125,6 +125,9 @@ def compact_locked(store: Store, full: bool) -> int:
         try:
             index = store._pack_index(name, ident)
         except Damaged as exc:
+            if not exc.movable:  # the OS refused this process the file: it stays as it is
+                logger.warning("compaction skips unreadable %s: %s", store.path / PACKS / name, exc)
+                continue
             damaged[store.path / PACKS / name] = (ident, str(exc))
             continue
         except FileNotFoundError:

@@ -519,6 +519,8 @@ class Store:
             try:
                 value = read_pack_index(self.path / PACKS / name)
             except Damaged as exc:
+                if not exc.movable:  # the OS refused the file this time: ask again next time
+                    raise
                 value = exc
             cached = (ident, value)
             self._pack_cache[name] = cached
@@ -548,6 +550,8 @@ class Store:
                 if value.key != name[:-3]:
                     value = Damaged(f"holds the entry {value.key}, not the one its name says")
             except Damaged as exc:
+                if not exc.movable:  # the OS refused the file this time: ask again next time
+                    raise
                 value = exc
             cached = (ident, value)
             self._loose_cache[name] = cached
