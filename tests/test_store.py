@@ -694,3 +694,54 @@ def test_sigkill_never_loses_a_reported_entry(tmp_path: Path) -> None:
     assert pack_files(store)
     store.clean(min_age_s=0)  # one host, no other container: dead pids are dead
     assert list((cache / "tmp").iterdir()) == []
+
+
+def test_a_put_landing_while_compaction_retires_its_file_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # compaction packs entries/<key>.h5 and then removes it; a worker that puts the
+    # same key again at that instant (a newer run) must keep its file and its value
+    store = Store(tmp_path / "c", compact_every=None)
+    key = store.put(make_entry(ARCH, beta_eff=1.0))
+    store.put(make_entry(ARCH, seed=1))
+    real_rename, real_unlink = os.rename, os.unlink
+    fired: list[str] = []
+
+    def newer_put_first(path: object) -> None:  # the worker's put lands just before
+        if not fired and Path(str(path)) == tmp_path / "c" / "entries" / f"{key}.h5":
+            fired.append(str(path))
+            Store(tmp_path / "c", compact_every=None).put(make_entry(ARCH, beta_eff=2.0))
+
+    def rename(src, dst, *args, **kwargs):  # type: ignore[no-untyped-def]
+        newer_put_first(src)
+        return real_rename(src, dst, *args, **kwargs)
+
+    def unlink(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        newer_put_first(path)
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "unlink", unlink)  # Path.unlink calls it
+    store.compact(full=True)
+    monkeypatch.undo()
+    assert fired
+    got = Store(tmp_path / "c").get(key)
+    assert got is not None and got.summary["beta_eff"] == 2.0
+    assert (tmp_path / "c" / "entries" / f"{key}.h5").exists()
+    assert not list((tmp_path / "c" / "tmp").iterdir())  # nothing left behind
+
+
+def test_retire_deletes_only_the_file_it_was_given(tmp_path: Path) -> None:
+    from nasnc.store._files import ident_of, retire
+
+    (tmp_path / "tmp").mkdir()
+    path = tmp_path / "f.h5"
+    path.write_bytes(b"old")
+    old = ident_of(path.stat())
+    newer = tmp_path / "newer"
+    newer.write_bytes(b"newer file")
+    os.replace(newer, path)  # a writer replaced it since
+    assert not retire(tmp_path, path, old) and path.read_bytes() == b"newer file"
+    assert retire(tmp_path, path, ident_of(path.stat())) and not path.exists()
+    assert not retire(tmp_path, path, old)  # gone already
+    assert not list((tmp_path / "tmp").iterdir())

@@ -27,6 +27,7 @@ from nasnc.store._files import (
     fsync,
     ident_of,
     publish,
+    retire,
     scan_dir,
 )
 from nasnc.store._hdf5 import (
@@ -228,11 +229,8 @@ def _merge(
             merged[fresh.key] = (fresh, stored)
             used.append((name, ident))
     made = write_shard(store, list(merged.values())) if merged else None
-    for loose_name, ident in used:
-        path = store.path / ENTRIES / loose_name
-        with suppress(FileNotFoundError):
-            if ident_of(path.stat()) == ident:  # not replaced meanwhile
-                path.unlink()
+    for loose_name, ident in used:  # a file replaced meanwhile by a newer put stays
+        retire(store.path, store.path / ENTRIES / loose_name, ident)
     for source in sources:
         with suppress(FileNotFoundError):
             (store.path / PACKS / source).unlink()

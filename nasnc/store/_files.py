@@ -254,6 +254,28 @@ def clean_tmp(root: Path, *, older_than_s: float, min_age_s: float) -> list[Path
     return removed
 
 
+def retire(root: Path, path: Path, ident: Ident) -> bool:
+    """Delete ``path`` if it is still the file ``ident`` names; whether it did.
+
+    The file is first renamed into ``<root>/tmp/`` and checked there, so a
+    writer that replaces ``path`` at any instant keeps its file: a file
+    renamed away that turns out to be a newer one is put back. (Comparing
+    before a plain unlink would delete a file replaced between the two.)
+    """
+    dest = root / TMP / f"gone.{host()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        os.rename(path, dest)
+    except FileNotFoundError:
+        return False
+    if ident_of(dest.stat()) != ident:  # a writer's newer file: restore it
+        with suppress(FileExistsError):  # unless a newer one still is already there
+            os.link(dest, path)
+        dest.unlink()
+        return False
+    dest.unlink()
+    return True
+
+
 # --------------------------------------------------------------- quarantine
 _NOTE = ".why.txt"
 
