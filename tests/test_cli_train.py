@@ -193,6 +193,24 @@ def test_bad_values_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "'learning_rate'" in capsys.readouterr().err
     assert main(["train", ARCH, *no_data, "--set", "lr"]) == 2
     assert "FIELD=VALUE" in capsys.readouterr().err
+    # --set reaches the fields that have their own flag too (a flag not given masked it)
+    assert main(["train", ARCH, *no_data, "--set", "epochs=0"]) == 2
+    assert "epochs=0" in capsys.readouterr().err
+    assert main(["train", ARCH, *no_data, "--set", "dataset=cifar11"]) == 2
+    assert "cifar11" in capsys.readouterr().err
+
+
+def test_set_epochs_sets_the_budget_and_the_flag_wins_over_it(
+    synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", ARCH, "--config", str(_flat_config(tmp_path)), "--no-cache"]
+    argv += ["--data-root", str(synthetic_root), "--threads", "1", "--set", "epochs=1"]
+    assert main(argv) == 0
+    steps = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step")]
+    assert len(steps) == 1 and steps[0].startswith("step 4/4")  # 1 epoch, not the file's 2
+    assert main([*argv, "--epochs", "2"]) == 0
+    steps = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step")]
+    assert len(steps) == 2 and steps[-1].startswith("step 8/8")
 
 
 def test_missing_data_exits_1_naming_the_folder(

@@ -189,19 +189,20 @@ class Train(Command):
         from .._config import apply_overrides
 
         arch = Arch.parse(args.arch)
+        flags = {
+            "proxy.dataset": args.dataset,
+            "proxy.epochs": args.epochs,
+            "seed": args.seed,
+            "device": args.device,
+            "threads": args.threads,
+            "data_root": args.data_root,
+            "download": args.download,
+            "cache": args.cache,
+        }
         config = apply_overrides(
             load_train_config(args.config),
-            {
-                **_parse_set(args.set),
-                "proxy.dataset": args.dataset,
-                "proxy.epochs": args.epochs,
-                "seed": args.seed,
-                "device": args.device,
-                "threads": args.threads,
-                "data_root": args.data_root,
-                "download": args.download,
-                "cache": args.cache,
-            },
+            # a flag not given (None) must not mask the same field given by --set
+            {**_parse_set(args.set), **{k: v for k, v in flags.items() if v is not None}},
         )
         proxy = config.proxy
         device = resolve_device(config.device)
