@@ -202,6 +202,8 @@ class ScreenConfig:
                 f"but got scores={list(self.scores)!r}"
             )
         _check_weights("weights", self.weights, self.scores)
+        if self.seed is not None and self.seed < 0:
+            raise ConfigError(f"seed must be >= 0 or null, but got seed={self.seed}")
 
 
 #: The last reading of the whole network's βeff of W - W0 that every proxy run records
@@ -317,6 +319,8 @@ class SearchConfig:
             )
         if self.n_trials < 1:
             raise ConfigError(f"n_trials must be >= 1, but got n_trials={self.n_trials}")
+        if self.seed < 0:  # numpy and Optuna seeds are non-negative
+            raise ConfigError(f"seed must be >= 0, but got seed={self.seed}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, but got workers={self.workers}")
         if self.timeout is not None and self.timeout <= 0:
@@ -400,19 +404,26 @@ class SearchConfig:
         return to_mapping(self)
 
 
-def load_config(path: str | Path) -> SearchConfig:
-    """Read and validate a YAML config file; errors name the file and the key."""
-    path = Path(path)
+def read_yaml(path: Path) -> Any:
+    """The YAML document of a config file; errors name the file."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+
+
+def load_config(path: str | Path) -> SearchConfig:
+    """Read and validate a YAML config file; errors name the file and the key."""
+    path = Path(path)
+    data = read_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, Mapping):

@@ -139,6 +139,15 @@ def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
     if config.name in _PRUNERS:
         cls = getattr(optuna.pruners, _PRUNERS[config.name])
         kwargs = _checked_kwargs("pruner", cls.__init__, config.kwargs)
+        # Optuna's Hyperband accepts these and divides by them only once trials report
+        for key, least in (("min_resource", 1), ("max_resource", 1), ("reduction_factor", 2)):
+            value = kwargs.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < least:
+                raise ConfigError(
+                    f"pruner.kwargs.{key} must be >= {least}"
+                    + (" or 'auto'" if key != "reduction_factor" else "")
+                    + f", but got {key}={value!r}"
+                )
         try:
             pruner: optuna.pruners.BasePruner = cls(**kwargs)
         except (TypeError, ValueError) as exc:

@@ -108,12 +108,14 @@ def _sampler_seed(config: SearchConfig, study: optuna.Study, worker: int) -> int
 
 
 def open_study(config: SearchConfig, *, worker: int = 0) -> optuna.Study:
-    """Create the study or load it; refuse to resume it under a different proxy config."""
+    """Create the study or load it; refuse to resume it under a different proxy, seed or
+    screen."""
     return _open_study(config, worker)[0]
 
 
 def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseStorage]:
     """The study and the storage object it was opened on (Optuna may wrap the latter)."""
+    make_sampler(config.sampler, 0)  # a bad sampler kwarg stops before a study is created
     storage = make_storage(
         config.storage_url,
         heartbeat_interval=config.heartbeat_interval,
@@ -147,13 +149,22 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
         study.set_user_attr("config", recorded)
         study.set_user_attr("seed", config.seed)
         study.set_user_attr("nasnc_version", __version__)
-    elif stored != current or study.user_attrs.get("seed", config.seed) != config.seed:
-        differ = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
-        if study.user_attrs.get("seed", config.seed) != config.seed:
-            differ.append("seed")
+        return study, storage
+    differ = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    if study.user_attrs.get("seed", config.seed) != config.seed:
+        differ.append("seed")
+    # the screen's pool and scores give every trial its aggregate (a study recorded
+    # before the screen existed has none: nothing to compare)
+    screen = (study.user_attrs.get("config") or {}).get("screen")
+    now = config.to_dict()["screen"]
+    if screen is not None and screen != now:
+        differ += [
+            f"screen.{k}" for k in sorted(set(screen) | set(now)) if screen.get(k) != now.get(k)
+        ]
+    if differ:
         raise ConfigError(
             f"study {config.study_name!r} in {shown_url(config.storage_url)} was created with a "
-            f"different proxy config (differs in: {', '.join(differ)}); trials would not be "
+            f"different config (differs in: {', '.join(differ)}); trials would not be "
             "comparable. Use another --study name."
         )
     return study, storage

@@ -63,6 +63,9 @@ def test_the_default_storage_resumes_the_file_a_study_started_in(
         ("pruner:\n  name: hyperbandit\n", ["pruner.name", "hyperbandit"]),
         ("pruner:\n  percentile: 120\n", ["pruner", "percentile=120"]),
         ("workers: 0\n", ["workers=0"]),
+        ("seed: -1\n", ["seed=-1"]),
+        ("screen:\n  size: 8\n  top_k: 2\n  seed: -3\n", ["screen", "seed=-3"]),
+        ("seed: 1\n# caf\xe9\n", ["not UTF-8"]),
         ("n_trials: many\n", ["n_trials", "many"]),
         ("device: gpu\n", ["device", "gpu"]),
         ("study_name: 'a b'\n", ["study_name", "a b"]),
@@ -84,7 +87,7 @@ def test_bad_config_names_key_and_value(
     tmp_path: Path, yaml_text: str, culprits: list[str]
 ) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml_text)
+    path.write_bytes(yaml_text.encode("latin-1"))  # one case is not UTF-8
     with pytest.raises(ConfigError) as err:
         load_config(path)
     message = str(err.value)

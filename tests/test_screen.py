@@ -344,6 +344,17 @@ def test_sampler_and_pruner_options_are_checked_and_named() -> None:
                 SearchConfig, {"pruner": {"name": "hyperband", "kwargs": {"reduction": 2}}}
             ).pruner
         )
+    for kwargs, culprit in (
+        ({"min_resource": 0}, "min_resource"),
+        ({"max_resource": 0.5}, "max_resource"),
+        ({"reduction_factor": 1}, "reduction_factor"),
+    ):  # Optuna's Hyperband takes these and fails only once a trial reports
+        with pytest.raises(ConfigError, match=rf"pruner\.kwargs\.{culprit} must be"):
+            make_pruner(
+                from_mapping(
+                    SearchConfig, {"pruner": {"name": "hyperband", "kwargs": kwargs}}
+                ).pruner
+            )
     with pytest.raises(ConfigError, match=r"screen\.top_k"):
         from_mapping(SearchConfig, {"screen": {"size": 5, "top_k": 6}})
     # the pool leaves out the cells whose output is always zero: the authors' 6,466

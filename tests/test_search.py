@@ -172,6 +172,26 @@ def test_resuming_with_another_proxy_is_refused(tmp_path: Path) -> None:
         open_study(apply_overrides(config, {"proxy.epochs": 5.0}))
 
 
+def test_resuming_with_another_screen_is_refused_naming_the_keys(tmp_path: Path) -> None:
+    # the screen's pool and scores give every trial its aggregate: two screens' trials
+    # would be ranked together by the pick
+    config = tiny_config(tmp_path, tmp_path / "no-data", **{"screen.size": 4, "screen.top_k": 2})
+    open_study(config)
+    changed = apply_overrides(config, {"screen.size": 6, "screen.scores": ["synflow"]})
+    with pytest.raises(ConfigError, match=r"differs in: screen\.scores, screen\.size"):
+        open_study(changed)
+    open_study(apply_overrides(config, {"n_trials": 9}))  # the trial count may change
+
+
+def test_a_bad_sampler_kwarg_leaves_no_study_behind(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, tmp_path / "no-data")
+    bad = apply_overrides(config, {"sampler.kwargs": {"bogus": 1}})
+    with pytest.raises(ConfigError, match=r"sampler\.kwargs\.bogus"):
+        open_study(bad)
+    storage = make_storage(config.storage_url)
+    assert [s.study_name for s in storage.get_all_studies()] == []
+
+
 def test_stale_running_trials_are_failed(tmp_path: Path) -> None:
     import time
 

@@ -62,23 +62,14 @@ def load_train_config(path: str | Path | None) -> SearchConfig:
     --config`` reads it; otherwise its keys are the ``proxy:`` section itself
     (the rest at its defaults). None gives the built-in CPU proxy.
     """
-    import yaml
-
     from nasnc.pipeline import ProxyConfig
 
-    from .._config import SearchConfig, load_config
+    from .._config import SearchConfig, load_config, read_yaml
 
     if path is None:
         return SearchConfig()
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    data = read_yaml(path)
     study_keys = {f.name for f in dataclasses.fields(SearchConfig)} - _proxy_fields()
     if data is None or (isinstance(data, dict) and study_keys & set(data)):
         return load_config(path)
