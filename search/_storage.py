@@ -103,12 +103,18 @@ def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) ->
         path = Path(url[len("journal:") :])
         if not path.name:
             raise ConfigError(f"journal storage needs a file path, but got storage={url!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as exc:  # a read-only folder, a file where a folder should be
+            raise NasncError(f"cannot open storage {url!r}: {exc}") from exc
     if url.startswith("sqlite:///"):
         db = url[len("sqlite:///") :]
         if db and db != ":memory:":
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise NasncError(f"cannot open storage {url!r}: {exc}") from exc
     elif "://" not in url:
         raise ConfigError(
             f"storage must be a URL (sqlite:///FILE, journal:FILE, postgresql+psycopg://...), "

@@ -121,13 +121,16 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
         heartbeat_interval=config.heartbeat_interval,
         grace=config.heartbeat_grace,
     )
-    study = optuna.create_study(
-        storage=storage,
-        study_name=config.study_name,
-        directions=directions(config.objectives),
-        pruner=make_pruner(config.pruner),
-        load_if_exists=True,
-    )
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=config.study_name,
+            directions=directions(config.objectives),
+            pruner=make_pruner(config.pruner),
+            load_if_exists=True,
+        )
+    except OSError as exc:  # a journal in a folder this process cannot write (its lock file)
+        raise NasncError(f"cannot open storage {shown_url(config.storage_url)!r}: {exc}") from exc
     if study.metric_names is None:
         with warnings.catch_warnings():  # "experimental" in Optuna; shown by the dashboard
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

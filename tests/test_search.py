@@ -388,6 +388,18 @@ def test_a_storage_that_cannot_be_opened_is_named_without_its_password(port: str
     assert f"bob:***@127.0.0.1:{port}/nas" in str(err.value)
 
 
+@pytest.mark.parametrize("scheme", ["journal:", "sqlite:///"])
+def test_a_local_storage_under_a_file_is_an_error_naming_it(tmp_path: Path, scheme: str) -> None:
+    from nasnc import NasncError
+
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the storage's folder should be")
+    url = f"{scheme}{blocker / 'study.db'}"
+    with pytest.raises(NasncError, match=rf"cannot open storage '{url}'.*{blocker}"):
+        make_storage(url)
+    assert blocker.read_text().startswith("a file")  # left as it was
+
+
 def test_the_summary_shows_the_storage_without_its_password(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, tmp_path / "no-data")
     study = open_study(config)  # summarize shows the config's URL; it never connects
