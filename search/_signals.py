@@ -21,10 +21,15 @@ replacing the interruption). :func:`deferred` wraps the optimize call: a
 signal there is only recorded; :func:`interruptible` wraps the objective's
 body, where it raises at once (a pending one on entry), and the callback after
 each trial raises a recorded one.
+
+Optuna logs a trial that :class:`Interrupted` stopped as failed, with the
+traceback; :func:`quiet_interrupts` keeps that line and drops the traceback
+(the interruption is expected, and the summary says what was kept).
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -36,6 +41,7 @@ __all__ = [
     "Interrupted",
     "deferred",
     "interruptible",
+    "quiet_interrupts",
     "raise_if_interrupted",
     "stop_on_signals",
 ]
@@ -121,3 +127,26 @@ def stop_on_signals() -> Iterator[None]:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         _received = None
+
+
+class _NoInterruptTraceback(logging.Filter):
+    """Drops the traceback of a record about an :class:`Interrupted` (keeps the line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], Interrupted):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_interrupts() -> None:
+    """Make the handlers of Optuna's logger print an interrupted trial in one line.
+
+    Optuna logs "Trial N failed ... because of the following error:
+    Interrupted('SIGINT')" with the whole traceback; a stop the user asked
+    for is not an error to debug. Idempotent; call it after Optuna's logging
+    is set up (the handlers present then are filtered).
+    """
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(f, _NoInterruptTraceback) for f in handler.filters):
+            handler.addFilter(_NoInterruptTraceback())

@@ -51,6 +51,7 @@ from ._signals import (
     INTERRUPTED_REASON,
     Interrupted,
     deferred,
+    quiet_interrupts,
     raise_if_interrupted,
     stop_on_signals,
 )
@@ -251,6 +252,7 @@ def _worker_entry(config_dict: dict[str, Any], worker: int, n_threads: int, log_
 
     logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_interrupts()
     config = from_mapping(SearchConfig, config_dict)
     # Ctrl-C reaches every worker, SIGTERM is forwarded by the parent: the worker
     # fails its running trial and exits quietly

@@ -629,6 +629,7 @@ def test_a_signal_keeps_finished_trials_and_a_rerun_completes_n_trials(
             proc.kill()
     assert proc.returncode == status, err
     assert "interrupted" in err and "resume" in err
+    assert "Traceback" not in err  # a stop the user asked for is not an error to debug
     assert "completed" in out  # the summary is still printed
     study = optuna.load_study(study_name="tiny", storage=config.storage_url)
     trials = study.get_trials()
@@ -666,3 +667,43 @@ def test_a_signal_in_optunas_bookkeeping_waits_for_the_objective() -> None:
 
     with stop_on_signals(), interruptible(), pytest.raises(Interrupted):
         kill_and_wait()
+
+
+def test_optuna_logs_an_interrupted_trial_in_one_line_without_its_traceback() -> None:
+    import logging
+    import signal
+
+    from nasnc_search._signals import Interrupted, quiet_interrupts
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            self.format(record)  # what a stream handler does: renders exc_info
+            records.append(record)
+
+    logger = logging.getLogger("optuna")
+    keep = Keep()
+    logger.addHandler(keep)
+    try:
+        quiet_interrupts()
+        quiet_interrupts()  # idempotent
+        assert sum(type(f).__name__ == "_NoInterruptTraceback" for f in keep.filters) == 1
+
+        def stopped(trial: optuna.Trial) -> float:
+            raise Interrupted(signal.SIGINT)
+
+        def broken(trial: optuna.Trial) -> float:
+            raise ValueError("a real bug")
+
+        study = optuna.create_study()
+        with pytest.raises(Interrupted):
+            study.optimize(stopped, n_trials=1)
+        study.optimize(broken, n_trials=1, catch=(ValueError,))
+    finally:
+        logger.removeHandler(keep)
+    failed = [r for r in records if "because of the following error" in r.getMessage()]
+    assert len(failed) == 2
+    assert "SIGINT" in failed[0].getMessage() and failed[0].exc_info is None
+    assert failed[0].exc_text is None
+    assert failed[1].exc_info is not None  # any other failure keeps its traceback

@@ -133,7 +133,11 @@ class Compare(Command):
             "--config-hash",
             help="proxy configuration (hash prefix) for the main table (default: the largest)",
         )
-        parser.add_argument("--plot", metavar="DIR", help="write PNG figures into DIR")
+        parser.add_argument(
+            "--plot",
+            metavar="DIR",
+            help="write PNG figures into DIR (created if missing; a rerun replaces its figures)",
+        )
         parser.add_argument(
             "--format",
             choices=FORMATS,

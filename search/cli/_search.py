@@ -82,6 +82,7 @@ class Search(Command):
         from tqdm import tqdm
 
         from .._config import apply_overrides, load_config
+        from .._signals import quiet_interrupts
         from .._study import n_finished, open_study, run_search
         from .._summary import summarize
 
@@ -109,6 +110,7 @@ class Search(Command):
 
             truth = open_benchmark(config.benchmark)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        quiet_interrupts()  # a Ctrl-C is one line, not Optuna's traceback
         # bars only on a terminal; each made when its stage starts, so the screen's
         # (stage 1) is drawn and closed before the trials' (stage 2)
         show = progress_wanted(args.no_progress) and args.format == "table"
