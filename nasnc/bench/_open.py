@@ -69,7 +69,7 @@ def open_benchmark(source: str | os.PathLike[str], *, kind: str | None = None) -
             raise BenchmarkError(
                 f"cannot tell the kind of benchmark source {path}: expected a .h5/.hdf5 table, "
                 "a .pth (NAS-Bench-201), a .pickle.pbz2 file or directory (NATS-Bench tss); "
-                "or pass kind="
+                "rename it to one of these suffixes, or call open_benchmark(..., kind=...)"
             )
     if kind == "table":
         from nasnc.bench._table import TableBenchmark
