@@ -64,6 +64,24 @@ def test_hand_computed_values() -> None:
     assert kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
 
 
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [
+        ([1e-20, 2e-20, 1e-5, 1.0, 1e30], [1, 2, 3, 4, 5]),  # synflow spans decades
+        ([0.1, 0.2, 0.3, 0.4, 0.5], [1e12, 2e12, 1.5e12, 3e12, 2.5e12]),
+        ([1e-12, 2e-12, 3e-12, 4e-12, 5e-12], [80, 85, 83, 90, 88]),
+    ],
+)
+def test_pearson_of_columns_of_very_different_magnitude_is_defined(
+    x: list[float], y: list[float]
+) -> None:
+    # each column's spread is judged against its own magnitude, not the other's
+    want = stats.pearsonr(x, y).statistic
+    assert pearson(x, y) == pytest.approx(want, rel=1e-9)
+    assert pearson(y, x) == pytest.approx(want, rel=1e-9)
+    assert math.isnan(pearson([1e20, 1e20, 1e20], [1, 2, 3]))  # still: constant is undefined
+
+
 def test_undefined_correlations_are_nan() -> None:
     assert math.isnan(kendall_tau([1.0], [2.0]))
     assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))

@@ -304,7 +304,9 @@ def anytime_regret(
         The ground-truth table random search draws from (:func:`random_search`).
     draw_cost : float, optional
         Seconds per random draw; default the median of ``costs`` (the
-        search's cost per cell). Random search gets the start cost too.
+        search's cost per trained cell, pruned ones included). ``nasnc
+        report`` passes the median cost of the completed cells, since random
+        search prunes nothing. Random search gets the start cost too.
     space_best : float, optional
         The best accuracy of the space (default the table's maximum).
     n_seeds, seed

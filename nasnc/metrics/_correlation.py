@@ -11,8 +11,11 @@ Conventions
 - Kendall's tau is the tau-b variant (ties corrected), as
   :func:`scipy.stats.kendalltau` computes it.
 - Spearman's rho is Pearson's r of the average ranks (ties share their mean rank).
-- Values equal to 12 significant digits (relative to the largest magnitude in
-  the column) are ties: floating-point noise never decides a rank.
+- Each value is rounded to 12 significant digits of its own magnitude, and
+  values then equal are ties: noise in the last digits of equal values never
+  decides a rank. (A value that is rounding noise around zero, such as
+  ``0.1 + 0.2 - 0.3``, keeps its own magnitude and is not tied with 0; scores
+  spanning many decades keep their order at the small end.)
 - Bootstrap intervals resample the (score, truth) pairs with replacement and
   take the percentile interval of the statistic; resamples where it is
   undefined are left out. The generator is ``numpy.random.default_rng(seed)``
@@ -119,9 +122,12 @@ def _pearson_rows(x: FloatArray, y: FloatArray) -> FloatArray:
     sxy = np.einsum("...i,...i->...", xc, yc)
     denom = np.sqrt(sxx * syy)
     # A row constant up to rounding has a tiny but non-zero spread: treat as undefined.
-    scale = np.maximum(np.abs(x).max(axis=-1), np.abs(y).max(axis=-1)) + 1e-300
-    tiny = (np.sqrt(sxx) <= 1e-12 * scale * np.sqrt(x.shape[-1])) | (
-        np.sqrt(syy) <= 1e-12 * scale * np.sqrt(y.shape[-1])
+    # Each side against its own magnitude: a score near 1e20 (synflow) beside
+    # accuracies near 90 is not a constant accuracy column.
+    x_scale = np.abs(x).max(axis=-1) + 1e-300
+    y_scale = np.abs(y).max(axis=-1) + 1e-300
+    tiny = (np.sqrt(sxx) <= 1e-12 * x_scale * np.sqrt(x.shape[-1])) | (
+        np.sqrt(syy) <= 1e-12 * y_scale * np.sqrt(y.shape[-1])
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(tiny, np.nan, sxy / np.where(denom == 0, 1.0, denom))

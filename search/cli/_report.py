@@ -353,8 +353,9 @@ class Report(Command):
                 "state": r["state"],
                 "cost_s": r["cost_s"],
                 "acc": r["accuracy"] if math.isfinite(r["accuracy"]) else None,
-                "best": r["best"],
-                "regret": r["regret"],
+                # before the first found cell there is no best yet: "-" as for acc
+                "best": r["best"] if math.isfinite(r["best"]) else None,
+                "regret": r["regret"] if math.isfinite(r["regret"]) else None,
                 "random_same_cells": _pm(r["random_cells_mean"], r["random_cells_sd"]),
                 "draws": r["random_draws"],
                 "random_same_seconds": _pm(r["random_cost_mean"], r["random_cost_sd"]),
