@@ -54,6 +54,13 @@ def test_search_top_must_be_positive(
     assert not (tmp_path / "study.db").exists()  # refused before any study is opened
 
 
+def test_an_unknown_option_shows_the_commands_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _usage_error(capsys, ["search", str(tmp_path / "study.yaml"), "--set", "x=1"])
+    assert err.startswith("usage: nasnc search") and "unrecognized arguments: --set x=1" in err
+
+
 def test_compare_plot_onto_an_existing_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -129,7 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 ok, 1 failure, 2 usage error,
     130 or 143 interrupted by SIGINT or SIGTERM, 141 the reader of stdout went away)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # say it with the command's own usage, not the top-level one
+        args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _configure_logging(args.verbose, args.debug)
     command: Command = args._command
     watched = _WatchedStdout(sys.stdout)
