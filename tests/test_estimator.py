@@ -143,6 +143,31 @@ def test_predict_is_the_fitted_curve_as_in_sklearn() -> None:
     assert mean[-1] == pytest.approx(est.estimate()[0])
 
 
+def test_a_fitted_estimator_keeps_its_basis_until_the_next_fit() -> None:
+    # sklearn: set_params changes nothing of a fitted model until it is refitted
+    steps, betas, *_ = synthetic(5, upto=1.0, noise=0.01)
+    est = CapacitanceEstimator().fit(steps, betas, total_steps=BUDGET)
+    before = est.predict([BUDGET])
+    for taus in ((0.9, 0.8, 0.7, 0.6, 0.5, 0.4), (0.1,)):
+        est.set_params(taus=taus)
+        np.testing.assert_array_equal(est.predict([BUDGET]), before)
+        assert est.predict([BUDGET])[0] == pytest.approx(est.estimate()[0])
+    est.fit(steps, betas, total_steps=BUDGET)  # the next fit takes the new taus
+    assert est.taus_.tolist() == [0.1]
+    with pytest.raises(ValueError, match="must be 1-D"):
+        est.predict([[100, 200], [300, 400]])
+
+
+def test_a_refused_fit_leaves_no_half_of_the_old_fit() -> None:
+    steps, betas, *_ = synthetic(5, upto=1.0, noise=0.01)
+    est = CapacitanceEstimator().fit(steps, betas, total_steps=BUDGET)
+    with pytest.raises(ValueError, match="finite"):
+        est.fit([1, 2], [1.0, math.nan])
+    for call in (est.estimate, lambda: est.predict([1])):
+        with pytest.raises(NotFittedError):
+            call()
+
+
 def test_degenerate_trajectories() -> None:
     one = CapacitanceEstimator().partial_fit([10], [2.5])
     assert one.estimate() == (2.5, math.inf)

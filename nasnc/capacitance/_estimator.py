@@ -158,6 +158,9 @@ class CapacitanceEstimator(BaseEstimator):
         The budget, when given.
     time_scale_ : float
         ``T`` in ``t = step / T``.
+    taus_ : ndarray
+        The decay times of the fitted basis (``taus`` at the last fit; a later
+        ``set_params`` takes effect at the next fit).
     n_samples_seen_ : int
         Number of points fitted.
     model_ : BayesianRidge or None
@@ -238,10 +241,13 @@ class CapacitanceEstimator(BaseEstimator):
     def fit(
         self, steps: Any, betas: Any, *, total_steps: int | None = None
     ) -> CapacitanceEstimator:
-        """Fit from scratch on one trajectory (forgets earlier :meth:`partial_fit` data)."""
-        for attr in ("steps_", "betas_", "total_steps_"):
-            if hasattr(self, attr):
-                delattr(self, attr)
+        """Fit from scratch on one trajectory (forgets earlier :meth:`partial_fit` data).
+
+        Every fitted attribute goes first: if the new data is refused, the
+        estimator is unfitted, not half the old fit.
+        """
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)
         return self.partial_fit(steps, betas, total_steps=total_steps)
 
     def partial_fit(
@@ -308,6 +314,7 @@ class CapacitanceEstimator(BaseEstimator):
     def _refit(self, taus: np.ndarray, horizon: float) -> None:
         steps, betas = self.steps_, self.betas_
         n = steps.size
+        self.taus_ = taus  # predict reads the fitted basis, whatever set_params did since
         scale_t = float(self.total_steps_) if self.total_steps_ is not None else float(steps[-1])
         self.time_scale_ = scale_t if scale_t > 0 else 1.0
         self.n_samples_seen_ = n
@@ -341,14 +348,14 @@ class CapacitanceEstimator(BaseEstimator):
             energy = float(resid @ resid)
             if energy > 0:
                 self.rho_ = min(max(float(resid[1:] @ resid[:-1]) / energy, 0.0), _MAX_RHO)
-        mean, std = self._curve(np.array([horizon]), taus)
+        mean, std = self._curve(np.array([horizon]))
         self.mean_, self.std_ = float(mean[0]), float(std[0])
 
-    def _curve(self, t: np.ndarray, taus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _curve(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         model = self.model_
         if model is None:
             return np.full(t.shape, self.mean_), np.full(t.shape, math.inf)
-        phi = self._basis(t, taus)
+        phi = self._basis(t, self.taus_)
         mean = self.y_offset_ + self.y_scale_ * (phi @ model.coef_)
         var = np.einsum("ij,jk,ik->i", phi, model.sigma_, phi)
         inflation = math.sqrt((1.0 + self.rho_) / (1.0 - self.rho_))
@@ -384,9 +391,10 @@ class CapacitanceEstimator(BaseEstimator):
             Only with ``return_std=True``.
         """
         check_is_fitted(self, "mean_")
-        taus, _ = self._validate_params()
-        s = np.asarray(steps, dtype=np.float64).ravel()
-        mean, std = self._curve(s / self.time_scale_, taus)
+        s = np.atleast_1d(np.asarray(steps, dtype=np.float64))
+        if s.ndim != 1:
+            raise ValueError(f"steps must be 1-D, as fit takes them, but got shape {s.shape}.")
+        mean, std = self._curve(s / self.time_scale_)
         return (mean, std) if return_std else mean
 
 
