@@ -149,7 +149,8 @@ def fail_stale_trials(storage: BaseStorage, study_name: str, grace: float) -> in
     """Fail RUNNING trials whose heartbeat is older than ``grace`` seconds; return how many.
 
     Meant for journal storages, which have no heartbeat of their own in Optuna
-    (RDB storages fail stale trials themselves).
+    (RDB storages have Optuna's heartbeat, on the database's clock); the reason
+    goes to ``fail_reason``.
     """
     study_id = storage.get_study_id_from_name(study_name)
     now = time.time()

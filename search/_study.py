@@ -22,6 +22,7 @@ import multiprocessing as mp
 import os
 import signal
 import socket
+import threading
 import time
 import warnings
 import zlib
@@ -180,6 +181,19 @@ def _device_for(worker: int, device: str) -> str:
     return device
 
 
+def _sweep_stale(study: optuna.Study, storage: BaseStorage, grace: int) -> None:
+    """Fail the trials of dead processes: on a journal file by nasnc's ``heartbeat``
+    attribute (Optuna has no heartbeat there), on SQLite/PostgreSQL by Optuna's own
+    heartbeat (the database's clock, not this host's). Optuna sweeps only when a
+    trial starts, so a study already full at a rerun would keep them RUNNING."""
+    if isinstance(storage, JournalStorage):
+        fail_stale_trials(storage, study.study_name, grace)
+        return
+    with warnings.catch_warnings():  # "experimental" in Optuna since 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
 def _run_worker(
     config: SearchConfig,
     worker: int,
@@ -190,8 +204,7 @@ def _run_worker(
     torch.set_num_threads(n_threads)
     device = _device_for(worker, config.device)
     study, storage = opened if opened is not None else _open_study(config, worker)
-    if isinstance(storage, JournalStorage):  # RDB storages have Optuna's heartbeat
-        fail_stale_trials(storage, study.study_name, config.heartbeat_grace)
+    _sweep_stale(study, storage, config.heartbeat_grace)
     if n_finished(study) >= config.n_trials:
         return
     store = Store(config.cache, writer_id=f"{os.getpid()}-{worker}")  # unwritable: stop now
@@ -246,6 +259,27 @@ def _fail_interrupted(storage: BaseStorage, study_name: str) -> None:
             fail_trial(storage, study_id, trial, INTERRUPTED_REASON)
 
 
+def _stop_with_parent(parent: int, every_s: float = 1.0) -> threading.Thread:
+    """SIGTERM this worker once its parent process is gone.
+
+    A parent killed by SIGKILL cannot stop its workers: they would train on
+    as orphans, beside the workers of a rerun, past ``n_trials``. A daemon
+    thread polls the parent's pid; the SIGTERM goes through
+    :func:`~nasnc_search._signals.stop_on_signals`, which fails the trial in
+    flight as ``interrupted``.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        logger.warning("the search process %d is gone: this worker stops", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="nasnc-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def _worker_entry(config_dict: dict[str, Any], worker: int, n_threads: int, log_level: int) -> None:
     """Entry point of a spawned worker process (its own interpreter: it sets up logging)."""
     from nasnc._config import from_mapping
@@ -253,6 +287,7 @@ def _worker_entry(config_dict: dict[str, Any], worker: int, n_threads: int, log_
     logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     quiet_interrupts()
+    _stop_with_parent(os.getppid())
     config = from_mapping(SearchConfig, config_dict)
     # Ctrl-C reaches every worker, SIGTERM is forwarded by the parent: the worker
     # fails its running trial and exits quietly
@@ -356,7 +391,14 @@ def _run_search(
             p.join()
     if progress is not None:
         progress(study)
+    # a worker killed meanwhile (an OOM kill, say) left its trial RUNNING: it may be
+    # past the grace by now
+    _sweep_stale(study, opened[1], config.heartbeat_grace)
     bad = [(p.name, p.exitcode) for p in procs if p.exitcode not in (0, None)]
     if bad:
-        raise NasncError("worker(s) failed: " + ", ".join(f"{n} exit status {c}" for n, c in bad))
+        what = ", ".join(f"{n} exit status {c}" for n, c in bad)
+        if n_finished(study) < config.n_trials:
+            raise NasncError(f"worker(s) failed: {what}")
+        # the others finished the study: its summary is what the user ran it for
+        logger.warning("worker(s) failed: %s; the others finished the study", what)
     return study

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -306,6 +307,106 @@ def test_two_workers_on_a_journal_file(tmp_path: Path, synthetic_root: Path) -> 
     completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert completed
     assert {t.user_attrs["key"] for t in completed} <= set(Store(config.cache).keys())
+
+
+@pytest.mark.slow
+def test_a_killed_worker_does_not_throw_away_a_finished_study(
+    tmp_path: Path, synthetic_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import multiprocessing
+    import os
+    import signal
+
+    config = tiny_config(
+        tmp_path, synthetic_root, storage=f"journal:{tmp_path}/study.journal", workers=2, n_trials=4
+    )
+    killed: list[int] = []
+
+    def kill_worker_1(study: optuna.Study) -> None:  # the parent's progress, about once a second
+        for p in multiprocessing.active_children():
+            if p.name == "nasnc-worker-1" and not killed and p.pid is not None:
+                os.kill(p.pid, signal.SIGKILL)  # an OOM kill, say
+                killed.append(p.pid)
+
+    with caplog.at_level("WARNING", logger="nasnc_search"):
+        study = run_search(config, progress=kill_worker_1)
+    assert killed
+    assert n_finished(study) >= 4  # the other worker finished the study
+    assert "nasnc-worker-1 exit status -9" in caplog.text
+
+
+def test_optunas_heartbeat_sweep_runs_on_a_rerun_of_a_full_study(
+    tmp_path: Path, synthetic_root: Path
+) -> None:
+    # Optuna sweeps an RDB study when a trial starts; a study already at n_trials
+    # starts none, so a dead process's trial stayed RUNNING for good
+    config = tiny_config(
+        tmp_path, synthetic_root, n_trials=1, heartbeat_interval=1, heartbeat_grace=2
+    )
+    study = open_study(config)
+    study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=1.0))
+    dead = study.ask()  # a process killed mid-trial: its last heartbeat, then nothing
+    storage = make_storage(
+        config.storage_url,
+        heartbeat_interval=config.heartbeat_interval,
+        grace=config.heartbeat_grace,
+    )
+    study_id = storage.get_study_id_from_name(config.study_name)
+    storage.record_heartbeat(  # type: ignore[attr-defined]  # RDBStorage's BaseHeartbeat
+        storage.get_trial_id_from_study_id_trial_number(study_id, dead.number)
+    )
+    time.sleep(2.5)
+    run_search(config)  # the study is full: nothing trains, the sweep still runs
+    (stale,) = [t for t in study.get_trials() if t.number == dead.number]
+    assert stale.state == TrialState.FAIL
+    assert n_finished(study) == 1  # and it does not count
+
+
+def test_a_worker_stops_when_its_parent_is_killed(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    mark = tmp_path / "stopped"
+    worker = textwrap.dedent(
+        f"""
+        import os, signal, sys, time
+        from nasnc_search._study import _stop_with_parent
+        def stop(*_):
+            open({str(mark)!r}, "w").write("SIGTERM")
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, stop)
+        _stop_with_parent(os.getppid(), every_s=0.05)
+        print("ready", flush=True)
+        time.sleep(60)
+        """
+    )
+    parent = textwrap.dedent(
+        f"""
+        import subprocess, sys, time
+        p = subprocess.Popen([sys.executable, "-c", {worker!r}], stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        print(p.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        orphan = int(proc.stdout.readline())
+        assert not mark.exists()  # the parent lives: the worker works on
+        os.kill(proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not mark.exists():
+            time.sleep(0.05)
+        assert mark.exists() and mark.read_text() == "SIGTERM"
+    finally:
+        proc.kill()
+        proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(orphan, signal.SIGKILL)
 
 
 def _postgres_url() -> str | None:
