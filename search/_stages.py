@@ -155,7 +155,8 @@ class TrialStage:
 
 
 def trained_cells(study: optuna.Study) -> int:
-    """Distinct cells trained (completed or pruned) by the study's trials."""
+    """Distinct cells the study's trials evaluated, completed or pruned (a cell
+    replayed from a cache filled by an earlier study counts: see ``cache_hits``)."""
     seen = {
         str(t.user_attrs.get("canonical") or t.user_attrs.get("arch"))
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
