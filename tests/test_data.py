@@ -265,6 +265,40 @@ def test_garbage_and_wrong_content_are_named(tmp_path: Path, raw_batch: dict) ->
     _write_batch(folder / "data_batch_1", raw_batch["data"][:3], [0, 1, 10])
     with pytest.raises(DataError, match=r"labels must lie in 0\.\.9"):
         load_dataset("cifar10", tmp_path, valid_size=0)
+    _write_batch(folder / "data_batch_1", raw_batch["data"][:3], [0.9, 1.7, 2.2])  # type: ignore[list-item]
+    with pytest.raises(DataError, match=r"data_batch_1: labels must be integers.*float64"):
+        load_dataset("cifar10", tmp_path, valid_size=0)
+
+
+def test_a_damaged_frame_length_is_named_whatever_the_unpickler_raises(
+    tmp_path: Path, raw_batch: dict
+) -> None:
+    # protocol 4+ frames its data: a flipped top byte of the first frame's 8-byte
+    # length (bytes 3-10) makes the unpickler raise OverflowError, not UnpicklingError
+    folder = tmp_path / CIFAR_DIR
+    folder.mkdir()
+    batch = {"data": raw_batch["data"][:10], "labels": raw_batch["labels"][:10]}
+    payload = bytearray(pickle.dumps(batch, protocol=4))
+    assert payload[:3] == b"\x80\x04\x95"
+    payload[10] = 0x80
+    (folder / "data_batch_1").write_bytes(bytes(payload))
+    with pytest.raises(DataError, match="corrupt or truncated") as err:
+        load_dataset("cifar10", tmp_path, valid_size=0)
+    assert str(folder / "data_batch_1") in str(err.value)
+
+
+def test_a_gap_in_the_training_files_is_warned_about(
+    tmp_path: Path, raw_batch: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / CIFAR_DIR
+    _tiny_cifar(folder, raw_batch, n_train=30)
+    with caplog.at_level("WARNING", logger="nasnc.data"):
+        load_dataset("cifar10", tmp_path, valid_size=None)  # batch 1 alone: a subset
+    assert not caplog.records
+    _write_batch(folder / "data_batch_3", raw_batch["data"][100:140], raw_batch["labels"][100:140])
+    with caplog.at_level("WARNING", logger="nasnc.data"):
+        load_dataset("cifar10", tmp_path, valid_size=None)
+    assert "missing between present ones" in caplog.text and "data_batch_2" in caplog.text
 
 
 class _Boom:

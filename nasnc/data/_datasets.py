@@ -146,10 +146,10 @@ def _read_batch(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     try:
         with path.open("rb") as f:
             obj = _ArrayUnpickler(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        raise DataError(f"{path} is corrupt or truncated: {type(exc).__name__}: {exc}") from exc
     except (OSError, zlib.error) as exc:
         raise DataError(f"cannot read {path}: {exc}") from exc
+    except Exception as exc:  # a damaged pickle can raise almost anything (MemoryError too)
+        raise DataError(f"{path} is corrupt or truncated: {type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, dict) or "data" not in obj or spec.label_key not in obj:
         keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
         raise DataError(
@@ -166,6 +166,8 @@ def _read_batch(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
         )
     if labels.ndim != 1 or labels.shape[0] != data.shape[0]:
         raise DataError(f"{path}: {data.shape[0]} images but labels of shape {labels.shape}")
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):  # 1.7 is no class
+        raise DataError(f"{path}: labels must be integers, but got dtype {labels.dtype}")
     labels = labels.astype(np.int64)
     if spec.max_label is not None:
         keep = labels <= spec.max_label
@@ -447,6 +449,14 @@ def load_dataset(
     base = resolve_data_root(root, create=download)
     folder = _locate(base, spec, download, archive)
     train_paths = [folder / f for f in spec.train_files if (folder / f).is_file()]
+    present = [(folder / f).is_file() for f in spec.train_files]
+    if any(present[i + 1] and not present[i] for i in range(len(present) - 1)):
+        logger.warning(  # a prefix (data_batch_1 alone) is a subset; a gap looks like a loss
+            "%s: training files missing between present ones in %s: %s",
+            spec.name,
+            folder,
+            ", ".join(f for f, ok in zip(spec.train_files, present) if not ok),
+        )
     x, y = _read_many(train_paths, spec)
     logger.info(
         "%s: loaded %d training images from %d file(s) in %s (%s)",
