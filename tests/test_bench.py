@@ -272,6 +272,18 @@ def test_nats_curves_and_missing_archs(nats: NATSBenchmark) -> None:
     assert not nats.api.arch2infos_dict
 
 
+def test_a_truncated_nats_record_is_named(mini_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / mini_dir.name
+    shutil.copytree(mini_dir, copy)
+    record = copy / "000000.pickle.pbz2"
+    record.write_bytes(record.read_bytes()[: record.stat().st_size // 2])
+    bench = open_benchmark(copy)
+    with pytest.raises(BenchmarkError, match="cannot read record 0"):
+        bench.get(bench.arch_at(0), "cifar10-valid")
+
+
 # ------------------------------------------------------------------- tables
 def _assert_same(a: GroundTruth, b: GroundTruth, archs: list[Arch]) -> None:
     for arch in archs:
@@ -345,6 +357,72 @@ def test_table_from_a_newer_schema_is_refused(builtin: BuiltinBenchmark, tmp_pat
         f.attrs["schema_version"] = 99
     with pytest.raises(BenchmarkError, match="schema 99"):
         open_benchmark(out)
+
+
+def _edit(path: Path, name: str, data: object | None = None, **attrs: object) -> None:
+    with h5py.File(path, "a") as f:
+        if data is not None:
+            del f[name]
+            f.create_dataset(name, data=data)
+        for key, value in attrs.items():
+            f[name].attrs[key] = value
+
+
+@pytest.fixture(scope="module")
+def builtin_table(builtin: BuiltinBenchmark, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return import_table(builtin, tmp_path_factory.mktemp("table") / "t.h5")
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "culprit"),
+    [
+        ("s200/cifar100/valid", lambda a: a[:100], r"s200/cifar100/valid has shape \(100, 3\)"),
+        ("s200/cifar100/valid", lambda a: a[:, 0], r"valid has shape \(15625,\), expected"),
+        ("s200/cifar100/valid", lambda a: np.full(a.shape, b"n/a"), "non-numeric column"),
+        ("codes", lambda a: a[:15000], r"index has shape \(15625,\), expected \(15000,\)"),
+        ("codes", lambda a: np.vstack([a[:1], a[1:]])[[0, 0, *range(2, len(a))]], "more than once"),
+        ("evaluated", lambda a: a[:10], r"evaluated has shape \(10,\)"),
+        ("s200/cifar100", None, r"valid has shape \(15625, 3\), expected \(15625, 1\)"),
+    ],
+)
+def test_an_edited_table_is_refused_naming_what_disagrees(
+    builtin_table: Path,
+    tmp_path: Path,
+    name: str,
+    change,
+    culprit: str,  # type: ignore[no-untyped-def]
+) -> None:
+    # a table that passes the format check but was cut or edited would answer
+    # with another cell's, or another seed's, value
+    path = tmp_path / "t.h5"
+    path.write_bytes(builtin_table.read_bytes())
+    if change is None:  # one seed named for three columns
+        _edit(path, name, seeds=np.array([777]))
+    else:
+        with h5py.File(path, "r") as f:
+            data = change(np.asarray(f[name][()]))
+        _edit(path, name, data)
+    with pytest.raises(BenchmarkError, match=culprit) as err:
+        open_benchmark(path)
+    assert str(path) in str(err.value)
+
+
+def test_a_failed_import_leaves_no_file_behind(
+    builtin: BuiltinBenchmark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nasnc import ConfigError
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        import_table(builtin, tmp_path / "t.h5")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []  # neither the table nor its .tmp
+    (tmp_path / "folder.h5").mkdir()
+    with pytest.raises(ConfigError, match="is a folder"):
+        import_table(builtin, tmp_path / "folder.h5")
 
 
 def test_nb201_pth_file(nats: NATSBenchmark, mini_dir: Path, tmp_path: Path) -> None:

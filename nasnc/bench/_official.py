@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -287,7 +288,15 @@ class NATSBenchmark(_OfficialBenchmark):
                 api.evaluated_indexes.discard(index)
             else:
                 hp2res = api.arch2infos_dict.get(index, {})
-        except (ValueError, KeyError, AssertionError, OSError) as exc:
+        except (
+            ValueError,
+            KeyError,
+            AssertionError,
+            OSError,
+            EOFError,
+            pickle.UnpicklingError,
+        ) as exc:
+            # EOFError: a truncated .pbz2 ("Compressed file ended before ...")
             raise BenchmarkError(f"{self.description}: cannot read record {index}: {exc}") from exc
         return {sc: hp2res[hp] for sc, hp in _HP.items() if hp in hp2res}
 

@@ -44,7 +44,7 @@ from nasnc.bench._types import (
     Metric,
     Schedule,
 )
-from nasnc.space import NUM_EDGES, Arch
+from nasnc.space import NUM_EDGES, OPS, Arch
 
 __all__ = ["TABLE_FORMAT", "TABLE_SCHEMA_VERSION", "TableBenchmark", "import_table"]
 
@@ -92,6 +92,8 @@ def import_table(
         The written table.
     """
     out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"the output table {str(out)!r} is a folder; name a file")
     if not out.parent.is_dir():
         raise ConfigError(
             f"the folder {str(out.parent)!r} of the output table {str(out)!r} does not exist"
@@ -145,8 +147,32 @@ def import_table(
             progress(done, total)
 
     tmp = out.with_name(out.name + ".tmp")
+    try:
+        _write_table(tmp, source, codes, index, evaluated, seeds_found, acc, cost, curve, curves)
+        os.replace(tmp, out)
+    except BaseException:  # a full disk, an interruption: no half table is left behind
+        tmp.unlink(missing_ok=True)
+        raise
+    logger.info("wrote %s (%d of %d rows evaluated)", out, total, n)
+    return out
+
+
+def _write_table(
+    tmp: Path,
+    source: GroundTruth,
+    codes: NDArray[np.uint8],
+    index: NDArray[np.int32],
+    evaluated: NDArray[np.bool_],
+    seeds_found: dict[tuple[Schedule, Dataset], set[int]],
+    acc: dict[tuple[Schedule, Dataset, Metric], dict[int, dict[int, float]]],
+    cost: dict[tuple[Schedule, Dataset, Metric], NDArray[np.float64]],
+    curve: dict[tuple[Schedule, Dataset, Metric], NDArray[np.float32]],
+    curves: bool,
+) -> None:
+    """The table's HDF5 file at ``tmp`` (:func:`import_table` renames it into place)."""
     from nasnc import __version__
 
+    n = int(codes.shape[0])
     with h5py.File(tmp, "w") as f:
         f.attrs["format"] = TABLE_FORMAT
         f.attrs["schema_version"] = TABLE_SCHEMA_VERSION
@@ -180,9 +206,6 @@ def import_table(
             for me in COST_METRICS:
                 if (sc, ds, me) in cost:
                     g.create_dataset(me.value, data=cost[(sc, ds, me)], **_COMPRESS)
-    os.replace(tmp, out)
-    logger.info("wrote %s (%d of %d rows evaluated)", out, total, n)
-    return out
 
 
 class TableBenchmark(GroundTruth):
@@ -239,7 +262,38 @@ class TableBenchmark(GroundTruth):
             raise BenchmarkError(f"cannot read benchmark table {p}: {exc}") from exc
         except KeyError as exc:
             raise BenchmarkError(f"benchmark table {p} is incomplete: missing {exc}") from exc
+        except (ValueError, TypeError) as exc:  # a column of strings, say
+            raise BenchmarkError(f"benchmark table {p} holds a non-numeric column: {exc}") from exc
         self._row_of = {k: i for i, k in enumerate(_codes_to_keys(self._codes))}
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        """Every column has one row per cell and one value per seed; each cell once.
+
+        A table that passed its format check but was cut or edited would
+        otherwise answer with another cell's or another seed's value.
+        """
+        n = int(self._codes.shape[0]) if self._codes.ndim == 2 else -1
+
+        def bad(what: str) -> BenchmarkError:
+            return BenchmarkError(f"benchmark table {self._path} is inconsistent: {what}")
+
+        if self._codes.ndim != 2 or self._codes.shape[1] != NUM_EDGES:
+            raise bad(f"codes has shape {self._codes.shape}, expected (cells, {NUM_EDGES})")
+        if self._codes.size and int(self._codes.max()) >= len(OPS):
+            raise bad(f"codes holds op index {int(self._codes.max())} (ops: 0..{len(OPS) - 1})")
+        if len(self._row_of) != n:
+            raise bad(f"{n - len(self._row_of)} cells appear more than once in codes")
+        for name, column in (("index", self._index), ("evaluated", self._evaluated_mask)):
+            if column.shape != (n,):
+                raise bad(f"{name} has shape {column.shape}, expected ({n},) as codes")
+        for (sc, ds), arrays in self._data.items():
+            k = len(self._seed_ids[(sc, ds)])
+            for metric, arr in arrays.items():
+                want = (n, k) if Metric(metric) in ACCURACY_METRICS else (n,)
+                if arr.shape != want:
+                    where = f"{_group(sc)}/{ds.value}/{metric}"
+                    raise bad(f"{where} has shape {arr.shape}, expected {want}")
 
     @property
     def description(self) -> str:
