@@ -46,11 +46,33 @@ def _data(device: str) -> ProxyData:
 
 def test_key_records_the_training_device_not_the_datas() -> None:
     on_cpu = _data("cpu")
-    elsewhere = _data("meta")  # data on a device other than the training one
-    assert resolved_config(TINY, elsewhere, device="cpu")["device_type"] == "cpu"
-    assert proxy_key(ARCH, TINY, 0, elsewhere, device="cpu") == proxy_key(
-        ARCH, TINY, 0, on_cpu, device="cpu"
-    )
+    assert resolved_config(TINY, on_cpu, device="cpu")["device_type"] == "cpu"
+    if torch.cuda.is_available():  # the same data held on another device: the same key
+        elsewhere = _data("cuda")
+        assert proxy_key(ARCH, TINY, 0, elsewhere, device="cpu") == proxy_key(
+            ARCH, TINY, 0, on_cpu, device="cpu"
+        )
+
+
+def test_data_with_the_same_counts_but_other_contents_is_another_key() -> None:
+    import dataclasses
+
+    base = _data("cpu")
+    key = proxy_key(ARCH, TINY, 0, base, device="cpu")
+    assert proxy_key(ARCH, TINY, 0, _data("cpu"), device="cpu") == key  # same contents
+    flipped = base.train_x.clone()
+    flipped[0, 0, 0, 0] ^= 1  # one pixel of another copy of the files
+    others = {
+        "pixels": dataclasses.replace(base, train_x=flipped),
+        "order": dataclasses.replace(
+            base, valid_x=base.valid_x.flip(0), valid_y=base.valid_y.flip(0)
+        ),
+        "labels": dataclasses.replace(base, train_y=(base.train_y + 1) % 10),
+        "normalisation": dataclasses.replace(base, mean=(0.4, 0.5, 0.5)),
+    }
+    for what, data in others.items():
+        assert data.num_train == base.num_train and data.num_valid == base.num_valid
+        assert proxy_key(ARCH, TINY, 0, data, device="cpu") != key, what
 
 
 def test_auto_means_what_evaluate_arch_trains_on() -> None:
@@ -76,3 +98,13 @@ def test_cuda_run_on_cpu_data_is_keyed_cuda() -> None:
     assert result.entry.config["device_type"] == "cuda"
     assert result.entry.key == proxy_key(ARCH, TINY, 0, data, device="cuda")
     assert result.entry.key != proxy_key(ARCH, TINY, 0, data, device="cpu")
+
+
+def test_data_at_another_resolution_than_the_native_one_is_refused() -> None:
+    import dataclasses
+
+    from nasnc import ConfigError
+
+    native = dataclasses.replace(TINY, resolution=None)  # CIFAR's own 32 px
+    with pytest.raises(ConfigError, match=r"resolution 8 \(config: 32\)"):
+        evaluate_arch(ARCH, native, _data("cpu"), device="cpu")

@@ -68,7 +68,8 @@ def test_evaluate_then_cache_hit_replays(tmp_path: Path, data) -> None:  # type:
     assert entry.summary["beta_eff_last"] == pytest.approx(traj["beta_eff_chain_sf"][-1])
     assert math.isfinite(entry.summary["beta_eff_std"])
     assert entry.scores["params"] > 0 and "synflow" in entry.scores and "tse" in entry.scores
-    assert entry.config == {**TINY.to_dict(), "n_train": 256, "n_valid": 128, "device_type": "cpu"}
+    run = {"n_train": 256, "n_valid": 128, "data_digest": data.digest, "device_type": "cpu"}
+    assert entry.config == {**TINY.to_dict(), **run}
 
     replay: list[ReportPoint] = []
     second = evaluate_arch(

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nasnc._catalogue import dataset_info
 from nasnc._errors import ConfigError
 from nasnc.capacitance import (
     CapacitanceEstimator,
@@ -108,23 +109,26 @@ def load_proxy_data(
 def resolved_config(
     config: ProxyConfig, data: ProxyData, *, device: str | torch.device = "auto"
 ) -> dict[str, Any]:
-    """``config`` plus the data actually used (image counts) and the device type, as hashed.
+    """``config`` plus the data actually used (image counts and the data's
+    :attr:`~nasnc.data.ProxyData.digest`) and the device type, as hashed.
 
     With ``train_subset: null`` the number of training images depends on the
-    batches present (one in a partial copy, five in a full download), so the
-    counts enter the cache key: runs on different data never share an entry.
+    batches present (one in a partial copy, five in a full download); a
+    seeded subset, a held-out split or another copy of the files changes the
+    images with the same counts. Counts and digest enter the cache key: runs
+    on different data never share an entry.
     The type of the device the run *trains* on enters too (``device`` as
     :func:`evaluate_arch` takes it, ``"auto"`` resolved the same way; not the
     device the data happens to live on, which the loop moves): CUDA trains
     with mixed precision (bf16/fp16), the CPU in float32, so their
     trajectories differ numerically.
     """
-    run = (int(data.num_train), int(data.num_valid), resolve_device(device).type)
+    run = (int(data.num_train), int(data.num_valid), data.digest, resolve_device(device).type)
     return {**config.to_dict(), **dict(zip(_RUN_KEYS, run, strict=True))}
 
 
 #: What :func:`resolved_config` adds to the proxy config: the run's data and device.
-_RUN_KEYS = ("n_train", "n_valid", "device_type")
+_RUN_KEYS = ("n_train", "n_valid", "data_digest", "device_type")
 
 
 def proxy_key(
@@ -149,8 +153,11 @@ def _check_data(config: ProxyConfig, data: ProxyData) -> None:
     problems = []
     if data.name != config.dataset:
         problems.append(f"dataset {data.name!r} (config: {config.dataset!r})")
-    if config.resolution is not None and data.resolution != config.resolution:
-        problems.append(f"resolution {data.resolution} (config: {config.resolution})")
+    want = config.resolution
+    if want is None:  # the dataset's own resolution
+        want = dataset_info(config.dataset).resolution
+    if data.resolution != want:
+        problems.append(f"resolution {data.resolution} (config: {want})")
     if config.train_subset is not None and data.num_train > config.train_subset:
         problems.append(f"{data.num_train} training images (config: {config.train_subset})")
     if problems:

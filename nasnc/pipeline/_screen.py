@@ -78,6 +78,7 @@ SCREEN_FIELDS: tuple[str, ...] = (
     "probe_seed",
     "n_train",
     "n_valid",
+    "data_digest",
     "device_type",
 )
 #: Images of the scoring batch (the first training images, as in evaluate_arch).
