@@ -139,3 +139,11 @@ def test_a_broken_pipe_elsewhere_is_an_error(
     assert main(["space", "info"]) == 1
     err = capsys.readouterr().err
     assert "internal error: BrokenPipeError" in err and "a worker's" in err
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_scores_top_must_be_positive(
+    tmp_path: Path, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _usage_error(capsys, ["scores", "--cache", str(tmp_path / "c"), "--top", value])
+    assert "argument --top" in err and repr(value) in err

@@ -90,7 +90,6 @@ def test_top_arch_dataset_and_by(cache: Path, capsys: pytest.CaptureFixture[str]
     assert [r["seed"] for r in rows] == [3]
     rows = run_json(capsys, "--cache", str(cache), "--by", "synflow", "--top", "3")
     assert [r["seed"] for r in rows] == [0, 1, 2]
-    assert run_json(capsys, "--cache", str(cache), "--top", "0") == []
 
 
 def test_csv_and_table(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,7 +118,6 @@ def test_missing_cache_exits_1_naming_it(
     [
         (["--arch", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|"], "'conv'"),
         (["--by", "nope"], "'nope'"),
-        (["--top", "-1"], "--top"),
     ],
 )
 def test_usage_errors_exit_2(

@@ -506,6 +506,7 @@ def compare_scores(
                 raise ConfigError("calibration needs beta_eff features, but the entries have none")
             x = np.column_stack([columns[f] for f in feats])
             result["calibration"] = calibrate(x, y, calibrate_n, seed=seed, feature_names=feats)
+    result.setdefault("calibration", None)  # the key is always there: null without calibrate_n
     result["n"] = n
     result["missing"] = missing + bad
     result["n_missing"] = len(missing) + len(bad)

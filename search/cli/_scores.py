@@ -15,8 +15,8 @@ from ._base import (
     CACHE_HELP,
     FORMATS,
     Command,
-    UsageError,
     emit,
+    positive_int,
     resolve_cache_dataset,
 )
 
@@ -73,7 +73,9 @@ class Scores(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--cache", default=DEFAULT_CACHE, metavar="PATH", help=CACHE_HELP)
-        parser.add_argument("--top", type=int, metavar="K", help="only the K best (default: all)")
+        parser.add_argument(
+            "--top", type=positive_int, metavar="K", help="only the K best (default: all)"
+        )
         parser.add_argument(
             "--arch",
             help=f"only this cell and its isomorphic twins: {ARCH_HELP}",
@@ -91,8 +93,6 @@ class Scores(Command):
         parser.add_argument("--format", choices=FORMATS, default="table")
 
     def run(self, args: argparse.Namespace) -> int:
-        if args.top is not None and args.top < 0:
-            raise UsageError(f"--top must be a non-negative count, but got {args.top}.")
         arch = Arch.parse(args.arch) if args.arch is not None else None
         store = Store(args.cache, create=False)
         dataset = args.dataset
