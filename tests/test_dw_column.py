@@ -180,9 +180,12 @@ def test_compare_scores_the_column_when_present_and_skips_it_when_absent() -> No
 
 
 def test_the_cache_key_of_existing_configs_is_unchanged(data) -> None:  # type: ignore[no-untyped-def]
-    # derived from the code before the column existed (commit b5bc8b2)
-    assert proxy_key(CONV, TINY, 0, data, device="cpu") == "5713918d420402032d21cbcf"
-    assert proxy_key(CONV, ProxyConfig(), 0, data, device="cpu") == "dbdcc23a0926b0179eacbfe3"
+    # derived from the code before the column existed (commit b5bc8b2), then changed on
+    # purpose once: the data digest entered the key (fifteenth session; the synthetic
+    # data is seeded, so the digest and these keys are fixed)
+    assert data.digest == "81102ba83bc58d43"
+    assert proxy_key(CONV, TINY, 0, data, device="cpu") == "92917f2c18b6431a0f1700ca"
+    assert proxy_key(CONV, ProxyConfig(), 0, data, device="cpu") == "5572d09aad43a222af5c16aa"
     assert proxy_key(Arch.parse(CONV), ProxyConfig(), 0, data, device="cpu") == proxy_key(
         CONV, ProxyConfig(), 0, data, device="cpu"
     )
