@@ -615,7 +615,8 @@ def top_table(rows: dict[str, dict[str, Any]], pool: list[tuple[Arch, float]], l
     """Inside a ``--top`` sample: τ of every ``probe_k0`` βeff reading and of the free
     aggregate over the whole space, the pick score's rank aggregate of the two, the
     paired bootstrap gap of each over the aggregate, and how the seeds' readings agree."""
-    from search_regret import paired_tau_gap  # a sibling script
+    from proxy_budget import tau_rows  # sibling scripts
+    from search_regret import paired_tau_gap
 
     from nasnc.metrics import kendall_tau
 
@@ -653,19 +654,15 @@ def top_table(rows: dict[str, dict[str, Any]], pool: list[tuple[Arch, float]], l
         "| score | Kendall τ [95 % CI] | regret of its top-1 | τ(score) − τ(aggregate) [95 % CI] |",
         "|---|---|---|---|",
     ]
-    for name, c in scores.items():
-        if np.isfinite(c).sum() < 3:  # not recorded (a pair of PROBE0_SEEDS not run)
-            continue
-        s = correlation_summary(c, gt, n_boot=1000, seed=0)
-        top1 = best - gt[int(np.nanargmax(c))] if np.isfinite(c).any() else math.nan
+    shown = {name: c for name, c in scores.items() if np.isfinite(c).sum() >= 3}  # recorded
+
+    def gap(name: str, c: np.ndarray) -> str:
         if c is agg:
-            gap = "–"
-        else:
-            g, low, high = paired_tau_gap(c, agg, gt)
-            gap = f"{g:+.3f} [{low:+.3f}, {high:+.3f}]"
-        lines.append(
-            f"| {name} | {s['kendall_tau']:+.3f} {_fmt_ci(s['kendall_ci'])} | {top1:.2f} | {gap} |"
-        )
+            return "–"
+        g, low, high = paired_tau_gap(c, agg, gt)
+        return f"{g:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+    lines += tau_rows(shown, gt, best, gap)
     lines += ["", "| probe_k0_product_brr | τ with backbone seed 0, probe seed 0 |", "|---|---|"]
     for tag in seeds[1:]:
         lines.append(f"| {tag.lstrip('_')} | {kendall_tau(product[tag], main_col):+.3f} |")

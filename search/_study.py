@@ -36,6 +36,7 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from nasnc import ConfigError, NasncError, __version__
+from nasnc._process import watch_parent
 from nasnc.pipeline import threads_per_worker, usable_cores
 from nasnc.store import Store
 
@@ -162,6 +163,8 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
     # before the screen existed has none: nothing to compare)
     screen = (study.user_attrs.get("config") or {}).get("screen")
     now = config.to_dict()["screen"]
+    if screen is not None:  # a key added since the study was recorded had its default
+        screen = {**SearchConfig().to_dict()["screen"], **screen}
     if screen is not None and screen != now:
         differ += [
             f"screen.{k}" for k in sorted(set(screen) | set(now)) if screen.get(k) != now.get(k)
@@ -263,21 +266,16 @@ def _stop_with_parent(parent: int, every_s: float = 1.0) -> threading.Thread:
     """SIGTERM this worker once its parent process is gone.
 
     A parent killed by SIGKILL cannot stop its workers: they would train on
-    as orphans, beside the workers of a rerun, past ``n_trials``. A daemon
-    thread polls the parent's pid; the SIGTERM goes through
-    :func:`~nasnc_search._signals.stop_on_signals`, which fails the trial in
-    flight as ``interrupted``.
+    as orphans, beside the workers of a rerun, past ``n_trials``. The SIGTERM
+    goes through :func:`~nasnc_search._signals.stop_on_signals`, which fails
+    the trial in flight as ``interrupted``.
     """
 
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(every_s)
+    def stop() -> None:
         logger.warning("the search process %d is gone: this worker stops", parent)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    thread = threading.Thread(target=watch, name="nasnc-parent-watch", daemon=True)
-    thread.start()
-    return thread
+    return watch_parent(parent, stop, every_s=every_s)
 
 
 def _worker_entry(config_dict: dict[str, Any], worker: int, n_threads: int, log_level: int) -> None:
@@ -397,8 +395,9 @@ def _run_search(
     bad = [(p.name, p.exitcode) for p in procs if p.exitcode not in (0, None)]
     if bad:
         what = ", ".join(f"{n} exit status {c}" for n, c in bad)
-        if n_finished(study) < config.n_trials:
+        killed = all(c is not None and c < 0 for _, c in bad)  # by a signal (an OOM kill)
+        if not killed or n_finished(study) < config.n_trials:
             raise NasncError(f"worker(s) failed: {what}")
         # the others finished the study: its summary is what the user ran it for
-        logger.warning("worker(s) failed: %s; the others finished the study", what)
+        logger.warning("worker(s) killed: %s; the others finished the study", what)
     return study

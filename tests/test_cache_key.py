@@ -44,14 +44,18 @@ def _data(device: str) -> ProxyData:
     )
 
 
-def test_key_records_the_training_device_not_the_datas() -> None:
+def test_key_records_the_training_device() -> None:
     on_cpu = _data("cpu")
     assert resolved_config(TINY, on_cpu, device="cpu")["device_type"] == "cpu"
-    if torch.cuda.is_available():  # the same data held on another device: the same key
-        elsewhere = _data("cuda")
-        assert proxy_key(ARCH, TINY, 0, elsewhere, device="cpu") == proxy_key(
-            ARCH, TINY, 0, on_cpu, device="cpu"
-        )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_key_does_not_read_where_the_data_lives() -> None:
+    elsewhere = _data("cuda")  # the same data held on another device: the same key
+    assert proxy_key(ARCH, TINY, 0, elsewhere, device="cpu") == proxy_key(
+        ARCH, TINY, 0, _data("cpu"), device="cpu"
+    )
 
 
 def test_data_with_the_same_counts_but_other_contents_is_another_key() -> None:

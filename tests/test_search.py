@@ -355,7 +355,7 @@ def test_optunas_heartbeat_sweep_runs_on_a_rerun_of_a_full_study(
     storage.record_heartbeat(  # type: ignore[attr-defined]  # RDBStorage's BaseHeartbeat
         storage.get_trial_id_from_study_id_trial_number(study_id, dead.number)
     )
-    time.sleep(2.5)
+    time.sleep(3.6)  # SQLite keeps heartbeats in whole seconds; stale means > grace
     run_search(config)  # the study is full: nothing trains, the sweep still runs
     (stale,) = [t for t in study.get_trials() if t.number == dead.number]
     assert stale.state == TrialState.FAIL
@@ -375,7 +375,8 @@ def test_a_worker_stops_when_its_parent_is_killed(tmp_path: Path) -> None:
         import os, signal, sys, time
         from nasnc_search._study import _stop_with_parent
         def stop(*_):
-            open({str(mark)!r}, "w").write("SIGTERM")
+            open({str(mark) + ".part"!r}, "w").write("SIGTERM")
+            os.replace({str(mark) + ".part"!r}, {str(mark)!r})
             sys.exit(0)
         signal.signal(signal.SIGTERM, stop)
         _stop_with_parent(os.getppid(), every_s=0.05)

@@ -33,7 +33,6 @@ import multiprocessing.pool
 import multiprocessing.synchronize
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 
 from nasnc._errors import ConfigError
+from nasnc._process import watch_parent
 from nasnc.data import ProxyData
 from nasnc.pipeline._config import ProxyConfig
 from nasnc.pipeline._evaluate import _baselines, _build, _check_data, resolved_config
@@ -201,21 +201,13 @@ _worker_job: _Job | None = None
 _worker_stop: multiprocessing.synchronize.Event | None = None
 
 
-def _exit_with_parent(parent: int) -> None:
-    """Exit this process soon after ``parent`` dies (SIGKILL leaves no one to stop it)."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-
 def _init_worker(job: _Job, threads: int, stop: multiprocessing.synchronize.Event) -> None:
     """Initialiser of a screen process: its torch threads, its job and the stop event."""
     global _worker_job, _worker_stop
     # the parent decides when to stop (and terminates us); Ctrl-C in a terminal
     # reaches the whole process group and would only break the pool
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    watch_parent(os.getppid(), lambda: os._exit(1))  # SIGKILL leaves no one to stop us
     torch.set_num_threads(threads)
     _worker_job = job
     _worker_stop = stop

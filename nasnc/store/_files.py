@@ -257,13 +257,17 @@ def clean_tmp(root: Path, *, older_than_s: float, min_age_s: float) -> list[Path
 def retire(root: Path, path: Path, ident: Ident) -> bool:
     """Delete ``path`` if it is still the file ``ident`` names; whether it did.
 
-    The file is first renamed into ``<root>/tmp/`` and checked there, so a
-    writer that replaces ``path`` at any instant keeps its file: a file
-    renamed away that turns out to be a newer one is put back. (Comparing
-    before a plain unlink would delete a file replaced between the two.)
+    A file already replaced is left alone. Otherwise it is renamed into
+    ``<root>/tmp/`` and checked there, so a writer that replaces ``path``
+    between the check and the rename keeps its file: a file renamed away that
+    turns out to be a newer one is put back (for that instant a reader may
+    see the shard's older copy). A plain unlink after the check would delete
+    the newer file.
     """
     dest = root / TMP / f"gone.{host()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
+        if ident_of(path.stat()) != ident:  # replaced before now: never moved at all
+            return False
         os.rename(path, dest)
     except FileNotFoundError:
         return False
