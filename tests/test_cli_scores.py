@@ -139,3 +139,20 @@ def test_damaged_file_is_reported_and_others_listed(
     captured = capsys.readouterr()
     assert str(loose) in captured.err and "warning" in captured.err
     assert len(json.loads(captured.out)) == 5
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_pruned_partial_run_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], packed: bool
+) -> None:
+    store = Store(tmp_path / "c", compact_every=None)
+    stopped = make_entry(arch_for(0), seed=0, beta_eff=9.0)
+    stopped.summary["pruned"] = True  # as evaluate_arch caches a run the pruner stopped
+    store.put(stopped)
+    store.put(make_entry(arch_for(1), seed=1, beta_eff=1.0))
+    if packed:
+        store.compact(full=True)
+    rows = run_json(capsys, "--cache", str(tmp_path / "c"))
+    assert [(r["seed"], r["pruned"]) for r in rows] == [(0, True), (1, False)]
+    assert main(["scores", "--cache", str(tmp_path / "c"), "--format", "csv"]) == 0
+    assert "pruned" in capsys.readouterr().out.splitlines()[0].split(",")

@@ -33,6 +33,7 @@ FIXED = (
     "proxy_valid_acc",
     "cost_s",
     "diverged",
+    "pruned",
 )
 #: Extra columns of csv and json output.
 DETAILS = ("beta_eff_last", "canonical", "config_hash", "created")
@@ -61,6 +62,8 @@ def rows_of(infos: list[EntryInfo]) -> tuple[list[dict[str, Any]], list[str]]:
         for name in ("beta_eff", "beta_eff_std", "beta_eff_last", "proxy_valid_acc", "cost_s"):
             row[name] = info.value(name)
         row["diverged"] = bool(info.summary.get("diverged", False))
+        # a pruned run's readings are partial: ranked among the complete ones, it says so
+        row["pruned"] = bool(info.summary.get("pruned", False))
         for name in score_names:
             row[score_column(name)] = info.scores.get(name, float("nan"))
         rows.append(row)
