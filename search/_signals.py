@@ -29,12 +29,15 @@ traceback; :func:`quiet_interrupts` keeps that line and drops the traceback
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 __all__ = [
     "INTERRUPTED_REASON",
@@ -121,12 +124,24 @@ def stop_on_signals() -> Iterator[None]:
         return
     _received = None
     previous = {signum: signal.signal(signum, _handle) for signum in SIGNALS}
+    hook = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_quiet_unraisable, hook)
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = hook
         _received = None
+
+
+def _quiet_unraisable(hook: Callable[[Any], object], unraisable: Any) -> None:
+    """An :class:`Interrupted` raised inside a finalizer (a database connection being
+    collected, say) is dropped by Python with an "Exception ignored" traceback;
+    :func:`raise_if_interrupted` raises it again at the next safe point, so the
+    traceback is noise. Anything else goes to ``hook``."""
+    if not isinstance(unraisable.exc_value, Interrupted):
+        hook(unraisable)
 
 
 class _NoInterruptTraceback(logging.Filter):

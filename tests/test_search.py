@@ -809,3 +809,30 @@ def test_optuna_logs_an_interrupted_trial_in_one_line_without_its_traceback() ->
     assert "SIGINT" in failed[0].getMessage() and failed[0].exc_info is None
     assert failed[0].exc_text is None
     assert failed[1].exc_info is not None  # any other failure keeps its traceback
+
+
+def test_an_interruption_raised_in_a_finalizer_prints_no_traceback() -> None:
+    import signal
+    import sys
+
+    from nasnc_search._signals import Interrupted, stop_on_signals
+
+    seen: list[BaseException | None] = []
+    before = sys.unraisablehook
+    sys.unraisablehook = lambda u: seen.append(u.exc_value)
+
+    class Finalised:
+        def __init__(self, exc: BaseException) -> None:
+            self.exc = exc
+
+        def __del__(self) -> None:  # e.g. a database connection collected mid-signal
+            raise self.exc
+
+    try:
+        with stop_on_signals():
+            Finalised(Interrupted(signal.SIGINT))  # dropped at once: raised again later
+            bug = ValueError("a real bug in a finalizer")
+            Finalised(bug)
+        assert seen == [bug]  # everything else still reaches the previous hook
+    finally:
+        sys.unraisablehook = before
