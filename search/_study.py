@@ -156,7 +156,7 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
         study.set_user_attr("seed", config.seed)
         study.set_user_attr("nasnc_version", __version__)
         return study, storage
-    differ = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    differ = _differing(stored, current)
     if study.user_attrs.get("seed", config.seed) != config.seed:
         differ.append("seed")
     # the screen's pool and scores give every trial its aggregate (a study recorded
@@ -165,10 +165,8 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
     now = config.to_dict()["screen"]
     if screen is not None:  # a key added since the study was recorded had its default
         screen = {**SearchConfig().to_dict()["screen"], **screen}
-    if screen is not None and screen != now:
-        differ += [
-            f"screen.{k}" for k in sorted(set(screen) | set(now)) if screen.get(k) != now.get(k)
-        ]
+    if screen is not None:
+        differ += [f"screen.{k}" for k in _differing(screen, now)]
     if differ:
         raise ConfigError(
             f"study {config.study_name!r} in {shown_url(config.storage_url)} was created with a "
@@ -176,6 +174,11 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
             "comparable. Use another --study name."
         )
     return study, storage
+
+
+def _differing(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The keys whose values differ between two config sections, sorted."""
+    return sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
 
 
 def _device_for(worker: int, device: str) -> str:

@@ -467,8 +467,8 @@ def load_dataset(
 
     base = resolve_data_root(root, create=download)
     folder = _locate(base, spec, download, archive)
-    train_paths = [folder / f for f in spec.train_files if (folder / f).is_file()]
     present = [(folder / f).is_file() for f in spec.train_files]
+    train_paths = [folder / f for f, ok in zip(spec.train_files, present) if ok]
     if any(present[i + 1] and not present[i] for i in range(len(present) - 1)):
         logger.warning(  # a prefix (data_batch_1 alone) is a subset; a gap looks like a loss
             "%s: training files missing between present ones in %s: %s",

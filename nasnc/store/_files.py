@@ -254,27 +254,35 @@ def clean_tmp(root: Path, *, older_than_s: float, min_age_s: float) -> list[Path
     return removed
 
 
-def retire(root: Path, path: Path, ident: Ident) -> bool:
-    """Delete ``path`` if it is still the file ``ident`` names; whether it did.
+def _take(path: Path, ident: Ident, dest: Path) -> bool:
+    """Rename ``path`` to ``dest`` if it is still the file ``ident`` names; whether it did.
 
-    A file already replaced is left alone. Otherwise it is renamed into
-    ``<root>/tmp/`` and checked there, so a writer that replaces ``path``
-    between the check and the rename keeps its file: a file renamed away that
-    turns out to be a newer one is put back (for that instant a reader may
-    see the shard's older copy). A plain unlink after the check would delete
-    the newer file.
+    A file already replaced is left alone. One replaced by a writer between
+    the check and the rename is put back (for that instant a reader may see
+    an older copy elsewhere): the writer keeps its file.
     """
-    dest = root / TMP / f"gone.{host()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         if ident_of(path.stat()) != ident:  # replaced before now: never moved at all
             return False
         os.rename(path, dest)
     except FileNotFoundError:
         return False
-    if ident_of(dest.stat()) != ident:  # a writer's newer file: restore it
+    if ident_of(dest.stat()) != ident:  # lost a race with a writer: restore its file
         with suppress(FileExistsError):  # unless a newer one still is already there
             os.link(dest, path)
         dest.unlink()
+        return False
+    return True
+
+
+def retire(root: Path, path: Path, ident: Ident) -> bool:
+    """Delete ``path`` if it is still the file ``ident`` names; whether it did.
+
+    It is taken into ``<root>/tmp/`` (:func:`_take`) and deleted there: a plain
+    unlink after a check would delete a newer file a writer put in between.
+    """
+    dest = root / TMP / f"gone.{host()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    if not _take(path, ident, dest):
         return False
     dest.unlink()
     return True
@@ -296,16 +304,7 @@ def move_aside(root: Path, path: Path, ident: Ident, reason: str) -> Path | None
     folder.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     dest = folder / f"{stamp}-{uuid.uuid4().hex[:6]}-{path.parent.name}-{path.name}"
-    try:
-        if ident_of(path.stat()) != ident:
-            return None
-        os.rename(path, dest)
-    except FileNotFoundError:
-        return None
-    if ident_of(dest.stat()) != ident:  # lost a race with a writer: restore its file
-        with suppress(FileExistsError):
-            os.link(dest, path)
-        dest.unlink()
+    if not _take(path, ident, dest):
         return None
     with suppress(OSError):
         dest.with_name(dest.name + _NOTE).write_text(
