@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import torch
 
-from nasnc import NasncError
+from nasnc import ArchError, NasncError
 from nasnc.data import ProxyData
 from nasnc.pipeline import ProxyConfig, ReportPoint, evaluate_arch
 from nasnc.space import EDGES, OPS, Arch
@@ -24,6 +24,8 @@ from ._config import READING_SCORES
 from ._pruner import STD_ATTR
 
 if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
     from ._stages import TrialStage
 from ._signals import INTERRUPTED_REASON, interruptible, raise_if_interrupted
 
@@ -37,6 +39,7 @@ __all__ = [
     "TrainingDiverged",
     "param_name",
     "trial_arch",
+    "trial_cell",
 ]
 
 logger = logging.getLogger(__name__)
@@ -89,6 +92,19 @@ def param_name(target: int, source: int) -> str:
 def trial_arch(params: dict[str, Any]) -> Arch:
     """The cell a trial's parameters describe."""
     return Arch(tuple(str(params[param_name(t, s)]) for t, s in EDGES))
+
+
+def trial_cell(trial: FrozenTrial) -> str | None:
+    """What makes two trials one cell: the graph form of the trial's ``arch``
+    attribute, as the cache keys runs (None without one; an arch that does not
+    parse, from a hand-made trial, stands for itself)."""
+    arch = trial.user_attrs.get("arch")
+    if not arch:
+        return None
+    try:
+        return Arch.parse(str(arch)).graph_form()
+    except ArchError:
+        return str(arch)
 
 
 def last_reading(entry: Entry, column: str) -> float:

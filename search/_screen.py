@@ -62,7 +62,7 @@ class ScreenPool:
     result: ScreenResult
     config: ScreenConfig
     aggregate: np.ndarray
-    rows: Mapping[str, int]  # canonical form -> row
+    rows: Mapping[str, int]  # graph form -> row
 
     @classmethod
     def from_result(cls, result: ScreenResult, config: ScreenConfig) -> ScreenPool:
@@ -72,7 +72,7 @@ class ScreenPool:
             weights=config.weights or None,
             nan=config.nan,
         )
-        rows = {Arch.parse(a).canonical(): i for i, a in enumerate(result.archs)}
+        rows = {Arch.parse(a).graph_form(): i for i, a in enumerate(result.archs)}
         return cls(result=result, config=config, aggregate=agg, rows=rows)
 
     def __len__(self) -> int:
@@ -88,8 +88,8 @@ class ScreenPool:
         return [(self.result.archs[i], float(self.aggregate[i])) for i in self.order()[:k]]
 
     def index_of(self, arch: Arch | str) -> int | None:
-        """Row of ``arch`` (or of a cell isomorphic to it) in the pool, else None."""
-        return self.rows.get(Arch.parse(arch).canonical())
+        """Row of ``arch`` (or of a cell building the same network) in the pool, else None."""
+        return self.rows.get(Arch.parse(arch).graph_form())
 
     def aggregate_of(self, arch: Arch | str, score: Callable[[Arch], Mapping[str, float]]) -> float:
         """The aggregate of ``arch``: its pool value, else ranked against the pool.

@@ -33,7 +33,7 @@ from nasnc.space import Arch
 from nasnc.store import Entry
 
 from ._config import COST_OBJECTIVES, READING_SCORES, PickConfig, SearchConfig
-from ._objective import finite_or_none, last_reading, pruner_value
+from ._objective import finite_or_none, last_reading, pruner_value, trial_cell
 from ._screen import ScreenPool, enqueue_shortlist, run_screen
 
 __all__ = [
@@ -157,12 +157,8 @@ class TrialStage:
 def trained_cells(study: optuna.Study) -> int:
     """Distinct cells the study's trials evaluated, completed or pruned (a cell
     replayed from a cache filled by an earlier study counts: see ``cache_hits``)."""
-    seen = {
-        str(t.user_attrs.get("canonical") or t.user_attrs.get("arch"))
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        if t.user_attrs.get("arch")
-    }
-    return len(seen)
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return len({trial_cell(t) for t in trials} - {None})
 
 
 #: Scores known before training: a pruned trial has them in full.
@@ -216,10 +212,10 @@ def pick(
                 and all(math.isfinite(_trial_score(t, n, fallback)) for n in attempt)
             ):
                 continue  # a pruned run's trained signals are partial: not comparable
-            canonical = str(t.user_attrs.get("canonical") or t.user_attrs.get("arch"))
-            if canonical in seen or not t.user_attrs.get("arch"):
+            cell = trial_cell(t)
+            if cell is None or cell in seen:
                 continue
-            seen.add(canonical)
+            seen.add(cell)
             rows.append(t)
         columns = {n: np.array([_trial_score(t, n, fallback) for t in rows]) for n in attempt}
         present = {n: w for n, w in attempt.items() if np.isfinite(columns[n]).any()}

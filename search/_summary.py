@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nasnc import NasncError
 
 from ._config import SearchConfig
-from ._objective import finite_or_none
+from ._objective import finite_or_none, trial_cell
 from ._screen import SCREEN_ATTR
 from ._stages import better_sign, pareto_front, pick, trained_cells, truth_dataset
 from ._storage import shown_url
@@ -92,7 +92,7 @@ class SearchSummary:
 def summarize(
     study: optuna.Study, config: SearchConfig, *, top_k: int = 10, truth: Any = None
 ) -> SearchSummary:
-    """Counts by state, cache hits and the top architectures (one per canonical class).
+    """Counts by state, cache hits and the top architectures (one per cell, :func:`trial_cell`).
 
     ``truth`` is an open :class:`nasnc.bench.GroundTruth`; by default the
     config's ``benchmark`` is opened. A ground truth that cannot be opened is
@@ -115,10 +115,10 @@ def summarize(
     seen: set[str] = set()
     ranked: list[dict[str, Any]] = []
     for t in done:
-        canonical = str(t.user_attrs.get("canonical", t.user_attrs.get("arch")))
-        if canonical in seen:
+        cell = str(trial_cell(t))
+        if cell in seen:
             continue
-        seen.add(canonical)
+        seen.add(cell)
         ranked.append(
             {
                 "trial": t.number,

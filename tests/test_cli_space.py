@@ -12,6 +12,7 @@ def test_space_info(capsys: pytest.CaptureFixture[str]) -> None:
     info = json.loads(capsys.readouterr().out)
     assert info["architectures"] == 15625
     assert info["unique"] == 6466
+    assert info["networks"] == 14125
 
 
 def test_space_show_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -21,6 +22,13 @@ def test_space_show_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert info["arch"] == arch
     assert set(info) >= {"arch", "canonical", "params", "macs"}
     assert info["params"] > 0 and info["macs"] > 0
+    # none on edge 2<-1: the cell with nodes 1 and 2 swapped is the same network
+    swapped = "|skip_connect~0|+|nor_conv_3x3~0|none~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
+    assert main(["space", "show", swapped, "--format", "json"]) == 0
+    twin = json.loads(capsys.readouterr().out)
+    assert twin["graph_form"] == info["graph_form"] == arch  # the lesser of the two
+    assert (twin["params"], twin["macs"]) == (info["params"], info["macs"])
+    assert twin["canonical"] != info["canonical"]  # the benchmark's form splits them
     assert main(["space", "show", arch, "--dataset", "ImageNet16-120", "--format", "json"]) == 0
     small = json.loads(capsys.readouterr().out)
     assert small["macs"] < info["macs"]

@@ -21,9 +21,10 @@ from nasnc.capacitance import (
 )
 from nasnc.data import load_dataset
 from nasnc.models import build_network
-from nasnc.pipeline import ProxyConfig, evaluate_arch, proxy_key
+from nasnc.pipeline import ProxyConfig, evaluate_arch, proxy_key, resolved_config
 from nasnc.space import Arch, sample_archs
 from nasnc.store import Store
+from nasnc.store._entry import legacy_key
 from nasnc.testing import make_entry
 from nasnc.train import Budget, train_proxy
 from tests.test_pipeline import CONV, TINY
@@ -181,11 +182,18 @@ def test_compare_scores_the_column_when_present_and_skips_it_when_absent() -> No
 
 def test_the_cache_key_of_existing_configs_is_unchanged(data) -> None:  # type: ignore[no-untyped-def]
     # derived from the code before the column existed (commit b5bc8b2), then changed on
-    # purpose once: the data digest entered the key (fifteenth session; the synthetic
-    # data is seeded, so the digest and these keys are fixed)
+    # purpose twice: the data digest entered the key (fifteenth session; the synthetic
+    # data is seeded, so the digest and these keys are fixed), and key format 2 put the
+    # graph form where the canonical form was (sixteenth session): the format-1 keys of
+    # the same fields are still the old pins, so nothing else moved
     assert data.digest == "81102ba83bc58d43"
-    assert proxy_key(CONV, TINY, 0, data, device="cpu") == "92917f2c18b6431a0f1700ca"
-    assert proxy_key(CONV, ProxyConfig(), 0, data, device="cpu") == "5572d09aad43a222af5c16aa"
+    for config, now, before in (
+        (TINY, "bb48529ace2b816034447d5a", "92917f2c18b6431a0f1700ca"),
+        (ProxyConfig(), "ee52e7a1c050c3e1ff9e6617", "5572d09aad43a222af5c16aa"),
+    ):
+        assert proxy_key(CONV, config, 0, data, device="cpu") == now
+        resolved = resolved_config(config, data, device="cpu")
+        assert legacy_key(Arch.parse(CONV).canonical(), config.dataset, resolved, 0) == before
     assert proxy_key(Arch.parse(CONV), ProxyConfig(), 0, data, device="cpu") == proxy_key(
         CONV, ProxyConfig(), 0, data, device="cpu"
     )

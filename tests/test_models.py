@@ -99,3 +99,34 @@ def test_builder_validates() -> None:
         build_network(THREE[0], channels=0)
     with pytest.raises(ConfigError, match="widths"):
         CapacitanceProbe(8, 10, hidden=(0,))
+
+
+def _swap_1_2(name: str) -> str:
+    """A parameter name of one cell's network, in its node-1/node-2 swapped twin."""
+    swap = {"1<-0": "2<-0", "2<-0": "1<-0", "3<-1": "3<-2", "3<-2": "3<-1"}
+    return ".".join(swap.get(part, part) for part in name.split("."))
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|",
+        "|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|nor_conv_3x3~2|",
+    ],
+)
+def test_cells_with_one_graph_form_build_the_same_network(arch: str) -> None:
+    a = Arch.from_str(arch)
+    b = Arch(tuple(a.op(*_edge) for _edge in ((2, 0), (1, 0), (2, 1), (3, 0), (3, 2), (3, 1))))
+    assert a != b and a.graph_form() == b.graph_form()
+    torch.manual_seed(0)
+    net_a = build_network(a, channels=4, cells_per_stage=1).eval()
+    net_b = build_network(b, channels=4, cells_per_stage=1).eval()
+    assert (
+        count_params(net_a) == count_params(net_b) == arch_params(b, channels=4, cells_per_stage=1)
+    )
+    state = {_swap_1_2(k): v for k, v in net_a.state_dict().items()}
+    net_b.load_state_dict(state)  # strict: every layer has its twin
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net_b(x), net_a(x))
+    assert count_macs(net_a) == count_macs(net_b)

@@ -85,15 +85,21 @@ def test_evaluate_then_cache_hit_replays(tmp_path: Path, data) -> None:  # type:
     assert [p.readings["beta_eff_chain_sf"] for p in replay] == [p.beta_eff_last for p in replay]
 
 
-def test_isomorphic_cells_share_the_cache(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
+def test_cells_building_one_network_share_the_cache(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
+    # nodes 1 and 2 swapped (no edge between them): the same network
     a = Arch.from_str("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
-    b = Arch.from_str("|avg_pool_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    b = Arch.from_str("|none~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|none~2|")
     assert proxy_key(a, TINY, 0, data) == proxy_key(b, TINY, 0, data)
+    # the benchmark's form ignores node 1's dead operation, but it holds other weights
+    c = Arch.from_str("|avg_pool_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    assert a.canonical() == c.canonical()
+    assert proxy_key(a, TINY, 0, data) != proxy_key(c, TINY, 0, data)
     assert proxy_key(a, TINY, 0, data) != proxy_key(a, TINY, 1, data)
     assert proxy_key(a, TINY, 0, data) != proxy_key(a, ProxyConfig(epochs=3), 0, data)
     store = Store(tmp_path / "cache")
     evaluate_arch(a, TINY, data, device="cpu", store=store)
     assert evaluate_arch(b, TINY, data, device="cpu", store=store).cache_hit
+    assert not evaluate_arch(c, TINY, data, device="cpu", store=store).cache_hit
 
 
 def test_a_stopped_run_is_cached_as_pruned_and_never_served(  # type: ignore[no-untyped-def]

@@ -34,7 +34,7 @@ from nasnc_search._screen import (
     pool_archs,
     run_screen,
 )
-from nasnc_search._stages import pick
+from nasnc_search._stages import pick, trained_cells
 from nasnc_search._study import open_study, run_search
 from nasnc_search._summary import summarize
 from tests.test_search import TINY_PROXY, tiny_config
@@ -484,3 +484,28 @@ def test_a_pruned_run_is_cached_flagged_and_never_served_as_a_hit(
     stored = store.get(full.entry.key)
     assert stored is not None and stored.summary["pruned"] is False  # replaced by the full run
     assert evaluate_arch(arch, proxy, tiny_data, device="cpu", store=store).cache_hit
+
+
+def test_trials_are_one_cell_when_they_build_one_network() -> None:
+    """Pick, summary and ``trained`` count cells as the cache does (graph form): the
+    benchmark's canonical form would merge two networks and split two twins."""
+    doubled = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|skip_connect~1|skip_connect~2|"
+    two = "|none~0|+|nor_conv_3x3~0|none~1|+|nor_conv_3x3~0|none~1|skip_connect~2|"
+    twin_a = "|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"
+    twin_b = "|none~0|+|none~0|none~1|+|none~0|skip_connect~1|none~2|"
+
+    def trial(number: int, arch: str, aggregate: float) -> optuna.trial.FrozenTrial:
+        from nasnc.space import Arch
+
+        t = _trial(number, TrialState.COMPLETE, arch, aggregate=aggregate)
+        t.user_attrs["canonical"] = Arch.from_str(arch).canonical()  # as the objective sets it
+        return t
+
+    trials = [trial(0, doubled, -2.0), trial(1, two, -0.5), trial(2, twin_a, -3.0)]
+    trials.append(trial(3, twin_b, -4.0))
+    assert trials[0].user_attrs["canonical"] == trials[1].user_attrs["canonical"]
+    chosen, _by, _s = pick(trials, PickConfig(weights={"aggregate": 1.0}))
+    assert chosen is not None and chosen.number == 1  # the other network is a candidate
+    study = optuna.create_study(direction="maximize")
+    study.add_trials(trials)
+    assert trained_cells(study) == 3

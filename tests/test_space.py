@@ -11,6 +11,7 @@ from nasnc import ArchError, ConfigError
 from nasnc.space import (
     NASLIB_OPS,
     NUM_ARCHS,
+    NUM_GRAPHS,
     NUM_UNIQUE,
     NUM_UNIQUE_NONZERO,
     OPS,
@@ -110,6 +111,44 @@ def test_canonical_form_merges_what_it_should() -> None:
         "|nor_conv_1x1~0|+|avg_pool_3x3~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"
     )
     assert e.canonical() != c.canonical()
+
+
+def graph_classes() -> dict[str, list[Arch]]:
+    classes: dict[str, list[Arch]] = {}
+    for a in all_archs():
+        classes.setdefault(a.graph_form(), []).append(a)
+    return classes
+
+
+def test_graph_form_pairs_exactly_the_node_swaps() -> None:
+    classes = graph_classes()
+    assert len(classes) == NUM_GRAPHS == 14125
+    for form, members in classes.items():
+        assert form in {str(a) for a in members}  # the form is one of its cells
+        if len(members) == 2:
+            a, b = members
+            assert a.op(2, 1) == b.op(2, 1) == "none"
+            assert (a.op(1, 0), a.op(3, 1)) == (b.op(2, 0), b.op(3, 2))
+            assert (b.op(1, 0), b.op(3, 1)) == (a.op(2, 0), a.op(3, 2))
+            assert a.op(3, 0) == b.op(3, 0)
+    # an edge between nodes 1 and 2 fixes which is which
+    a = Arch.from_str("|nor_conv_3x3~0|+|avg_pool_3x3~0|skip_connect~1|+|none~0|none~1|none~2|")
+    assert a.graph_form() == str(a)
+
+
+def test_graph_form_is_not_the_canonical_form() -> None:
+    # the benchmark's form merges one conv doubled with two convs ...
+    one = Arch.from_str(
+        "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|skip_connect~1|skip_connect~2|"
+    )
+    two = Arch.from_str("|none~0|+|nor_conv_3x3~0|none~1|+|nor_conv_3x3~0|none~1|skip_connect~2|")
+    assert one.canonical() == two.canonical()
+    assert one.graph_form() != two.graph_form()
+    # ... and splits a cell from its own node swap (a zero term only node 2 has)
+    c = Arch.from_str("|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|")
+    d = Arch.from_str("|none~0|+|none~0|none~1|+|none~0|skip_connect~1|none~2|")
+    assert c.graph_form() == d.graph_form()
+    assert c.canonical() != d.canonical()
 
 
 def test_is_zero() -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from nasnc import ArchError, ConfigError, StoreError
-from nasnc.space import Arch, canonical_classes
+from nasnc.space import Arch, all_archs, canonical_classes
 from nasnc.store import (
     REQUIRED_SUMMARY,
     Entry,
@@ -26,6 +26,7 @@ from nasnc.store import (
     config_hash,
     make_key,
 )
+from nasnc.store._entry import legacy_key
 from nasnc.store._hdf5 import SNAPSHOTS_MARKER_VERSION
 from nasnc.testing import DEFAULT_CONFIG, make_entry
 
@@ -73,15 +74,18 @@ def test_key_is_stable_across_versions() -> None:
     # Golden values: a change here silently invalidates every user's cache.
     cfg = {"lr": 0.1, "epochs": 8, "probe": [128, 64]}
     assert config_hash(cfg) == "2e15c8cac2502134"
-    assert make_key(Arch.from_str(ARCH).canonical(), "cifar10", cfg, 0) == (
+    assert make_key(ARCH, "cifar10", cfg, 0) == "9db7b3b70068dad9538ee2d6"
+    # format 1 (the benchmark's canonical form), still recognised in old caches
+    assert legacy_key(Arch.from_str(ARCH).canonical(), "cifar10", cfg, 0) == (
         "0182c7f84d0a92093a18bb42"
     )
 
 
 def test_key_ignores_config_order_and_numpy_scalars() -> None:
-    canonical = Arch.from_str(ARCH).canonical()
-    a = make_key(canonical, "cifar10", {"lr": 0.1, "epochs": 8}, 0)
-    b = make_key(canonical, "cifar10", {"epochs": np.int64(8), "lr": np.float64(0.1)}, np.int64(0))
+    a = make_key(ARCH, "cifar10", {"lr": 0.1, "epochs": 8}, 0)
+    b = make_key(
+        Arch.from_str(ARCH), "cifar10", {"epochs": np.int64(8), "lr": np.float64(0.1)}, np.int64(0)
+    )
     assert a == b
 
 
@@ -93,42 +97,92 @@ def test_key_ignores_config_order_and_numpy_scalars() -> None:
         {"config": {"lr": 0.1, "epochs": 8.0}},
         {"dataset": "cifar100"},
         {"seed": 1},
-        {"canonical": Arch.from_str("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|").canonical()},
+        {"arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"},
     ],
 )
 def test_key_changes_with_every_field(change: dict) -> None:
-    base = {
-        "canonical": Arch.from_str(ARCH).canonical(),
-        "dataset": "cifar10",
-        "config": {"lr": 0.1, "epochs": 8},
-        "seed": 0,
-    }
+    base = {"arch": ARCH, "dataset": "cifar10", "config": {"lr": 0.1, "epochs": 8}, "seed": 0}
     assert make_key(**{**base, **change}) != make_key(**base)
 
 
-def test_isomorphic_archs_share_a_key() -> None:
-    members = next(m for m in canonical_classes().values() if len(m) >= 3)
-    entries = [make_entry(a) for a in members]
-    assert len({str(e.arch) for e in entries}) == len(members)
-    assert len({e.key for e in entries}) == 1
+def graph_twins() -> list[tuple[Arch, Arch]]:
+    """Every pair of distinct cells that build the same network (nodes 1 and 2 swapped)."""
+    classes: dict[str, list[Arch]] = {}
+    for a in all_archs():
+        classes.setdefault(a.graph_form(), []).append(a)
+    return [(m[0], m[1]) for m in classes.values() if len(m) == 2]
+
+
+def test_cells_building_the_same_network_share_a_key() -> None:
+    pairs = graph_twins()
+    assert len(pairs) == 1500  # (3,125 - 125) / 2 swapped pairs
+    for a, b in pairs[::97]:
+        assert make_entry(a).key == make_entry(b).key
+        assert str(a) != str(b)
+
+
+def test_cells_the_benchmark_merges_but_that_differ_get_their_own_keys() -> None:
+    # One convolution doubled vs two convolutions: one canonical form, two networks
+    # (different parameter counts); a shared key served one the other's run.
+    one = Arch.from_str(
+        "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|skip_connect~1|skip_connect~2|"
+    )
+    two = Arch.from_str("|none~0|+|nor_conv_3x3~0|none~1|+|nor_conv_3x3~0|none~1|skip_connect~2|")
+    assert one.canonical() == two.canonical()
+    assert make_entry(one).key != make_entry(two).key
+    merged = sum(
+        len({make_key(a, "cifar10", {}, 0) for a in m}) > 1 for m in canonical_classes().values()
+    )
+    assert merged == 1350  # of the 6,466 classes of the benchmark's form hold several networks
+
+
+def test_make_key_rejects_a_bad_cell() -> None:
+    with pytest.raises(ArchError, match=r"6 digits.*'9'"):
+        make_key("nb201:9", "cifar10", {}, 0)
 
 
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        (("", "cifar10", {}, 0), "canonical"),
-        (("0", "", {}, 0), "dataset"),
-        (("0", "cifar10", {}, 1.5), "seed"),
-        (("0", "cifar10", {}, True), "seed"),
-        (("0", "cifar10", {}, 2**63), r"seed.*64-bit"),
-        (("0", "cifar10", {"lr": float("nan")}, 0), "JSON"),
-        (("0", "cifar10", {"f": object()}, 0), "JSON"),
-        (("0", "cifar10", [1, 2], 0), "mapping"),
+        ((ARCH, "", {}, 0), "dataset"),
+        ((ARCH, "cifar10", {}, 1.5), "seed"),
+        ((ARCH, "cifar10", {}, True), "seed"),
+        ((ARCH, "cifar10", {}, 2**63), r"seed.*64-bit"),
+        ((ARCH, "cifar10", {"lr": float("nan")}, 0), "JSON"),
+        ((ARCH, "cifar10", {"f": object()}, 0), "JSON"),
+        ((ARCH, "cifar10", [1, 2], 0), "mapping"),
     ],
 )
 def test_make_key_rejects_bad_input(args: tuple, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         make_key(*args)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_an_old_cache_keeps_its_format_1_entries(tmp_path: Path, packed: bool) -> None:
+    # An entry a format-1 nasnc wrote: under the key of the benchmark's canonical form.
+    store = Store(tmp_path / "cache", compact_every=None)
+    fresh = make_entry(ARCH, seed=3)
+    old_key = legacy_key(fresh.canonical, fresh.dataset, fresh.config, fresh.seed)
+    old = make_entry(ARCH, seed=3)
+    old.stored_key = old_key
+    assert old.key == old_key != fresh.key
+    assert store.put(old) == old_key
+    if packed:
+        store.compact()
+        assert entry_files(store) == [] and len(pack_files(store)) == 1
+    reopened = Store(tmp_path / "cache")
+    got = reopened.get(old_key)
+    assert got is not None and got.key == old_key  # readable, not quarantined
+    assert_same(got, old)
+    assert reopened.get(fresh.key) is None  # no new lookup reaches it: it is retrained
+    assert [e.key for e in reopened.entries()] == [old_key]
+    assert not (tmp_path / "cache" / "quarantine").exists() or not any(
+        (tmp_path / "cache" / "quarantine").iterdir()
+    )
+    # the old key is kept only while the fields are those it was computed from
+    got.seed = 4
+    assert got.key == make_key(ARCH, got.dataset, got.config, 4)
 
 
 # -------------------------------------------------------------- round trip
@@ -293,10 +347,13 @@ def test_top_rejects_unknown_key_and_bad_k(filled: Store) -> None:
 def test_entries_filters(filled: Store) -> None:
     assert [e.seed for e in filled.entries()] == [0, 1, 2, 3, 4, 5]  # oldest first
     assert [e.seed for e in filled.entries(dataset="cifar100")] == [1, 3, 5]
-    target = arch_for(2 * 97)
-    twin = next(a for a in canonical_classes()[target.canonical()] if a != target)
-    assert [e.seed for e in filled.entries(arch=twin)] == [2]  # isomorphic cells match
-    assert [e.seed for e in filled.entries(arch=str(target))] == [2]
+    target = arch_for(4 * 97)  # none on edge 2<-1: swapping nodes 1 and 2 builds it too
+    twin = next(a for a in all_archs() if a.graph_form() == target.graph_form() and a != target)
+    assert [e.seed for e in filled.entries(arch=twin)] == [4]  # the same network matches
+    assert [e.seed for e in filled.entries(arch=str(target))] == [4]
+    other = arch_for(2 * 97)  # the benchmark's form merges it with cells of other networks
+    merged = [a for a in canonical_classes()[other.canonical()] if a != other]
+    assert merged and all(filled.entries(arch=a) == [] for a in merged)
     assert filled.entries(config_hash=config_hash({"other": 1})) == []
     assert len(filled.entries(config_hash=config_hash(make_entry(ARCH).config))) == 3
     with pytest.raises(ArchError):

@@ -141,12 +141,10 @@ def proxy_key(
 ) -> str:
     """Cache key of ``arch`` under ``config``, ``seed``, ``data`` and the training ``device``.
 
-    Isomorphic cells share it; ``device`` is what :func:`evaluate_arch` is given.
+    Cells that build the same network share it (:meth:`Arch.graph_form`);
+    ``device`` is what :func:`evaluate_arch` is given.
     """
-    a = Arch.parse(arch)
-    return make_key(
-        a.canonical(), config.dataset, resolved_config(config, data, device=device), seed
-    )
+    return make_key(arch, config.dataset, resolved_config(config, data, device=device), seed)
 
 
 def _check_data(config: ProxyConfig, data: ProxyData) -> None:
@@ -297,7 +295,7 @@ def evaluate_arch(
     _check_data(config, data)
     dev = resolve_device(device)
     resolved = resolved_config(config, data, device=dev)
-    key = make_key(arch.canonical(), config.dataset, resolved, seed)
+    key = make_key(arch, config.dataset, resolved, seed)
     if store is not None:
         cached = store.get(key)
         if cached is not None and cached.summary.get("pruned", False):

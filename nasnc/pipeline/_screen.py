@@ -361,7 +361,8 @@ def screen_archs(
     Parameters
     ----------
     archs : sequence of Arch or str
-        The pool; isomorphic cells share one cache entry.
+        The pool; cells that build the same network (:meth:`Arch.graph_form`)
+        share one cache entry.
     config : ProxyConfig
         The proxy network (width, cells per stage, probe) and data selection.
     data : ProxyData
@@ -430,7 +431,7 @@ def screen_archs(
         record(row, scores)
 
     for i, arch in enumerate(pool):
-        key = make_key(arch.canonical(), config.dataset, resolved, seed)
+        key = make_key(arch, config.dataset, resolved, seed)
         keys.append(key)
         info = known.get(key)
         have: dict[str, float] = dict(info.scores) if info is not None else {}

@@ -32,6 +32,7 @@ __all__ = [
     "NASLIB_OPS",
     "NUM_ARCHS",
     "NUM_EDGES",
+    "NUM_GRAPHS",
     "NUM_UNIQUE",
     "NUM_UNIQUE_NONZERO",
     "OPS",
@@ -48,11 +49,16 @@ EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3
 NUM_EDGES = len(EDGES)
 #: Size of the space: 5 ** 6.
 NUM_ARCHS = len(OPS) ** NUM_EDGES
-#: Number of functionally distinct cells (isomorphism classes), the authors' count.
+#: Number of "unique" cells in the benchmark authors' count: classes of
+#: :meth:`Arch.canonical`, coarser than distinct networks (see :meth:`Arch.graph_form`).
 NUM_UNIQUE = 6466
 #: Distinct cells with a path from input to output: the classes a screen or a sample
 #: with ``exclude_zero`` draws from (5 classes' output is always zero).
 NUM_UNIQUE_NONZERO = 6461
+#: Number of distinct networks: classes of :meth:`Arch.graph_form`. The 3,125
+#: cells with ``none`` on edge 2<-1 pair up under swapping nodes 1 and 2, except
+#: the 125 symmetric ones: 12,500 + (3,125 + 125) / 2.
+NUM_GRAPHS = 14125
 
 #: NASLib's op order (its ``OP_NAMES_NB201``): a NASLib op index is a position here.
 NASLIB_OPS: tuple[str, ...] = (
@@ -250,8 +256,36 @@ class Arch:
         the 15,625 cells. It is what the benchmark calls "unique", not strict
         functional identity: dropping zero terms entirely and flattening skip
         sums would merge further (5,390 and 4,930 classes respectively).
+
+        Nor is it "the same network". The expansion forgets which terms share
+        a node, so ``|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|
+        skip_connect~1|skip_connect~2|`` (one convolution, doubled) and
+        ``|none~0|+|nor_conv_3x3~0|none~1|+|nor_conv_3x3~0|none~1|
+        skip_connect~2|`` (two convolutions) share it; it ignores operations
+        that cannot reach the output though they hold parameters; and it
+        splits cells that differ only by naming nodes 1 and 2 (node 2's sum
+        carries a zero term for its edge from node 1).
+        Results are shared by :meth:`graph_form`, never by this form.
         """
         return _canonical(self.ops)
+
+    def graph_form(self) -> str:
+        """The benchmark string shared by the cells that build the same network.
+
+        Two cells share it exactly when their operation graphs are isomorphic
+        with the input and output fixed: the only relabelling is swapping the
+        intermediate nodes 1 and 2, allowed when the edge between them is
+        ``none`` (no edge). The form is the lesser (by op names) of the cell
+        and its swap. Such cells build the same layers wired the same way, so
+        they have equal parameter counts, FLOPs and functions; the cache keys
+        runs by this form (:data:`NUM_GRAPHS` classes).
+
+        >>> Arch.parse("nb201:300200").graph_form() == Arch.parse("nb201:030200").graph_form()
+        True
+        >>> Arch.parse("nb201:300200").graph_form() == Arch.parse("nb201:300020").graph_form()
+        False
+        """
+        return _graph_form(self.ops)
 
 
 def _digits(value: Sequence[int] | str, convention: str) -> tuple[int, ...]:
@@ -282,6 +316,18 @@ def _canonical(ops: tuple[str, ...]) -> str:
                 terms.append(f"({inp})@{op}")
         nodes.append("+".join(sorted(terms)))
     return nodes[3]
+
+
+#: Edge positions (in :data:`EDGES`) after swapping nodes 1 and 2.
+_SWAP_1_2 = tuple(EDGES.index((t, s)) for t, s in ((2, 0), (1, 0), (2, 1), (3, 0), (3, 2), (3, 1)))
+_EDGE_2_1 = EDGES.index((2, 1))
+
+
+@cache
+def _graph_form(ops: tuple[str, ...]) -> str:
+    if ops[_EDGE_2_1] != "none":
+        return str(Arch(ops))
+    return str(min(Arch(ops), Arch(tuple(ops[i] for i in _SWAP_1_2))))
 
 
 @lru_cache(maxsize=1)

@@ -132,11 +132,13 @@ On-disk layout (``schema_version`` 1)::
     └── snapshots/<key>/     as in entry files, for entries that have them;
                              index/snapshots_digest S64 (N,) ("" for none)
 
-Keys are 24 hex digits of SHA-256 over the canonical architecture, dataset,
+Keys are 24 hex digits of SHA-256 over the cell's graph form, dataset,
 :func:`config_hash` of the resolved proxy config and seed
-(:func:`make_key`): isomorphic cells share a key, any config change gives a
-new one. Trajectory columns are stored as float64; configs as canonical JSON
-(sorted keys), so tuples come back as lists.
+(:func:`make_key`): cells that build the same network share a key, any config
+change gives a new one. Entries of caches written under key format 1 (the
+benchmark's canonical form) stay readable under their old keys. Trajectory
+columns are stored as float64; configs as canonical JSON (sorted keys), so
+tuples come back as lists.
 """
 
 from nasnc.store._entry import REQUIRED_SUMMARY, Entry, canonical_json, config_hash, make_key

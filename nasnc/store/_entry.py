@@ -1,7 +1,10 @@
 """The :class:`Entry` record, its key, and validation before it is written.
 
-A key names one evaluation: the canonical architecture (isomorphic cells share
-it), the dataset, the hash of the resolved proxy configuration and the seed.
+A key names one evaluation: the cell's graph form (cells that build the same
+network share it, :meth:`~nasnc.space.Arch.graph_form`), the dataset, the hash
+of the resolved proxy configuration and the seed. Caches written before key
+format 2 keyed cells by the benchmark's coarser canonical form; their entries
+stay readable under their old keys, which no new lookup produces.
 Keys are 24 lowercase hex digits (96 bits of SHA-256), safe as file names.
 """
 
@@ -44,7 +47,10 @@ REQUIRED_SUMMARY: tuple[str, ...] = (
 )
 #: What a key looks like (also what makes a file name in the cache an entry).
 KEY_PATTERN = re.compile(r"[0-9a-f]{24}")
-_KEY_FORMAT = 1  # bump only with a migration: changing it changes every key
+# Bump only with a migration: changing it changes every key. 1 keyed the
+# benchmark's canonical form, which merges different networks; 2 the graph form.
+_KEY_FORMAT = 2
+_LEGACY_KEY_FORMAT = 1
 
 
 def _default_version() -> str:
@@ -99,13 +105,15 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(config).encode("ascii")).hexdigest()[:16]
 
 
-def make_key(canonical: str, dataset: str, config: Mapping[str, Any], seed: int) -> str:
+def make_key(arch: Arch | str, dataset: str, config: Mapping[str, Any], seed: int) -> str:
     """The cache key of one evaluation.
 
     Parameters
     ----------
-    canonical : str
-        ``Arch.canonical()``; isomorphic cells share it and so share the key.
+    arch : Arch or str
+        The evaluated cell (anything :meth:`Arch.parse` reads). Cells with the
+        same :meth:`~nasnc.space.Arch.graph_form` build the same network and
+        share the key.
     dataset : str
     config : mapping
         The resolved proxy configuration (JSON-serialisable).
@@ -116,12 +124,21 @@ def make_key(canonical: str, dataset: str, config: Mapping[str, Any], seed: int)
     str
         24 lowercase hex digits.
     """
-    if not isinstance(canonical, str) or not canonical:
-        raise ConfigError(f"canonical must be a non-empty str, but got {canonical=}.")
+    return _key(_KEY_FORMAT, Arch.parse(arch).graph_form(), dataset, config, seed)
+
+
+def legacy_key(canonical: str, dataset: str, config: Mapping[str, Any], seed: int) -> str:
+    """The key format 1 gave: over ``Arch.canonical()``, read for old caches only."""
+    return _key(_LEGACY_KEY_FORMAT, canonical, dataset, config, seed)
+
+
+def _key(version: int, form: str, dataset: str, config: Mapping[str, Any], seed: int) -> str:
+    if not isinstance(form, str) or not form:
+        raise ConfigError(f"the cell form must be a non-empty str, but got {form=}.")
     if not isinstance(dataset, str) or not dataset:
         raise ConfigError(f"dataset must be a non-empty str, but got {dataset=}.")
     seed = _as_seed(seed)
-    payload = json.dumps([_KEY_FORMAT, canonical, dataset, config_hash(config), seed])
+    payload = json.dumps([version, form, dataset, config_hash(config), seed])
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
 
 
@@ -170,6 +187,10 @@ class Entry:
         Float16 weight snapshots at the report points (``ProxyConfig.snapshots``),
         or ``None``. An entry read from a cache holds a lazy :class:`Snapshots`:
         nothing of it is read until it is used.
+    stored_key : str or None
+        The key the entry was read under, set by the cache. It is the entry's
+        :attr:`key` only while it is the format-1 key of these very fields (an
+        entry from an old cache); otherwise the key is computed afresh.
 
     Entries compare by identity (they hold arrays); compare :attr:`key` and
     fields explicitly.
@@ -186,11 +207,18 @@ class Entry:
     created: float = field(default_factory=time.time)
     nasnc_version: str = field(default_factory=_default_version)
     snapshots: Snapshots | None = None
+    stored_key: str | None = field(default=None, repr=False)
 
     @property
     def key(self) -> str:
-        """``make_key(canonical, dataset, config, seed)``."""
-        return make_key(self.canonical, self.dataset, self.config, self.seed)
+        """``make_key(arch, dataset, config, seed)``, or an old cache's key (``stored_key``)."""
+        key = make_key(self.arch, self.dataset, self.config, self.seed)
+        old = self.stored_key
+        if old not in (None, key) and old == legacy_key(
+            self.canonical, self.dataset, self.config, self.seed
+        ):
+            return old
+        return key
 
     @property
     def config_hash(self) -> str:
@@ -276,7 +304,7 @@ def _check(entry: Entry) -> _Checked:
             f"entry.canonical {entry.canonical!r} is not the canonical form of "
             f"{entry.arch!r} ({arch.canonical()!r})."
         )
-    key = make_key(entry.canonical, entry.dataset, entry.config, entry.seed)
+    key = entry.key
     where = f"entry {key} ({entry.arch}, {entry.dataset}, seed {entry.seed})"
     if "\x00" in entry.dataset:
         raise StoreError(f"cannot store {where}: dataset contains NUL, got {entry.dataset!r}.")
@@ -484,7 +512,10 @@ def legacy_problem(
             return f"its canonical form {canonical!r} is not that of {arch!r}"
         if config_hash(config) != config_hash_:
             return "its config does not match its config_hash"
-        if make_key(canonical, dataset, config, seed) != key:
+        if key not in (
+            make_key(arch, dataset, config, seed),
+            legacy_key(canonical, dataset, config, seed),
+        ):
             return f"its fields do not give its key {key}"
     except (ArchError, ConfigError, ValueError, TypeError) as exc:
         return f"its identity fields are malformed ({exc})"

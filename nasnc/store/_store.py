@@ -779,12 +779,12 @@ class Store:
         arch: str | Arch | None,
         config_hash: str | None,
     ) -> list[EntryInfo]:
-        canonical = None if arch is None else Arch.parse(arch).canonical()
+        form = None if arch is None else Arch.parse(arch).graph_form()
         return [
             loc.info
             for loc in catalog.values()
             if (dataset is None or loc.info.dataset == dataset)
-            and (canonical is None or loc.info.canonical == canonical)
+            and (form is None or Arch.from_str(loc.info.arch).graph_form() == form)
             and (config_hash is None or loc.info.config_hash == config_hash)
         ]
 
@@ -804,7 +804,8 @@ class Store:
         ----------
         dataset : str, optional
         arch : Arch or str, optional
-            Matches every cell isomorphic to it (same canonical form).
+            Matches every cell that builds the same network (same
+            :meth:`~nasnc.space.Arch.graph_form`).
         config_hash : str, optional
             :func:`config_hash` of the proxy configuration.
         """

@@ -62,6 +62,8 @@ def study_cells(trials: Any) -> tuple[list[StudyCell], dict[str, int]]:
     """
     from optuna.trial import TrialState
 
+    from .._objective import trial_cell
+
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     done = [t for t in trials if t.state in states]
     done.sort(key=lambda t: (t.datetime_complete is None, t.datetime_complete or 0, t.number))
@@ -73,9 +75,9 @@ def study_cells(trials: Any) -> tuple[list[StudyCell], dict[str, int]]:
         if not arch:
             skipped["no_arch"] += 1
             continue
-        canonical = str(t.user_attrs.get("canonical") or arch)
+        cell = str(trial_cell(t))
         hit = bool(t.user_attrs.get("cache_hit"))
-        if hit and canonical in seen:
+        if hit and cell in seen:
             skipped["replays"] += 1
             continue
         cost, source = _float(t.user_attrs.get("cost_s")), "cost_s"
@@ -84,7 +86,7 @@ def study_cells(trials: Any) -> tuple[list[StudyCell], dict[str, int]]:
         if cost is None:
             skipped["no_cost"] += 1
             continue
-        seen.add(canonical)
+        seen.add(cell)
         cells.append(StudyCell(t.number, t.state.name, str(arch), cost, hit, source))
     return cells, skipped
 

@@ -21,6 +21,7 @@ class SpaceInfo(Command):
         info = {
             "architectures": len(all_archs()),
             "unique": len(canonical_classes()),
+            "networks": len({a.graph_form() for a in all_archs()}),
             "edges": 6,
             "ops": list(OPS),
         }
@@ -32,6 +33,7 @@ class SpaceInfo(Command):
         else:
             print(f"architectures      {info['architectures']}")
             print(f"unique (canonical) {info['unique']}")
+            print(f"networks (graph)   {info['networks']}")
             print(f"edges per cell     {info['edges']}")
             print(f"operations         {', '.join(OPS)}")
         return 0
@@ -39,7 +41,7 @@ class SpaceInfo(Command):
 
 class SpaceShow(Command):
     name = "space show"
-    help = "canonical form, parameters and MACs of one architecture"
+    help = "canonical and graph forms, parameters and MACs of one architecture"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("arch", help=ARCH_HELP)
@@ -72,6 +74,7 @@ class SpaceShow(Command):
             "naslib": f"naslib:{arch.naslib_code}",
             "canonical": arch.canonical(),
             "class_size": len(canonical_classes()[arch.canonical()]),
+            "graph_form": arch.graph_form(),
             "dataset": args.dataset,
             "params": arch_params(
                 arch,
