@@ -278,17 +278,20 @@ def append_line(path: Path, row: dict) -> None:
 
 
 def cell_runs(study) -> dict:
-    """The trial that stands for each distinct cell a study trained, by canonical form:
-    its first completed run, else its first pruned one (a later completed run of the
-    same cell replays the cache at no cost; a failed trial trained nothing)."""
+    """The trial that stands for each distinct cell a study trained, by graph form (as
+    the cache keys runs): its first completed run, else its first pruned one (a later
+    completed run of the same cell replays the cache at no cost; a failed trial
+    trained nothing)."""
     from optuna.trial import TrialState
 
     runs: dict = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        canonical = str(t.user_attrs.get("canonical"))
-        held = runs.get(canonical)
+        if not t.user_attrs.get("arch"):
+            continue  # made by hand: no cell
+        cell = Arch.parse(str(t.user_attrs["arch"])).graph_form()
+        held = runs.get(cell)
         if held is None or (held.state != TrialState.COMPLETE and t.state == TrialState.COMPLETE):
-            runs[canonical] = t
+            runs[cell] = t
     return runs
 
 
@@ -301,17 +304,17 @@ def study_cells(study, config) -> tuple[list[str], dict[str, np.ndarray]]:
 
     screen = study.user_attrs.get("screen") or {}
     store = Store(config.cache)
-    shortlist = {Arch.parse(str(a)).canonical() for a in screen.get("shortlist") or ()}
+    shortlist = {Arch.parse(str(a)).graph_form() for a in screen.get("shortlist") or ()}
     rows: dict[str, dict[str, float]] = {}
     archs: dict[str, str] = {}
-    for canonical, t in cell_runs(study).items():
+    for cell, t in cell_runs(study).items():
         entry = store.get(str(t.user_attrs.get("key")))
         traj = entry.trajectory if entry is not None else {}
-        archs[canonical] = str(t.user_attrs.get("arch"))
-        rows[canonical] = {
+        archs[cell] = str(t.user_attrs.get("arch"))
+        rows[cell] = {
             "acc": _float(t.user_attrs.get("true_acc")),
             "complete": float(t.state == TrialState.COMPLETE),
-            "shortlisted": float(canonical in shortlist),
+            "shortlisted": float(cell in shortlist),
             "aggregate": _float(t.user_attrs.get("aggregate")),
             "proxy_valid_acc": _float(t.user_attrs.get("proxy_valid_acc")),
             "beta_eff": _float(t.user_attrs.get("beta_eff")),
@@ -739,8 +742,8 @@ def run_search_mode(args: argparse.Namespace) -> int:
                 got = {**got, "final": final}
                 append_line(log, got)  # a later line for the seed replaces the earlier one
         if got.get("final", {}).get("finalists") and got.get("pick_arch"):
-            first = Arch.parse(got["final"]["finalists"][0]).canonical()
-            if first != Arch.parse(str(got["pick_arch"])).canonical():
+            first = Arch.parse(got["final"]["finalists"][0]).graph_form()
+            if first != Arch.parse(str(got["pick_arch"])).graph_form():
                 print(
                     f"warning: seed {seed}: the first finalist {first} is not the study's "
                     f"pick {got['pick_arch']} (a tie in the pick score?)",

@@ -16,6 +16,9 @@ from nasnc.bench import open_benchmark
 from nasnc.space import Arch, sample_archs
 from nasnc.store import Entry, Store
 
+#: Cells with an edge 2<-1: each its own network (graph form), whatever the others.
+CELLS = [str(a) for a in sample_archs(40, seed=5) if a.op(2, 1) != "none"][:10]
+
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cpu-30min.yaml"
 
 regret = load_benchmark("search_regret")
@@ -161,11 +164,11 @@ def test_within_study_taus_read_each_studys_completed_cells(tmp_path):
         storage = make_storage(f"journal:{tmp_path / f'seed{seed}' / 'study.journal'}")
         study = optuna.create_study(study_name=f"regret-seed{seed}", storage=storage)
         for i in range(6):
-            attrs = {"canonical": f"cell{i}", "true_acc": float(i), "score": sign * i}
+            attrs = {"arch": CELLS[i], "true_acc": float(i), "score": sign * i}
             study.add_trial(create_trial(value=0.0, user_attrs=attrs))
         # a second run of cell 0 and a pruned trial are not counted again
-        study.add_trial(create_trial(value=0.0, user_attrs={"canonical": "cell0", "score": 9.0}))
-        pruned = {"canonical": "cell9", "true_acc": 99.0, "score": -99.0}
+        study.add_trial(create_trial(value=0.0, user_attrs={"arch": CELLS[0], "score": 9.0}))
+        pruned = {"arch": CELLS[9], "true_acc": 99.0, "score": -99.0}
         study.add_trial(create_trial(state=TrialState.PRUNED, user_attrs=pruned))
     taus = regret.within_study_taus(tmp_path, ["score", "absent"])
     assert set(taus) == {0, 3}
@@ -183,9 +186,9 @@ def test_random_search_pays_a_full_run_per_cell_read_from_the_row_or_the_journal
     storage = make_storage(f"journal:{tmp_path / 'seed4' / 'study.journal'}")
     study = optuna.create_study(study_name="regret-seed4", storage=storage)
     for i, cost in enumerate((30.0, 34.0, 40.0)):
-        study.add_trial(create_trial(value=0.0, user_attrs={"canonical": f"c{i}", "cost_s": cost}))
-    study.add_trial(create_trial(value=0.0, user_attrs={"canonical": "c0", "cost_s": 1.0}))  # again
-    pruned = {"canonical": "c9", "cost_s": 5.0}  # a pruned run is cheap: random search's never is
+        study.add_trial(create_trial(value=0.0, user_attrs={"arch": CELLS[i], "cost_s": cost}))
+    study.add_trial(create_trial(value=0.0, user_attrs={"arch": CELLS[0], "cost_s": 1.0}))  # again
+    pruned = {"arch": CELLS[9], "cost_s": 5.0}  # a pruned run is cheap: random search's never is
     study.add_trial(create_trial(state=TrialState.PRUNED, user_attrs=pruned))
     old = {"seed": 4, "train_s_median": 20.0, "config": {"workers": 2}}  # recorded without it
     args = _args(tmp_path)
@@ -306,7 +309,9 @@ def test_final_stage_retrains_a_recorded_studys_finalists_once(tmp_path, synthet
     assert final is not None and final["seeds"] == [7, 1007]
     assert len(final["finalists"]) == 3
     # the first finalist is the study's own pick
-    assert Arch.parse(final["finalists"][0]).canonical() == Arch.parse(row["pick_arch"]).canonical()
+    assert (
+        Arch.parse(final["finalists"][0]).graph_form() == Arch.parse(row["pick_arch"]).graph_form()
+    )
     beta = np.array(final["beta_eff"])
     assert beta.shape == (3, 2) and np.isfinite(beta).all()
     assert not np.array_equal(beta[:, 0], beta[:, 1])  # another seed, another run
