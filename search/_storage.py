@@ -50,6 +50,7 @@ __all__ = [
     "make_storage",
     "n_finished",
     "shown_url",
+    "storage_error",
 ]
 
 logger = logging.getLogger(__name__)
@@ -107,14 +108,14 @@ def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) ->
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         except OSError as exc:  # a read-only folder, a file where a folder should be
-            raise NasncError(f"cannot open storage {url!r}: {exc}") from exc
+            raise storage_error(url, exc) from exc
     if url.startswith("sqlite:///"):
         db = url[len("sqlite:///") :]
         if db and db != ":memory:":
             try:
                 Path(db).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise NasncError(f"cannot open storage {url!r}: {exc}") from exc
+                raise storage_error(url, exc) from exc
     elif "://" not in url:
         raise ConfigError(
             f"storage must be a URL (sqlite:///FILE, journal:FILE, postgresql+psycopg://...), "
@@ -130,9 +131,16 @@ def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) ->
                 engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
             )
     except Exception as exc:  # SQLAlchemy/driver errors: name the storage, not its password
-        shown = shown_url(url)
-        why = str(exc).replace(url, shown)
-        raise NasncError(f"cannot open storage {shown!r}: {type(exc).__name__}: {why}") from exc
+        raise storage_error(url, exc, kind=True) from exc
+
+
+def storage_error(url: str, exc: BaseException, *, kind: bool = False) -> NasncError:
+    """ "cannot open storage URL: why", the URL shown without its password."""
+    shown = shown_url(url)
+    why = str(exc).replace(url, shown)
+    return NasncError(
+        f"cannot open storage {shown!r}: {type(exc).__name__ + ': ' if kind else ''}{why}"
+    )
 
 
 def fail_trial(storage: BaseStorage, study_id: int, trial: FrozenTrial, reason: str) -> bool:

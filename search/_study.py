@@ -70,6 +70,7 @@ from ._storage import (
     make_storage,
     n_finished,
     shown_url,
+    storage_error,
 )
 
 __all__ = [
@@ -133,7 +134,7 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
             load_if_exists=True,
         )
     except OSError as exc:  # a journal in a folder this process cannot write (its lock file)
-        raise NasncError(f"cannot open storage {shown_url(config.storage_url)!r}: {exc}") from exc
+        raise storage_error(config.storage_url, exc) from exc
     if study.metric_names is None:
         with warnings.catch_warnings():  # "experimental" in Optuna; shown by the dashboard
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
