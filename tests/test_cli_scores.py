@@ -160,3 +160,28 @@ def test_a_pruned_partial_run_says_so(
     assert [(r["seed"], r["pruned"]) for r in rows] == [(0, True), (1, False)]
     assert main(["scores", "--cache", str(tmp_path / "c"), "--format", "csv"]) == 0
     assert "pruned" in capsys.readouterr().out.splitlines()[0].split(",")
+
+
+def test_kind_keeps_entries_of_some_kinds_and_marks_score_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = Store(tmp_path / "c", compact_every=None)
+    kinds = {0: "pruned", 1: "complete", 2: "diverged", 3: "score_only"}
+    for seed, kind in kinds.items():
+        e = make_entry(arch_for(seed), seed=seed, beta_eff=float(10 - seed))
+        if kind != "complete":
+            e.summary[kind] = True
+        store.put(e)
+    rows = run_json(capsys, "--cache", str(tmp_path / "c"))
+    assert [r["seed"] for r in rows] == [0, 1, 2, 3]  # every kind by default, each marked
+    assert [r["score_only"] for r in rows] == [False, False, False, True]
+    rows = run_json(capsys, "--cache", str(tmp_path / "c"), "--kind", "complete")
+    assert [r["seed"] for r in rows] == [1]
+    rows = run_json(
+        capsys, "--cache", str(tmp_path / "c"), "--kind", "pruned", "--kind", "diverged"
+    )
+    assert [r["seed"] for r in rows] == [0, 2]
+    with pytest.raises(SystemExit) as exc:
+        main(["scores", "--cache", str(tmp_path / "c"), "--kind", "done"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'done'" in capsys.readouterr().err

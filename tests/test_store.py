@@ -344,6 +344,32 @@ def test_top_rejects_unknown_key_and_bad_k(filled: Store) -> None:
         filled.top(2.5)  # type: ignore[arg-type]
 
 
+def test_kinds_filter_every_listing_and_name_a_bad_kind(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cache", compact_every=None)
+    marks = {0: "pruned", 1: None, 2: "diverged", 3: "score_only"}
+    for seed, mark in marks.items():
+        e = make_entry(arch_for(seed * 97 + 1), seed=seed, beta_eff=float(10 - seed))
+        if mark is not None:
+            e.summary[mark] = True
+        store.put(e)
+    assert [i.kind for i in store.index()] == ["pruned", "complete", "diverged", "score_only"]
+    assert [e.kind for e in store.entries()] == ["pruned", "complete", "diverged", "score_only"]
+    # every kind by default: the pruned run's partial reading ranks first, and says so
+    assert [i.seed for i in store.rank()] == [0, 1, 2, 3]
+    assert [e.seed for e in store.top(1, kinds=("complete",))] == [1]
+    assert [i.seed for i in store.rank(kinds={"pruned", "score_only"})] == [0, 3]
+    assert [e.seed for e in store.entries(kinds=["diverged"])] == [2]
+    assert [i.seed for i in store.index(kinds=())] == []
+    with pytest.raises(ConfigError, match=r"unknown entry kind 'done'.*complete, pruned"):
+        store.rank(kinds=("done",))
+    with pytest.raises(ConfigError, match=r"collection of entry kinds.*'complete'"):
+        store.index(kinds="complete")  # a bare str would match letter by letter
+    with pytest.raises(ConfigError, match=r"config_hash must be a str.*\{'lr': 0.1\}"):
+        store.entries(config_hash={"lr": 0.1})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="dataset must be a str"):
+        store.top(1, dataset=10)  # type: ignore[arg-type]
+
+
 def test_entries_filters(filled: Store) -> None:
     assert [e.seed for e in filled.entries()] == [0, 1, 2, 3, 4, 5]  # oldest first
     assert [e.seed for e in filled.entries(dataset="cifar100")] == [1, 3, 5]

@@ -141,12 +141,21 @@ columns are stored as float64; configs as canonical JSON (sorted keys), so
 tuples come back as lists.
 """
 
-from nasnc.store._entry import REQUIRED_SUMMARY, Entry, canonical_json, config_hash, make_key
+from nasnc.store._entry import (
+    ENTRY_KINDS,
+    REQUIRED_SUMMARY,
+    Entry,
+    canonical_json,
+    config_hash,
+    entry_kind,
+    make_key,
+)
 from nasnc.store._hdf5 import SCHEMA_VERSION, EntryInfo
 from nasnc.store._snapshots import SNAPSHOT_KINDS, Snapshots
 from nasnc.store._store import Damage, Store
 
 __all__ = [
+    "ENTRY_KINDS",
     "REQUIRED_SUMMARY",
     "SCHEMA_VERSION",
     "SNAPSHOT_KINDS",
@@ -157,5 +166,6 @@ __all__ = [
     "Store",
     "canonical_json",
     "config_hash",
+    "entry_kind",
     "make_key",
 ]

@@ -26,12 +26,14 @@ from nasnc.space import Arch
 from nasnc.store._snapshots import Snapshots
 
 __all__ = [
+    "ENTRY_KINDS",
     "KEY_PATTERN",
     "REQUIRED_SUMMARY",
     "Entry",
     "canonical_json",
     "config_hash",
     "content_digest",
+    "entry_kind",
     "make_key",
     "trajectory_digest",
 ]
@@ -45,6 +47,23 @@ REQUIRED_SUMMARY: tuple[str, ...] = (
     "cost_s",
     "diverged",
 )
+#: What an entry is (:func:`entry_kind`): a finished run, a run a pruner stopped
+#: (its trained readings are partial), a run whose loss went non-finite, or a
+#: screen's free scores with nothing trained.
+ENTRY_KINDS: tuple[str, ...] = ("complete", "pruned", "diverged", "score_only")
+
+
+def entry_kind(record: Any) -> str:
+    """The :data:`ENTRY_KINDS` member of an :class:`Entry` or an index record, read
+    from its summary flags ``score_only``, ``pruned`` and ``diverged`` (in that
+    order; an entry without a flag does not have it)."""
+    summary = record.summary or {}
+    for kind in ("score_only", "pruned", "diverged"):
+        if summary.get(kind):
+            return kind
+    return "complete"
+
+
 #: What a key looks like (also what makes a file name in the cache an entry).
 KEY_PATTERN = re.compile(r"[0-9a-f]{24}")
 # Bump only with a migration: changing it changes every key. 1 keyed the
@@ -224,6 +243,11 @@ class Entry:
     def config_hash(self) -> str:
         """``config_hash(config)``."""
         return config_hash(self.config)
+
+    @property
+    def kind(self) -> str:
+        """``"complete"``, ``"pruned"``, ``"diverged"`` or ``"score_only"`` (:func:`entry_kind`)."""
+        return entry_kind(self)
 
     @property
     def n_points(self) -> int:

@@ -30,6 +30,7 @@ from nasnc.store._entry import (
     _Checked,
     checked_digests,
     content_digest,
+    entry_kind,
     legacy_problem,
     trajectory_digest,
 )
@@ -106,6 +107,11 @@ class EntryInfo:
     scores: Mapping[str, float] = field(default_factory=dict)
     #: Manifest digest of the entry's weight snapshots; ``None`` when it has none.
     snapshots_digest: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"complete"``, ``"pruned"``, ``"diverged"`` or ``"score_only"`` (:func:`entry_kind`)."""
+        return entry_kind(self)
 
     def value(self, name: str) -> float:
         """``summary[name]`` or ``scores[name]`` as a float; NaN when absent."""

@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from nasnc._errors import ConfigError, StoreError
 from nasnc.space import Arch
 from nasnc.store import _compact
-from nasnc.store._entry import KEY_PATTERN, Entry, _check, _default_version
+from nasnc.store._entry import ENTRY_KINDS, KEY_PATTERN, Entry, _check, _default_version
 from nasnc.store._files import (
     ENTRIES,
     ENTRY_RE,
@@ -140,6 +140,51 @@ class _StoreSnapshots:
         raise StoreError(
             f"{self.loc.path}: the weight snapshots of entry {self.key} are damaged ({reason}); "
             "the file is skipped from now on"
+        )
+
+
+@dataclass(frozen=True)
+class _Filter:
+    """Which index records :meth:`Store.index` and its kin keep (``None``: any)."""
+
+    dataset: str | None
+    form: str | None
+    config_hash: str | None
+    kinds: frozenset[str] | None
+
+    @classmethod
+    def of(
+        cls,
+        dataset: str | None,
+        arch: str | Arch | None,
+        config_hash: str | None,
+        kinds: Collection[str] | None,
+    ) -> _Filter:
+        for name, value in (("dataset", dataset), ("config_hash", config_hash)):
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{name} must be a str, but got {name}={value!r}.")
+        chosen = None
+        if kinds is not None:
+            if isinstance(kinds, str) or not isinstance(kinds, Collection):
+                raise ConfigError(
+                    f"kinds must be a collection of entry kinds such as ('complete',), "
+                    f"but got kinds={kinds!r}."
+                )
+            unknown = [k for k in kinds if k not in ENTRY_KINDS]
+            if unknown:
+                raise ConfigError(
+                    f"unknown entry kind {unknown[0]!r} in kinds; known: {', '.join(ENTRY_KINDS)}."
+                )
+            chosen = frozenset(kinds)
+        form = None if arch is None else Arch.parse(arch).graph_form()
+        return cls(dataset, form, config_hash, chosen)
+
+    def matches(self, info: EntryInfo) -> bool:
+        return (
+            (self.dataset is None or info.dataset == self.dataset)
+            and (self.form is None or Arch.from_str(info.arch).graph_form() == self.form)
+            and (self.config_hash is None or info.config_hash == self.config_hash)
+            and (self.kinds is None or info.kind in self.kinds)
         )
 
 
@@ -772,21 +817,8 @@ class Store:
         """Every readable key, sorted."""
         return sorted(self._scan())
 
-    def _select(
-        self,
-        catalog: Mapping[str, _Loc],
-        dataset: str | None,
-        arch: str | Arch | None,
-        config_hash: str | None,
-    ) -> list[EntryInfo]:
-        form = None if arch is None else Arch.parse(arch).graph_form()
-        return [
-            loc.info
-            for loc in catalog.values()
-            if (dataset is None or loc.info.dataset == dataset)
-            and (form is None or Arch.from_str(loc.info.arch).graph_form() == form)
-            and (config_hash is None or loc.info.config_hash == config_hash)
-        ]
+    def _select(self, catalog: Mapping[str, _Loc], where: _Filter) -> list[EntryInfo]:
+        return [loc.info for loc in catalog.values() if where.matches(loc.info)]
 
     def index(
         self,
@@ -794,6 +826,7 @@ class Store:
         dataset: str | None = None,
         arch: str | Arch | None = None,
         config_hash: str | None = None,
+        kinds: Collection[str] | None = None,
     ) -> list[EntryInfo]:
         """Index records (no trajectories) of the matching entries, oldest first.
 
@@ -803,13 +836,27 @@ class Store:
         Parameters
         ----------
         dataset : str, optional
+            Exactly as stored (``"cifar10"``, not ``"CIFAR-10"``).
         arch : Arch or str, optional
             Matches every cell that builds the same network (same
             :meth:`~nasnc.space.Arch.graph_form`).
         config_hash : str, optional
             :func:`config_hash` of the proxy configuration.
+        kinds : collection of str, optional
+            Only entries of these :data:`ENTRY_KINDS` (as Optuna's
+            ``get_trials(states=...)``): e.g. ``("complete",)`` leaves out runs
+            a pruner stopped, whose trained readings are partial, and a
+            screen's score-only entries. Default: every kind.
+
+        Raises
+        ------
+        ConfigError
+            A filter of the wrong type, or an unknown kind.
+        ArchError
+            ``arch`` does not parse.
         """
-        infos = self._select(self._scan(), dataset, arch, config_hash)
+        where = _Filter.of(dataset, arch, config_hash, kinds)
+        infos = self._select(self._scan(), where)
         infos.sort(key=lambda i: (i.created, i.key))
         return infos
 
@@ -821,29 +868,29 @@ class Store:
         dataset: str | None = None,
         arch: str | Arch | None = None,
         config_hash: str | None = None,
+        kinds: Collection[str] | None = None,
     ) -> list[EntryInfo]:
         """Index records sorted by a summary or score, descending, NaN and missing last.
 
-        Ties keep key order. ``k`` limits the result (``None``: all).
+        Ties keep key order. ``k`` limits the result (``None``: all). Filters
+        as in :meth:`index`; every kind by default, so a pruned run's partial
+        reading is ranked beside complete runs (its :attr:`EntryInfo.kind`
+        says so; ``kinds=("complete",)`` ranks finished runs only, as Optuna's
+        ``best_trial`` does).
 
         Raises
         ------
         ConfigError
             ``by`` names neither a summary scalar nor a score of any entry in
-            a non-empty cache, or ``k`` is negative.
+            a non-empty cache, ``k`` is negative, or a filter is bad.
         """
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 0):
             raise ConfigError(f"k must be a non-negative int, but got {k=}.")
-        return self._rank(self._scan(), by, k, dataset, arch, config_hash)
+        where = _Filter.of(dataset, arch, config_hash, kinds)
+        return self._rank(self._scan(), by, k, where)
 
     def _rank(
-        self,
-        catalog: Mapping[str, _Loc],
-        by: str,
-        k: int | None,
-        dataset: str | None,
-        arch: str | Arch | None,
-        config_hash: str | None,
+        self, catalog: Mapping[str, _Loc], by: str, k: int | None, where: _Filter
     ) -> list[EntryInfo]:
         if not isinstance(by, str) or not by:
             raise ConfigError(f"by must name a summary scalar or a score, but got {by=}.")
@@ -857,7 +904,7 @@ class Store:
                 f"no cached entry has a summary scalar or score named {by!r}; "
                 f"known: {', '.join(known)}."
             )
-        infos = self._select(catalog, dataset, arch, config_hash)
+        infos = self._select(catalog, where)
 
         def order(info: EntryInfo) -> tuple[bool, float, str]:
             value = info.value(by)
@@ -875,6 +922,7 @@ class Store:
         dataset: str | None = None,
         arch: str | Arch | None = None,
         config_hash: str | None = None,
+        kinds: Collection[str] | None = None,
     ) -> list[Entry]:
         """The ``k`` best entries by a summary scalar or score (descending, NaN last).
 
@@ -885,14 +933,16 @@ class Store:
         by : str
             A summary key (``"beta_eff"``, ``"proxy_valid_acc"``, ...) or a
             score name (``"synflow"``, ...).
-        dataset, arch, config_hash : optional
-            Filters as in :meth:`index`.
+        dataset, arch, config_hash, kinds : optional
+            Filters as in :meth:`index`. Every kind by default: pass
+            ``kinds=("complete",)`` to leave out runs a pruner stopped.
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ConfigError(f"k must be a non-negative int, but got {k=}.")
+        where = _Filter.of(dataset, arch, config_hash, kinds)
         for _ in range(RETRIES):  # a file found damaged while loading: rank again without it
             catalog = self._scan()
-            infos = self._rank(catalog, by, k, dataset, arch, config_hash)
+            infos = self._rank(catalog, by, k, where)
             entries, damaged = self._load([i.key for i in infos], catalog)
             if not damaged:
                 break
@@ -904,15 +954,17 @@ class Store:
         dataset: str | None = None,
         arch: str | Arch | None = None,
         config_hash: str | None = None,
+        kinds: Collection[str] | None = None,
     ) -> list[Entry]:
-        """Every matching entry with its trajectory, oldest first (see :meth:`index`).
+        """Every matching entry with its trajectory, oldest first (filters as in :meth:`index`).
 
         Damaged files are skipped with a logged warning and listed in
         :attr:`damaged`; they never hide healthy entries.
         """
+        where = _Filter.of(dataset, arch, config_hash, kinds)
         for _ in range(RETRIES):  # a file found damaged while loading: list again without it
             catalog = self._scan()
-            infos = self._select(catalog, dataset, arch, config_hash)
+            infos = self._select(catalog, where)
             infos.sort(key=lambda i: (i.created, i.key))
             entries, damaged = self._load([i.key for i in infos], catalog)
             if not damaged:

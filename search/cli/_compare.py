@@ -22,24 +22,7 @@ from ._base import (
 )
 from ._bench import BENCH_DATASETS
 
-__all__ = ["ENTRY_KINDS", "RECOMPUTED_PREFIX", "Compare", "entry_kind", "with_recomputed"]
-
-#: What a cache entry is, for the counts ``nasnc compare`` reports.
-ENTRY_KINDS: tuple[str, ...] = ("complete", "pruned", "diverged", "score_only")
-
-
-def entry_kind(entry: Any) -> str:
-    """``score_only`` (a screen's free scores, nothing trained), ``pruned`` (a run a pruner
-    stopped: its trained signals are partial), ``diverged`` or ``complete``."""
-    summary = entry.summary or {}
-    if summary.get("score_only"):
-        return "score_only"
-    if summary.get("pruned"):
-        return "pruned"
-    if summary.get("diverged"):
-        return "diverged"
-    return "complete"
-
+__all__ = ["RECOMPUTED_PREFIX", "Compare", "with_recomputed"]
 
 #: Score-name prefix of a βeff variant recomputed from weight snapshots (``--recompute``).
 RECOMPUTED_PREFIX = "snapshots."
@@ -187,7 +170,7 @@ class Compare(Command):
         from nasnc.analysis import PARETO_COSTS, compare_scores, plot_comparison, truth_dataset_for
         from nasnc.bench import open_benchmark
         from nasnc.capacitance import SNAPSHOT_VARIANTS
-        from nasnc.store import Store
+        from nasnc.store import ENTRY_KINDS, Store
 
         variants = _listed("--recompute", args.recompute, SNAPSHOT_VARIANTS)
         costs = _listed("--pareto", args.pareto, PARETO_COSTS)
@@ -218,9 +201,9 @@ class Compare(Command):
         entries = store.entries(dataset=cache_ds)
         if not entries:
             raise StoreError(f"the cache {args.cache} has no entries for dataset {cache_ds!r}")
-        n_pruned = sum(entry_kind(e) == "pruned" for e in entries)
+        n_pruned = sum(e.kind == "pruned" for e in entries)
         if args.exclude_pruned:
-            entries = [e for e in entries if entry_kind(e) != "pruned"]
+            entries = [e for e in entries if e.kind != "pruned"]
             if not entries:
                 raise UsageError(
                     f"--exclude-pruned leaves nothing: the cache {args.cache} holds only pruned "
@@ -252,7 +235,7 @@ class Compare(Command):
         )
         used = [e for e in entries if e.config_hash == result.get("config_hash")]
         result["entries_used"] = {
-            **{kind: sum(entry_kind(e) == kind for e in used) for kind in ENTRY_KINDS},
+            **{kind: sum(e.kind == kind for e in used) for kind in ENTRY_KINDS},
             "n": len(used),
             "excluded_pruned": n_pruned if args.exclude_pruned else 0,
         }
@@ -339,6 +322,8 @@ class Compare(Command):
     @staticmethod
     def _score_rows(result: dict[str, Any], k: int) -> tuple[list[dict[str, Any]], list[str]]:
         """One row per score, every number in its own column (for CSV)."""
+        from nasnc.store import ENTRY_KINDS
+
         used = result.get("entries_used") or {}
         rows = []
         for name, s in result["scores"].items():

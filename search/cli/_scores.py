@@ -8,7 +8,7 @@ from typing import Any
 
 from nasnc._config import DEFAULT_CACHE
 from nasnc.space import Arch
-from nasnc.store import EntryInfo, Store
+from nasnc.store import ENTRY_KINDS, EntryInfo, Store
 
 from ._base import (
     ARCH_HELP,
@@ -34,6 +34,7 @@ FIXED = (
     "cost_s",
     "diverged",
     "pruned",
+    "score_only",
 )
 #: Extra columns of csv and json output.
 DETAILS = ("beta_eff_last", "canonical", "config_hash", "created")
@@ -64,6 +65,8 @@ def rows_of(infos: list[EntryInfo]) -> tuple[list[dict[str, Any]], list[str]]:
         row["diverged"] = bool(info.summary.get("diverged", False))
         # a pruned run's readings are partial: ranked among the complete ones, it says so
         row["pruned"] = bool(info.summary.get("pruned", False))
+        # a screen's free scores: nothing trained, cost_s is the scoring time
+        row["score_only"] = bool(info.summary.get("score_only", False))
         for name in score_names:
             row[score_column(name)] = info.scores.get(name, float("nan"))
         rows.append(row)
@@ -88,6 +91,13 @@ class Scores(Command):
         )
         parser.add_argument("--config-hash", help="only entries of this proxy config hash")
         parser.add_argument(
+            "--kind",
+            action="append",
+            choices=ENTRY_KINDS,
+            help="only entries of this kind (repeat for several; default: all): a finished "
+            "run, one a pruner stopped, one whose loss diverged, or a screen's free scores",
+        )
+        parser.add_argument(
             "--by",
             default="beta_eff",
             help="rank by a summary scalar or a baseline score, descending, NaN last "
@@ -108,6 +118,7 @@ class Scores(Command):
             dataset=dataset,
             arch=arch,
             config_hash=args.config_hash,
+            kinds=args.kind,
         )
         rows, score_columns = rows_of(infos)
         if args.format == "table":
