@@ -133,7 +133,7 @@ def compare_processes(args: argparse.Namespace, archs: list, proxy: ProxyConfig,
                 )
                 seconds[workers] += time.perf_counter() - t0
                 got[workers] = res.scores
-                assert len(store) == len({a.canonical() for a in part})
+                assert len(store) == len({a.graph_form() for a in part})  # one per network
         identical &= same(got[1], got[args.workers])
     n = len(archs)
     print(

@@ -84,8 +84,20 @@ class ScreenPool:
         return np.argsort(key, kind="stable")
 
     def shortlist(self, k: int) -> list[tuple[str, float]]:
-        """The ``k`` best cells with their aggregate."""
-        return [(self.result.archs[i], float(self.aggregate[i])) for i in self.order()[:k]]
+        """The ``k`` best cells with their aggregate, one per network: a pool drawn
+        by the benchmark's canonical form can hold both of two twins (nodes 1 and 2
+        swapped, one cache entry), and the second would only replay the first."""
+        out: list[tuple[str, float]] = []
+        seen: set[str] = set()
+        for i in self.order():
+            if len(out) == k:
+                break
+            arch = self.result.archs[i]
+            form = Arch.parse(arch).graph_form()
+            if form not in seen:
+                seen.add(form)
+                out.append((arch, float(self.aggregate[i])))
+        return out
 
     def index_of(self, arch: Arch | str) -> int | None:
         """Row of ``arch`` (or of a cell building the same network) in the pool, else None."""
@@ -146,7 +158,8 @@ def edge_params(arch: Arch | str) -> dict[str, str]:
 
 
 def _held_cells(study: optuna.Study) -> set[str]:
-    """Cells the study has waiting, running, or with a verdict (not merely interrupted)."""
+    """Graph forms of the cells the study has waiting, running, or with a verdict (not
+    merely interrupted)."""
     held = set()
     for trial in study.get_trials(deepcopy=False):
         if trial.state in (TrialState.WAITING, TrialState.RUNNING) or counts_toward_n_trials(trial):
@@ -154,7 +167,7 @@ def _held_cells(study: optuna.Study) -> set[str]:
             if arch is None and len(trial.params) == len(EDGES):
                 arch = str(trial_arch(trial.params))
             if arch is not None:
-                held.add(str(arch))
+                held.add(Arch.parse(str(arch)).graph_form())
     return held
 
 
@@ -175,7 +188,7 @@ def enqueue_shortlist(study: optuna.Study, pool: ScreenPool, k: int) -> int:
     held = _held_cells(study)
     for rank, (arch, value) in enumerate(rows, start=1):
         cell = str(Arch.parse(arch))
-        if cell in held:
+        if Arch.parse(cell).graph_form() in held:
             continue
         study.enqueue_trial(
             edge_params(cell),

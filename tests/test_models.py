@@ -119,14 +119,27 @@ def test_cells_with_one_graph_form_build_the_same_network(arch: str) -> None:
     b = Arch(tuple(a.op(*_edge) for _edge in ((2, 0), (1, 0), (2, 1), (3, 0), (3, 2), (3, 1))))
     assert a != b and a.graph_form() == b.graph_form()
     torch.manual_seed(0)
-    net_a = build_network(a, channels=4, cells_per_stage=1).eval()
-    net_b = build_network(b, channels=4, cells_per_stage=1).eval()
+    net_a = build_network(a, channels=4, cells_per_stage=1)
+    torch.manual_seed(0)
+    net_b = build_network(b, channels=4, cells_per_stage=1)
     assert (
         count_params(net_a) == count_params(net_b) == arch_params(b, channels=4, cells_per_stage=1)
     )
-    state = {_swap_1_2(k): v for k, v in net_a.state_dict().items()}
-    net_b.load_state_dict(state)  # strict: every layer has its twin
+    # one seed draws the same weights for both, layer for layer (names swapped)
+    state_b = net_b.state_dict()
+    for name, value in net_a.state_dict().items():
+        assert torch.equal(state_b[_swap_1_2(name)], value), name
+    # and they compute the same values and gradients, bit for bit (same summation order)
     x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(net_b(x), net_a(x))
+    out_a, out_b = net_a(x), net_b(x)
+    assert torch.equal(out_a, out_b)
+    out_a.square().sum().backward()
+    out_b.square().sum().backward()
+    grads_b = dict(net_b.named_parameters())
+    for name, p in net_a.named_parameters():
+        twin = grads_b[_swap_1_2(name)].grad
+        if p.grad is None:  # a layer that cannot reach the output, in both
+            assert twin is None, name
+        else:
+            assert twin is not None and torch.equal(twin, p.grad), name
     assert count_macs(net_a) == count_macs(net_b)

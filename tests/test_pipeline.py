@@ -102,6 +102,22 @@ def test_cells_building_one_network_share_the_cache(tmp_path: Path, data) -> Non
     assert not evaluate_arch(c, TINY, data, device="cpu", store=store).cache_hit
 
 
+def test_twins_trained_apart_give_the_run_their_shared_entry_holds(data) -> None:  # type: ignore[no-untyped-def]
+    # live convolutions on both intermediate nodes; nodes 1 and 2 swapped
+    a = Arch.from_str(
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
+    )
+    b = Arch.from_str(
+        "|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+    )
+    assert a.graph_form() == b.graph_form()
+    got = [evaluate_arch(x, TINY, data, device="cpu", proxies=("synflow",)).entry for x in (a, b)]
+    for name, column in got[0].trajectory.items():
+        if name != "wall_s":
+            np.testing.assert_array_equal(got[1].trajectory[name], column, err_msg=name)
+    assert got[0].scores == got[1].scores
+
+
 def test_a_stopped_run_is_cached_as_pruned_and_never_served(  # type: ignore[no-untyped-def]
     tmp_path: Path, data
 ) -> None:

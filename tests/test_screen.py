@@ -15,7 +15,7 @@ from nasnc import ConfigError
 from nasnc.data import ProxyData
 from nasnc.pipeline import ProxyConfig, load_proxy_data, proxy_key, screen_archs, screen_config
 from nasnc.proxies import rank_aggregate
-from nasnc.space import NUM_UNIQUE, NUM_UNIQUE_NONZERO, sample_archs
+from nasnc.space import NUM_UNIQUE, NUM_UNIQUE_NONZERO, Arch, sample_archs
 from nasnc.store import Store, config_hash
 from nasnc_search._config import (
     DW_SCORE,
@@ -23,12 +23,14 @@ from nasnc_search._config import (
     PickConfig,
     PrunerConfig,
     SamplerConfig,
+    ScreenConfig,
     SearchConfig,
     apply_overrides,
 )
 from nasnc_search._samplers import make_pruner, make_sampler
 from nasnc_search._screen import (
     SCREEN_ATTR,
+    ScreenPool,
     edge_params,
     enqueue_shortlist,
     pool_archs,
@@ -495,8 +497,6 @@ def test_trials_are_one_cell_when_they_build_one_network() -> None:
     twin_b = "|none~0|+|none~0|none~1|+|none~0|skip_connect~1|none~2|"
 
     def trial(number: int, arch: str, aggregate: float) -> optuna.trial.FrozenTrial:
-        from nasnc.space import Arch
-
         t = _trial(number, TrialState.COMPLETE, arch, aggregate=aggregate)
         t.user_attrs["canonical"] = Arch.from_str(arch).canonical()  # as the objective sets it
         return t
@@ -509,3 +509,30 @@ def test_trials_are_one_cell_when_they_build_one_network() -> None:
     study = optuna.create_study(direction="maximize")
     study.add_trials(trials)
     assert trained_cells(study) == 3
+
+
+def test_twins_in_a_pool_score_alike_and_shortlist_once(
+    tmp_path: Path, tiny_data: ProxyData
+) -> None:
+    """Two cells with nodes 1 and 2 swapped (different canonical forms, so a pool can
+    hold both) are one network: the same scores, cached or not, and one shortlist slot."""
+    a = "|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
+    b = "|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+    other = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|none~1|nor_conv_1x1~2|"
+    proxy = ProxyConfig(**TINY_PROXY)
+    fresh = screen_archs([a, b, other], proxy, tiny_data, names=SCORES[:3], device="cpu")
+    for name in SCORES[:3]:
+        assert fresh.scores[name][0] == fresh.scores[name][1], name
+    store = Store(tmp_path / "cache", durable=False)
+    screen_archs([a, other], proxy, tiny_data, names=SCORES[:3], store=store, device="cpu")
+    again = screen_archs([b], proxy, tiny_data, names=SCORES[:3], store=store, device="cpu")
+    assert again.cached == 1 and again.scores["synflow"][0] == fresh.scores["synflow"][1]
+    config = ScreenConfig(size=3, top_k=2, scores=SCORES[:3])
+    pool = ScreenPool.from_result(fresh, config)
+    forms = [Arch.parse(x).graph_form() for x, _ in pool.shortlist(3)]
+    assert len(forms) == len(set(forms)) == 2  # three cells, two networks
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(edge_params(b), user_attrs={"arch": b})  # already held, as its twin
+    enqueue_shortlist(study, pool, 3)
+    waiting = [t.user_attrs["arch"] for t in study.get_trials(states=(TrialState.WAITING,))]
+    assert waiting == [b, other]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -164,8 +165,7 @@ def test_an_old_cache_keeps_its_format_1_entries(tmp_path: Path, packed: bool) -
     store = Store(tmp_path / "cache", compact_every=None)
     fresh = make_entry(ARCH, seed=3)
     old_key = legacy_key(fresh.canonical, fresh.dataset, fresh.config, fresh.seed)
-    old = make_entry(ARCH, seed=3)
-    old.stored_key = old_key
+    old = make_entry(ARCH, seed=3).mark_stored(old_key)  # as a read of such a file does
     assert old.key == old_key != fresh.key
     assert store.put(old) == old_key
     if packed:
@@ -180,9 +180,20 @@ def test_an_old_cache_keeps_its_format_1_entries(tmp_path: Path, packed: bool) -
     assert not (tmp_path / "cache" / "quarantine").exists() or not any(
         (tmp_path / "cache" / "quarantine").iterdir()
     )
-    # the old key is kept only while the fields are those it was computed from
+    # the old key is kept only while the fields are those it was computed from ...
     got.seed = 4
     assert got.key == make_key(ARCH, got.dataset, got.config, 4)
+    # ... and the arch it was read with: another cell of the same canonical form (so the
+    # same format-1 key) is another network, and a copy made by replace() is a new entry
+    other = next(
+        a
+        for a in canonical_classes()[Arch.from_str(ARCH).canonical()]
+        if a.graph_form() != Arch.from_str(ARCH).graph_form()
+    )
+    copy = dataclasses.replace(old, arch=str(other))
+    assert copy.stored_key is None and copy.key == make_key(other, "cifar10", old.config, 3)
+    old.arch = str(other)
+    assert old.key == make_key(other, "cifar10", old.config, 3) != old_key
 
 
 # -------------------------------------------------------------- round trip

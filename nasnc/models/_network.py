@@ -11,7 +11,7 @@ from torch import nn
 from nasnc._errors import ConfigError
 from nasnc.capacitance._probe import CapacitanceProbe
 from nasnc.models._ops import ResidualReduction, make_op
-from nasnc.space import EDGES, Arch
+from nasnc.space import Arch
 
 __all__ = ["Cell", "Network", "arch_params", "build_network", "count_macs", "count_params"]
 
@@ -20,16 +20,20 @@ class Cell(nn.Module):
     """One cell: node ``j`` sums its incoming edges ``op(node_i)``, ``i < j``.
 
     ``none`` edges are skipped in ``forward`` (they add zeros); a node whose
-    every input is ``none`` is zero.
+    every input is ``none`` is zero. Edges are built and summed in
+    :meth:`Arch.graph_edges` order, so two cells that build the same network
+    (nodes 1 and 2 swapped) draw the same seeded weights and compute the same
+    values.
     """
 
     def __init__(self, arch: Arch, channels: int) -> None:
         super().__init__()
         self.arch = arch
+        order = arch.graph_edges()
         self.edges = nn.ModuleDict(
-            {f"{t}<-{s}": make_op(op, channels, channels, 1) for (t, s), op in zip(EDGES, arch.ops)}
+            {f"{t}<-{s}": make_op(arch.op(t, s), channels, channels, 1) for t, s in order}
         )
-        self._live = [(t, s) for (t, s), op in zip(EDGES, arch.ops) if op != "none"]
+        self._live = [(t, s) for t, s in order if arch.op(t, s) != "none"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes: list[torch.Tensor | None] = [x, None, None, None]

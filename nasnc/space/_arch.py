@@ -277,8 +277,10 @@ class Arch:
         intermediate nodes 1 and 2, allowed when the edge between them is
         ``none`` (no edge). The form is the lesser (by op names) of the cell
         and its swap. Such cells build the same layers wired the same way, so
-        they have equal parameter counts, FLOPs and functions; the cache keys
-        runs by this form (:data:`NUM_GRAPHS` classes).
+        they have equal parameter counts, FLOPs and functions, and, built in
+        :meth:`graph_edges` order, the same seeded weights: one's run is the
+        other's, bit for bit. The cache keys runs by this form
+        (:data:`NUM_GRAPHS` classes).
 
         >>> Arch.parse("nb201:300200").graph_form() == Arch.parse("nb201:030200").graph_form()
         True
@@ -286,6 +288,17 @@ class Arch:
         False
         """
         return _graph_form(self.ops)
+
+    def graph_edges(self) -> tuple[tuple[int, int], ...]:
+        """This cell's edges ``(target, source)``, listed in the order the cell of
+        its :meth:`graph_form` lists its own: :data:`EDGES`, or for the other of two
+        twins its edges with nodes 1 and 2 swapped. Building and running a cell in
+        this order gives twins the same seeded weights and the same sums, bit for
+        bit, so a shared cache entry is exactly what either would have computed.
+        """
+        if _graph_form(self.ops) == str(self):
+            return EDGES
+        return _SWAPPED_EDGES
 
 
 def _digits(value: Sequence[int] | str, convention: str) -> tuple[int, ...]:
@@ -321,6 +334,7 @@ def _canonical(ops: tuple[str, ...]) -> str:
 #: Edge positions (in :data:`EDGES`) after swapping nodes 1 and 2.
 _SWAP_1_2 = tuple(EDGES.index((t, s)) for t, s in ((2, 0), (1, 0), (2, 1), (3, 0), (3, 2), (3, 1)))
 _EDGE_2_1 = EDGES.index((2, 1))
+_SWAPPED_EDGES = tuple(EDGES[i] for i in _SWAP_1_2)
 
 
 @cache

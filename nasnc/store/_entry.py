@@ -207,9 +207,11 @@ class Entry:
         or ``None``. An entry read from a cache holds a lazy :class:`Snapshots`:
         nothing of it is read until it is used.
     stored_key : str or None
-        The key the entry was read under, set by the cache. It is the entry's
-        :attr:`key` only while it is the format-1 key of these very fields (an
-        entry from an old cache); otherwise the key is computed afresh.
+        The key the entry was read under, set by the cache (not an argument;
+        ``dataclasses.replace`` makes a new entry without it). It is the
+        entry's :attr:`key` only while it is the format-1 key of these very
+        fields and arch (an entry from an old cache); otherwise the key is
+        computed afresh.
 
     Entries compare by identity (they hold arrays); compare :attr:`key` and
     fields explicitly.
@@ -226,18 +228,27 @@ class Entry:
     created: float = field(default_factory=time.time)
     nasnc_version: str = field(default_factory=_default_version)
     snapshots: Snapshots | None = None
-    stored_key: str | None = field(default=None, repr=False)
+    stored_key: str | None = field(default=None, init=False, repr=False)
+    _stored_arch: str | None = field(default=None, init=False, repr=False)
 
     @property
     def key(self) -> str:
         """``make_key(arch, dataset, config, seed)``, or an old cache's key (``stored_key``)."""
         key = make_key(self.arch, self.dataset, self.config, self.seed)
         old = self.stored_key
-        if old not in (None, key) and old == legacy_key(
-            self.canonical, self.dataset, self.config, self.seed
+        if (
+            old not in (None, key)
+            and self.arch == self._stored_arch
+            and old == legacy_key(self.canonical, self.dataset, self.config, self.seed)
         ):
             return old
         return key
+
+    def mark_stored(self, key: str) -> Entry:
+        """Record that the cache holds this entry under ``key`` (what a read does)."""
+        self.stored_key = key
+        self._stored_arch = self.arch
+        return self
 
     @property
     def config_hash(self) -> str:

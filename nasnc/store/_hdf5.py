@@ -418,8 +418,7 @@ def read_entry_file(path: Path) -> tuple[Entry, int]:
         created=info.created,
         nasnc_version=record.nasnc_version,
         snapshots=_lazy_snapshots(path, "entry", "snapshots", info.snapshots_digest),
-        stored_key=info.key,
-    )
+    ).mark_stored(info.key)
     return entry, record.stored_ns
 
 
@@ -695,7 +694,6 @@ def read_pack_entries(path: Path, index: PackIndex, rows: Sequence[int]) -> list
                     snapshots=_lazy_snapshots(
                         path, "pack", f"snapshots/{info.key}", info.snapshots_digest
                     ),
-                    stored_key=info.key,
-                )
+                ).mark_stored(info.key)
             )
     return out

@@ -157,7 +157,7 @@ class Evaluate(Command):
             hits += result.cache_hit
             entry = result.entry
             row: dict[str, Any] = {
-                "arch": entry.arch,
+                "arch": str(arch),  # the cell asked for; a hit may hold its twin's string
                 "key": entry.key,
                 "cache_hit": result.cache_hit,
             }
