@@ -797,6 +797,35 @@ def axis_summary(
     return out
 
 
+def axis_gaps(
+    base: tuple[list[str], dict[str, np.ndarray], int],
+    other: tuple[list[str], dict[str, np.ndarray], int],
+    truth: dict[str, float],
+) -> dict[str, tuple[float, float, float, int]]:
+    """τ(other) − τ(base) of each :data:`AXES_READINGS` reading at each config's last
+    report point (and of the free aggregate, each on its own network), paired over the
+    cells both configs ran: the gap, its paired bootstrap 95 % interval and n. Each
+    point is ``(archs, columns, n_points)`` as :func:`columns` gives them."""
+    from search_regret import paired_tau_gap
+
+    common = [a for a in base[0] if a in set(other[0])]
+    gt = np.array([truth[a] for a in common], dtype=float)
+    rows = [[pt[0].index(a) for a in common] for pt in (base, other)]
+    out: dict[str, tuple[float, float, float, int]] = {}
+    for name in ("aggregate", *AXES_READINGS):
+        got = []
+        for (_, cols, n_points), idx in zip((base, other), rows):
+            key = name if name == "aggregate" else f"{name}@{n_points}"
+            got.append(cols[key][idx] if key in cols else np.full(len(idx), math.nan))
+        ok = np.isfinite(got[0]) & np.isfinite(got[1]) & np.isfinite(gt)
+        if ok.sum() < 3:
+            out[name] = (math.nan, math.nan, math.nan, int(ok.sum()))
+            continue
+        gap, low, high = paired_tau_gap(got[1], got[0], gt)
+        out[name] = (gap, low, high, int(ok.sum()))
+    return out
+
+
 def axes(args: argparse.Namespace, points: list[str], path: Path) -> str:
     """τ at the end of the run against its cost, one point per proxy config
     (``default`` or comma-separated ``KEY=VALUE`` overrides); the table, and the plot at
@@ -808,6 +837,7 @@ def axes(args: argparse.Namespace, points: list[str], path: Path) -> str:
 
     truth = open_benchmark("builtin")
     got: list[tuple[str, dict[str, Any]]] = []
+    runs: list[tuple[list[str], dict[str, np.ndarray], int]] = []
     for point in points:
         pairs = [] if point == "default" else [p for p in point.split(",") if p]
         config = ProxyConfig(**{"snapshots": "probe", **parse_overrides(pairs)})
@@ -818,6 +848,7 @@ def axes(args: argparse.Namespace, points: list[str], path: Path) -> str:
         cols, wall, n_points = columns(entries)
         gt = np.array([truth.get(a, args.truth, "valid_acc") for a in archs], dtype=float)
         got.append((point, {**axis_summary(cols, wall, n_points, gt), "size": size}))
+        runs.append((archs, cols, n_points))
     if not got:
         raise SystemExit(f"--axes: no config has 3 complete runs of this sample in {args.cache}")
     names = ("aggregate", *AXES_READINGS)
@@ -853,6 +884,19 @@ def axes(args: argparse.Namespace, points: list[str], path: Path) -> str:
             + " | ".join(f"{s[n]['kendall_tau']:+.3f} {_fmt_ci(s[n]['kendall_ci'])}" for n in names)
             + " |"
         )
+    if len(got) > 1:
+        accs = {a: truth.get(a, args.truth, "valid_acc") for run in runs for a in run[0]}
+        lines += [
+            "",
+            f"Paired gap to {got[0][0]} (the same cells; bootstrap 95 % CI):",
+            "",
+            "| proxy | " + " | ".join(f"{n}: Δτ [95 % CI]" for n in names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        for (point, _), run in zip(got[1:], runs[1:]):
+            gaps = axis_gaps(runs[0], run, accs)
+            cells = [f"{g:+.3f} [{lo:+.2f}, {hi:+.2f}] (n {n})" for g, lo, hi, n in gaps.values()]
+            lines.append(f"| {point} | " + " | ".join(cells) + " |")
     ax.axhline(0.0, color="grey", lw=0.5)
     ax.set_xscale("log")
     ax.set_xlabel("median seconds of proxy training per cell (to the last report point)")

@@ -301,3 +301,23 @@ def test_seed_agreement_reads_each_train_seeds_own_runs(
     missing = argparse.Namespace(**{**vars(args), "train_seed": 7})
     assert budget.sample_entries(missing, config)[1] == []
     assert "too few" in budget.seed_agreement(missing, config, 1)
+
+
+def test_axis_gaps_pair_two_configs_over_the_cells_both_ran(budget: ModuleType) -> None:
+    load_benchmark("search_regret")  # axis_gaps reads its paired bootstrap
+    rng = np.random.default_rng(4)
+    archs = [str(a) for a in sample_archs(60, seed=4, unique=True)]
+    truth = {a: float(v) for a, v in zip(archs, rng.normal(size=60))}
+    acc = np.array([truth[a] for a in archs])
+    noise = rng.normal(size=60)
+    base = (archs, {"acc@8": noise, "beta_eff@8": acc + rng.normal(size=60)}, 8)
+    # the other config ran 50 of the cells, in another order; its acc knows the truth
+    order = archs[10:][::-1]
+    pick = [archs.index(a) for a in order]
+    other = (order, {"acc@4": acc[pick], "beta_eff@4": noise[pick]}, 4)
+    gaps = budget.axis_gaps(base, other, truth)
+    gap, low, high, n = gaps["acc"]
+    assert n == 50 and gap > 0.8 and low > 0.5
+    gap, low, high, n = gaps["beta_eff"]
+    assert gap < -0.2 and high < 0
+    assert math.isnan(gaps["aggregate"][0]) and gaps["aggregate"][3] == 0  # no column
