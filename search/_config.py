@@ -190,8 +190,8 @@ class ScreenConfig:
 
         if not 0 <= self.size <= NUM_UNIQUE_NONZERO:
             raise ConfigError(
-                f"size must be in [0, {NUM_UNIQUE_NONZERO}] (distinct cells whose output is "
-                f"not always zero), but got size={self.size}"
+                f"size must be in [0, {NUM_UNIQUE_NONZERO}] (cells of distinct canonical forms "
+                f"whose output is not always zero), but got size={self.size}"
             )
         if self.top_k < 1 or (self.size and self.top_k > self.size):
             raise ConfigError(f"top_k must be in [1, size={self.size}], but got top_k={self.top_k}")

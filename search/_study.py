@@ -39,6 +39,7 @@ from nasnc import ConfigError, NasncError, __version__
 from nasnc._process import watch_parent
 from nasnc.pipeline import threads_per_worker, usable_cores
 from nasnc.store import Store
+from nasnc.train import resolve_device
 
 from . import _samplers
 from ._config import PrunerConfig, SamplerConfig, SearchConfig
@@ -120,6 +121,8 @@ def open_study(config: SearchConfig, *, worker: int = 0) -> optuna.Study:
 def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseStorage]:
     """The study and the storage object it was opened on (Optuna may wrap the latter)."""
     make_sampler(config.sampler, 0)  # a bad sampler kwarg stops before a study is created
+    # so does a device this machine lacks; its type is part of every cache key
+    device_type = resolve_device(config.device).type
     storage = make_storage(
         config.storage_url,
         heartbeat_interval=config.heartbeat_interval,
@@ -155,11 +158,15 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
             recorded["storage"] = shown_url(config.storage)
         study.set_user_attr("config", recorded)
         study.set_user_attr("seed", config.seed)
+        study.set_user_attr("device_type", device_type)
         study.set_user_attr("nasnc_version", __version__)
         return study, storage
     differ = _differing(stored, current)
     if study.user_attrs.get("seed", config.seed) != config.seed:
         differ.append("seed")
+    before = study.user_attrs.get("device_type", device_type)  # older studies: not recorded
+    if before != device_type:  # bf16 on CUDA, fp32 on the CPU: other runs, other cache keys
+        differ.append(f"device ({before} in the study, {device_type} here)")
     # the screen's pool and scores give every trial its aggregate (a study recorded
     # before the screen existed has none: nothing to compare)
     screen = (study.user_attrs.get("config") or {}).get("screen")
@@ -210,6 +217,9 @@ def _run_worker(
 ) -> None:
     torch.set_num_threads(n_threads)
     device = _device_for(worker, config.device)
+    dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)  # what asks the "current" device asks this worker's
     study, storage = opened if opened is not None else _open_study(config, worker)
     _sweep_stale(study, storage, config.heartbeat_grace)
     if n_finished(study) >= config.n_trials:

@@ -184,6 +184,24 @@ def test_resuming_with_another_screen_is_refused_naming_the_keys(tmp_path: Path)
     open_study(apply_overrides(config, {"n_trials": 9}))  # the trial count may change
 
 
+def test_a_device_this_machine_lacks_leaves_no_study_behind(tmp_path: Path) -> None:
+    config = apply_overrides(tiny_config(tmp_path, tmp_path / "no-data"), {"device": "cuda:99"})
+    with pytest.raises(ConfigError, match=r"CUDA is not available|CUDA device"):
+        open_study(config)
+    assert not Path(config.storage_url[len("sqlite:///") :]).exists()
+
+
+def test_resuming_on_another_device_type_is_refused(tmp_path: Path) -> None:
+    config = apply_overrides(tiny_config(tmp_path, tmp_path / "no-data"), {"device": "cpu"})
+    study = open_study(config)
+    assert study.user_attrs["device_type"] == "cpu"
+    study.set_user_attr("device_type", "cuda")  # as a study begun on a GPU records it
+    with pytest.raises(ConfigError, match=r"differs in: device \(cuda in the study, cpu here\)"):
+        open_study(config)
+    study.set_user_attr("device_type", "cpu")
+    open_study(config)
+
+
 def test_a_bad_sampler_kwarg_leaves_no_study_behind(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, tmp_path / "no-data")
     bad = apply_overrides(config, {"sampler.kwargs": {"bogus": 1}})

@@ -331,3 +331,26 @@ def test_cuda_amp_channels_last(data: ProxyData) -> None:
         recipe=TrainRecipe(batch_size=64, amp="fp16", grad_clip=5.0),
     )
     assert np.isfinite(fp16.trajectory["train_loss"]).all()
+
+
+@pytest.mark.parametrize(("capability", "want"), [((7, 0), "float16"), ((8, 0), "bfloat16")])
+def test_amp_auto_takes_bf16_only_where_the_gpu_computes_it(
+    monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], want: str
+) -> None:
+    # torch.cuda.is_bf16_supported() says True on a V100 (it counts emulation), and asks
+    # about the current device: auto picked slow emulated bf16 there, never fp16
+    from nasnc.train._loop import _amp_dtype
+
+    asked: list[torch.device] = []
+
+    def capability_of(device: torch.device) -> tuple[int, int]:
+        asked.append(device)
+        return capability
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability_of)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    dev = torch.device("cuda", 1)
+    assert _amp_dtype(TrainRecipe(amp="auto"), dev) == getattr(torch, want)
+    assert asked == [dev]  # the training device, not the current one
+    assert _amp_dtype(TrainRecipe(amp="bf16"), dev) == torch.bfloat16
+    assert _amp_dtype(TrainRecipe(amp="fp16"), dev) == torch.float16

@@ -11,7 +11,7 @@ cells. A NaN accuracy is a cell that counts toward the cost but is never
 drawn at random from a ground-truth table, over several seeds. With
 ``groups`` (one label per row, e.g. the canonical form) a draw skips cells
 of a group already drawn, exactly as :func:`nasnc.space.sample_archs` with
-``unique=True`` draws cells (uniform over cells, no two isomorphic).
+``unique=True`` draws cells (uniform over cells, no two of one canonical form).
 :func:`anytime_regret` puts the two side by side: random search at the same
 number of cells, and at the same seconds when each draw costs ``draw_cost``
 (by default the search's median cost per cell). Regret is the space's best

@@ -44,10 +44,10 @@ class ProxyConfig:
     the capacitance study's samples A and B (docs/capacitance-study.md).
 
     Augmentation is off by default: at 16 px a random crop with 4 px padding
-    shifts the image by up to a quarter of its side, and measured here it cost
-    the 8-epoch proxy about 10 points of validation accuracy (0.41 vs 0.50 for
-    an all-conv cell, 0.36 vs 0.48 for a mixed one), i.e. a less informative
-    proxy. The GPU configs (native resolution, 12 epochs) switch it on.
+    shifts the image by up to a quarter of its side, and it costs the 8-epoch
+    proxy 7 to 11 points of validation accuracy, i.e. a less informative proxy
+    (docs/benchmarks.md, "Data and proxy training"). The GPU configs (native
+    resolution, 12 epochs) switch it on.
 
     Attributes
     ----------

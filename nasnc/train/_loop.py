@@ -34,9 +34,16 @@ def _amp_dtype(recipe: TrainRecipe, device: torch.device) -> torch.dtype | None:
         return None
     if recipe.amp == "fp16":
         return torch.float16
-    if recipe.amp == "bf16" or torch.cuda.is_bf16_supported():
+    if recipe.amp == "bf16" or native_bf16(device):
         return torch.bfloat16
     return torch.float16
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether CUDA ``device`` computes bfloat16 in hardware (compute capability 8.0,
+    Ampere, or later). ``torch.cuda.is_bf16_supported()`` also counts emulated bf16
+    and asks about the current device, not the training one."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def _autocast(
@@ -209,9 +216,10 @@ def train_proxy(
 
     dev = resolve_device(device)
     t_start = time.perf_counter()
-    if data.device != dev:
+    moved = data.to(dev)
+    if moved is not data:
         logger.info("moving %s to %s", data.name, dev)
-    data = data.to(dev)
+    data = moved
     amp_dtype = _amp_dtype(recipe, dev)
     channels_last = (
         dev.type == "cuda" if recipe.channels_last == "auto" else bool(recipe.channels_last)

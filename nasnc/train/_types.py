@@ -104,8 +104,9 @@ class TrainRecipe:
         Zero padding of the random crop (the benchmark uses 2 on ImageNet16-120).
     hflip : bool, default True
     amp : {"auto", "off", "bf16", "fp16"}
-        Mixed precision, CUDA only: ``"auto"`` picks bf16 where supported, else
-        fp16 with a ``GradScaler``; it is off on CPU and MPS.
+        Mixed precision, CUDA only: ``"auto"`` picks bf16 on a GPU that computes
+        it natively (compute capability 8.0, Ampere, or later), else fp16 with
+        a ``GradScaler``; it is off on CPU and MPS.
     channels_last : {"auto", True, False}
         ``"auto"`` converts model and batches to channels-last on CUDA only.
     grad_clip : float or None

@@ -8,8 +8,8 @@ benchmark accuracy; a pruned or diverged one costs time but is not found
 (the search discarded it). A trial that replays a cell the study already
 trained (a cache hit of an earlier trial's cell) adds nothing.
 
-Random search draws distinct cells (no two isomorphic, no all-zero cells,
-as ``sample_archs``) from the benchmark, each draw costing the study's
+Random search draws distinct cells (no two of one canonical form, no
+all-zero cells, as ``sample_archs``) from the benchmark, each draw costing the study's
 median seconds per completed cell, over ``--seeds`` runs
 (:func:`nasnc.analysis.anytime_regret`).
 """
