@@ -319,18 +319,44 @@ def test_resolve_device() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_amp_channels_last(data: ProxyData) -> None:
+    from nasnc.train._loop import native_bf16
+
+    def convs_seen(model: nn.Module) -> list[tuple[torch.dtype, bool]]:
+        """(output dtype, input channels-last) of every conv call while training."""
+        seen: list[tuple[torch.dtype, bool]] = []
+
+        def hook(_m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            if torch.is_grad_enabled():  # training steps, not the evaluation
+                seen.append((out.dtype, inp[0].is_contiguous(memory_format=torch.channels_last)))
+
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.register_forward_hook(hook)
+        return seen
+
+    model = tiny_model()
+    seen = convs_seen(model)
     obs = CapacitanceObserver()
-    res = train_proxy(tiny_model(), data, 2, device="cuda", observers=[obs], recipe=RECIPE)
+    res = train_proxy(model, data, 2, device="cuda", observers=[obs], recipe=RECIPE)
     assert not res.diverged and np.isfinite(res.trajectory["beta_eff"]).all()
     assert 0 <= res.final_valid_acc <= 1
+    auto = torch.bfloat16 if native_bf16(torch.device("cuda")) else torch.float16
+    assert seen and all(dtype == auto for dtype, _ in seen)  # amp: auto was on
+    assert all(last for _, last in seen)  # channels_last: auto was on
+    model = tiny_model()
+    seen = convs_seen(model)
+    before = [p.detach().clone() for p in model.parameters()]
     fp16 = train_proxy(
-        tiny_model(),
+        model,
         data,
         1,
         device="cuda",
         recipe=TrainRecipe(batch_size=64, amp="fp16", grad_clip=5.0),
     )
     assert np.isfinite(fp16.trajectory["train_loss"]).all()
+    assert seen and all(dtype == torch.float16 for dtype, _ in seen)
+    # the GradScaler skips a step on an overflow: at least one step must have been taken
+    assert any(not torch.equal(b, p.detach().cpu()) for b, p in zip(before, model.parameters()))
 
 
 @pytest.mark.parametrize(("capability", "want"), [((7, 0), "float16"), ((8, 0), "bfloat16")])
