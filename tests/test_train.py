@@ -342,7 +342,10 @@ def test_cuda_amp_channels_last(data: ProxyData) -> None:
     assert 0 <= res.final_valid_acc <= 1
     auto = torch.bfloat16 if native_bf16(torch.device("cuda")) else torch.float16
     assert seen and all(dtype == auto for dtype, _ in seen)  # amp: auto was on
-    assert all(last for _, last in seen)  # channels_last: auto was on
+    # channels_last: auto was on, for the batches (the stem's input) and the weights
+    assert seen[0][1]
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
     model = tiny_model()
     seen = convs_seen(model)
     before = [p.detach().clone() for p in model.parameters()]
