@@ -72,7 +72,8 @@ samples below the ones read so far, e.g. ranks 301-600 by halves (150 cells each
 ``--axes`` puts each ``--point`` config (its cells' complete runs in the cache)
 on one plot and table: τ of the free aggregate, the proxy accuracy, βeff, the
 last chain_sf reading and the probe's weight change (``probe_dw_chain_sf``) at
-the end of the run, against the run's cost.
+the end of the run (or at report point ``--axes-epoch K``), against the run's cost
+to that point, with each config's paired gap to the first.
 """
 
 from __future__ import annotations
@@ -779,16 +780,17 @@ def plot(args: argparse.Namespace, config: ProxyConfig, seeds: list[int], path: 
     fig.savefig(path, dpi=100)
 
 
-#: Readings compared across proxy configs (``--axes``), at each config's last report point.
+#: Readings compared across proxy configs (``--axes``), at each config's last report point
+#: (or ``--axes-epoch``).
 AXES_READINGS = ("acc", "beta_eff", "chain_sf", "probe_dw_chain_sf")
 
 
 def axis_summary(
     cols: dict[str, np.ndarray], wall: np.ndarray, n_points: int, gt: np.ndarray
 ) -> dict[str, Any]:
-    """One proxy config's point on the budget axes: the median seconds per cell to its
-    last report point, and the correlation summary of the free aggregate and of each
-    :data:`AXES_READINGS` reading there."""
+    """One proxy config's point on the budget axes: the median seconds per cell to
+    report point ``n_points``, and the correlation summary of the free aggregate and
+    of each :data:`AXES_READINGS` reading there."""
     out: dict[str, Any] = {"n": len(gt), "s_per_cell": float(np.nanmedian(wall[:, n_points - 1]))}
     nan = np.full(len(gt), math.nan)  # a reading the runs lack (no snapshots) stays NaN
     for name in ("aggregate", *AXES_READINGS):
@@ -802,10 +804,11 @@ def axis_gaps(
     other: tuple[list[str], dict[str, np.ndarray], int],
     truth: dict[str, float],
 ) -> dict[str, tuple[float, float, float, int]]:
-    """τ(other) − τ(base) of each :data:`AXES_READINGS` reading at each config's last
-    report point (and of the free aggregate, each on its own network), paired over the
-    cells both configs ran: the gap, its paired bootstrap 95 % interval and n. Each
-    point is ``(archs, columns, n_points)`` as :func:`columns` gives them."""
+    """τ(other) − τ(base) of each :data:`AXES_READINGS` reading at each config's report
+    point ``n_points`` (and of the free aggregate, each on its own network), paired
+    over the cells both configs ran: the gap, its paired bootstrap 95 % interval and
+    n. Each point is ``(archs, columns, n_points)``, :func:`columns` giving the first
+    two."""
     from search_regret import paired_tau_gap
 
     common = [a for a in base[0] if a in set(other[0])]
@@ -846,6 +849,13 @@ def axes(args: argparse.Namespace, points: list[str], path: Path) -> str:
             print(f"--axes {point!r}: {len(entries)} complete runs, left out", file=sys.stderr)
             continue
         cols, wall, n_points = columns(entries)
+        if args.axes_epoch is not None:
+            if args.axes_epoch > n_points:
+                raise SystemExit(
+                    f"--axes-epoch {args.axes_epoch}: the runs of {point!r} have "
+                    f"{n_points} report points"
+                )
+            n_points = args.axes_epoch
         gt = np.array([truth.get(a, args.truth, "valid_acc") for a in archs], dtype=float)
         got.append((point, {**axis_summary(cols, wall, n_points, gt), "size": size}))
         runs.append((archs, cols, n_points))
@@ -853,8 +863,9 @@ def axes(args: argparse.Namespace, points: list[str], path: Path) -> str:
         raise SystemExit(f"--axes: no config has 3 complete runs of this sample in {args.cache}")
     names = ("aggregate", *AXES_READINGS)
     lines = [
-        f"{sample_label(args)}; ground truth builtin {args.truth}; τ at each run's last report "
-        "point (the aggregate at initialisation, on that config's network)",
+        f"{sample_label(args)}; ground truth builtin {args.truth}; τ at each run's "
+        + ("last report point" if args.axes_epoch is None else f"report point {args.axes_epoch}")
+        + " (the aggregate at initialisation, on that config's network)",
         "",
         "| proxy | n | s/cell | " + " | ".join(f"{n}: τ [95 % CI]" for n in names) + " |",
         "|---|---|---|" + "---|" * len(names),
@@ -899,7 +910,7 @@ def axes(args: argparse.Namespace, points: list[str], path: Path) -> str:
             lines.append(f"| {point} | " + " | ".join(cells) + " |")
     ax.axhline(0.0, color="grey", lw=0.5)
     ax.set_xscale("log")
-    ax.set_xlabel("median seconds of proxy training per cell (to the last report point)")
+    ax.set_xlabel("median seconds of proxy training per cell (to that report point)")
     ax.set_ylabel(f"Kendall τ with {args.truth} 200-epoch accuracy (95 % CI)")
     ax.set_title(f"The proxy's budget axes, {sample_label(args)}")
     ax.legend(fontsize=8)
@@ -1006,11 +1017,20 @@ def main() -> int:
         metavar="KEY=VALUE[,KEY=VALUE]",
         help="a proxy config for --axes (repeatable): 'default' or ProxyConfig overrides",
     )
+    parser.add_argument(
+        "--axes-epoch",
+        type=int,
+        default=None,
+        metavar="K",
+        help="read --axes at report point K (1 = the first epoch) instead of the last",
+    )
     args = parser.parse_args()
     if sum((args.seed is not None, args.sample is not None, args.top)) != 1 and not args.plot:
         parser.error("name the sample with exactly one of --seed, --sample and --top")
     if (args.half or args.top_table or args.skip) and not args.top:
         parser.error("--half, --skip and --top-table read a --top sample")
+    if args.axes_epoch is not None and args.axes_epoch < 1:
+        parser.error(f"--axes-epoch must be 1 or more, but got {args.axes_epoch}")
     if args.skip < 0:
         parser.error(f"--skip must be 0 or more, but got {args.skip}")
     if args.versus_seed is not None and not args.top_table:

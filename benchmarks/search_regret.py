@@ -97,6 +97,7 @@ import numpy as np
 import torch
 import yaml
 
+from nasnc import ArchError
 from nasnc.bench import open_benchmark
 from nasnc.data import ProxyData
 from nasnc.metrics import STATISTICS, bootstrap_ci, kendall_tau
@@ -288,7 +289,10 @@ def cell_runs(study) -> dict:
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         if not t.user_attrs.get("arch"):
             continue  # made by hand: no cell
-        cell = Arch.parse(str(t.user_attrs["arch"])).graph_form()
+        try:
+            cell = Arch.parse(str(t.user_attrs["arch"])).graph_form()
+        except ArchError:  # made by hand: the string stands for itself
+            cell = str(t.user_attrs["arch"])
         held = runs.get(cell)
         if held is None or (held.state != TrialState.COMPLETE and t.state == TrialState.COMPLETE):
             runs[cell] = t
@@ -570,17 +574,24 @@ KEEP_PERCENT = 75.0
 
 
 def trained_readings(out: Path, columns: list[str], truth) -> dict[str, dict[str, float]]:
-    """Per distinct cell trained by the studies under ``out`` (``seed*/cache``): the
-    first finite reading of each column and its cifar10-valid accuracy (``acc``).
-    A cell trained by several studies keeps its first run."""
+    """Per distinct cell (graph form) trained by the studies under ``out``
+    (``seed*/cache``): the first finite reading of each column, its cifar10-valid
+    accuracy (``acc``) and its ``half`` (:func:`half_of` its run's canonical form, as
+    the halves were drawn before cells were told apart by graph form). A cell
+    trained by several studies keeps its first run."""
     cells: dict[str, dict[str, float]] = {}
     for cache in sorted(out.glob("seed*/cache")):
         for entry in Store(cache).entries():
-            if entry.canonical in cells or not len(entry.trajectory.get("step", ())):
+            cell = Arch.from_str(entry.arch).graph_form()
+            if cell in cells or not len(entry.trajectory.get("step", ())):
                 continue
             acc = truth.get(entry.arch, "cifar10-valid", "valid")
             row = {c: _first_finite(entry.trajectory.get(c)) for c in columns}
-            cells[entry.canonical] = {**row, "acc": math.nan if acc is None else float(acc)}
+            cells[cell] = {
+                **row,
+                "acc": math.nan if acc is None else float(acc),
+                "half": float(half_of(entry.canonical)),
+            }
     return cells
 
 
@@ -627,7 +638,7 @@ def run_signals_mode(args: argparse.Namespace) -> int:
         f"the share of the half's best {TOP_SHARE:.0%} (cifar10-valid) it keeps\n"
     )
     for half in (0, 1):
-        rows = [r for c, r in cells.items() if half_of(c) == half]
+        rows = [r for r in cells.values() if r["half"] == half]
         acc = np.array([r["acc"] for r in rows])
         print(f"half {half} (CRC-32 parity), n = {len(rows)}")
         values = {c: np.array([r[c] for r in rows]) for c in columns}

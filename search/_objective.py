@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from ._stages import TrialStage
-from ._signals import INTERRUPTED_REASON, interruptible, raise_if_interrupted
+from ._signals import INTERRUPTED_REASON, deferred, interruptible, raise_if_interrupted
 
 __all__ = [
     "FAIL_REASON_ATTR",
@@ -196,11 +196,14 @@ class Objective:
         self.proxies = proxies
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        # Under nasnc's search a signal raises only while the cell trains (and at its
+        # report points): one raised inside a storage call of the trial (a database
+        # write) can leave the session unusable, and Optuna's own tell then fails,
+        # replacing the interruption with "Should not reach". Elsewhere it waits.
         try:
-            with interruptible():
-                return self._run(trial)
+            return self._run(trial)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Optuna fails the trial, say why
-            with contextlib.suppress(Exception):
+            with deferred(), contextlib.suppress(Exception):
                 trial.set_user_attr(FAIL_REASON_ATTR, INTERRUPTED_REASON)
             raise
 
@@ -218,21 +221,22 @@ class Objective:
 
         def on_report(point: ReportPoint) -> str | None:
             raise_if_interrupted()
-            reports = stage is None or stage.reports  # Optuna cannot prune multi-objective
-            if reports:
-                value = stage.report_value(point) if stage else pruner_value(point)
-                reports = value is not None
-                if value is not None:
-                    trial.report(value, point.index)
-            std = point.beta_eff_std
-            stds[str(point.index)] = std if math.isfinite(std) else 0.0
-            trial.set_user_attr(STD_ATTR, dict(stds))
-            trial.set_user_attr(HEARTBEAT_ATTR, time.time())
-            if reports and trial.should_prune():
-                return "stop"
+            with deferred():  # the trial's storage calls: see __call__
+                reports = stage is None or stage.reports  # Optuna cannot prune multi-objective
+                if reports:
+                    value = stage.report_value(point) if stage else pruner_value(point)
+                    reports = value is not None
+                    if value is not None:
+                        trial.report(value, point.index)
+                std = point.beta_eff_std
+                stds[str(point.index)] = std if math.isfinite(std) else 0.0
+                trial.set_user_attr(STD_ATTR, dict(stds))
+                trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+                if reports and trial.should_prune():
+                    return "stop"
             return None
 
-        with _Heartbeat(trial, self.heartbeat_interval):
+        with _Heartbeat(trial, self.heartbeat_interval), interruptible():
             result = evaluate_arch(
                 arch,
                 self.proxy,

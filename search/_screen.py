@@ -32,7 +32,7 @@ from nasnc.space import EDGES, Arch, sample_archs
 from nasnc.store import Store
 
 from ._config import ScreenConfig, SearchConfig
-from ._objective import finite_or_none, param_name, trial_arch
+from ._objective import finite_or_none, param_name, trial_arch, trial_cell
 from ._storage import counts_toward_n_trials
 
 __all__ = [
@@ -163,11 +163,11 @@ def _held_cells(study: optuna.Study) -> set[str]:
     held = set()
     for trial in study.get_trials(deepcopy=False):
         if trial.state in (TrialState.WAITING, TrialState.RUNNING) or counts_toward_n_trials(trial):
-            arch = trial.user_attrs.get("arch")
-            if arch is None and len(trial.params) == len(EDGES):
-                arch = str(trial_arch(trial.params))
-            if arch is not None:
-                held.add(Arch.parse(str(arch)).graph_form())
+            cell = trial_cell(trial)
+            if cell is None and len(trial.params) == len(EDGES):
+                cell = trial_arch(trial.params).graph_form()
+            if cell is not None:
+                held.add(cell)
     return held
 
 

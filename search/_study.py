@@ -27,6 +27,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nasnc import ConfigError, NasncError, __version__
 from nasnc._process import watch_parent
-from nasnc.pipeline import threads_per_worker, usable_cores
+from nasnc.pipeline import run_precision, threads_per_worker, usable_cores
 from nasnc.store import Store
 from nasnc.train import resolve_device
 
@@ -113,21 +114,35 @@ def _sampler_seed(config: SearchConfig, study: optuna.Study, worker: int) -> int
 
 
 def open_study(config: SearchConfig, *, worker: int = 0) -> optuna.Study:
-    """Create the study or load it; refuse to resume it under a different proxy, seed or
-    screen."""
+    """Create the study or load it; refuse to resume it under a different proxy, seed,
+    screen, or device and precision (``"cpu float32"``, ``"cuda bfloat16"``). A device
+    this machine lacks stops before a study is created; an existing study can still be
+    read here (a run of it fails when it needs the device)."""
     return _open_study(config, worker)[0]
 
 
 def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseStorage]:
     """The study and the storage object it was opened on (Optuna may wrap the latter)."""
     make_sampler(config.sampler, 0)  # a bad sampler kwarg stops before a study is created
-    # so does a device this machine lacks; its type is part of every cache key
-    device_type = resolve_device(config.device).type
+    # so does a device this machine lacks (its type and precision are in every cache
+    # key); a study made elsewhere may still be read here, its runs only fail to start
+    device_type: str | None = None
+    lacking: ConfigError | None = None
+    try:
+        device_type = _run_device(config)
+    except ConfigError as exc:
+        if not _may_hold_studies(config.storage_url):
+            raise
+        lacking = exc
     storage = make_storage(
         config.storage_url,
         heartbeat_interval=config.heartbeat_interval,
         grace=config.heartbeat_grace,
     )
+    if lacking is not None and config.study_name not in {
+        s.study_name for s in storage.get_all_studies()
+    }:
+        raise lacking
     try:
         study = optuna.create_study(
             storage=storage,
@@ -158,14 +173,16 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
             recorded["storage"] = shown_url(config.storage)
         study.set_user_attr("config", recorded)
         study.set_user_attr("seed", config.seed)
-        study.set_user_attr("device_type", device_type)
+        if device_type is not None:
+            study.set_user_attr("device", device_type)
         study.set_user_attr("nasnc_version", __version__)
         return study, storage
     differ = _differing(stored, current)
     if study.user_attrs.get("seed", config.seed) != config.seed:
         differ.append("seed")
-    before = study.user_attrs.get("device_type", device_type)  # older studies: not recorded
-    if before != device_type:  # bf16 on CUDA, fp32 on the CPU: other runs, other cache keys
+    before = study.user_attrs.get("device", device_type)  # older studies: not recorded
+    # bf16 on CUDA, fp32 on the CPU: other runs, other cache keys
+    if device_type is not None and before != device_type:
         differ.append(f"device ({before} in the study, {device_type} here)")
     # the screen's pool and scores give every trial its aggregate (a study recorded
     # before the screen existed has none: nothing to compare)
@@ -182,6 +199,21 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
             "comparable. Use another --study name."
         )
     return study, storage
+
+
+def _may_hold_studies(url: str) -> bool:
+    """False when ``url`` names a local file that does not exist (no study in it)."""
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            path = url[len(prefix) :]
+            return path != ":memory:" and Path(path).exists()
+    return True
+
+
+def _run_device(config: SearchConfig) -> str:
+    """What the study's runs compute on, e.g. ``"cpu float32"``, ``"cuda bfloat16"``
+    (:class:`ConfigError` for a device this machine lacks)."""
+    return f"{resolve_device(config.device).type} {run_precision(config.proxy, config.device)}"
 
 
 def _differing(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -216,14 +248,14 @@ def _run_worker(
     opened: tuple[optuna.Study, BaseStorage] | None = None,
 ) -> None:
     torch.set_num_threads(n_threads)
-    device = _device_for(worker, config.device)
-    dev = resolve_device(device)
-    if dev.type == "cuda" and dev.index is not None:
-        torch.cuda.set_device(dev)  # what asks the "current" device asks this worker's
     study, storage = opened if opened is not None else _open_study(config, worker)
     _sweep_stale(study, storage, config.heartbeat_grace)
     if n_finished(study) >= config.n_trials:
-        return
+        return  # a finished study is read on any machine, with its device or not
+    device = _device_for(worker, config.device)
+    dev = resolve_device(device)  # a device this machine lacks stops the runs here
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)  # what asks the "current" device asks this worker's
     store = Store(config.cache, writer_id=f"{os.getpid()}-{worker}")  # unwritable: stop now
     data = load_study_data(config, device)
     objective = Objective(

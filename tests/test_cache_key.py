@@ -112,3 +112,22 @@ def test_data_at_another_resolution_than_the_native_one_is_refused() -> None:
     native = dataclasses.replace(TINY, resolution=None)  # CIFAR's own 32 px
     with pytest.raises(ConfigError, match=r"resolution 8 \(config: 32\)"):
         evaluate_arch(ARCH, native, _data("cpu"), device="cpu")
+
+
+def test_key_records_the_precision_amp_auto_picks_on_each_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # amp: auto trains in fp16 on a V100 and in bf16 on an A100: other runs, other keys
+    # (CUDA is faked: only the key is computed, nothing runs)
+    data = _data("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    got = {}
+    for capability in ((7, 0), (8, 0)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda _d, c=capability: c)
+        got[capability] = (
+            resolved_config(TINY, data, device="cuda")["amp_dtype"],
+            proxy_key(ARCH, TINY, 0, data, device="cuda"),
+        )
+    assert got[(7, 0)][0] == "float16" and got[(8, 0)][0] == "bfloat16"
+    assert got[(7, 0)][1] != got[(8, 0)][1]
+    assert "amp_dtype" not in resolved_config(TINY, data, device="cpu")  # CPU keys as before

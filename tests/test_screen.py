@@ -523,16 +523,23 @@ def test_twins_in_a_pool_score_alike_and_shortlist_once(
     fresh = screen_archs([a, b, other], proxy, tiny_data, names=SCORES[:3], device="cpu")
     for name in SCORES[:3]:
         assert fresh.scores[name][0] == fresh.scores[name][1], name
+    assert fresh.cached == 1 and len(fresh.per_cell_s) == 2  # the twin is scored once
+    # apart, each scores its own network under one seed: the same values, bit for bit
+    alone = screen_archs([b], proxy, tiny_data, names=SCORES[:3], device="cpu")
+    assert all(alone.scores[n][0] == fresh.scores[n][0] for n in SCORES[:3])
     store = Store(tmp_path / "cache", durable=False)
     screen_archs([a, other], proxy, tiny_data, names=SCORES[:3], store=store, device="cpu")
     again = screen_archs([b], proxy, tiny_data, names=SCORES[:3], store=store, device="cpu")
     assert again.cached == 1 and again.scores["synflow"][0] == fresh.scores["synflow"][1]
+    both = screen_archs([a, b], proxy, tiny_data, names=SCORES[:3], store=store, device="cpu")
+    assert both.cached == 2 and both.scores["synflow"][1] == fresh.scores["synflow"][0]
     config = ScreenConfig(size=3, top_k=2, scores=SCORES[:3])
     pool = ScreenPool.from_result(fresh, config)
     forms = [Arch.parse(x).graph_form() for x, _ in pool.shortlist(3)]
     assert len(forms) == len(set(forms)) == 2  # three cells, two networks
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial(edge_params(b), user_attrs={"arch": b})  # already held, as its twin
-    enqueue_shortlist(study, pool, 3)
+    study.add_trial(optuna.trial.create_trial(value=0.0, user_attrs={"arch": "hand-made"}))
+    enqueue_shortlist(study, pool, 3)  # a trial made by hand holds nothing, and stops nothing
     waiting = [t.user_attrs["arch"] for t in study.get_trials(states=(TrialState.WAITING,))]
     assert waiting == [b, other]

@@ -108,14 +108,20 @@ def test_signals_read_each_distinct_trained_cell_once_with_its_truth(tmp_path):
             second.put(_run(a, x=-1))
     cells = regret.trained_readings(tmp_path, ["x", "absent"], truth)
     assert len(cells) == 6  # archs 2 and 3 trained twice: the first run (seed0) kept
-    by_arch = {Arch.from_str(a).canonical(): a for a in archs}
-    for canonical, row in cells.items():
-        i = archs.index(by_arch[canonical])
+    by_cell = {Arch.from_str(a).graph_form(): a for a in archs}
+    for cell, row in cells.items():
+        i = archs.index(by_cell[cell])
         assert row["x"] == (i if i < 4 else -1)
         assert math.isnan(row["absent"])
-        assert row["acc"] == pytest.approx(truth.get(by_arch[canonical], "cifar10-valid", "valid"))
-    halves = {regret.half_of(c) for c in cells}
-    assert halves <= {0, 1} and all(regret.half_of(c) == regret.half_of(c) for c in cells)
+        assert row["acc"] == pytest.approx(truth.get(by_cell[cell], "cifar10-valid", "valid"))
+        assert row["half"] == regret.half_of(Arch.from_str(by_cell[cell]).canonical())
+    # two networks of one canonical form are two cells (one conv doubled, two convs)
+    doubled = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|skip_connect~1|skip_connect~2|"
+    two = "|none~0|+|nor_conv_3x3~0|none~1|+|nor_conv_3x3~0|none~1|skip_connect~2|"
+    third = Store(tmp_path / "seed2" / "cache")
+    third.put(_run(doubled, x=7))
+    third.put(_run(two, x=8))
+    assert len(regret.trained_readings(tmp_path, ["x"], truth)) == 8
 
 
 def test_kept_share_counts_the_best_cells_a_pruner_would_keep():

@@ -368,7 +368,7 @@ def test_amp_auto_takes_bf16_only_where_the_gpu_computes_it(
 ) -> None:
     # torch.cuda.is_bf16_supported() says True on a V100 (it counts emulation), and asks
     # about the current device: auto picked slow emulated bf16 there, never fp16
-    from nasnc.train._loop import _amp_dtype
+    from nasnc.train import autocast_dtype
 
     asked: list[torch.device] = []
 
@@ -379,7 +379,7 @@ def test_amp_auto_takes_bf16_only_where_the_gpu_computes_it(
     monkeypatch.setattr(torch.cuda, "get_device_capability", capability_of)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     dev = torch.device("cuda", 1)
-    assert _amp_dtype(TrainRecipe(amp="auto"), dev) == getattr(torch, want)
+    assert autocast_dtype(TrainRecipe(amp="auto"), dev) == getattr(torch, want)
     assert asked == [dev]  # the training device, not the current one
-    assert _amp_dtype(TrainRecipe(amp="bf16"), dev) == torch.bfloat16
-    assert _amp_dtype(TrainRecipe(amp="fp16"), dev) == torch.float16
+    assert autocast_dtype(TrainRecipe(amp="bf16"), dev) == torch.bfloat16
+    assert autocast_dtype(TrainRecipe(amp="fp16"), dev) == torch.float16

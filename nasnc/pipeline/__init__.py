@@ -14,6 +14,7 @@ from nasnc.pipeline._evaluate import (
     load_proxy_data,
     proxy_key,
     resolved_config,
+    run_precision,
 )
 from nasnc.pipeline._screen import (
     ScreenResult,
@@ -36,6 +37,7 @@ __all__ = [
     "load_proxy_data",
     "proxy_key",
     "resolved_config",
+    "run_precision",
     "score_only_entry",
     "screen_archs",
     "screen_config",

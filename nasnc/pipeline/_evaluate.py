@@ -37,7 +37,7 @@ from nasnc.models import build_network
 from nasnc.pipeline._config import ProxyConfig
 from nasnc.space import Arch
 from nasnc.store import Entry, Snapshots, Store, make_key
-from nasnc.train import Budget, Report, resolve_device, train_proxy
+from nasnc.train import Budget, Report, autocast_dtype, resolve_device, train_proxy
 
 __all__ = [
     "Evaluation",
@@ -47,6 +47,7 @@ __all__ = [
     "load_proxy_data",
     "proxy_key",
     "resolved_config",
+    "run_precision",
 ]
 
 logger = logging.getLogger(__name__)
@@ -121,14 +122,28 @@ def resolved_config(
     :func:`evaluate_arch` takes it, ``"auto"`` resolved the same way; not the
     device the data happens to live on, which the loop moves): CUDA trains
     with mixed precision (bf16/fp16), the CPU in float32, so their
-    trajectories differ numerically.
+    trajectories differ numerically; on CUDA the autocast dtype ``amp: auto``
+    chose for this GPU enters as ``amp_dtype`` (bf16 on Ampere and later,
+    fp16 before).
     """
-    run = (int(data.num_train), int(data.num_valid), data.digest, resolve_device(device).type)
-    return {**config.to_dict(), **dict(zip(_RUN_KEYS, run, strict=True))}
+    dev = resolve_device(device)
+    run = (int(data.num_train), int(data.num_valid), data.digest, dev.type)
+    out = {**config.to_dict(), **dict(zip(_RUN_KEYS[:4], run, strict=True))}
+    if dev.type == "cuda":
+        out["amp_dtype"] = run_precision(config, dev)
+    return out
 
 
-#: What :func:`resolved_config` adds to the proxy config: the run's data and device.
-_RUN_KEYS = ("n_train", "n_valid", "data_digest", "device_type")
+def run_precision(config: ProxyConfig, device: str | torch.device = "auto") -> str:
+    """The dtype ``config`` computes in on ``device``: its autocast dtype on CUDA
+    (``"bfloat16"``, ``"float16"``), else ``"float32"``."""
+    dtype = autocast_dtype(config.to_recipe(), resolve_device(device))
+    return str(dtype or torch.float32).removeprefix("torch.")
+
+
+#: What :func:`resolved_config` adds to the proxy config: the run's data and device
+#: (``amp_dtype`` on CUDA only, so that CPU keys stayed what they were).
+_RUN_KEYS = ("n_train", "n_valid", "data_digest", "device_type", "amp_dtype")
 
 
 def proxy_key(

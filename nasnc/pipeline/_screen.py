@@ -362,7 +362,8 @@ def screen_archs(
     ----------
     archs : sequence of Arch or str
         The pool; cells that build the same network (:meth:`Arch.graph_form`)
-        share one cache entry.
+        share one cache entry and are scored once: a later twin takes the
+        first's scores and counts as cached.
     config : ProxyConfig
         The proxy network (width, cells per stage, probe) and data selection.
     data : ProxyData
@@ -426,13 +427,24 @@ def screen_archs(
         if finished % 500 == 0:
             logger.info("screened %d/%d cells (%d from the cache)", finished, len(pool), cached)
 
+    # a pool of canonical cells can hold both of two twins (one network, one key):
+    # the first is scored, the second takes its scores
+    twins: dict[int, list[int]] = {}
+    first_row: dict[str, int] = {}
+
     def done(row: int, scores: dict[str, float], cost: float) -> None:
         per_cell.append(cost)
         record(row, scores)
+        for twin in twins.get(row, ()):
+            record(twin, scores)
 
     for i, arch in enumerate(pool):
         key = make_key(arch, config.dataset, resolved, seed)
         keys.append(key)
+        if key in first_row:
+            twins.setdefault(first_row[key], []).append(i)
+            continue
+        first_row[key] = i
         info = known.get(key)
         have: dict[str, float] = dict(info.scores) if info is not None else {}
         missing = [n for n in wanted if n not in have]
@@ -442,6 +454,12 @@ def screen_archs(
         else:
             cached += 1
             record(i, have)
+    scoring = {task[0] for task in tasks}
+    for row, rows in twins.items():  # served by their first twin's entry: cached
+        cached += len(rows)
+        if row not in scoring:  # that entry is already in the cache
+            for twin in rows:
+                record(twin, {n: columns[n][row] for n in wanted})
 
     job = _Job(config=config, data=data, resolved=resolved, seed=seed, device=dev, store=store)
     timed = sorted(SERIAL_SCORES.intersection(wanted))

@@ -5,7 +5,7 @@
 >>> result.trajectory["valid_acc"], result.trajectory["beta_eff"]
 """
 
-from nasnc.train._loop import BASE_COLUMNS, evaluate, train_proxy
+from nasnc.train._loop import BASE_COLUMNS, autocast_dtype, evaluate, train_proxy
 from nasnc.train._types import (
     Budget,
     Observer,
@@ -22,6 +22,7 @@ __all__ = [
     "Report",
     "TrainRecipe",
     "TrainResult",
+    "autocast_dtype",
     "evaluate",
     "resolve_device",
     "train_proxy",

@@ -17,7 +17,7 @@ from nasnc._errors import ConfigError, DataError
 from nasnc.data import DeviceTransform, ProxyData
 from nasnc.train._types import Budget, Observer, Report, TrainRecipe, TrainResult, resolve_device
 
-__all__ = ["evaluate", "train_proxy"]
+__all__ = ["autocast_dtype", "evaluate", "train_proxy"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 BASE_COLUMNS = ("step", "epoch", "train_loss", "train_acc", "valid_acc", "wall_s")
 
 
-def _amp_dtype(recipe: TrainRecipe, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(recipe: TrainRecipe, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype ``recipe`` trains with on ``device`` (None: float32)."""
     if recipe.amp == "off":
         return None
     if device.type != "cuda":
@@ -220,7 +221,7 @@ def train_proxy(
     if moved is not data:
         logger.info("moving %s to %s", data.name, dev)
     data = moved
-    amp_dtype = _amp_dtype(recipe, dev)
+    amp_dtype = autocast_dtype(recipe, dev)
     channels_last = (
         dev.type == "cuda" if recipe.channels_last == "auto" else bool(recipe.channels_last)
     )
