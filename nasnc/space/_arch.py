@@ -52,8 +52,8 @@ NUM_ARCHS = len(OPS) ** NUM_EDGES
 #: Number of "unique" cells in the benchmark authors' count: classes of
 #: :meth:`Arch.canonical`, coarser than distinct networks (see :meth:`Arch.graph_form`).
 NUM_UNIQUE = 6466
-#: Distinct cells with a path from input to output: the classes a screen or a sample
-#: with ``exclude_zero`` draws from (5 classes' output is always zero).
+#: Canonical classes with a path from input to output: the classes a screen or a
+#: sample with ``exclude_zero`` draws from (5 classes' output is always zero).
 NUM_UNIQUE_NONZERO = 6461
 #: Number of distinct networks: classes of :meth:`Arch.graph_form`. The 3,125
 #: cells with ``none`` on edge 2<-1 pair up under swapping nodes 1 and 2, except
