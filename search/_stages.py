@@ -239,10 +239,18 @@ def pick(
 
 
 def pareto_front(study: optuna.Study, objectives: Sequence[str]) -> list[dict[str, Any]]:
-    """The non-dominated completed trials of a multi-objective study."""
+    """The non-dominated completed trials of a multi-objective study
+    (``study.best_trials``), one per cell (:func:`trial_cell`): a cell trained again,
+    or replayed from the cache, has the same values and would be listed twice."""
     if len(study.directions) < 2:
         return []
-    front = sorted(study.best_trials, key=lambda t: t.number)
+    front = []
+    seen: set[str | None] = set()
+    for t in sorted(study.best_trials, key=lambda t: t.number):
+        cell = trial_cell(t)
+        if cell is None or cell not in seen:
+            seen.add(cell)
+            front.append(t)
     return [
         {
             "trial": t.number,

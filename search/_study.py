@@ -153,6 +153,15 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
         )
     except OSError as exc:  # a journal in a folder this process cannot write (its lock file)
         raise storage_error(config.storage_url, exc) from exc
+    # a loaded study keeps its stored directions, whatever create_study was given
+    wanted = directions(config.objectives)
+    if list(study.directions) != list(wanted):
+        shown = ", ".join(d.name.lower() for d in study.directions)
+        raise ConfigError(
+            f"study {config.study_name!r} in {shown_url(config.storage_url)} was created to "
+            f"{shown}, but objectives={list(config.objectives)} need "
+            f"{', '.join(d.name.lower() for d in wanted)}; use another --study name."
+        )
     if study.metric_names is None:
         with warnings.catch_warnings():  # "experimental" in Optuna; shown by the dashboard
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

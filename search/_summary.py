@@ -143,9 +143,10 @@ def summarize(
             "true_acc": None,
         }
     extra: dict[str, Any] = {}
+    front = pareto_front(study, config.objectives) or None
     if (truth is not None or config.benchmark) and (ranked or best_found):
         try:
-            extra = _add_ground_truth(ranked, config, truth, best_found)
+            extra = _add_ground_truth(ranked, config, truth, best_found, front)
         except NasncError as exc:
             logger.warning("no ground truth in the summary: %s", exc)
             extra = {"benchmark_error": str(exc)}
@@ -163,7 +164,7 @@ def summarize(
         screened=int(study.user_attrs.get(SCREEN_ATTR, {}).get("size", 0)),
         trained=trained_cells(study),
         objectives=list(config.objectives),
-        pareto_front=pareto_front(study, config.objectives) or None,
+        pareto_front=front,
         **extra,
     )
 
@@ -178,9 +179,10 @@ def _add_ground_truth(
     config: SearchConfig,
     truth: Any,
     best_found: dict[str, Any] | None = None,
+    front: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Fill ``true_acc`` (validation accuracy, %) of every ranked row and of
-    ``best_found``; return the regrets."""
+    """Fill ``true_acc`` (validation accuracy, %) of every ranked row, of the
+    Pareto ``front``'s rows and of ``best_found``; return the regrets."""
     from nasnc.bench import open_benchmark
     from nasnc.metrics import regret
 
@@ -190,6 +192,8 @@ def _add_ground_truth(
     dataset = truth_dataset(config)
     for row in ranked:
         row["true_acc"] = truth.get(row["arch"], dataset, "valid")
+    for row in front or ():
+        row["true_acc"] = truth.get(row["arch"], dataset, "valid") if row["arch"] else None
     _arch, best = truth.best(dataset, "valid")
     found = [float(r["true_acc"]) for r in ranked if r["true_acc"] is not None]
     first = ranked[0]["true_acc"] if ranked else None

@@ -36,6 +36,7 @@ from nasnc_search._screen import (
     pool_archs,
     run_screen,
 )
+from nasnc_search._objective import trial_cell
 from nasnc_search._stages import pick, trained_cells
 from nasnc_search._study import open_study, run_search
 from nasnc_search._summary import summarize
@@ -300,11 +301,42 @@ def test_multi_objective_study_has_a_pareto_front(tmp_path: Path, cifar_root: Pa
     assert all(not t.intermediate_values for t in done)  # no reports: Optuna cannot prune these
     out = summarize(study, config).to_dict()
     front = out["pareto_front"]
-    assert front and {r["trial"] for r in front} == {t.number for t in study.best_trials}
+    best = {t.number: trial_cell(t) for t in study.best_trials}
+    assert front and {r["trial"] for r in front} <= set(best)
+    assert {best[r["trial"]] for r in front} == set(best.values())  # every cell, once
     assert set(front[0]["values"]) == {"beta_eff", "params"}
     # resuming under other objectives is refused
     with pytest.raises(ConfigError, match=r"objectives"):
         open_study(apply_overrides(config, {"objectives": ["beta_eff"]}))
+
+
+def test_the_pareto_front_lists_a_cell_once_with_its_truth(builtin) -> None:  # type: ignore[no-untyped-def]
+    a, b, c = (str(x) for x in sample_archs(3, seed=0, unique=True, exclude_zero=True))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for arch, values in ((a, [3.0, 2.0]), (a, [3.0, 2.0]), (b, [1.0, 1.0]), (c, [0.5, 5.0])):
+        study.add_trial(optuna.trial.create_trial(values=values, user_attrs={"arch": arch}))
+    config = SearchConfig(objectives=("beta_eff", "params"), benchmark="builtin")
+    front = summarize(study, config, truth=builtin).to_dict()["pareto_front"]
+    # trial 1 is trial 0's cell again (the sampler proposed it, the cache replayed it)
+    assert [(r["trial"], r["arch"]) for r in front] == [(0, a), (2, b)]
+    # a study that ran without a benchmark gets its truth at summary time, as top does
+    assert [r["true_acc"] for r in front] == [
+        builtin.get(x, "cifar10-valid", "valid") for x in (a, b)
+    ]
+    assert all(r["true_acc"] is not None for r in front)
+
+
+def test_resuming_a_study_made_to_another_direction_is_refused(tmp_path: Path) -> None:
+    # a study made by plain Optuna (no metric names) to maximise: params is a cost
+    storage = f"sqlite:///{tmp_path}/s.db"
+    optuna.create_study(study_name="old", storage=storage, direction="maximize")
+    config = tiny_config(tmp_path, tmp_path / "no-data", objectives=["params"])
+    config = apply_overrides(config, {"study_name": "old", "storage": storage})
+    with pytest.raises(
+        ConfigError, match=r"created to maximize, but objectives=\['params'\] need minimize"
+    ):
+        open_study(config)
+    assert optuna.load_study(study_name="old", storage=storage).metric_names is None  # untouched
 
 
 @pytest.mark.parametrize("name", ["tpe", "random", "gp", "nsga2", "bruteforce", "qmc"])
