@@ -27,6 +27,7 @@ from nasnc_search._config import (
     SearchConfig,
     apply_overrides,
 )
+from nasnc_search._objective import trial_cell
 from nasnc_search._samplers import make_pruner, make_sampler
 from nasnc_search._screen import (
     SCREEN_ATTR,
@@ -36,7 +37,6 @@ from nasnc_search._screen import (
     pool_archs,
     run_screen,
 )
-from nasnc_search._objective import trial_cell
 from nasnc_search._stages import pick, trained_cells
 from nasnc_search._study import open_study, run_search
 from nasnc_search._summary import summarize
