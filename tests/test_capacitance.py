@@ -119,6 +119,31 @@ def test_all_zero_weights_give_zero_never_nan() -> None:
     assert beta_eff_variants(ws).tolist() == [0.0, 0.0, 0.0, 0.0]
 
 
+def test_a_non_finite_weight_gives_nan_not_zero() -> None:
+    # a run that diverged between report points must not record βeff 0.0: the
+    # estimate's finiteness filter cannot drop a zero (the whole-network form gave NaN)
+    gen = torch.Generator().manual_seed(0)
+    for bad in (math.nan, math.inf):
+        ws = [torch.randn(5, 3, generator=gen), torch.randn(4, 5, generator=gen)]
+        ws[1][2, 1] = bad
+        values = beta_eff_variants(ws)
+        assert torch.isnan(values[2:]).all(), (bad, values)  # the scale-free variants
+        assert not torch.isfinite(values).any(), (bad, values)
+        for interaction, normalize in VARIANTS:
+            assert not math.isfinite(float(beta_eff(ws, interaction, normalize)))
+
+
+@pytest.mark.parametrize("scale", [1e-18, 1e-14, 1e-12, 1e8, 1e18])
+def test_scale_free_variants_are_scale_free_in_float32(scale: float) -> None:
+    # probe-like widths; product sums |w|^4: rescaling after summing overflowed (1e8: inf)
+    # or underflowed (1e-14: 0) in float32
+    gen = torch.Generator().manual_seed(1)
+    ws = [torch.randn(o, i, generator=gen) for i, o in ((64, 256), (256, 128), (128, 10))]
+    want = [float(beta_eff([w.double() for w in ws], i, True)) for i in ("chain", "product")]
+    got = [float(beta_eff([w * scale for w in ws], i, True)) for i in ("chain", "product")]
+    assert got == pytest.approx(want, rel=1e-4)
+
+
 def test_one_zero_layer_matches_line_graph_and_is_finite() -> None:
     gen = torch.Generator().manual_seed(1)
     ws = [

@@ -78,6 +78,7 @@ from it to 1e-9 relative in float64.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -187,13 +188,17 @@ def _compute_dtype(ws: Sequence[torch.Tensor], dtype: torch.dtype | None) -> tor
 
 
 def _safe_inverse(x: torch.Tensor) -> torch.Tensor:
-    """``1/x`` where ``x > 0``, else 0 (an all-zero layer stays zero when normalised)."""
-    return torch.where(x > 0, 1.0 / torch.where(x > 0, x, torch.ones_like(x)), torch.zeros_like(x))
+    """``1/x``, 0 where ``x == 0`` (an all-zero layer stays zero when normalised), NaN
+    where ``x`` is not finite (a diverged layer has no scale)."""
+    ok = x != 0
+    inv = torch.where(ok, 1.0 / torch.where(ok, x, torch.ones_like(x)), torch.zeros_like(x))
+    return torch.where(torch.isfinite(x), inv, torch.full_like(x, math.nan))
 
 
 def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """``num/den``, and 0 where ``den == 0`` (then ``num == 0`` too: no couplings at all)."""
-    ok = den > 0
+    """``num/den``, and 0 where ``den == 0`` (then ``num == 0`` too: no couplings at
+    all); a NaN stays NaN."""
+    ok = den != 0
     return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
@@ -220,20 +225,29 @@ def _constants(
 def _variants(
     ws: Sequence[torch.Tensor], variants: Sequence[tuple[str, bool]], dtype: torch.dtype
 ) -> torch.Tensor:
-    """βeff of each requested variant as a 1-D tensor (inputs already validated)."""
+    """βeff of each requested variant as a 1-D tensor (inputs already validated).
+
+    Every sum is taken over the layers divided by their means (``|W_l| / m_l``):
+    the scale-free variants read them as they are, the raw ones rescale them by
+    the means. Summing powers of the raw weights first (up to ``|w|^4``) and
+    rescaling after overflowed or underflowed in float32 long before the
+    weights themselves do.
+    """
     n_layers = len(ws)
     widths = (int(ws[0].shape[1]), *(int(w.shape[0]) for w in ws))
-    mats = [w.abs().to(dtype) for w in ws]
-    deg, sizes, pair = _constants(widths, mats[0].device, dtype)
-    total = torch.stack([a.sum() for a in mats])  # S_l
-    inv_m = _safe_inverse(total / sizes)  # 1 / mean(A_l); 0 for an all-zero layer
+    raw = [w.abs().to(dtype) for w in ws]
+    deg, sizes, pair = _constants(widths, raw[0].device, dtype)
+    mean = torch.stack([a.sum() for a in raw]) / sizes  # m_l
+    inv_m = _safe_inverse(mean)  # 0 for an all-zero layer, NaN for a diverged one
+    mats = [a * inv_m[layer] for layer, a in enumerate(raw)]
+    total = torch.stack([a.sum() for a in mats])  # S_l / m_l
     rows = [a.sum(dim=1) for a in mats]  # r_l: in-strength of layer l+1's neurons
     cols = [a.sum(dim=0) for a in mats]  # c_l: out-strength of layer l's neurons
     # junction products p_k = r_k . c_{k+1}, one per hidden neuron layer
     junction = torch.stack([torch.dot(rows[k], cols[k + 1]) for k in range(n_layers - 1)])
 
     # placeholders, replaced when a product variant is asked for
-    up_t = down_t = cross_t = prev = nxt = total
+    up_t = down_t = cross_t = total
     if any(interaction == "product" for interaction, _ in variants):
         zero = total.new_zeros(())
         ups, downs, crosses = [], [], []
@@ -248,23 +262,24 @@ def _variants(
             else:
                 crosses.append(zero)
         up_t, down_t, cross_t = torch.stack(ups), torch.stack(downs), torch.stack(crosses)
-        pad = total.new_zeros(1)
-        prev = torch.cat([pad, inv_m[:-1]])  # 1/m_{l-1}, 0 before the first layer
-        nxt = torch.cat([inv_m[1:], pad])  # 1/m_{l+1}, 0 after the last layer
 
+    # the layers' scales: 1 for the scale-free variants, their means for the raw ones
+    kinds = {}
+    for normalize in {n for _, n in variants}:
+        m = torch.ones_like(mean) if normalize else mean
+        pad = m.new_zeros(1)
+        prev = torch.cat([pad, m[:-1]])  # m_{l-1}, 0 before the first layer
+        nxt = torch.cat([m[1:], pad])  # m_{l+1}, 0 after the last layer
+        kinds[normalize] = (m, junction * m[:-1] * m[1:], prev, nxt)
     out = []
     for interaction, normalize in variants:
-        p = junction * (inv_m[:-1] * inv_m[1:]) if normalize else junction
+        m, p, prev, nxt = kinds[normalize]
         if interaction == "chain":
             num = (p * pair).sum()
-            den = (deg * (total * inv_m if normalize else total)).sum()
+            den = (deg * total * m).sum()
         else:
-            if normalize:
-                s2 = inv_m * inv_m
-                terms = up_t * prev * prev + down_t * nxt * nxt + 2.0 * cross_t * prev * nxt
-                num = (s2 * terms).sum()
-            else:
-                num = (up_t + down_t + 2.0 * cross_t).sum()
+            terms = up_t * prev * prev + down_t * nxt * nxt + 2.0 * cross_t * prev * nxt
+            num = (m * m * terms).sum()
             den = 2.0 * p.sum()
         out.append(_safe_ratio(num, den))
     return torch.stack(out)
