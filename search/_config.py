@@ -366,13 +366,21 @@ class SearchConfig:
                 f"objectives={list(self.objectives)!r}"
             )
         if self.benchmark_dataset is not None:
-            from nasnc.bench import Dataset
+            from nasnc.bench import Dataset, missing_reason
 
             known = [d.value for d in Dataset]
             if self.benchmark_dataset not in known:
                 raise ConfigError(
                     f"benchmark_dataset must be one of {', '.join(known)}, "
                     f"but got benchmark_dataset={self.benchmark_dataset!r}"
+                )
+            # trials are scored against validation accuracy: one the benchmark never
+            # recorded would leave every trial's true_acc empty, found out at the end
+            why = missing_reason(self.benchmark_dataset, "valid")
+            if why:
+                raise ConfigError(
+                    f"benchmark_dataset={self.benchmark_dataset!r} has no validation accuracy: "
+                    f"{why}"
                 )
         if self.heartbeat_interval < 1 or self.heartbeat_grace <= self.heartbeat_interval:
             raise ConfigError(

@@ -121,9 +121,20 @@ def test_builtin_says_what_it_lacks(builtin: BuiltinBenchmark) -> None:
         builtin.query(INDEX0, "cifar10", "valid")
     with pytest.raises(BenchmarkError, match="no test"):
         builtin.query(INDEX0, "cifar100", "test")
-    with pytest.raises(BenchmarkError, match="seed 1234"):
+    with pytest.raises(BenchmarkError, match=r"seed 1234 is not among its seeds \(777, 888"):
         builtin.query(INDEX0, "cifar100", seed=1234)
     assert not builtin.supports("cifar10-valid", "flops")
+    # an epoch or a seed at an epoch the source keeps only at the end: it says so, not
+    # that the seed is missing or that "the value is not recorded"
+    with pytest.raises(BenchmarkError, match="at the end of the 200-epoch run only"):
+        builtin.query(INDEX0, "cifar100", epochs=12)
+    with pytest.raises(BenchmarkError, match="seed 777's value at the end of the run only"):
+        builtin.query(INDEX0, "cifar100", epochs=12, seed=777)
+    with pytest.raises(ArchError, match="a benchmark index is written '#11'"):
+        parse_arch_or_index("11", builtin)  # it told the user to write 'nb201:11'
+    # a whole column the benchmark never recorded raises, as best() does (it was all NaN)
+    with pytest.raises(BenchmarkError, match="cifar10-valid"):
+        builtin.column("cifar10", "valid")
 
 
 def test_builtin_best_is_the_table_max(

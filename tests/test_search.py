@@ -217,6 +217,16 @@ def test_a_finished_study_is_read_where_its_device_is_missing(tmp_path: Path) ->
         run_search(more)  # a run would need the device: it stops before training
 
 
+def test_a_benchmark_dataset_without_validation_accuracy_is_refused(tmp_path: Path) -> None:
+    # every trial's true_acc was None, and the summary failed only at the end
+    config = tiny_config(tmp_path, tmp_path / "no-data")
+    with pytest.raises(
+        ConfigError, match=r"benchmark_dataset='cifar10'.*use dataset 'cifar10-valid'"
+    ):
+        apply_overrides(config, {"benchmark_dataset": "cifar10"})
+    apply_overrides(config, {"benchmark_dataset": "cifar100"})  # has validation accuracy
+
+
 def test_a_bad_sampler_kwarg_leaves_no_study_behind(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, tmp_path / "no-data")
     bad = apply_overrides(config, {"sampler.kwargs": {"bogus": 1}})

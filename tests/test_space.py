@@ -257,3 +257,9 @@ def test_naslib_reading_matches_the_benchmark(nb201_csv: Path) -> None:
         acc = {r["arch_str"]: float(r["cifar10_valid_valacc_200"]) for r in csv.DictReader(f)}
     assert acc[str(Arch.parse("nb201:000000"))] < 15
     assert acc[str(Arch.parse("naslib:000000"))] > 30
+
+
+def test_digits_that_are_no_op_code_are_not_told_to_take_a_prefix() -> None:
+    # 'nb201:11' fails too: the advice must not be to write it
+    with pytest.raises(ArchError, match=r"6-digit op code prefixed nb201: or naslib:.*'11'"):
+        Arch.parse("11")

@@ -414,9 +414,9 @@ def compare_scores(
     else:
         ds = Dataset.parse(dataset)
     if not truth.supports(ds, me):
-        from nasnc.bench._types import _why_missing
+        from nasnc.bench import missing_reason
 
-        reason = _why_missing(ds, me) or f"{truth.description} has no {me.value} on {ds.value}"
+        reason = missing_reason(ds, me) or f"{truth.description} has no {me.value} on {ds.value}"
         raise ConfigError(f"cannot compare with {me.value} accuracy on {ds.value}: {reason}.")
 
     groups: dict[str, _Group] = {}

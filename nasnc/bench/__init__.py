@@ -37,6 +37,7 @@ from nasnc.bench._types import (
     GroundTruth,
     Metric,
     Schedule,
+    missing_reason,
     parse_arch_or_index,
 )
 
@@ -54,6 +55,7 @@ __all__ = [
     "Schedule",
     "TableBenchmark",
     "import_table",
+    "missing_reason",
     "open_benchmark",
     "parse_arch_or_index",
 ]

@@ -146,12 +146,16 @@ _ACC_SETS: dict[tuple[Dataset, Metric], str] = {
 """(dataset, metric) -> the official evaluation-set name it is read from."""
 
 
-def _why_missing(dataset: Dataset, metric: Metric) -> str:
-    if dataset is Dataset.CIFAR10 and metric is Metric.VALID_ACC:
+def missing_reason(dataset: Dataset | str, metric: Metric | str) -> str:
+    """Why NAS-Bench-201 records no ``metric`` on ``dataset`` in any source ("" when it does)."""
+    ds, me = Dataset.parse(dataset), Metric.parse(metric)
+    if ds is Dataset.CIFAR10 and me is Metric.VALID_ACC:
         return (
             "NAS-Bench-201's 'cifar10' setup trains on train+valid and reports only test "
             "accuracy; use dataset 'cifar10-valid' for validation accuracy"
         )
+    if me.is_accuracy and (ds, me) not in _ACC_SETS:
+        return f"NAS-Bench-201 records no {me.value} on {ds.value}"
     return ""
 
 
@@ -346,13 +350,25 @@ class GroundTruth(ABC):
         what = f"{me.value} on {ds.value} ({sc.name}" + (
             f", epoch {epochs})" if epochs is not None else ")"
         )
-        reason = _why_missing(ds, me)
+        reason = missing_reason(ds, me)
         if not reason and not self.supports(ds, me, schedule=sc):
             reason = f"this source has no {what}"
         elif not reason and ((row := self._row(a)) is None or not self._has_results(row)):
             reason = "the architecture has no results in this source"
         elif not reason and seed is not None:
-            reason = f"seed {seed} is not among its seeds"
+            held = sorted(self.seeds(a, ds, me, schedule=sc))
+            if epochs is not None and seed in held:
+                reason = (
+                    f"this source keeps seed {seed}'s value at the end of the run only, "
+                    f"not at epoch {epochs}"
+                )
+            else:
+                reason = f"seed {seed} is not among its seeds ({', '.join(map(str, held))})"
+        elif not reason and epochs is not None and self.curve(a, ds, me, schedule=sc) is None:
+            reason = (
+                f"this source records {me.value} on {ds.value} at the end of the "
+                f"{sc.epochs}-epoch run only, not per epoch"
+            )
         elif not reason:
             reason = "the value is not recorded"
         raise BenchmarkError(f"{self.description}: no {what} for {a}: {reason}.")
@@ -436,11 +452,18 @@ class GroundTruth(ABC):
         *,
         schedule: Schedule = Schedule.EPOCHS_200,
     ) -> tuple[list[Arch], NDArray[np.float64]]:
-        """Every evaluated architecture and its (seed-mean, final) value; NaN where missing."""
+        """Every evaluated architecture and its (seed-mean, final) value; NaN where missing.
+
+        Raises :class:`BenchmarkError` when the source has ``metric`` on
+        ``dataset`` for no architecture at all (as :meth:`best` does), saying why.
+        """
         ds, me, sc = Dataset.parse(dataset), Metric.parse(metric), Schedule.parse(schedule)
         rows = self._evaluated_rows()
         if not self.supports(ds, me, schedule=sc):
-            return [self._row_arch(r) for r in rows.tolist()], np.full(rows.size, np.nan)
+            raise BenchmarkError(
+                f"{self.description}: no {me.value} on {ds.value} ({sc.name}). "
+                f"{missing_reason(ds, me)}"
+            )
         col = self._column(ds, me, sc)
         return [self._row_arch(r) for r in rows.tolist()], col[rows]
 
@@ -462,7 +485,7 @@ class GroundTruth(ABC):
         if not self.supports(ds, me, schedule=sc):
             raise BenchmarkError(
                 f"{self.description}: no {me.value} on {ds.value} ({sc.name}). "
-                f"{_why_missing(ds, me)}"
+                f"{missing_reason(ds, me)}"
             )
         rows = self._evaluated_rows()
         col = self._column(ds, me, sc)[rows]
@@ -532,4 +555,9 @@ def parse_arch_or_index(value: str, truth: GroundTruth) -> Arch:
                 f"'#' must be followed by a benchmark index, but got {value=}."
             ) from None
         return truth.arch_at(idx)
-    return Arch.parse(text)
+    try:
+        return Arch.parse(text)
+    except ArchError as exc:
+        if text.isdigit():  # not six digits: perhaps a benchmark index
+            raise ArchError(f"{exc}; a benchmark index is written '#{text}'") from None
+        raise

@@ -196,6 +196,11 @@ class Arch:
             return cls.from_indices(_digits(text[len(NB201_PREFIX) :].strip(), "nb201"))
         if lowered.startswith(NASLIB_PREFIX):
             return cls.from_naslib(text[len(NASLIB_PREFIX) :].strip())
+        if text.isdigit() and len(text) != NUM_EDGES:
+            raise ArchError(
+                f"a cell is a benchmark string '|op~0|+|op~0|op~1|+...' or a {NUM_EDGES}-digit "
+                f"op code prefixed {NB201_PREFIX} or {NASLIB_PREFIX}, but got {text!r}"
+            )
         if text.isdigit():
             raise ArchError(
                 f"a bare op code is ambiguous, but got {text!r}: write "
