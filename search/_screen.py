@@ -187,9 +187,10 @@ def enqueue_shortlist(study: optuna.Study, pool: ScreenPool, k: int) -> int:
     rows = pool.shortlist(k)
     held = _held_cells(study)
     for rank, (arch, value) in enumerate(rows, start=1):
-        cell = str(Arch.parse(arch))
-        if Arch.parse(cell).graph_form() in held:
+        parsed = Arch.parse(arch)
+        if parsed.graph_form() in held:
             continue
+        cell = str(parsed)
         study.enqueue_trial(
             edge_params(cell),
             user_attrs={

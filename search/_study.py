@@ -126,10 +126,10 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
     make_sampler(config.sampler, 0)  # a bad sampler kwarg stops before a study is created
     # so does a device this machine lacks (its type and precision are in every cache
     # key); a study made elsewhere may still be read here, its runs only fail to start
-    device_type: str | None = None
+    run_device: str | None = None
     lacking: ConfigError | None = None
     try:
-        device_type = _run_device(config)
+        run_device = _run_device(config)
     except ConfigError as exc:
         if not _may_hold_studies(config.storage_url):
             raise
@@ -182,17 +182,17 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
             recorded["storage"] = shown_url(config.storage)
         study.set_user_attr("config", recorded)
         study.set_user_attr("seed", config.seed)
-        if device_type is not None:
-            study.set_user_attr("device", device_type)
+        if run_device is not None:
+            study.set_user_attr("device", run_device)
         study.set_user_attr("nasnc_version", __version__)
         return study, storage
     differ = _differing(stored, current)
     if study.user_attrs.get("seed", config.seed) != config.seed:
         differ.append("seed")
-    before = study.user_attrs.get("device", device_type)  # older studies: not recorded
+    before = study.user_attrs.get("device", run_device)  # older studies: not recorded
     # bf16 on CUDA, fp32 on the CPU: other runs, other cache keys
-    if device_type is not None and before != device_type:
-        differ.append(f"device ({before} in the study, {device_type} here)")
+    if run_device is not None and before != run_device:
+        differ.append(f"device ({before} in the study, {run_device} here)")
     # the screen's pool and scores give every trial its aggregate (a study recorded
     # before the screen existed has none: nothing to compare)
     screen = (study.user_attrs.get("config") or {}).get("screen")
