@@ -97,7 +97,6 @@ import numpy as np
 import torch
 import yaml
 
-from nasnc import ArchError
 from nasnc.bench import open_benchmark
 from nasnc.data import ProxyData
 from nasnc.metrics import STATISTICS, bootstrap_ci, kendall_tau
@@ -285,14 +284,13 @@ def cell_runs(study) -> dict:
     trained nothing)."""
     from optuna.trial import TrialState
 
+    from nasnc_search import trial_cell
+
     runs: dict = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        if not t.user_attrs.get("arch"):
+        cell = trial_cell(t)
+        if cell is None:
             continue  # made by hand: no cell
-        try:
-            cell = Arch.parse(str(t.user_attrs["arch"])).graph_form()
-        except ArchError:  # made by hand: the string stands for itself
-            cell = str(t.user_attrs["arch"])
         held = runs.get(cell)
         if held is None or (held.state != TrialState.COMPLETE and t.state == TrialState.COMPLETE):
             runs[cell] = t

@@ -25,7 +25,13 @@ if TYPE_CHECKING:
         apply_overrides,
         load_config,
     )
-    from ._objective import Objective, ObjectiveUndefined, TrainingDiverged, trial_arch
+    from ._objective import (
+        Objective,
+        ObjectiveUndefined,
+        TrainingDiverged,
+        trial_arch,
+        trial_cell,
+    )
     from ._pruner import CapacitancePruner
     from ._storage import fail_stale_trials, make_storage
     from ._study import open_study, run_search, threads_per_worker
@@ -37,6 +43,7 @@ _WHERE = {
     "ObjectiveUndefined": "._objective",
     "TrainingDiverged": "._objective",
     "trial_arch": "._objective",
+    "trial_cell": "._objective",
     "PrunerConfig": "._config",
     "READING_SCORES": "._config",
     "SamplerConfig": "._config",
@@ -71,6 +78,7 @@ __all__ = [
     "summarize",
     "threads_per_worker",
     "trial_arch",
+    "trial_cell",
 ]
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "counts_toward_n_trials",
     "fail_stale_trials",
     "fail_trial",
+    "local_file",
     "make_storage",
     "n_finished",
     "shown_url",
@@ -98,11 +99,21 @@ def n_finished(study: optuna.Study) -> int:
     return sum(map(counts_toward_n_trials, study.get_trials(deepcopy=False)))
 
 
+def local_file(url: str) -> Path | None:
+    """The file a local storage URL keeps its studies in (``journal:PATH``,
+    ``sqlite:///PATH``); None for a database server or an in-memory SQLite."""
+    for prefix in ("journal:", "sqlite:///"):
+        if url.startswith(prefix):
+            path = url[len(prefix) :]
+            return Path(path) if path and path != ":memory:" else None
+    return None
+
+
 def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) -> BaseStorage:
     """An Optuna storage for ``url`` (see the module docstring); creates local folders."""
     if url.startswith("journal:"):
-        path = Path(url[len("journal:") :])
-        if not path.name:
+        path = local_file(url)
+        if path is None or not path.name:
             raise ConfigError(f"journal storage needs a file path, but got storage={url!r}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,10 +121,10 @@ def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) ->
         except OSError as exc:  # a read-only folder, a file where a folder should be
             raise storage_error(url, exc) from exc
     if url.startswith("sqlite:///"):
-        db = url[len("sqlite:///") :]
-        if db and db != ":memory:":
+        db = local_file(url)
+        if db is not None:
             try:
-                Path(db).parent.mkdir(parents=True, exist_ok=True)
+                db.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise storage_error(url, exc) from exc
     elif "://" not in url:

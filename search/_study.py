@@ -27,7 +27,6 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,6 +68,7 @@ from ._storage import (
     counts_toward_n_trials,
     fail_stale_trials,
     fail_trial,
+    local_file,
     make_storage,
     n_finished,
     shown_url,
@@ -131,7 +131,8 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
     try:
         run_device = _run_device(config)
     except ConfigError as exc:
-        if not _may_hold_studies(config.storage_url):
+        local = local_file(config.storage_url)
+        if local is not None and not local.exists():  # a file not made yet: no study
             raise
         lacking = exc
     storage = make_storage(
@@ -210,19 +211,11 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
     return study, storage
 
 
-def _may_hold_studies(url: str) -> bool:
-    """False when ``url`` names a local file that does not exist (no study in it)."""
-    for prefix in ("sqlite:///", "journal:"):
-        if url.startswith(prefix):
-            path = url[len(prefix) :]
-            return path != ":memory:" and Path(path).exists()
-    return True
-
-
 def _run_device(config: SearchConfig) -> str:
     """What the study's runs compute on, e.g. ``"cpu float32"``, ``"cuda bfloat16"``
     (:class:`ConfigError` for a device this machine lacks)."""
-    return f"{resolve_device(config.device).type} {run_precision(config.proxy, config.device)}"
+    dev = resolve_device(config.device)
+    return f"{dev.type} {run_precision(config.proxy, dev)}"
 
 
 def _differing(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
