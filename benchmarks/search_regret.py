@@ -7,7 +7,8 @@ union pool (cached: a rerun scores nothing). Each seed draws its own pool of
 builtin ground truth (cifar10-valid, 200-epoch validation accuracy; the
 space's best is 91.61 %):
 
-* ``free pick``: the top-1 cell by the aggregate (the search's default pick);
+* ``free pick``: the top-1 cell by the aggregate (the screen's own pick; a
+  study picks by aggregate + βeff among its completed cells);
 * ``best in top-K``: the best true accuracy inside the shortlist, i.e. what
   stage 2 finds if its in-shortlist signal ranks the top perfectly (an upper
   bound for stage 2);

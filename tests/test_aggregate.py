@@ -110,8 +110,14 @@ def test_compare_reports_the_aggregate_over_the_compared_cells() -> None:
         # components that track the truth, plus noise: their aggregate must track it too
         e.scores = {n: float(acc + rng.normal(scale=2.0)) for n in AGGREGATES["aggregate"]}
         entries.append(e)
-    result = compare_scores(entries, truth, "cifar10-valid", n_boot=10)
+    result = compare_scores(entries, truth, "cifar10-valid", n_boot=10, return_rows=True)
     assert "aggregate" in result["scores"]
     agg_tau = result["scores"]["aggregate"]["kendall_tau"]
     assert agg_tau > 0.5
     assert agg_tau >= min(result["scores"][n]["kendall_tau"] for n in AGGREGATES["aggregate"])
+    # the aggregate of each row is its rank aggregate over the compared cells as the pool
+    rows = result["rows"]
+    parts = AGGREGATES["aggregate"]
+    assert len(rows) == 30
+    want = rank_aggregate({n: np.array([r[n] for r in rows]) for n in parts}, names=parts)
+    np.testing.assert_allclose([r["aggregate"] for r in rows], want)

@@ -251,7 +251,8 @@ def test_cli_report_usage_errors(tmp_path: Path, builtin, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["report", "--storage", url, "--study", "built", "--seeds", "0"])
     assert exc.value.code == 2
-    capsys.readouterr()
+    err = capsys.readouterr().err
+    assert "argument --seeds" in err and "'0'" in err
 
 
 @pytest.mark.slow

@@ -161,7 +161,7 @@ def test_arguments_are_validated(builtin: BuiltinBenchmark) -> None:
         builtin.get(INDEX0, "cifar-10")
     with pytest.raises(ConfigError, match="unknown benchmark metric"):
         builtin.get(INDEX0, "cifar100", "accuracy")
-    with pytest.raises(ArchError):
+    with pytest.raises(ArchError, match=r"in '\|conv~0\|'"):
         builtin.get("|conv~0|", "cifar100")
     assert Dataset.parse("imagenet16-120") is Dataset.IMAGENET16_120
     assert Metric.parse("valid_acc") is Metric.VALID_ACC

@@ -27,4 +27,6 @@ def test_tables_and_builtin_do_not_warn(tmp_path: Path, caplog: pytest.LogCaptur
     path.write_bytes(b"")
     with caplog.at_level(logging.WARNING, logger="nasnc.bench"), pytest.raises(BenchmarkError):
         open_benchmark(path)
+    with caplog.at_level(logging.WARNING, logger="nasnc.bench"):
+        open_benchmark("builtin")
     assert "pickle" not in caplog.text

@@ -81,11 +81,11 @@ def test_data_with_the_same_counts_but_other_contents_is_another_key() -> None:
 
 def test_auto_means_what_evaluate_arch_trains_on() -> None:
     data = _data("cpu")
-    auto = resolved_config(TINY, data)["device_type"]
-    assert auto == resolve_device("auto").type
-    assert proxy_key(ARCH, TINY, 0, data) == proxy_key(
-        ARCH, TINY, 0, data, device=resolve_device("auto")
-    )
+    result = evaluate_arch(ARCH, TINY, data)  # no device: "auto"
+    trains_on = "cuda" if torch.cuda.is_available() else "cpu"
+    assert result.entry.config["device_type"] == trains_on
+    assert result.entry.key == proxy_key(ARCH, TINY, 0, data, device=trains_on)
+    assert resolve_device("auto").type == trains_on
 
 
 def test_evaluate_arch_keys_its_entry_on_its_device() -> None:
@@ -131,3 +131,9 @@ def test_key_records_the_precision_amp_auto_picks_on_each_gpu(
     assert got[(7, 0)][0] == "float16" and got[(8, 0)][0] == "bfloat16"
     assert got[(7, 0)][1] != got[(8, 0)][1]
     assert "amp_dtype" not in resolved_config(TINY, data, device="cpu")  # CPU keys as before
+    # the training device, not the data's (the data stays on the CPU here)
+    assert resolved_config(TINY, data, device="cuda")["device_type"] == "cuda"
+    assert resolved_config(TINY, data)["device_type"] == "cuda"  # auto takes the GPU
+    cpu_key = proxy_key(ARCH, TINY, 0, data, device="cpu")
+    assert cpu_key not in {key for _, key in got.values()}
+    assert proxy_key(ARCH, TINY, 0, data) == got[(8, 0)][1]

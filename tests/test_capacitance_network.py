@@ -181,7 +181,7 @@ def test_validation() -> None:
     graph, weights = _random_graph(np.random.default_rng(0))
     with pytest.raises(ValueError, match="one weight per layer"):
         network_beta_eff(graph, weights[:-1])
-    with pytest.raises(ValueError, match="expected"):
+    with pytest.raises(ValueError, match=r"weight 0 \(t0\) has shape \(\d+, \d+\), expected"):
         network_beta_eff(
             graph, [w.transpose(0, 1) if w.shape[0] != w.shape[1] else w[:1] for w in weights]
         )

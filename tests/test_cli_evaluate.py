@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,14 @@ def test_parse_archs_sample_and_file(tmp_path: Path) -> None:
     path.write_text("|nor_conv_3x3~0|+|none~0|\n")
     with pytest.raises(UsageError, match=r"archs\.txt:1"):
         parse_archs(str(path))
-    for bad in ("sample:x", "sample:0", "sample:1:2:3", str(tmp_path / "none.txt")):
-        with pytest.raises(UsageError):
+    cases = {
+        "sample:x": "expected sample:N[:SEED], but got 'sample:x'",
+        "sample:0": "with N >= 1, but got 'sample:0'",
+        "sample:1:2:3": "with N >= 1, but got 'sample:1:2:3'",
+        str(tmp_path / "none.txt"): f"no file {str(tmp_path / 'none.txt')!r}",
+    }
+    for bad, message in cases.items():
+        with pytest.raises(UsageError, match=re.escape(message)):
             parse_archs(bad)
 
 

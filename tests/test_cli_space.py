@@ -42,7 +42,9 @@ def test_usage_error_is_one_line_and_status_2(capsys: pytest.CaptureFixture[str]
     assert len(err.strip().splitlines()) == 1
 
 
-def test_missing_subcommand_exits_2() -> None:
+def test_missing_subcommand_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["space"])
     assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "nasnc space: error: the following arguments are required: COMMAND" in err

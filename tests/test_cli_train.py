@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -222,5 +223,16 @@ def test_missing_data_exits_1_naming_the_folder(
     assert str(tmp_path / "cifar-10-batches-py") in err and "--data-root" in err
 
 
-def test_idle_cores() -> None:
-    assert _idle_cores(1) == 1 and 1 <= _idle_cores(64) <= 64
+def test_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.4, 0.0, 0.0))
+    assert _idle_cores(16) == 5  # 8 cores, about 3 busy
+    assert _idle_cores(2) == 2  # never more than asked
+    monkeypatch.setattr(os, "getloadavg", lambda: (20.0, 0.0, 0.0))
+    assert _idle_cores(16) == 1  # an overloaded machine still gets a thread
+
+    def unavailable() -> tuple[float, float, float]:
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(os, "getloadavg", unavailable)
+    assert _idle_cores(6) == 6

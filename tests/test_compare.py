@@ -315,7 +315,7 @@ def test_cli_bench_import_and_show_nats_mini(tmp_path: Path, shared_data: Path, 
     assert rows[("cifar10-valid", 200, "valid")] == pytest.approx(87.94, abs=0.01)
     assert ("cifar10", 200, "valid") not in rows and ("cifar10", 12, "test") in rows
     code, _, err = _run(capsys, "bench", "show", "|bad~0|", "--benchmark", str(table))
-    assert code == 2
+    assert code == 2 and "'|bad~0|'" in err
 
 
 def test_ground_truth_does_not_import_the_analysis() -> None:

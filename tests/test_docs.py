@@ -28,9 +28,26 @@ COMMANDS = [
 
 def _help(argv: list[str]) -> str:
     out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
         main([*argv, "--help"])
-    return out.getvalue().rstrip()
+    assert done.value.code == 0, f"'nasnc {' '.join(argv)} --help' failed"
+    text = out.getvalue().rstrip()
+    assert text.startswith(" ".join(["usage: nasnc", *argv])), text[:200]
+    return text
+
+
+def _subcommands(argv: list[str]) -> set[str]:
+    """The commands a help text lists under its 'commands:' heading."""
+    listing = _help(argv).split("\ncommands:\n", 1)[1]
+    return set(re.findall(r"^    (\w+) ", listing, flags=re.M))
+
+
+def test_every_command_is_in_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    listed = {(c,) for c in _subcommands([])}
+    for group in {c[0] for c in COMMANDS if len(c) == 2}:
+        listed = (listed - {(group,)}) | {(group, c) for c in _subcommands([group])}
+    assert listed == {tuple(c) for c in COMMANDS}
 
 
 @pytest.mark.parametrize("argv", [[], *COMMANDS], ids=lambda a: " ".join(a) or "nasnc")

@@ -178,6 +178,28 @@ def test_diverged_run_is_cached_and_flagged(tmp_path: Path, data) -> None:  # ty
     again = evaluate_arch(CONV, wild, data, device="cpu", store=store, on_report=seen.append)
     assert again.cache_hit and again.diverged
     assert all(math.isfinite(p.train_loss) for p in seen)
+    losses = result.entry.trajectory["train_loss"]
+    lead = int(np.argmin(np.isfinite(losses))) if not np.isfinite(losses).all() else len(losses)
+    assert [p.step for p in seen] == result.entry.trajectory["step"][:lead].tolist()
+
+
+def test_a_diverged_entry_replays_its_finite_rows(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
+    # a cached run that went non-finite at its third report point: the first two replay
+    import dataclasses
+
+    run = evaluate_arch(CONV, TINY, data, device="cpu")
+    traj = {k: np.asarray(v)[:3].copy() for k, v in run.entry.trajectory.items()}
+    assert len(traj["step"]) == 3
+    traj["train_loss"][2] = np.nan
+    diverged = dataclasses.replace(
+        run.entry, trajectory=traj, summary={**run.entry.summary, "diverged": True}
+    )
+    store = Store(tmp_path / "cache")
+    store.put(diverged)
+    seen: list[ReportPoint] = []
+    again = evaluate_arch(CONV, TINY, data, device="cpu", store=store, on_report=seen.append)
+    assert again.cache_hit
+    assert [p.step for p in seen] == traj["step"][:2].tolist()
 
 
 def test_proxy_config_converts_itself_to_its_training_recipe() -> None:

@@ -37,13 +37,18 @@ MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
 STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
 
 
-@pytest.fixture(scope="module")
-def batch(synthetic_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """16 synthetic CIFAR-10 training images (normalised) and labels."""
-    with (synthetic_root / "cifar-10-batches-py" / "data_batch_1").open("rb") as f:
+def _first_images(root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first 16 training images of a CIFAR-10 folder (normalised) and labels."""
+    with (root / "cifar-10-batches-py" / "data_batch_1").open("rb") as f:
         raw = pickle.load(f, encoding="latin1")
     x = torch.from_numpy(np.asarray(raw["data"][:16], dtype=np.float32).reshape(16, 3, 32, 32))
     return (x / 255.0 - MEAN) / STD, torch.tensor(raw["labels"][:16])
+
+
+@pytest.fixture(scope="module")
+def batch(synthetic_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """16 synthetic CIFAR-10 training images (normalised) and labels."""
+    return _first_images(synthetic_root)
 
 
 def tiny(arch: str, seed: int = 0) -> Network:
@@ -75,13 +80,20 @@ def hooks_of(model: nn.Module) -> int:
 
 # ------------------------------------------------------------------ contract
 @pytest.mark.parametrize("name", list(PROXIES))
-def test_each_proxy_finite_on_real_batch(
+def test_each_proxy_finite_on_a_synthetic_batch(
     name: str, batch: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
     x, y = batch
     value = PROXIES[name](tiny(MIXED), x, y)
     assert isinstance(value, float)
     assert math.isfinite(value)
+
+
+def test_every_proxy_finite_on_real_cifar10_images(real_cifar_root: Path) -> None:
+    x, y = _first_images(real_cifar_root)
+    for name, proxy in PROXIES.items():
+        value = proxy(tiny(MIXED), x, y)
+        assert isinstance(value, float) and math.isfinite(value), name
 
 
 def test_compute_all_returns_every_proxy_in_table_order(

@@ -130,6 +130,31 @@ def test_pool_ranks_cells_inside_and_outside_it(
     assert pool.aggregate_of(outside, lambda a: best) == 0.0
 
 
+def test_pool_aggregate_follows_the_screen_config(
+    tmp_path: Path, tiny_data: ProxyData, cifar_root: Path
+) -> None:
+    config = tiny_config(tmp_path, cifar_root, **{"screen.size": 8, "screen.top_k": 3})
+    pool = run_screen(config, tiny_data, Store(tmp_path / "cache"), device="cpu")
+    scores = pool.result.scores
+    np.testing.assert_array_equal(pool.aggregate, rank_aggregate(scores, names=SCORES))
+    # a weight of 0 drops a score: the aggregate of the other three
+    dropped = ScreenPool.from_result(
+        pool.result, dataclasses.replace(config.screen, weights={"flops": 0.0})
+    )
+    np.testing.assert_allclose(dropped.aggregate, rank_aggregate(scores, names=SCORES[:3]))
+    assert not np.allclose(dropped.aggregate, pool.aggregate)
+    # a missing score: the worst rank by default, NaN with nan: propagate
+    holed = dataclasses.replace(
+        pool.result, scores={**scores, "jacob_cov": np.r_[np.nan, scores["jacob_cov"][1:]]}
+    )
+    worst = ScreenPool.from_result(holed, config.screen).aggregate
+    assert math.isfinite(worst[0]) and worst[0] <= pool.aggregate[0]
+    propagated = ScreenPool.from_result(
+        holed, dataclasses.replace(config.screen, nan="propagate")
+    ).aggregate
+    assert math.isnan(propagated[0]) and np.isfinite(propagated[1:]).all()
+
+
 def test_a_rerun_enqueues_again_a_shortlisted_cell_whose_trial_was_interrupted(
     tmp_path: Path, tiny_data: ProxyData, cifar_root: Path
 ) -> None:

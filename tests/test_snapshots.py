@@ -214,6 +214,9 @@ def test_a_changed_snapshot_digest_fails_the_record(tmp_path: Path, caplog) -> N
         f.attrs["snapshots_digest"] = np.bytes_("0" * 64)
     with caplog.at_level(logging.WARNING):
         assert store.get(key) is None
+    assert str(path) in caplog.text and "checksum" in caplog.text
+    (moved,) = store.quarantined
+    assert not path.exists() and moved.name.endswith(f"entries-{key}.h5")
 
 
 def test_compaction_sets_aside_an_entry_file_with_damaged_snapshots(tmp_path: Path) -> None:

@@ -393,7 +393,7 @@ def test_entries_filters(filled: Store) -> None:
     assert merged and all(filled.entries(arch=a) == [] for a in merged)
     assert filled.entries(config_hash=config_hash({"other": 1})) == []
     assert len(filled.entries(config_hash=config_hash(make_entry(ARCH).config))) == 3
-    with pytest.raises(ArchError):
+    with pytest.raises(ArchError, match=r"in '\|bogus~0\|'"):
         filled.entries(arch="|bogus~0|")
     assert [i.seed for i in filled.index(dataset="cifar10")] == [0, 2, 4]
 
@@ -404,7 +404,7 @@ def test_container_protocol_and_missing_keys(filled: Store) -> None:
     assert keys == sorted(keys) and all(k in filled for k in keys)
     assert "0" * 24 not in filled and filled.get("0" * 24) is None
     assert filled.get("../../etc/passwd") is None
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="key=7"):
         filled.get(7)  # type: ignore[arg-type]
 
 

@@ -111,7 +111,7 @@ class Snapshots(Mapping[int, list[np.ndarray]]):
     ----------
     kind : {"probe", "network"}
     names : sequence of str
-        One name per layer (module names, e.g. ``probe.layers.0``).
+        One name per layer (module names, e.g. ``classifier.layers.0``).
     steps : sequence of int
         Optimiser step of each snapshot, increasing; step 0 is the initialisation.
     layers : sequence of array
