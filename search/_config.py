@@ -423,17 +423,38 @@ def read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     try:
-        return yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{path} is empty (no keys); write {{}} in it to take every default")
+    return data
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (YAML's
+    spec forbids it; PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_config(path: str | Path) -> SearchConfig:
     """Read and validate a YAML config file; errors name the file and the key."""
     path = Path(path)
     data = read_yaml(path)
-    if data is None:
-        data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path} must hold a mapping of keys, but holds {type(data).__name__}")
     try:
@@ -442,11 +463,18 @@ def load_config(path: str | Path) -> SearchConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def apply_overrides(config: SearchConfig, overrides: Mapping[str, Any]) -> SearchConfig:
-    """A copy with the non-None ``overrides`` applied (dotted keys reach sections)."""
+def apply_overrides(
+    config: SearchConfig, overrides: Mapping[str, Any], *, keep_none: bool = False
+) -> SearchConfig:
+    """A copy with ``overrides`` applied (dotted keys reach sections).
+
+    A None value means "not given" (a command-line flag left out) and is
+    skipped, unless ``keep_none``: then it sets the key to None (``--set
+    resolution=null``), and a key that cannot be None is refused by name.
+    """
     data = config.to_dict()
     for key, value in overrides.items():
-        if value is None:
+        if value is None and not keep_none:
             continue
         *sections, leaf = key.split(".")
         target = data

@@ -26,8 +26,11 @@ attribute) goes through :func:`shown_url`, which masks its password.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import re
+import sqlite3
 import time
 import warnings
 from pathlib import Path
@@ -109,20 +112,87 @@ def local_file(url: str) -> Path | None:
     return None
 
 
-def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) -> BaseStorage:
-    """An Optuna storage for ``url`` (see the module docstring); creates local folders."""
+def _check_journal(path: Path) -> None:
+    """Refuse an existing file that is not an Optuna journal, before anything is appended.
+
+    Optuna's file backend skips a last line it cannot parse (a write in
+    progress), so a one-line foreign file would look like an empty journal and
+    get a study record appended to it.
+    """
+    if path.is_dir():
+        raise ConfigError(f"journal storage {path} is a folder; name a file")
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as f:
+        first = f.readline()
+    try:
+        record = json.loads(first.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError both are
+        record = None
+    if not (isinstance(record, dict) and "op_code" in record):
+        raise ConfigError(
+            f"{path} is not an Optuna journal (its first line is not a journal record); "
+            "name another file"
+        )
+
+
+def _check_sqlite(path: Path, *, read_only: bool) -> None:
+    """Refuse an existing file that is not an SQLite database holding Optuna's tables.
+
+    An empty file is a new database for a study to be created in; a database
+    of something else is never written into (Optuna would add its tables).
+    """
+    if path.is_dir():
+        raise ConfigError(f"SQLite storage {path} is a folder; name a file")
+    if not path.is_file():
+        return
+    if path.stat().st_size == 0:
+        if read_only:
+            raise ConfigError(f"SQLite storage {path} is an empty file: it holds no studies")
+        return
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            tables = {
+                row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+    except sqlite3.Error as exc:
+        raise ConfigError(f"{path} is not an SQLite database ({exc})") from None
+    if "studies" not in tables and (tables or read_only):
+        raise ConfigError(
+            f"{path} is an SQLite database without Optuna's tables "
+            f"(it holds: {', '.join(sorted(tables)) or 'none'}); name another file"
+        )
+
+
+def make_storage(
+    url: str, *, heartbeat_interval: int = 60, grace: int = 300, read_only: bool = False
+) -> BaseStorage:
+    """An Optuna storage for ``url`` (see the module docstring); creates local folders.
+
+    A local file that exists must be a storage of its kind (an Optuna journal,
+    an SQLite database with Optuna's tables, or empty): anything else is a
+    :class:`ConfigError` naming it, and nothing is written to it.
+    ``read_only`` (for commands that only read, like ``nasnc report``) also
+    never creates tables in a database.
+    """
     if url.startswith("journal:"):
         path = local_file(url)
         if path is None or not path.name:
             raise ConfigError(f"journal storage needs a file path, but got storage={url!r}")
+        _check_journal(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         except OSError as exc:  # a read-only folder, a file where a folder should be
             raise storage_error(url, exc) from exc
+        except ValueError as exc:  # a damaged line (JSON or UTF-8) in the log it replays
+            raise storage_error(url, exc, kind=True) from exc
     if url.startswith("sqlite:///"):
         db = local_file(url)
         if db is not None:
+            _check_sqlite(db, read_only=read_only)
             try:
                 db.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -140,6 +210,7 @@ def make_storage(url: str, *, heartbeat_interval: int = 60, grace: int = 300) ->
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace,
                 engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+                skip_table_creation=read_only,
             )
     except Exception as exc:  # SQLAlchemy/driver errors: name the storage, not its password
         raise storage_error(url, exc, kind=True) from exc

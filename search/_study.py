@@ -113,26 +113,43 @@ def _sampler_seed(config: SearchConfig, study: optuna.Study, worker: int) -> int
     return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
-def open_study(config: SearchConfig, *, worker: int = 0) -> optuna.Study:
+def _check_data(config: SearchConfig) -> None:
+    """Stop before a study is created when its data is not there (downloads it with
+    ``download``): a study made by a run that cannot start would keep its config and
+    refuse the corrected rerun."""
+    from nasnc.data import locate_dataset
+
+    locate_dataset(config.proxy.dataset, config.data_root, download=config.download)
+
+
+def open_study(config: SearchConfig, *, worker: int = 0, to_run: bool = False) -> optuna.Study:
     """Create the study or load it; refuse to resume it under a different proxy, seed,
     screen, or device and precision (``"cpu float32"``, ``"cuda bfloat16"``). A device
-    this machine lacks stops before a study is created; an existing study can still be
-    read here (a run of it fails when it needs the device)."""
-    return _open_study(config, worker)[0]
+    this machine lacks stops before a study is created, and so, with ``to_run`` (the
+    study is opened to run it), does a dataset not found under the data root; an
+    existing study can still be read here (a run of it fails when it needs the device
+    or the data)."""
+    return _open_study(config, worker, to_run=to_run)[0]
 
 
-def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseStorage]:
+def _open_study(
+    config: SearchConfig, worker: int, *, to_run: bool = False
+) -> tuple[optuna.Study, BaseStorage]:
     """The study and the storage object it was opened on (Optuna may wrap the latter)."""
     make_sampler(config.sampler, 0)  # a bad sampler kwarg stops before a study is created
     # so does a device this machine lacks (its type and precision are in every cache
     # key); a study made elsewhere may still be read here, its runs only fail to start
     run_device: str | None = None
+    # and so does a missing dataset: a study is recorded only once its run can start
     lacking: ConfigError | None = None
+    local = local_file(config.storage_url)
+    no_file = local is not None and not local.exists()  # a file not made yet: no study
     try:
         run_device = _run_device(config)
+        if no_file and to_run:
+            _check_data(config)
     except ConfigError as exc:
-        local = local_file(config.storage_url)
-        if local is not None and not local.exists():  # a file not made yet: no study
+        if no_file:
             raise
         lacking = exc
     storage = make_storage(
@@ -140,10 +157,11 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
         heartbeat_interval=config.heartbeat_interval,
         grace=config.heartbeat_grace,
     )
-    if lacking is not None and config.study_name not in {
-        s.study_name for s in storage.get_all_studies()
-    }:
-        raise lacking
+    if not no_file and config.study_name not in {s.study_name for s in storage.get_all_studies()}:
+        if lacking is not None:
+            raise lacking
+        if to_run:
+            _check_data(config)
     try:
         study = optuna.create_study(
             storage=storage,
@@ -154,6 +172,8 @@ def _open_study(config: SearchConfig, worker: int) -> tuple[optuna.Study, BaseSt
         )
     except OSError as exc:  # a journal in a folder this process cannot write (its lock file)
         raise storage_error(config.storage_url, exc) from exc
+    except ValueError as exc:  # a damaged journal line (JSON or UTF-8)
+        raise storage_error(config.storage_url, exc, kind=True) from exc
     # a loaded study keeps its stored directions, whatever create_study was given
     wanted = directions(config.objectives)
     if list(study.directions) != list(wanted):
@@ -370,7 +390,7 @@ def _run_search(
     progress: Callable[[optuna.Study], None] | None,
     screen_progress: Callable[[int, int], None] | None = None,
 ) -> optuna.Study:
-    opened = _open_study(config, 0)
+    opened = _open_study(config, 0, to_run=True)
     study = opened[0]
     if config.workers > 1 and config.storage_url.startswith("sqlite"):
         logger.warning(

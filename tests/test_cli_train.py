@@ -162,8 +162,15 @@ def test_config_forms(tmp_path: Path, synthetic_root: Path) -> None:
     study = load_train_config(_study_config(tmp_path, synthetic_root))
     assert study.proxy == flat.proxy and study.seed == SEED and study.device == "cpu"
     empty = tmp_path / "empty.yaml"
-    empty.write_text("")
+    empty.write_text("# nothing yet\n")  # a truncated file, most likely: refused
+    with pytest.raises(ConfigError, match=r"empty\.yaml is empty \(no keys\); write \{\}"):
+        load_train_config(empty)
+    empty.write_text("{}\n")
     assert load_train_config(empty) == SearchConfig()
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text("epochs: 1\nseed: 3\n")
+    with pytest.raises(ConfigError, match="'epochs' is a proxy field: put it under proxy:"):
+        load_train_config(mixed)
 
 
 def test_config_mistakes_exit_2_naming_them(

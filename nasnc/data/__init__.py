@@ -5,7 +5,14 @@
 """
 
 from nasnc.data._augment import DeviceTransform, random_crop_flip
-from nasnc.data._datasets import DATASETS, DatasetSpec, ProxyData, load_dataset, resolve_data_root
+from nasnc.data._datasets import (
+    DATASETS,
+    DatasetSpec,
+    ProxyData,
+    load_dataset,
+    locate_dataset,
+    resolve_data_root,
+)
 from nasnc.data._download import ARCHIVES, Archive, download_archive
 
 __all__ = [
@@ -17,6 +24,7 @@ __all__ = [
     "ProxyData",
     "download_archive",
     "load_dataset",
+    "locate_dataset",
     "random_crop_flip",
     "resolve_data_root",
 ]

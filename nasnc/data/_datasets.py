@@ -275,6 +275,28 @@ def _locate(root: Path, spec: DatasetSpec, download: bool, archive: Archive | No
     )
 
 
+def locate_dataset(
+    name: str,
+    root: str | Path | None = None,
+    *,
+    download: bool = False,
+    archive: Archive | None = None,
+) -> Path:
+    """The folder holding ``name``'s training files under ``root``, reading none of them.
+
+    The same lookup as :func:`load_dataset` (which see for the arguments), for
+    a caller that checks the data is there before it creates anything (a
+    study, a cache). With ``download`` a missing dataset is fetched here.
+
+    Raises
+    ------
+    DataError
+        No such folder, or no training files in it (the message names the
+        folders searched and how to point elsewhere).
+    """
+    return _locate(resolve_data_root(root, create=download), _spec(name), download, archive)
+
+
 # --------------------------------------------------------------------------- ProxyData
 @dataclass(frozen=True)
 class ProxyData:
@@ -465,8 +487,7 @@ def load_dataset(
         )
     dev = torch.device(device)
 
-    base = resolve_data_root(root, create=download)
-    folder = _locate(base, spec, download, archive)
+    folder = locate_dataset(spec.name, root, download=download, archive=archive)
     present = [(folder / f).is_file() for f in spec.train_files]
     train_paths = [folder / f for f, ok in zip(spec.train_files, present) if ok]
     if any(present[i + 1] and not present[i] for i in range(len(present) - 1)):

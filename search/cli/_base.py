@@ -16,6 +16,7 @@ import math
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from nasnc._config import DEFAULT_CACHE
@@ -101,6 +102,31 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, but got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, but got {text!r}")
+    return value
+
+
+def check_writable_folder(folder: Path, option: str, *, create: bool = False) -> None:
+    """A usage error naming ``option`` unless a file can be written in ``folder``
+    (made first with ``create``): checked before the work, not after it."""
+    import tempfile
+
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot write in {folder}: {exc.strerror or exc}") from None
+
+
+def seed_int(text: str) -> int:
+    """argparse ``type`` of a seed: an integer of at least 0 (exit 2 naming the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, but got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed must be 0 or more, but got {text!r}")
     return value
 
 

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from nasnc import NasncError
 from nasnc._catalogue import BENCHMARK_DATASETS
 
 from ._base import ARCH_HELP, FORMATS, Command, UsageError, emit, progress_wanted
@@ -42,10 +43,15 @@ class BenchImport(Command):
         out = Path(args.output)
         if out.suffix.lower() not in (".h5", ".hdf5"):
             raise UsageError(f"the output table must end in .h5 or .hdf5, got {str(out)!r}")
+        if out.is_dir():
+            raise UsageError(f"-o {out} is a folder; name a file")
         if out.exists() and not args.force:
             raise UsageError(f"{out} exists; pass --force to overwrite it")
+        if out.exists():
+            _check_overwritable(out)
         if not out.parent.is_dir():
-            raise UsageError(f"-o {out}: the folder {out.parent} does not exist; create it first")
+            what = "is a file, not a folder" if out.parent.exists() else "does not exist"
+            raise UsageError(f"-o {out}: {out.parent} {what}; create the folder first")
         from nasnc.bench import import_table, open_benchmark
 
         start = time.perf_counter()
@@ -63,6 +69,8 @@ class BenchImport(Command):
 
         try:
             path = import_table(source, out, curves=args.curves, progress=progress)
+        except OSError as exc:  # a read-only folder, a full disk
+            raise NasncError(f"cannot write the table {out}: {exc.strerror or exc}") from exc
         finally:
             if bar is not None:
                 bar.close()
@@ -73,6 +81,26 @@ class BenchImport(Command):
             f"{size:.1f} MiB) in {seconds:.1f} s"
         )
         return 0
+
+
+def _check_overwritable(path: Path) -> None:
+    """``--force`` replaces a benchmark table only, never another file (a cache's)."""
+    import h5py
+
+    from nasnc.bench import TABLE_FORMAT
+
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            fmt = f.attrs.get("format")
+    except OSError:
+        fmt = None
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode()
+    if fmt != TABLE_FORMAT:
+        raise UsageError(
+            f"-o {path} exists and is not a benchmark table ({TABLE_FORMAT!r}); "
+            "--force overwrites only a table: name another file"
+        )
 
 
 class BenchShow(Command):
@@ -91,10 +119,21 @@ class BenchShow(Command):
         parser.add_argument("--format", choices=FORMATS, default="table")
 
     def run(self, args: argparse.Namespace) -> int:
-        from nasnc.bench import open_benchmark, parse_arch_or_index
+        from nasnc.bench import Dataset, Metric, Schedule, open_benchmark, parse_arch_or_index
 
         truth = open_benchmark(args.benchmark)
         arch = parse_arch_or_index(args.arch, truth)
+
+        def held(ds: Dataset) -> bool:
+            return any(truth.supports(ds, me, schedule=sc) for me in Metric for sc in Schedule)
+
+        lacking = [d for d in args.dataset or () if not held(Dataset.parse(d))]
+        if lacking:
+            has = [d.value for d in Dataset if held(d)]
+            raise UsageError(
+                f"{truth.description} has no results for dataset {lacking[0]!r} "
+                f"(it has {', '.join(has) or 'none'})"
+            )
         info = truth.describe(arch, datasets=args.dataset)
         if args.format == "json":
             emit([], [], "json", json_payload=info)

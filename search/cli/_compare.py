@@ -17,8 +17,10 @@ from ._base import (
     FORMATS,
     Command,
     UsageError,
+    check_writable_folder,
     emit,
     resolve_cache_dataset,
+    seed_int,
 )
 from ._bench import BENCH_DATASETS
 
@@ -164,7 +166,7 @@ class Compare(Command):
         )
         parser.add_argument("--top-k", type=int, default=10, help="k of top-k precision")
         parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
-        parser.add_argument("--seed", type=int, default=0, help="bootstrap / split seed")
+        parser.add_argument("--seed", type=seed_int, default=0, help="bootstrap / split seed")
 
     def run(self, args: argparse.Namespace) -> int:
         from nasnc.analysis import PARETO_COSTS, compare_scores, plot_comparison, truth_dataset_for
@@ -183,17 +185,25 @@ class Compare(Command):
             raise UsageError(f"--n-boot must be positive, got {args.n_boot}")
         if args.plot is not None and Path(args.plot).exists() and not Path(args.plot).is_dir():
             raise UsageError(f"--plot {args.plot} is an existing file; name a folder for the PNGs")
+        if args.plot is not None:
+            check_writable_folder(Path(args.plot), f"--plot {args.plot}", create=True)
         store = Store(args.cache, create=False)
         datasets = sorted({info.dataset for info in store.index()})
         cache_ds, truth_ds = args.dataset, args.truth_dataset
         if cache_ds is not None:
             cache_ds, setup = resolve_cache_dataset(cache_ds, datasets, args.cache)
+            if setup is not None and truth_ds is not None and truth_ds != setup:
+                raise UsageError(
+                    f"--dataset {args.dataset} names the ground truth {setup}, but "
+                    f"--truth-dataset {truth_ds} another; give one of them"
+                )
             truth_ds = truth_ds or setup
         if cache_ds is None:
+            if not datasets:
+                raise UsageError(f"the cache {args.cache} holds no entries to compare")
             if len(datasets) != 1:
                 raise UsageError(
-                    f"the cache holds {', '.join(datasets) or 'no entries'}; choose one with "
-                    "--dataset"
+                    f"the cache {args.cache} holds {', '.join(datasets)}; choose one with --dataset"
                 )
             cache_ds = datasets[0]
         if truth_ds is None:

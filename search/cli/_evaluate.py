@@ -10,7 +10,7 @@ from typing import Any
 from nasnc._errors import ConfigError
 from nasnc.space import Arch, sample_archs
 
-from ._base import CACHE_HELP, FORMATS, Command, UsageError, emit, progress_wanted
+from ._base import CACHE_HELP, FORMATS, Command, UsageError, emit, progress_wanted, seed_int
 
 
 def parse_archs(spec: str) -> list[Arch]:
@@ -33,8 +33,16 @@ def parse_archs(spec: str) -> list[Arch]:
         raise UsageError(
             f"ARCHS must be a file of arch strings or sample:N[:SEED]; no file {spec!r}"
         )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path} is not a text file of arch strings (byte {exc.start} is not UTF-8)"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     archs = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
@@ -74,7 +82,7 @@ class Evaluate(Command):
         parser.add_argument("--cache", metavar="PATH", help=CACHE_HELP)
         parser.add_argument("--data-root", help="folder holding the dataset (else $NASNC_DATA_DIR)")
         parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
-        parser.add_argument("--seed", type=int)
+        parser.add_argument("--seed", type=seed_int)
         parser.add_argument("--epochs", type=float, help="override the proxy budget")
         parser.add_argument("--threads", type=int, help="torch threads")
         parser.add_argument(

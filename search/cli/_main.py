@@ -169,7 +169,7 @@ def _run(command: Command, args: argparse.Namespace, stdout: _WatchedStdout) -> 
             raise
         print(
             f"nasnc {command.name}: internal error: {type(exc).__name__}: {exc} "
-            "(rerun with --debug for the traceback)",
+            f"(rerun as 'nasnc --debug {command.name} ...' for the traceback)",
             file=sys.stderr,
         )
         return 1

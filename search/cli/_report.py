@@ -25,9 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nasnc._errors import ConfigError, NasncError
+from nasnc._errors import ArchError, ConfigError, NasncError
 
-from ._base import FORMATS, Command, UsageError, emit, format_table, positive_int
+from ._base import (
+    FORMATS,
+    Command,
+    UsageError,
+    check_writable_folder,
+    emit,
+    format_table,
+    positive_int,
+    seed_int,
+)
 from ._bench import BENCH_DATASETS
 
 __all__ = ["Report", "StudyCell", "study_cells"]
@@ -128,7 +137,9 @@ class Report(Command):
         parser.add_argument(
             "--seeds", type=positive_int, default=20, help="random-search runs (default 20)"
         )
-        parser.add_argument("--seed", type=int, default=0, help="seed of the random-search runs")
+        parser.add_argument(
+            "--seed", type=seed_int, default=0, help="seed of the random-search runs"
+        )
         parser.add_argument(
             "--draw-cost",
             type=float,
@@ -157,7 +168,7 @@ class Report(Command):
 
         from .._config import SearchConfig, apply_overrides, load_config
         from .._screen import SCREEN_ATTR
-        from .._storage import make_storage, shown_url
+        from .._storage import make_storage, shown_url, storage_error
 
         for flag, value in (("--draw-cost", args.draw_cost), ("--screen-cost", args.screen_cost)):
             if value is not None and not (math.isfinite(value) and value >= 0):
@@ -172,6 +183,7 @@ class Report(Command):
                 raise UsageError(f"--plot {plot} exists; name a new file")
             if not plot.parent.is_dir():
                 raise UsageError(f"--plot {plot}: no folder {plot.parent}")
+            check_writable_folder(plot.parent, f"--plot {plot}")
 
         config: SearchConfig | None = None
         if args.config is not None:
@@ -187,8 +199,11 @@ class Report(Command):
         _check_storage_exists(url)
         shown = shown_url(url)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = make_storage(url)
-        names = optuna.study.get_all_study_names(storage)
+        storage = make_storage(url, read_only=True)
+        try:
+            names = optuna.study.get_all_study_names(storage)
+        except ValueError as exc:  # a damaged journal line (JSON or UTF-8)
+            raise storage_error(url, exc, kind=True) from exc
         if name not in names:
             close = difflib.get_close_matches(name, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -223,7 +238,16 @@ class Report(Command):
         accuracy = []
         missing = 0
         for cell in cells:
-            value = truth.get(cell.arch, dataset, args.metric) if cell.state == "COMPLETE" else None
+            try:
+                value = (
+                    truth.get(cell.arch, dataset, args.metric) if cell.state == "COMPLETE" else None
+                )
+            except ArchError as exc:  # a hand-made trial: counted as without ground truth
+                print(
+                    f"nasnc report: warning: trial {cell.trial}: {exc}; no ground truth for it",
+                    file=sys.stderr,
+                )
+                value = None
             missing += cell.state == "COMPLETE" and value is None
             accuracy.append(math.nan if value is None else float(value))
         completed = [c.cost_s for c in cells if c.state == "COMPLETE"]
@@ -389,12 +413,10 @@ class Report(Command):
 
 def _check_storage_exists(url: str) -> None:
     """A local storage file that does not exist is a usage error (never created empty)."""
-    path: str | None = None
-    if url.startswith("journal:"):
-        path = url[len("journal:") :]
-    elif url.startswith("sqlite:///"):
-        path = url[len("sqlite:///") :]
-        if path in ("", ":memory:"):
-            path = None
-    if path is not None and not Path(path).is_file():
+    from .._storage import local_file
+
+    if url in ("journal:", "sqlite:///"):
+        raise UsageError(f"storage {url!r} names no file")
+    path = local_file(url)
+    if path is not None and not path.is_file():
         raise UsageError(f"no study storage at {path} (from {url})")

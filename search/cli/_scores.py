@@ -15,6 +15,7 @@ from ._base import (
     CACHE_HELP,
     FORMATS,
     Command,
+    UsageError,
     emit,
     positive_int,
     resolve_cache_dataset,
@@ -89,7 +90,10 @@ class Scores(Command):
         parser.add_argument(
             "--dataset", help="only this dataset (e.g. cifar10); one not in the cache exits 2"
         )
-        parser.add_argument("--config-hash", help="only entries of this proxy config hash")
+        parser.add_argument(
+            "--config-hash",
+            help="only entries of this proxy config hash (a unique prefix will do)",
+        )
         parser.add_argument(
             "--kind",
             action="append",
@@ -112,12 +116,23 @@ class Scores(Command):
         if dataset is not None:
             held = {info.dataset for info in store.index()}
             dataset, _setup = resolve_cache_dataset(dataset, held, args.cache)
+        config_hash = args.config_hash
+        if config_hash is not None:
+            hashes = sorted({info.config_hash for info in store.index()})
+            chosen = [h for h in hashes if h.startswith(config_hash)]
+            if len(chosen) != 1:
+                what = "matches none" if not chosen else f"matches {len(chosen)}"
+                raise UsageError(
+                    f"--config-hash {config_hash!r} {what} of the hashes in {args.cache} "
+                    f"({', '.join(hashes) or 'none'}); give a unique prefix"
+                )
+            config_hash = chosen[0]
         infos = store.rank(
             args.by,
             k=args.top,
             dataset=dataset,
             arch=arch,
-            config_hash=args.config_hash,
+            config_hash=config_hash,
             kinds=args.kind,
         )
         rows, score_columns = rows_of(infos)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._base import CACHE_HELP, FORMATS, Command, emit, positive_int, progress_wanted
+from ._base import CACHE_HELP, FORMATS, Command, emit, positive_int, progress_wanted, seed_int
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -55,7 +55,7 @@ class Search(Command):
         parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
         parser.add_argument("--cache", metavar="PATH", help=CACHE_HELP)
         parser.add_argument("--data-root", help="folder holding the dataset (else $NASNC_DATA_DIR)")
-        parser.add_argument("--seed", type=int)
+        parser.add_argument("--seed", type=seed_int)
         parser.add_argument("--benchmark", help="ground truth for the summary: builtin or FILE")
         parser.add_argument("--threads", type=int, help="torch threads per worker")
         parser.add_argument(
@@ -147,7 +147,7 @@ class Search(Command):
             bar.set_postfix(postfix, refresh=False)
             bar.refresh()
 
-        already = n_finished(open_study(config))
+        already = n_finished(open_study(config, to_run=True))
         if already >= config.n_trials:
             print(
                 f"study {config.study_name} already has {already} finished trials "

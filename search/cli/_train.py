@@ -24,7 +24,7 @@ from nasnc._catalogue import PROXY_DATASETS
 from nasnc._config import DEFAULT_CACHE
 from nasnc._errors import ConfigError
 
-from ._base import ARCH_HELP, Command, UsageError, emit, progress_wanted
+from ._base import ARCH_HELP, Command, UsageError, emit, progress_wanted, seed_int
 
 if TYPE_CHECKING:
     from .._config import SearchConfig
@@ -71,7 +71,13 @@ def load_train_config(path: str | Path | None) -> SearchConfig:
     path = Path(path)
     data = read_yaml(path)
     study_keys = {f.name for f in dataclasses.fields(SearchConfig)} - _proxy_fields()
-    if data is None or (isinstance(data, dict) and study_keys & set(data)):
+    if isinstance(data, dict) and study_keys & set(data):
+        stray = sorted(_proxy_fields() & set(data))
+        if stray:
+            raise ConfigError(
+                f"{path}: {stray[0]!r} is a proxy field: put it under proxy: (the file also "
+                f"has study keys: {', '.join(sorted(study_keys & set(data)))})"
+            )
         return load_config(path)
     if not isinstance(data, dict):
         raise ConfigError(
@@ -135,7 +141,9 @@ class Train(Command):
             help="override the proxy dataset (or an alias of one)",
         )
         parser.add_argument("--epochs", type=float, help="override the proxy budget")
-        parser.add_argument("--seed", type=int, help="seed of the run (default: the config's, 0)")
+        parser.add_argument(
+            "--seed", type=seed_int, help="seed of the run (default: the config's, 0)"
+        )
         parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
         parser.add_argument(
             "--threads",
@@ -190,11 +198,12 @@ class Train(Command):
             "download": args.download,
             "cache": args.cache,
         }
+        # --set FIELD=null sets None (e.g. resolution: the native size); a flag not
+        # given (None) changes nothing, and a flag given wins over --set
         config = apply_overrides(
-            load_train_config(args.config),
-            # a flag not given (None) must not mask the same field given by --set
-            {**_parse_set(args.set), **{k: v for k, v in flags.items() if v is not None}},
+            load_train_config(args.config), _parse_set(args.set), keep_none=True
         )
+        config = apply_overrides(config, flags)
         proxy = config.proxy
         device = resolve_device(config.device)
         store = None if args.no_cache else Store(config.cache)  # unwritable: stop before work

@@ -1,0 +1,244 @@
+"""Files and values that are not what the command expects: refused by name, nothing written.
+
+Each case came from an audit of the CLI: a storage file of something else, a
+failed start that left a study behind, ``--force`` onto a cache, a ``--set``
+that did nothing, a hash prefix that matched silently nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+
+from nasnc import ConfigError, DataError
+from nasnc.space import sample_archs
+from nasnc.store import Store
+from nasnc.testing import make_entry
+from nasnc_search._config import SearchConfig, apply_overrides, load_config
+from nasnc_search._storage import make_storage
+from nasnc_search._study import open_study, run_search
+from nasnc_search.cli import main
+
+
+def _exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """Run the CLI; check exit status 2 with one line and no internal error; return stderr."""
+    try:
+        status = main(argv)
+    except SystemExit as exc:  # argparse rejects the option itself
+        status = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "internal error" not in err and "Traceback" not in err
+    lines = [line for line in err.splitlines() if not line.startswith(("usage:", " "))]
+    assert len(lines) == 1, err  # argparse shows its usage above the one line
+    return err
+
+
+def _config(tmp_path: Path, storage: str, **more: str) -> Path:
+    path = tmp_path / "study.yaml"
+    lines = [f"storage: {storage}", f"data_root: {tmp_path / 'no-data'}", *more.values()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------ journal storages
+def test_a_file_that_is_not_a_journal_is_refused_and_left_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("TODO: buy milk\n")  # one line: Optuna would take it for a torn write
+    binary = tmp_path / "study.db"
+    with sqlite3.connect(binary) as db:
+        db.execute("CREATE TABLE foo (x)")
+    for path in (notes, binary):
+        before = path.read_bytes()
+        err = _exit_2(capsys, ["search", str(_config(tmp_path, f"journal:{path}"))])
+        assert f"{path} is not an Optuna journal" in err
+        err = _exit_2(capsys, ["report", "--storage", f"journal:{path}", "--study", "s"])
+        assert f"{path} is not an Optuna journal" in err
+        assert path.read_bytes() == before
+
+
+def test_a_journal_with_a_damaged_line_names_the_storage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "j.log"
+    study = optuna.create_study(study_name="s", storage=make_storage(f"journal:{path}"))
+    study.enqueue_trial({"x": 1})
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
+    status = main(["report", "--storage", f"journal:{path}", "--study", "s"])
+    err = capsys.readouterr().err
+    assert status == 1 and "internal error" not in err
+    assert f"cannot open storage 'journal:{path}'" in err
+
+
+# ------------------------------------------------------------------ SQLite storages
+def test_report_never_writes_into_a_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE foo (x)")
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    for path, why in ((other, "without Optuna's tables (it holds: foo)"), (empty, "empty file")):
+        before = path.read_bytes()
+        err = _exit_2(capsys, ["report", "--storage", f"sqlite:///{path}", "--study", "s"])
+        assert str(path) in err and why in err
+        assert path.read_bytes() == before
+
+
+def test_search_refuses_a_database_of_something_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE foo (x)")
+    before = other.read_bytes()
+    err = _exit_2(capsys, ["search", str(_config(tmp_path, f"sqlite:///{other}"))])
+    assert f"{other} is an SQLite database without Optuna's tables" in err
+    assert other.read_bytes() == before
+    text = tmp_path / "text.db"
+    text.write_text("not a database at all, just some words to fill a page\n" * 20)
+    err = _exit_2(capsys, ["search", str(_config(tmp_path, f"sqlite:///{text}"))])
+    assert f"{text} is not an SQLite database" in err
+
+
+def test_an_empty_sqlite_file_is_a_new_storage(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    path.touch()
+    study = optuna.create_study(study_name="s", storage=make_storage(f"sqlite:///{path}"))
+    assert study.study_name in optuna.get_all_study_names(f"sqlite:///{path}")
+
+
+# ------------------------------------------------------------------ a start that cannot run
+def test_missing_data_stops_a_search_before_its_study_exists(
+    tmp_path: Path, synthetic_root: Path
+) -> None:
+    journal = tmp_path / "q.log"
+    config = load_config(_config(tmp_path, f"journal:{journal}"))
+    with pytest.raises(DataError, match="no-data"):
+        run_search(config)
+    assert not journal.exists()
+    # a storage that exists with another study in it: no study is added either
+    optuna.create_study(study_name="other", storage=make_storage(f"journal:{journal}"))
+    with pytest.raises(DataError, match="no-data"):
+        open_study(config, to_run=True)
+    assert optuna.get_all_study_names(make_storage(f"journal:{journal}")) == ["other"]
+    # the corrected rerun, with another seed, is not blocked by a recorded config
+    fixed = apply_overrides(config, {"data_root": str(synthetic_root), "seed": 3})
+    assert open_study(fixed, to_run=True).user_attrs["config"]["seed"] == 3
+    # opened only to read it, a study needs no data (its summary, its report)
+    assert open_study(apply_overrides(config, {"study_name": "read"})).study_name == "read"
+
+
+# ------------------------------------------------------------------ train --set
+def test_set_null_sets_none_and_a_field_that_needs_a_value_is_named(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = SearchConfig()
+    assert base.proxy.resolution is not None
+    assert apply_overrides(base, {"proxy.resolution": None}).proxy == base.proxy  # not given
+    native = apply_overrides(base, {"proxy.resolution": None}, keep_none=True)
+    assert native.proxy.resolution is None
+    with pytest.raises(ConfigError, match=r"proxy\.epochs must be a number, but got None"):
+        apply_overrides(base, {"proxy.epochs": None}, keep_none=True)
+    err = _exit_2(capsys, ["train", "nb201:012340", "--set", "epochs=null"])
+    assert "proxy.epochs" in err
+
+
+# ------------------------------------------------------------------ bench import --force
+def test_force_overwrites_a_table_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store(tmp_path / "cache")
+    store.put(make_entry(str(sample_archs(1, seed=0)[0])))
+    marker = tmp_path / "cache" / "nasnc-store.h5"
+    before = marker.read_bytes()
+    err = _exit_2(capsys, ["bench", "import", "builtin", "-o", str(marker), "--force"])
+    assert f"-o {marker} exists and is not a benchmark table" in err
+    assert marker.read_bytes() == before
+    assert len(Store(tmp_path / "cache", create=False)) == 1
+    folder = tmp_path / "dir.h5"
+    folder.mkdir()
+    err = _exit_2(capsys, ["bench", "import", "builtin", "-o", str(folder)])
+    assert f"-o {folder} is a folder" in err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    err = _exit_2(capsys, ["bench", "import", "builtin", "-o", str(blocker / "x.h5")])
+    assert f"{blocker} is a file, not a folder" in err
+
+
+# ------------------------------------------------------------------ values and files
+def test_negative_seeds_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["compare"], ["report", "--storage", "sqlite:///x.db", "--study", "s"]):
+        err = _exit_2(capsys, [*argv, "--seed", "-1"])
+        assert "argument --seed: a seed must be 0 or more, but got '-1'" in err
+
+
+def test_evaluate_names_a_file_that_is_not_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    binary = tmp_path / "cells.bin"
+    binary.write_bytes(b"\xff\xfe\x00junk")
+    err = _exit_2(capsys, ["evaluate", str(binary), "--cache", str(tmp_path / "c")])
+    assert f"{binary} is not a text file of arch strings" in err
+
+
+def test_plot_folders_are_checked_before_the_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    err = _exit_2(capsys, ["compare", "--cache", str(tmp_path), "--plot", str(blocker / "plots")])
+    assert f"--plot {blocker / 'plots'}: cannot write in" in err
+
+
+def test_scores_config_hash_takes_a_unique_prefix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = Store(tmp_path / "cache")
+    for arch in sample_archs(3, seed=1):
+        store.put(make_entry(str(arch)))
+    (full,) = {info.config_hash for info in store.index()}
+    assert main(["scores", "--cache", str(tmp_path / "cache"), "--config-hash", full[:6]]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 5  # header, rule, 3 rows
+    err = _exit_2(capsys, ["scores", "--cache", str(tmp_path / "cache"), "--config-hash", "zz"])
+    assert "--config-hash 'zz' matches none" in err and full in err
+
+
+def test_config_files_empty_duplicated_or_broken(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    cases = {
+        "": "c.yaml is empty (no keys)",
+        "n_trials: 5\nn_trials: 6\n": "c.yaml:2:1: not valid YAML: key 'n_trials' appears twice",
+        "study_name: [x\n": "c.yaml:2:1: not valid YAML: expected ',' or ']'",
+    }
+    for text, message in cases.items():
+        path.write_text(text)
+        assert message in _exit_2(capsys, ["search", str(path)])
+    path.write_text("{}\n")
+    assert load_config(path) == SearchConfig()
+
+
+def test_bench_show_names_a_dataset_the_source_lacks(capsys: pytest.CaptureFixture[str]) -> None:
+    err = _exit_2(capsys, ["bench", "show", "nb201:012340", "--dataset", "cifar10"])
+    assert "has no results for dataset 'cifar10' (it has cifar10-valid, cifar100" in err
+
+
+def test_compare_refuses_two_ground_truths(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = Store(tmp_path / "cache")
+    store.put(make_entry(str(sample_archs(1, seed=0)[0])))
+    argv = ["compare", "--cache", str(tmp_path / "cache"), "--dataset", "cifar10-valid"]
+    err = _exit_2(capsys, [*argv, "--truth-dataset", "cifar100"])
+    assert "--dataset cifar10-valid names the ground truth cifar10-valid" in err
+    empty = tmp_path / "empty"
+    Store(empty)
+    err = _exit_2(capsys, ["compare", "--cache", str(empty)])
+    assert f"the cache {empty} holds no entries to compare" in err
