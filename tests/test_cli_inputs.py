@@ -242,3 +242,26 @@ def test_compare_refuses_two_ground_truths(
     Store(empty)
     err = _exit_2(capsys, ["compare", "--cache", str(empty)])
     assert f"the cache {empty} holds no entries to compare" in err
+
+
+def test_compare_against_a_benchmark_without_any_of_the_cells(
+    tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("nats_bench")
+    from nasnc.bench import open_benchmark
+
+    mini = shared_data / "nats-bench-mini" / "NATS-tss-v1_0-3ffb9-simple"
+    held = {str(open_benchmark(mini).arch_at(i)) for i in (0, 11, 284)}
+    store = Store(tmp_path / "cache")
+    for arch in sample_archs(6, seed=2):
+        if str(arch) not in held:
+            store.put(make_entry(str(arch)))
+    argv = ["compare", "--cache", str(tmp_path / "cache"), "--benchmark", str(mini)]
+    assert "accuracy for any of the" in _exit_2(capsys, argv)
+
+
+def test_evaluate_proxies_that_name_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _exit_2(capsys, ["evaluate", "sample:2", "--proxies", ",,", "--cache", str(tmp_path)])
+    assert "--proxies ',,' names no proxy" in err

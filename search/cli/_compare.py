@@ -243,6 +243,11 @@ class Compare(Command):
             pareto=costs,
             pareto_score=args.pareto_score,
         )
+        if result["n"] == 0:
+            raise UsageError(
+                f"{truth.description} has no {truth_ds} {args.metric} accuracy for any of the "
+                f"{len(entries)} cached cells compared; nothing to rank"
+            )
         used = [e for e in entries if e.config_hash == result.get("config_hash")]
         result["entries_used"] = {
             **{kind: sum(e.kind == kind for e in used) for kind in ENTRY_KINDS},

@@ -126,6 +126,10 @@ class Evaluate(Command):
             proxies = ()
         else:
             names = [p.strip() for p in args.proxies.split(",") if p.strip()]
+            if not names:
+                raise UsageError(
+                    f"--proxies {args.proxies!r} names no proxy; give all, none or a comma list"
+                )
             unknown = [p for p in names if p not in PROXIES and p not in AGGREGATES]
             if unknown:
                 raise UsageError(
