@@ -219,9 +219,17 @@ def make_storage(
 def storage_error(url: str, exc: BaseException, *, kind: bool = False) -> NasncError:
     """ "cannot open storage URL: why", the URL shown without its password."""
     shown = shown_url(url)
-    why = str(exc).replace(url, shown)
+    # the driver's own error, not a wrapper (Optuna's "exception during the commit",
+    # SQLAlchemy's with its [SQL: ...] and link lines): the root of the chain
+    cause: BaseException = exc
+    while True:
+        inner = getattr(cause, "orig", None) or cause.__cause__
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
+    why = (str(cause).strip().splitlines() or [""])[0].replace(url, shown)
     return NasncError(
-        f"cannot open storage {shown!r}: {type(exc).__name__ + ': ' if kind else ''}{why}"
+        f"cannot open storage {shown!r}: {type(cause).__name__ + ': ' if kind else ''}{why}"
     )
 
 

@@ -265,3 +265,15 @@ def test_evaluate_proxies_that_name_nothing(
 ) -> None:
     err = _exit_2(capsys, ["evaluate", "sample:2", "--proxies", ",,", "--cache", str(tmp_path)])
     assert "--proxies ',,' names no proxy" in err
+
+
+def test_an_unreachable_database_is_one_line_naming_the_drivers_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("psycopg")
+    url = "postgresql+psycopg://user:secret@127.0.0.1:1/test"  # nothing listens on port 1
+    assert main(["report", "--storage", url, "--study", "s"]) == 1
+    err = capsys.readouterr().err
+    assert "OperationalError" in err and "Connection refused" in err
+    assert "secret" not in err and "user:***@" in err
+    assert len(err.strip().splitlines()) == 1
