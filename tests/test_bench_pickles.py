@@ -30,3 +30,16 @@ def test_tables_and_builtin_do_not_warn(tmp_path: Path, caplog: pytest.LogCaptur
     with caplog.at_level(logging.WARNING, logger="nasnc.bench"):
         open_benchmark("builtin")
     assert "pickle" not in caplog.text
+
+
+def test_a_folder_that_is_not_nats_is_refused_before_the_pickle_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.WARNING, logger="nasnc.bench"),
+        pytest.raises(
+            BenchmarkError, match=rf"{tmp_path} is not a NATS-Bench directory: meta.pickle.pbz2"
+        ),
+    ):
+        open_benchmark(tmp_path)
+    assert "pickle: loading it can run code" not in caplog.text

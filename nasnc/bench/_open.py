@@ -58,6 +58,10 @@ def open_benchmark(source: str | os.PathLike[str], *, kind: str | None = None) -
             )
         name = path.name.lower()
         if path.is_dir():
+            if not (path / "meta.pickle.pbz2").is_file():  # before the pickle warning
+                raise BenchmarkError(
+                    f"{path} is not a NATS-Bench directory: meta.pickle.pbz2 is missing"
+                )
             kind = "nats"
         elif name.endswith((".h5", ".hdf5")):
             kind = "table"
@@ -69,7 +73,7 @@ def open_benchmark(source: str | os.PathLike[str], *, kind: str | None = None) -
             raise BenchmarkError(
                 f"cannot tell the kind of benchmark source {path}: expected a .h5/.hdf5 table, "
                 "a .pth (NAS-Bench-201), a .pickle.pbz2 file or directory (NATS-Bench tss); "
-                "rename it to one of these suffixes, or call open_benchmark(..., kind=...)"
+                "rename it to one of these suffixes (in Python: open_benchmark(..., kind=...))"
             )
     if kind == "table":
         from nasnc.bench._table import TableBenchmark
