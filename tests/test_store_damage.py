@@ -232,7 +232,7 @@ def test_scores_cli_says_how_many_were_quarantined(
     assert f"skipped damaged file {path}" in err and "moved" not in err  # a reader moves nothing
     assert Store(tmp_path).get(key) is None  # a writer does
     assert main(["scores", "--cache", str(tmp_path), "--format", "csv"]) == 0
-    assert "1 damaged file(s) were moved to" in capsys.readouterr().err
+    assert f"{tmp_path / 'quarantine'} holds 1 damaged file(s) set aside" in capsys.readouterr().err
 
 
 # ------------------------------------------------------- unwritable caches

@@ -148,8 +148,9 @@ class Scores(Command):
             print(f"nasnc scores: warning: skipped damaged file {damage}", file=sys.stderr)
         if store.quarantined:
             print(
-                f"nasnc scores: {len(store.quarantined)} damaged file(s) were moved to "
-                f"{store.path / 'quarantine'} (their entries are recomputed when needed)",
+                f"nasnc scores: note: {store.path / 'quarantine'} holds "
+                f"{len(store.quarantined)} damaged file(s) set aside earlier (their entries "
+                "are recomputed when needed; delete them at will)",
                 file=sys.stderr,
             )
         return 0
