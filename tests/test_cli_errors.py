@@ -13,8 +13,8 @@ from nasnc_search.cli import main
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"
 
 
-def _usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    """Run the CLI; check exit status 2 and a short message; return stderr."""
+def usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """Run the CLI; check exit status 2 with one line and no internal error; return stderr."""
     try:
         status = main(argv)
     except SystemExit as exc:  # argparse rejects the option itself
@@ -22,13 +22,15 @@ def _usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     err = capsys.readouterr().err
     assert status == 2, err
     assert "internal error" not in err and "Traceback" not in err
+    lines = [line for line in err.splitlines() if not line.startswith(("usage:", " "))]
+    assert len(lines) == 1, err  # argparse shows its usage above the one line
     return err
 
 
 def test_evaluate_sample_larger_than_the_space(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    err = _usage_error(capsys, ["evaluate", "sample:99999", "--cache", str(tmp_path / "c")])
+    err = usage_error(capsys, ["evaluate", "sample:99999", "--cache", str(tmp_path / "c")])
     assert "sample:99999" in err and "n=99999" in err
     assert len(err.strip().splitlines()) == 1
 
@@ -38,7 +40,7 @@ def test_evaluate_sample_larger_than_the_space(
 def test_space_show_non_positive_sizes(
     option: str, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    err = _usage_error(capsys, ["space", "show", ARCH, option, value])
+    err = usage_error(capsys, ["space", "show", ARCH, option, value])
     assert f"argument {option}" in err and repr(value) in err
 
 
@@ -49,7 +51,7 @@ def test_search_top_must_be_positive(
     """``--top -1`` used to drop the last row of the summary without a word."""
     config = tmp_path / "study.yaml"
     config.write_text(f"storage: sqlite:///{tmp_path}/study.db\n")
-    err = _usage_error(capsys, ["search", str(config), "--top", value])
+    err = usage_error(capsys, ["search", str(config), "--top", value])
     assert "argument --top" in err and repr(value) in err
     assert not (tmp_path / "study.db").exists()  # refused before any study is opened
 
@@ -57,7 +59,7 @@ def test_search_top_must_be_positive(
 def test_an_unknown_option_shows_the_commands_usage(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    err = _usage_error(capsys, ["search", str(tmp_path / "study.yaml"), "--set", "x=1"])
+    err = usage_error(capsys, ["search", str(tmp_path / "study.yaml"), "--set", "x=1"])
     assert err.startswith("usage: nasnc search") and "unrecognized arguments: --set x=1" in err
 
 
@@ -66,7 +68,7 @@ def test_compare_plot_onto_an_existing_file(
 ) -> None:
     existing = tmp_path / "plots.png"
     existing.write_bytes(b"not a folder")
-    err = _usage_error(
+    err = usage_error(
         capsys, ["compare", "--cache", str(tmp_path / "cache"), "--plot", str(existing)]
     )
     assert str(existing) in err and "folder" in err
@@ -77,7 +79,7 @@ def test_bench_import_into_a_missing_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "missing" / "table.h5"
-    err = _usage_error(capsys, ["bench", "import", "builtin", "-o", str(out)])
+    err = usage_error(capsys, ["bench", "import", "builtin", "-o", str(out)])
     assert str(out.parent) in err and "does not exist" in err
     assert not out.parent.exists()
 
@@ -145,5 +147,5 @@ def test_a_broken_pipe_elsewhere_is_an_error(
 def test_scores_top_must_be_positive(
     tmp_path: Path, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    err = _usage_error(capsys, ["scores", "--cache", str(tmp_path / "c"), "--top", value])
+    err = usage_error(capsys, ["scores", "--cache", str(tmp_path / "c"), "--top", value])
     assert "argument --top" in err and repr(value) in err

@@ -21,20 +21,7 @@ from nasnc_search._config import SearchConfig, apply_overrides, load_config
 from nasnc_search._storage import make_storage
 from nasnc_search._study import open_study, run_search
 from nasnc_search.cli import main
-
-
-def _exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    """Run the CLI; check exit status 2 with one line and no internal error; return stderr."""
-    try:
-        status = main(argv)
-    except SystemExit as exc:  # argparse rejects the option itself
-        status = int(exc.code or 0)
-    err = capsys.readouterr().err
-    assert status == 2, err
-    assert "internal error" not in err and "Traceback" not in err
-    lines = [line for line in err.splitlines() if not line.startswith(("usage:", " "))]
-    assert len(lines) == 1, err  # argparse shows its usage above the one line
-    return err
+from tests.test_cli_errors import usage_error
 
 
 def _config(tmp_path: Path, storage: str, **more: str) -> Path:
@@ -55,9 +42,9 @@ def test_a_file_that_is_not_a_journal_is_refused_and_left_alone(
         db.execute("CREATE TABLE foo (x)")
     for path in (notes, binary):
         before = path.read_bytes()
-        err = _exit_2(capsys, ["search", str(_config(tmp_path, f"journal:{path}"))])
+        err = usage_error(capsys, ["search", str(_config(tmp_path, f"journal:{path}"))])
         assert f"{path} is not an Optuna journal" in err
-        err = _exit_2(capsys, ["report", "--storage", f"journal:{path}", "--study", "s"])
+        err = usage_error(capsys, ["report", "--storage", f"journal:{path}", "--study", "s"])
         assert f"{path} is not an Optuna journal" in err
         assert path.read_bytes() == before
 
@@ -87,7 +74,7 @@ def test_report_never_writes_into_a_database(
     empty.touch()
     for path, why in ((other, "without Optuna's tables (it holds: foo)"), (empty, "empty file")):
         before = path.read_bytes()
-        err = _exit_2(capsys, ["report", "--storage", f"sqlite:///{path}", "--study", "s"])
+        err = usage_error(capsys, ["report", "--storage", f"sqlite:///{path}", "--study", "s"])
         assert str(path) in err and why in err
         assert path.read_bytes() == before
 
@@ -99,12 +86,12 @@ def test_search_refuses_a_database_of_something_else(
     with sqlite3.connect(other) as db:
         db.execute("CREATE TABLE foo (x)")
     before = other.read_bytes()
-    err = _exit_2(capsys, ["search", str(_config(tmp_path, f"sqlite:///{other}"))])
+    err = usage_error(capsys, ["search", str(_config(tmp_path, f"sqlite:///{other}"))])
     assert f"{other} is an SQLite database without Optuna's tables" in err
     assert other.read_bytes() == before
     text = tmp_path / "text.db"
     text.write_text("not a database at all, just some words to fill a page\n" * 20)
-    err = _exit_2(capsys, ["search", str(_config(tmp_path, f"sqlite:///{text}"))])
+    err = usage_error(capsys, ["search", str(_config(tmp_path, f"sqlite:///{text}"))])
     assert f"{text} is not an SQLite database" in err
 
 
@@ -147,7 +134,7 @@ def test_set_null_sets_none_and_a_field_that_needs_a_value_is_named(
     assert native.proxy.resolution is None
     with pytest.raises(ConfigError, match=r"proxy\.epochs must be a number, but got None"):
         apply_overrides(base, {"proxy.epochs": None}, keep_none=True)
-    err = _exit_2(capsys, ["train", "nb201:012340", "--set", "epochs=null"])
+    err = usage_error(capsys, ["train", "nb201:012340", "--set", "epochs=null"])
     assert "proxy.epochs" in err
 
 
@@ -157,25 +144,25 @@ def test_force_overwrites_a_table_only(tmp_path: Path, capsys: pytest.CaptureFix
     store.put(make_entry(str(sample_archs(1, seed=0)[0])))
     marker = tmp_path / "cache" / "nasnc-store.h5"
     before = marker.read_bytes()
-    err = _exit_2(capsys, ["bench", "import", "builtin", "-o", str(marker), "--force"])
+    err = usage_error(capsys, ["bench", "import", "builtin", "-o", str(marker), "--force"])
     assert f"-o {marker} exists and is not a benchmark table" in err
     assert marker.read_bytes() == before
     assert len(Store(tmp_path / "cache", create=False)) == 1
     folder = tmp_path / "dir.h5"
     folder.mkdir()
-    err = _exit_2(capsys, ["bench", "import", "builtin", "-o", str(folder)])
+    err = usage_error(capsys, ["bench", "import", "builtin", "-o", str(folder)])
     assert f"-o {folder} is a folder" in err
     blocker = tmp_path / "file"
     blocker.write_text("")
-    err = _exit_2(capsys, ["bench", "import", "builtin", "-o", str(blocker / "x.h5")])
+    err = usage_error(capsys, ["bench", "import", "builtin", "-o", str(blocker / "x.h5")])
     assert f"{blocker} is a file, not a folder" in err
 
 
 # ------------------------------------------------------------------ values and files
 def test_negative_seeds_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["compare"], ["report", "--storage", "sqlite:///x.db", "--study", "s"]):
-        err = _exit_2(capsys, [*argv, "--seed", "-1"])
-        assert "argument --seed: a seed must be 0 or more, but got '-1'" in err
+        err = usage_error(capsys, [*argv, "--seed", "-1"])
+        assert "argument --seed: must be an integer seed of 0 or more, but got '-1'" in err
 
 
 def test_evaluate_names_a_file_that_is_not_text(
@@ -183,7 +170,7 @@ def test_evaluate_names_a_file_that_is_not_text(
 ) -> None:
     binary = tmp_path / "cells.bin"
     binary.write_bytes(b"\xff\xfe\x00junk")
-    err = _exit_2(capsys, ["evaluate", str(binary), "--cache", str(tmp_path / "c")])
+    err = usage_error(capsys, ["evaluate", str(binary), "--cache", str(tmp_path / "c")])
     assert f"{binary} is not a text file of arch strings" in err
 
 
@@ -192,7 +179,9 @@ def test_plot_folders_are_checked_before_the_work(
 ) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    err = _exit_2(capsys, ["compare", "--cache", str(tmp_path), "--plot", str(blocker / "plots")])
+    err = usage_error(
+        capsys, ["compare", "--cache", str(tmp_path), "--plot", str(blocker / "plots")]
+    )
     assert f"--plot {blocker / 'plots'}: cannot write in" in err
 
 
@@ -205,7 +194,7 @@ def test_scores_config_hash_takes_a_unique_prefix(
     (full,) = {info.config_hash for info in store.index()}
     assert main(["scores", "--cache", str(tmp_path / "cache"), "--config-hash", full[:6]]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 5  # header, rule, 3 rows
-    err = _exit_2(capsys, ["scores", "--cache", str(tmp_path / "cache"), "--config-hash", "zz"])
+    err = usage_error(capsys, ["scores", "--cache", str(tmp_path / "cache"), "--config-hash", "zz"])
     assert "--config-hash 'zz' matches none" in err and full in err
 
 
@@ -220,13 +209,13 @@ def test_config_files_empty_duplicated_or_broken(
     }
     for text, message in cases.items():
         path.write_text(text)
-        assert message in _exit_2(capsys, ["search", str(path)])
+        assert message in usage_error(capsys, ["search", str(path)])
     path.write_text("{}\n")
     assert load_config(path) == SearchConfig()
 
 
 def test_bench_show_names_a_dataset_the_source_lacks(capsys: pytest.CaptureFixture[str]) -> None:
-    err = _exit_2(capsys, ["bench", "show", "nb201:012340", "--dataset", "cifar10"])
+    err = usage_error(capsys, ["bench", "show", "nb201:012340", "--dataset", "cifar10"])
     assert "has no results for dataset 'cifar10' (it has cifar10-valid, cifar100" in err
 
 
@@ -236,11 +225,11 @@ def test_compare_refuses_two_ground_truths(
     store = Store(tmp_path / "cache")
     store.put(make_entry(str(sample_archs(1, seed=0)[0])))
     argv = ["compare", "--cache", str(tmp_path / "cache"), "--dataset", "cifar10-valid"]
-    err = _exit_2(capsys, [*argv, "--truth-dataset", "cifar100"])
+    err = usage_error(capsys, [*argv, "--truth-dataset", "cifar100"])
     assert "--dataset cifar10-valid names the ground truth cifar10-valid" in err
     empty = tmp_path / "empty"
     Store(empty)
-    err = _exit_2(capsys, ["compare", "--cache", str(empty)])
+    err = usage_error(capsys, ["compare", "--cache", str(empty)])
     assert f"the cache {empty} holds no entries to compare" in err
 
 
@@ -257,13 +246,13 @@ def test_compare_against_a_benchmark_without_any_of_the_cells(
         if str(arch) not in held:
             store.put(make_entry(str(arch)))
     argv = ["compare", "--cache", str(tmp_path / "cache"), "--benchmark", str(mini)]
-    assert "accuracy for any of the" in _exit_2(capsys, argv)
+    assert "accuracy for any of the" in usage_error(capsys, argv)
 
 
 def test_evaluate_proxies_that_name_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    err = _exit_2(capsys, ["evaluate", "sample:2", "--proxies", ",,", "--cache", str(tmp_path)])
+    err = usage_error(capsys, ["evaluate", "sample:2", "--proxies", ",,", "--cache", str(tmp_path)])
     assert "--proxies ',,' names no proxy" in err
 
 

@@ -94,15 +94,24 @@ def resolve_cache_dataset(name: str, held: Iterable[str], cache: str) -> tuple[s
     )
 
 
-def positive_int(text: str) -> int:
-    """argparse ``type`` of a count that must be at least 1 (exit 2 naming the option)."""
+def _int_at_least(text: str, minimum: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, but got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, but got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {what}, but got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {what}, but got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type`` of a count that must be at least 1 (exit 2 naming the option)."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def seed_int(text: str) -> int:
+    """argparse ``type`` of a seed: an integer of at least 0 (exit 2 naming the option)."""
+    return _int_at_least(text, 0, "an integer seed of 0 or more")
 
 
 def check_writable_folder(folder: Path, option: str, *, create: bool = False) -> None:
@@ -117,17 +126,6 @@ def check_writable_folder(folder: Path, option: str, *, create: bool = False) ->
             pass
     except OSError as exc:
         raise UsageError(f"{option}: cannot write in {folder}: {exc.strerror or exc}") from None
-
-
-def seed_int(text: str) -> int:
-    """argparse ``type`` of a seed: an integer of at least 0 (exit 2 naming the option)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, but got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a seed must be 0 or more, but got {text!r}")
-    return value
 
 
 class Command(ABC):
