@@ -266,3 +266,15 @@ def test_an_unreachable_database_is_one_line_naming_the_drivers_error(
     assert "OperationalError" in err and "Connection refused" in err
     assert "secret" not in err and "user:***@" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_compare_says_when_top_k_covers_every_cell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = Store(tmp_path / "cache")
+    for arch in sample_archs(4, seed=5, exclude_zero=True):
+        store.put(make_entry(str(arch)))
+    assert main(["compare", "--cache", str(tmp_path / "cache"), "--n-boot", "10"]) == 0
+    assert "--top-k 10 is not below the 4 compared cells" in capsys.readouterr().err
+    assert main(["compare", "--cache", str(tmp_path / "cache"), "--top-k", "2"]) == 0
+    assert "top-k" not in capsys.readouterr().err

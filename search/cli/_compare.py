@@ -248,6 +248,12 @@ class Compare(Command):
                 f"{truth.description} has no {truth_ds} {args.metric} accuracy for any of the "
                 f"{len(entries)} cached cells compared; nothing to rank"
             )
+        if args.top_k >= result["n"]:
+            print(
+                f"nasnc compare: note: --top-k {args.top_k} is not below the {result['n']} "
+                "compared cells, so every top-k precision is undefined (nan)",
+                file=sys.stderr,
+            )
         used = [e for e in entries if e.config_hash == result.get("config_hash")]
         result["entries_used"] = {
             **{kind: sum(e.kind == kind for e in used) for kind in ENTRY_KINDS},
