@@ -7,6 +7,7 @@ that did nothing, a hash prefix that matched silently nothing.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -31,15 +32,21 @@ def _config(tmp_path: Path, storage: str, **more: str) -> Path:
     return path
 
 
+def _foreign_database(path: Path) -> Path:
+    """An SQLite database of something else than Optuna (one table, foo)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE foo (x)")
+        db.commit()
+    return path
+
+
 # ------------------------------------------------------------------ journal storages
 def test_a_file_that_is_not_a_journal_is_refused_and_left_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("TODO: buy milk\n")  # one line: Optuna would take it for a torn write
-    binary = tmp_path / "study.db"
-    with sqlite3.connect(binary) as db:
-        db.execute("CREATE TABLE foo (x)")
+    binary = _foreign_database(tmp_path / "study.db")
     for path in (notes, binary):
         before = path.read_bytes()
         err = usage_error(capsys, ["search", str(_config(tmp_path, f"journal:{path}"))])
@@ -67,9 +74,7 @@ def test_a_journal_with_a_damaged_line_names_the_storage(
 def test_report_never_writes_into_a_database(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    other = tmp_path / "other.db"
-    with sqlite3.connect(other) as db:
-        db.execute("CREATE TABLE foo (x)")
+    other = _foreign_database(tmp_path / "other.db")
     empty = tmp_path / "empty.db"
     empty.touch()
     for path, why in ((other, "without Optuna's tables (it holds: foo)"), (empty, "empty file")):
@@ -82,9 +87,7 @@ def test_report_never_writes_into_a_database(
 def test_search_refuses_a_database_of_something_else(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    other = tmp_path / "other.db"
-    with sqlite3.connect(other) as db:
-        db.execute("CREATE TABLE foo (x)")
+    other = _foreign_database(tmp_path / "other.db")
     before = other.read_bytes()
     err = usage_error(capsys, ["search", str(_config(tmp_path, f"sqlite:///{other}"))])
     assert f"{other} is an SQLite database without Optuna's tables" in err
