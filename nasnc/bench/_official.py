@@ -55,6 +55,17 @@ __all__ = ["NATSBenchmark", "NB201Benchmark"]
 
 logger = logging.getLogger(__name__)
 
+
+def _warn_pickle(path: Path) -> None:
+    """Say what opening ``path`` means, once it is known to be there (a config file
+    can name it): unpickling can run code."""
+    logger.warning(
+        "%s is a Python pickle: loading it can run code; open only files you trust "
+        "(`nasnc bench import` converts it once into a pickle-free .h5 table)",
+        path,
+    )
+
+
 _HP = {Schedule.EPOCHS_200: "200", Schedule.EPOCHS_12: "12"}
 _NB201_HP = {Schedule.EPOCHS_200: "full", Schedule.EPOCHS_12: "less"}
 _LEGACY_SEED = 888
@@ -234,6 +245,7 @@ class NATSBenchmark(_OfficialBenchmark):
             raise BenchmarkError(f"{p} is not a NATS-Bench directory: meta.pickle.pbz2 is missing")
         if not self._fast and not p.is_file():
             raise BenchmarkError(f"NATS-Bench file not found: {p}")
+        _warn_pickle(p)
         try:
             self._api = nats_bench.create(str(p), "tss", fast_mode=self._fast, verbose=False)
         except Exception as exc:  # the library raises bare ValueError/AssertionError/pickle errors
@@ -323,6 +335,7 @@ class NB201Benchmark(_OfficialBenchmark):
         p = Path(path).expanduser()
         if not p.is_file():
             raise BenchmarkError(f"NAS-Bench-201 file not found: {p}")
+        _warn_pickle(p)
         logger.info("unpickling %s (torch.load weights_only=False)", p)
         try:
             raw = torch.load(p, map_location="cpu", weights_only=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -11,7 +10,6 @@ from nasnc.bench._types import GroundTruth
 
 __all__ = ["open_benchmark"]
 
-logger = logging.getLogger(__name__)
 
 _KINDS = ("builtin", "nb201", "nats", "table")
 
@@ -58,10 +56,6 @@ def open_benchmark(source: str | os.PathLike[str], *, kind: str | None = None) -
             )
         name = path.name.lower()
         if path.is_dir():
-            if not (path / "meta.pickle.pbz2").is_file():  # before the pickle warning
-                raise BenchmarkError(
-                    f"{path} is not a NATS-Bench directory: meta.pickle.pbz2 is missing"
-                )
             kind = "nats"
         elif name.endswith((".h5", ".hdf5")):
             kind = "table"
@@ -79,11 +73,6 @@ def open_benchmark(source: str | os.PathLike[str], *, kind: str | None = None) -
         from nasnc.bench._table import TableBenchmark
 
         return TableBenchmark(path)
-    logger.warning(  # a config file can name it: say what opening it means
-        "%s is a Python pickle: loading it can run code; open only files you trust "
-        "(`nasnc bench import` converts it once into a pickle-free .h5 table)",
-        path,
-    )
     if kind == "nb201":
         from nasnc.bench._official import NB201Benchmark
 
