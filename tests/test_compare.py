@@ -304,6 +304,11 @@ def test_cli_bench_import_and_show_nats_mini(tmp_path: Path, shared_data: Path, 
     assert code == 0 and "3 architectures" in out
     code, _, err = _run(capsys, "bench", "import", src, "-o", str(table))
     assert code == 2 and "--force" in err
+    from nasnc.bench import is_table
+
+    assert is_table(table) and not is_table(tmp_path / "none.h5")
+    code, out, _ = _run(capsys, "bench", "import", src, "-o", str(table), "--force")
+    assert code == 0 and "3 architectures" in out  # a table is replaced
     code, _, err = _run(capsys, "bench", "import", src, "-o", str(tmp_path / "x.csv"))
     assert code == 2 and ".h5" in err
     code, out, _ = _run(

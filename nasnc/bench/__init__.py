@@ -29,7 +29,13 @@ calibration and plots are analysis: :mod:`nasnc.analysis`.
 from nasnc.bench._builtin import BuiltinBenchmark
 from nasnc.bench._official import NATSBenchmark, NB201Benchmark
 from nasnc.bench._open import open_benchmark
-from nasnc.bench._table import TABLE_FORMAT, TABLE_SCHEMA_VERSION, TableBenchmark, import_table
+from nasnc.bench._table import (
+    TABLE_FORMAT,
+    TABLE_SCHEMA_VERSION,
+    TableBenchmark,
+    import_table,
+    is_table,
+)
 from nasnc.bench._types import (
     ACCURACY_METRICS,
     COST_METRICS,
@@ -55,6 +61,7 @@ __all__ = [
     "Schedule",
     "TableBenchmark",
     "import_table",
+    "is_table",
     "missing_reason",
     "open_benchmark",
     "parse_arch_or_index",

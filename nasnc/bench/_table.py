@@ -46,7 +46,7 @@ from nasnc.bench._types import (
 )
 from nasnc.space import NUM_EDGES, OPS, Arch
 
-__all__ = ["TABLE_FORMAT", "TABLE_SCHEMA_VERSION", "TableBenchmark", "import_table"]
+__all__ = ["TABLE_FORMAT", "TABLE_SCHEMA_VERSION", "TableBenchmark", "import_table", "is_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,16 @@ def _group(schedule: Schedule) -> str:
 def _codes_to_keys(codes: NDArray[np.uint8]) -> list[bytes]:
     digits = (np.asarray(codes, dtype=np.uint8) + ord("0")).astype(np.uint8)
     return [bytes(r) for r in digits]
+
+
+def is_table(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a nasnc benchmark table: an HDF5 file whose ``format``
+    attribute says so (False for any other file, or none)."""
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return bool(f.attrs.get("format") == TABLE_FORMAT)
+    except OSError:
+        return False
 
 
 def import_table(

@@ -85,18 +85,9 @@ class BenchImport(Command):
 
 def _check_overwritable(path: Path) -> None:
     """``--force`` replaces a benchmark table only, never another file (a cache's)."""
-    import h5py
+    from nasnc.bench import TABLE_FORMAT, is_table
 
-    from nasnc.bench import TABLE_FORMAT
-
-    try:
-        with h5py.File(path, "r", locking=False) as f:
-            fmt = f.attrs.get("format")
-    except OSError:
-        fmt = None
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode()
-    if fmt != TABLE_FORMAT:
+    if not is_table(path):
         raise UsageError(
             f"-o {path} exists and is not a benchmark table ({TABLE_FORMAT!r}); "
             "--force overwrites only a table: name another file"

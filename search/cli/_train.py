@@ -71,12 +71,13 @@ def load_train_config(path: str | Path | None) -> SearchConfig:
     path = Path(path)
     data = read_yaml(path)
     study_keys = {f.name for f in dataclasses.fields(SearchConfig)} - _proxy_fields()
-    if isinstance(data, dict) and study_keys & set(data):
-        stray = sorted(_proxy_fields() & set(data))
+    given = set(data) if isinstance(data, dict) else set()
+    if study_keys & given:
+        stray = sorted(_proxy_fields() & given)
         if stray:
             raise ConfigError(
                 f"{path}: {stray[0]!r} is a proxy field: put it under proxy: (the file also "
-                f"has study keys: {', '.join(sorted(study_keys & set(data)))})"
+                f"has study keys: {', '.join(sorted(study_keys & given))})"
             )
         return load_config(path)
     if not isinstance(data, dict):
