@@ -80,3 +80,35 @@ def test_pool_larger_than_the_sample_is_refused(
             ["--sample", "C", "--n", "50", "--pool", "100", "--table", "--cache", str(tmp_path)]
         )
     assert "--pool 100 is larger than the sample (--n 50)" in capsys.readouterr().err
+
+
+def test_top_table_gaps_each_score_against_the_space_aggregate(fs: ModuleType) -> None:
+    from argparse import Namespace
+
+    from nasnc.bench import open_benchmark
+    from nasnc.space import sample_archs
+
+    truth = open_benchmark("builtin")
+    archs = [str(a) for a in sample_archs(60, seed=3, unique=True, exclude_zero=True)]
+    gt = np.array([truth.get(a, "cifar10-valid", "valid_acc") for a in archs])
+    rng = np.random.default_rng(0)
+    cols: dict[str, np.ndarray] = {"arch": np.asarray(archs)}
+    cols["space aggregate"] = rng.normal(size=gt.size)  # orders nothing
+    for name in fs.SCORES:
+        cols[name] = rng.normal(size=gt.size)
+    cols["meco"] = gt.copy()  # orders the sample perfectly
+    cols["fisher"] = -gt  # exactly backwards
+    cols["zico"] = np.full(gt.size, np.nan)  # every cell failed
+    text = fs.top_table(Namespace(sample="S2", truth="cifar10-valid"), cols)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
+    assert "the even ranks of the space's 300 best cells" in text
+    assert rows["the free aggregate (over the whole space)"].endswith("| – |")
+    assert rows["zico"].endswith("| – |")
+    meco = rows["meco"].split(" | ")
+    space_best = truth.best("cifar10-valid", "valid_acc")[1]  # regret is against the space
+    assert meco[1].startswith("+1.000") and meco[2] == f"{space_best - gt.max():.2f}"
+    low = float(meco[3].split("[")[1].split(",")[0])
+    assert low > 0  # a perfect order beats noise, interval above zero
+    high = float(rows["fisher"].split(" | ")[3].split(",")[1].rstrip("] |"))
+    assert high < 0
+    assert len([r for r in rows if r in fs.SCORES]) == len(fs.SCORES)

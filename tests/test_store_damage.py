@@ -298,13 +298,32 @@ def test_evaluate_cli_checks_the_cache_before_loading_data_or_training(
 ) -> None:
     from nasnc_search.cli import main
 
+    from nasnc.testing import make_synthetic_dataset
+
+    root = tmp_path / "data"
+    make_synthetic_dataset(root, num_train=64, num_test=64)
     blocker = tmp_path / "file"
     blocker.write_text("")
     args = ["evaluate", "sample:1:0", "--cache", str(blocker / "cache")]
-    args += ["--data-root", str(tmp_path / "no-data"), "--device", "cpu", "--no-progress"]
-    assert main(args) == 1  # the missing data would be a different error
+    args += ["--data-root", str(root), "--device", "cpu", "--no-progress"]
+    assert main(args) == 1  # a run would have trained for seconds first
     err = capsys.readouterr().err
     assert "error:" in err and str(blocker / "cache") in err and "internal" not in err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train"])
+def test_missing_data_stops_a_run_before_its_cache_is_made(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nasnc_search.cli import main
+
+    cache = tmp_path / "new-cache"
+    arch = "sample:1:0" if command == "evaluate" else str(arch_for(3))
+    args = [command, arch, "--cache", str(cache), "--data-root", str(tmp_path / "no-data")]
+    assert main([*args, "--device", "cpu", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "no-data") in err and "internal" not in err
+    assert not cache.exists()  # nothing made for a run that could not start
 
 
 # --------------------------------------------------------- item 6 leftovers

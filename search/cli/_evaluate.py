@@ -99,6 +99,7 @@ class Evaluate(Command):
     def run(self, args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
+        from nasnc.data import locate_dataset
         from nasnc.pipeline import evaluate_arch, load_proxy_data
         from nasnc.proxies import AGGREGATES, PROXIES, expand_proxies, rank_aggregate
         from nasnc.store import REQUIRED_SUMMARY, Store
@@ -144,6 +145,8 @@ class Evaluate(Command):
             )
         p = config.proxy
         device = resolve_device(config.device)
+        if not config.download:  # missing data stops here, before the cache is made
+            locate_dataset(p.dataset, config.data_root)
         store = Store(config.cache)  # an unwritable cache stops here, before any work
         data = load_proxy_data(
             p, config.data_root, device=device, seed=config.seed, download=config.download

@@ -181,6 +181,7 @@ class Train(Command):
         import torch
         from tqdm import tqdm
 
+        from nasnc.data import locate_dataset
         from nasnc.pipeline import ReportPoint, evaluate_arch, load_proxy_data
         from nasnc.space import Arch
         from nasnc.store import Store
@@ -207,6 +208,8 @@ class Train(Command):
         config = apply_overrides(config, flags)
         proxy = config.proxy
         device = resolve_device(config.device)
+        if not config.download:  # missing data stops here, before the cache is made
+            locate_dataset(proxy.dataset, config.data_root)
         store = None if args.no_cache else Store(config.cache)  # unwritable: stop before work
         threads = config.threads or (
             _idle_cores(torch.get_num_threads()) if device.type == "cpu" else None
