@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -132,17 +133,23 @@ def test_usage_errors_exit_2(
     assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_damaged_file_is_reported_and_others_listed(
-    cache: Path, capsys: pytest.CaptureFixture[str]
+def test_damaged_file_is_reported_once_and_others_listed(
+    cache: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     (loose,) = (cache / "entries").glob("*.h5")
     loose.write_bytes(b"garbage")
     rows = run_json(capsys, "--cache", str(cache))
     assert len(rows) == 5
+    caplog.clear()
     assert main(["scores", "--cache", str(cache), "--format", "json"]) == 0
     captured = capsys.readouterr()
-    assert str(loose) in captured.err and "warning" in captured.err
+    assert captured.err.count(str(loose)) == 1 and "warning" in captured.err
+    assert not [r for r in caplog.records if str(loose) in r.getMessage()]  # not logged too
     assert len(json.loads(captured.out)) == 5
+    reader = Store(cache, create=False)
+    with caplog.at_level(logging.WARNING, logger="nasnc"):  # a plain reader logs it
+        assert len(reader.index()) == 5 and [d.path for d in reader.damaged] == [loose]
+    assert [r for r in caplog.records if str(loose) in r.getMessage()]
 
 
 @pytest.mark.parametrize("packed", [False, True])

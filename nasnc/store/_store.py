@@ -220,6 +220,10 @@ class Store:
         A writing store refuses to open (:class:`StoreError`) when its file
         system has less free space than this (default 64 MiB), so a full
         disk stops a command before it trains rather than when it stores.
+    warn_damaged : bool, default True
+        Log a warning for each damaged file left in place (once per version
+        of the file). A caller that reports :attr:`damaged` itself passes
+        ``False``, so that each file is reported once.
 
     Notes
     -----
@@ -250,6 +254,7 @@ class Store:
         compact_every: int | None = 32,
         fanout: int = 4,
         min_free_bytes: int = 64 * 2**20,
+        warn_damaged: bool = True,
     ) -> None:
         if compact_every is not None and (
             isinstance(compact_every, bool)
@@ -278,6 +283,7 @@ class Store:
         self.compact_every = compact_every
         self.fanout = fanout
         self.min_free_bytes = min_free_bytes
+        self.warn_damaged = warn_damaged
         self._loose_cache: dict[str, tuple[Ident, EntryInfo | Damaged]] = {}
         self._pack_cache: dict[str, tuple[Ident, PackIndex | Damaged]] = {}
         self._locs: dict[str, tuple[Ident, list[tuple[_Loc, int]]]] = {}
@@ -518,7 +524,7 @@ class Store:
         return moved
 
     def _warn(self, path: Path, ident: Ident, reason: str) -> None:
-        if (path.name, ident) not in self._warned:
+        if self.warn_damaged and (path.name, ident) not in self._warned:
             self._warned.add((path.name, ident))
             logger.warning("skipping damaged cache file %s: %s", path, reason)
 

@@ -111,7 +111,7 @@ class Scores(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         arch = Arch.parse(args.arch) if args.arch is not None else None
-        store = Store(args.cache, create=False)
+        store = Store(args.cache, create=False, warn_damaged=False)  # reported below
         dataset = args.dataset
         if dataset is not None:
             held = {info.dataset for info in store.index()}
