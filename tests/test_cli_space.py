@@ -34,6 +34,35 @@ def test_space_show_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert small["macs"] < info["macs"]
 
 
+@pytest.mark.parametrize(
+    ("arch", "channels", "cells"),
+    [
+        ("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|", 8, 1),
+        ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|skip_connect~2|", 16, 5),
+    ],
+)
+def test_space_show_counts_the_network_it_describes(
+    arch: str, channels: int, cells: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nasnc.models import build_network, count_macs, count_params
+
+    args = ["space", "show", arch, "--channels", str(channels), "--cells-per-stage", str(cells)]
+    assert main([*args, "--dataset", "cifar100", "--format", "json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    net = build_network(arch, channels=channels, cells_per_stage=cells, num_classes=100)
+    assert (info["params"], info["macs"]) == (count_params(net), count_macs(net, 32))
+
+
+def test_space_show_of_a_wide_network_allocates_no_weights(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # 4096 channels: about 25 G parameters, 100 GB as float32 weights
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    assert main(["space", "show", arch, "--channels", "4096", "--format", "json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["params"] > 2e10 and info["macs"] > info["params"]
+
+
 def test_usage_error_is_one_line_and_status_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["space", "show", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|"]) == 2
     err = capsys.readouterr().err

@@ -190,7 +190,8 @@ def count_macs(model: nn.Module, resolution: int = 32) -> int:
 
 @cache
 def _op_params(op: str, channels: int) -> int:
-    return count_params(make_op(op, channels, channels, 1))
+    with torch.device("meta"):  # shapes only: a wide op allocates nothing
+        return count_params(make_op(op, channels, channels, 1))
 
 
 @cache
@@ -199,7 +200,8 @@ def _fixed_params(channels: int, cells_per_stage: int, num_classes: int) -> int:
     total = 3 * channels * 9 + 2 * channels  # stem conv + BN
     c = channels
     for _ in range(2):
-        total += count_params(ResidualReduction(c, 2 * c))
+        with torch.device("meta"):
+            total += count_params(ResidualReduction(c, 2 * c))
         c *= 2
     return total + 2 * c + c * num_classes + num_classes
 

@@ -60,14 +60,20 @@ class SpaceShow(Command):
         parser.add_argument("--format", choices=FORMATS, default="table")
 
     def run(self, args: argparse.Namespace) -> int:
+        import torch
+
         from nasnc.models import arch_params, build_network, count_macs
 
         arch = Arch.parse(args.arch)
         shape = CATALOGUE[BENCHMARK_DATASETS[args.dataset]]
         classes, resolution = shape.num_classes, shape.resolution
-        net = build_network(
-            arch, channels=args.channels, cells_per_stage=args.cells_per_stage, num_classes=classes
-        )
+        with torch.device("meta"):  # shapes only: no memory or time for the weights
+            net = build_network(
+                arch,
+                channels=args.channels,
+                cells_per_stage=args.cells_per_stage,
+                num_classes=classes,
+            )
         info = {
             "arch": str(arch),
             "code": f"nb201:{arch.code}",
