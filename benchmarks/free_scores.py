@@ -30,10 +30,12 @@ docs/capacitance-study.md, "Line 3 at initialisation").
 Samples **S1** and **S2** are the odd and even ranks of the space's 300 best
 distinct cells by the free aggregate (``benchmarks/proxy_budget.py --top --n 300
 --half odd|even``: where a search's shortlist comes from; the first run screens
-the whole space into ``--cache``, minutes on both cores). Their ``--table`` ranks
-each score inside the sample against the aggregate over the whole space (what a
-search reads), with the paired bootstrap 95 % interval of the τ gap
-(docs/results.md, "Free scores inside the top of the screen"):
+the whole space into ``--cache``, minutes on both cores); **T1** and **T2** the
+odd and even ranks 301-600. Their ``--table`` ranks each score (and the
+negated gradient scores, :data:`NEGATED`) inside the sample against the
+aggregate over the whole space (what a search reads), with the paired bootstrap
+95 % interval of the τ gap (docs/results.md, "Free scores inside the top of the
+screen"):
 
     python benchmarks/free_scores.py --sample S1 --table
 """
@@ -66,9 +68,10 @@ from capacitance_study import _fmt_ci, partial_tau, partial_tau_ci, study_sample
 #: --sample E``, 150 cells), drawn after the other four; F (150 cells) tests the
 #: pruner's score (docs/capacitance-study.md, "Sample E").
 SAMPLES = {"C": 5, "D": 6, "E": 7, "F": 8}
-#: The samples at the top of the screen: which half (by rank) of the space's
-#: :data:`TOP_N` best cells by the free aggregate each one is.
-TOP_SAMPLES = {"S1": "odd", "S2": "even"}
+#: The samples at the top of the screen: how many of the space's best cells by the
+#: free aggregate come before each one's :data:`TOP_N` ranks, and which half (by
+#: rank) of those it is. S1 and S2 are the top 300; T1 and T2 the next 300.
+TOP_SAMPLES = {"S1": (0, "odd"), "S2": (0, "even"), "T1": (300, "odd"), "T2": (300, "even")}
 TOP_N = 300
 #: Sizes at which an earlier fresh sample is left out of a later one (C and D were
 #: drawn at 500, E at 150); one not listed is left out at the later sample's own size.
@@ -91,6 +94,9 @@ SCORES = (
     "meco",
     BETA_EFF_GRAD,
 )
+#: Scores read negated inside the top of the screen: each ranked it backwards on S1 and
+#: S2 (docs/results.md, "Free scores inside the top of the screen").
+NEGATED = ("snip", "grad_norm", "fisher")
 BASE = AGGREGATES["aggregate"]
 #: The aggregates the rules choose among, each named before its first table (the
 #: gradient βeff after it passed on samples A and B: docs/capacitance-study.md).
@@ -126,8 +132,9 @@ def top_sample(name: str, cache: str, data_root: str) -> tuple[list[Arch], np.nd
     whole space (screened into ``cache`` on first use)."""
     from proxy_budget import half_of, top_of_space  # a sibling that imports this module
 
-    ranked = top_of_space(TOP_N, cache, data_root)
-    cells = half_of(list(ranked), TOP_SAMPLES[name])
+    skip, half = TOP_SAMPLES[name]
+    ranked = top_of_space(skip + TOP_N, cache, data_root)[skip:]
+    cells = half_of(list(ranked), half)
     return [a for a, _ in cells], np.array([v for _, v in cells], dtype=float)
 
 
@@ -254,6 +261,7 @@ def top_table(args: argparse.Namespace, cols: dict[str, np.ndarray]) -> str:
     best = truth.best(args.truth, "valid_acc")[1]
     agg = cols["space aggregate"]
     rows = {"the free aggregate (over the whole space)": agg, **{k: cols[k] for k in SCORES}}
+    rows.update({f"−{k}": -cols[k] for k in NEGATED})
 
     def gap(name: str, col: np.ndarray) -> str:
         if col is agg or not np.isfinite(col).any():
@@ -261,9 +269,10 @@ def top_table(args: argparse.Namespace, cols: dict[str, np.ndarray]) -> str:
         g, low, high = paired_tau_gap(col, agg, gt)
         return f"{g:+.3f} [{low:+.3f}, {high:+.3f}]"
 
+    skip, half = TOP_SAMPLES[args.sample]
     lines = [
-        f"sample {args.sample}: the {TOP_SAMPLES[args.sample]} ranks of the space's {TOP_N} "
-        f"best cells by the free aggregate ({gt.size} cells; {args.truth} 200-epoch "
+        f"sample {args.sample}: the {half} ranks of ranks {skip + 1}-{skip + TOP_N} of the "
+        f"space by the free aggregate ({gt.size} cells; {args.truth} 200-epoch "
         f"validation accuracy spans {np.nanmin(gt):.2f}-{np.nanmax(gt):.2f} %, the space's "
         f"best {best:.2f}); free scores of the default proxy network at initialisation",
         "",

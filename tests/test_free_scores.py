@@ -101,7 +101,7 @@ def test_top_table_gaps_each_score_against_the_space_aggregate(fs: ModuleType) -
     cols["zico"] = np.full(gt.size, np.nan)  # every cell failed
     text = fs.top_table(Namespace(sample="S2", truth="cifar10-valid"), cols)
     rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
-    assert "the even ranks of the space's 300 best cells" in text
+    assert "the even ranks of ranks 1-300 of the space" in text
     assert rows["the free aggregate (over the whole space)"].endswith("| – |")
     assert rows["zico"].endswith("| – |")
     meco = rows["meco"].split(" | ")
@@ -111,4 +111,6 @@ def test_top_table_gaps_each_score_against_the_space_aggregate(fs: ModuleType) -
     assert low > 0  # a perfect order beats noise, interval above zero
     high = float(rows["fisher"].split(" | ")[3].split(",")[1].rstrip("] |"))
     assert high < 0
+    negated = float(rows["−fisher"].split(" | ")[3].split("[")[1].split(",")[0])
+    assert negated > 0 and rows["−fisher"].split(" | ")[1].startswith("+1.000")
     assert len([r for r in rows if r in fs.SCORES]) == len(fs.SCORES)
