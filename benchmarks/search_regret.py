@@ -119,6 +119,11 @@ def _ms(values: list[float]) -> str:
 #: Streamed readings whose first value (after epoch 1) a post-hoc pick adds to the
 #: aggregate: the whole network's βeff of W - W0 and the probe's (issue 11, line 3).
 DW_COLUMN, PROBE_DW_COLUMN = READING_SCORES
+#: A free score a post-hoc pick adds to the pick score negated, when the studies record
+#: it (``--set 'proxies=[grad_norm]'``): it ranks the top of the screen backwards
+#: (docs/results.md, "Free scores inside the top of the screen").
+NEGATED_SCORE = "grad_norm"
+NEGATED_PICK = f"aggregate + beta_eff + −{NEGATED_SCORE}"
 
 
 def _first_finite(column: np.ndarray | None) -> float:
@@ -162,6 +167,16 @@ def paired_regret_gap(
     means = diff[rng.integers(0, diff.size, size=(n_boot, diff.size))].mean(axis=1)
     lo, hi = np.percentile(means, [2.5, 97.5])
     return float(diff.mean()), float(lo), float(hi)
+
+
+def negated_pick(col: dict[str, np.ndarray], done: np.ndarray, acc: np.ndarray) -> float:
+    """True accuracy of the completed cell that aggregate + βeff + −:data:`NEGATED_SCORE`
+    ranks first (equal weights); NaN when the study recorded no such score."""
+    score = col.get(NEGATED_SCORE)
+    if score is None or not np.isfinite(score[done]).any():
+        return math.nan
+    values = {"a": col["aggregate"], "b": col["beta_eff"], "g": -score}
+    return _pick_among({k: v[done] for k, v in values.items()}, acc[done])
 
 
 def _pick_among(values: dict[str, np.ndarray], acc: np.ndarray) -> float:
@@ -323,6 +338,7 @@ def study_cells(study, config) -> tuple[list[str], dict[str, np.ndarray]]:
             "beta_eff": _float(t.user_attrs.get("beta_eff")),
             "dw_ep1": _first_finite(traj.get(DW_COLUMN)),
             "probe_dw_ep1": _first_finite(traj.get(PROBE_DW_COLUMN)),
+            NEGATED_SCORE: _float(entry.scores.get(NEGATED_SCORE)) if entry else math.nan,
             "cost_s": _float(t.user_attrs.get("cost_s")),
         }
     col = {k: np.array([r[k] for r in rows.values()]) for k in next(iter(rows.values()), {})}
@@ -393,6 +409,7 @@ def search_seed(
             {"a": col.get("aggregate", acc), "d": col.get("probe_dw_ep1", acc)}
         ),
         "shortlist: beta_eff": shortlist_pick(col, done),
+        NEGATED_PICK: negated_pick(col, done, acc),
     }
     if math.isnan(by["shortlist: beta_eff"]):  # no shortlisted cell completed
         by["shortlist: beta_eff"] = _float((summary.get("best_found") or {}).get("true_acc"))
@@ -788,6 +805,9 @@ def run_search_mode(args: argparse.Namespace) -> int:
         "  completed shortlisted cells picked by beta_eff": [
             r["by"].get("shortlist: beta_eff", math.nan) for r in results
         ],
+        f"  completed cells picked by {NEGATED_PICK}": [
+            r["by"].get(NEGATED_PICK, math.nan) for r in results
+        ],
         "random search, same wall-clock (oracle)": [],
         "random search, same wall-clock, full runs (oracle)": [],
     }
@@ -834,6 +854,13 @@ def run_search_mode(args: argparse.Namespace) -> int:
         f"minus the study's pick, paired over seeds: {mean:+.2f} [{lo:+.2f}, {hi:+.2f}] "
         f"points (95 % bootstrap of seeds; negative: the shortlist pick is better)"
     )
+    negated = [_float(r["by"].get(NEGATED_PICK)) for r in results]
+    if any(math.isfinite(v) for v in negated):
+        mean, lo, hi = paired_regret_gap(picks, negated)
+        print(
+            f"regret of {NEGATED_PICK} among the completed cells minus the study's pick, "
+            f"paired over seeds: {mean:+.2f} [{lo:+.2f}, {hi:+.2f}] points"
+        )
     if args.final_stage:
         seconds = [_float((f or {}).get("seconds")) for f in finals]
         print(
