@@ -252,6 +252,26 @@ def test_shortlist_pick_takes_the_highest_beta_eff_among_completed_shortlisted_c
     assert math.isnan(regret.shortlist_pick(col, done))  # NaN βeff never wins
 
 
+def test_negated_pick_prefers_the_smaller_score_among_completed_cells():
+    name = regret.NEGATED_SCORE
+    col = {
+        "acc": np.array([91.0, 90.0, 89.0, 88.0]),
+        "aggregate": np.array([1.0, 1.0, 1.0, 1.0]),  # ties: the other two decide
+        "beta_eff": np.array([2.0, 2.0, 2.0, 2.0]),
+        name: np.array([0.1, 5.0, 0.2, 9.0]),
+    }
+    done = np.array([False, True, True, True])  # the smallest score was pruned
+    assert regret.negated_pick(col, done, col["acc"]) == 89.0
+    # βeff ranks the completed cells 90 > 88 > 89, the negated score 89 > 90 > 88: the
+    # log ranks sum to 0 + log(2/3), log(1/3) + 0 and log(2/3) + log(1/3)
+    col["beta_eff"] = np.array([2.0, 3.0, 1.0, 2.0])
+    assert regret.negated_pick(col, done, col["acc"]) == 90.0
+    col[name] = np.full(4, np.nan)  # a study that did not record it: no pick, not a guess
+    assert math.isnan(regret.negated_pick(col, done, col["acc"]))
+    del col[name]
+    assert math.isnan(regret.negated_pick(col, done, col["acc"]))
+
+
 def test_paired_regret_gap_is_signed_by_the_other_pick_and_needs_two_seeds():
     base, better = [90.0, 89.0, 91.0], [90.5, 89.5, 91.0]
     mean, lo, hi = regret.paired_regret_gap(base, better)
