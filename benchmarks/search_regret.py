@@ -36,8 +36,9 @@ in flight; delete the file to measure again). It reports the study's pick,
 its best trained cell, post-hoc picks among the trained cells (proxy
 accuracy, βeff, the aggregate plus proxy accuracy, plus the whole network's or
 the probe's βeff of W - W0 after one epoch; βeff among the completed cells of
-the screen's shortlist, with its regret gap to the study's pick paired over
-seeds), and
+the screen's shortlist, and, for studies run with ``--set 'proxies=[grad_norm]'``,
+aggregate + βeff + the negated grad_norm at initialisation; each of the last two
+with its regret gap to the study's pick paired over seeds), and
 random search (oracle) with as many cells as each study's measured wall-clock
 buys at its median trained-cell cost (pruned runs included, which flatters it)
 and, as "full runs", at its median completed-run cost (random search prunes
@@ -842,10 +843,11 @@ def run_search_mode(args: argparse.Namespace) -> int:
         f"cost (pruned runs included), {min(n_full)}-{max(n_full)} at the median completed-run "
         f"cost (full runs: it prunes nothing); space best {space_best:.2f} % (cifar10-valid)\n"
     )
-    print(f"{'method':48s} {'cifar10-valid %':>16s} {'regret':>14s}")
+    width = max(48, *(len(name) for name in table))
+    print(f"{'method':{width}s} {'cifar10-valid %':>16s} {'regret':>14s}")
     for name, values in table.items():
         vals = [math.nan if v is None else float(v) for v in values]
-        print(f"{name:48s} {_ms(vals):>16s} {_ms([space_best - v for v in vals]):>14s}")
+        print(f"{name:{width}s} {_ms(vals):>16s} {_ms([space_best - v for v in vals]):>14s}")
     picks = [math.nan if r["pick"] is None else float(r["pick"]) for r in results]
     short = [_float(r["by"].get("shortlist: beta_eff")) for r in results]
     mean, lo, hi = paired_regret_gap(picks, short)

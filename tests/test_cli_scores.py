@@ -152,6 +152,17 @@ def test_damaged_file_is_reported_once_and_others_listed(
     assert [r for r in caplog.records if str(loose) in r.getMessage()]
 
 
+def test_damaged_file_is_reported_when_the_listing_stops_on_an_error(
+    cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (loose,) = (cache / "entries").glob("*.h5")
+    loose.write_bytes(b"garbage")
+    assert main(["scores", "--cache", str(cache), "--config-hash", "zzzz"]) == 2
+    err = capsys.readouterr().err
+    assert "--config-hash 'zzzz' matches none" in err
+    assert f"skipped damaged file {loose}" in err
+
+
 @pytest.mark.parametrize("packed", [False, True])
 def test_a_pruned_partial_run_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], packed: bool

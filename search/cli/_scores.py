@@ -112,6 +112,23 @@ class Scores(Command):
     def run(self, args: argparse.Namespace) -> int:
         arch = Arch.parse(args.arch) if args.arch is not None else None
         store = Store(args.cache, create=False, warn_damaged=False)  # reported below
+        try:
+            self._list(store, arch, args)
+        finally:  # reported even when the listing stops on an error
+            for damage in store.damaged:
+                print(f"nasnc scores: warning: skipped damaged file {damage}", file=sys.stderr)
+        if store.quarantined:
+            print(
+                f"nasnc scores: note: {store.path / 'quarantine'} holds "
+                f"{len(store.quarantined)} damaged file(s) set aside earlier (their entries "
+                "are recomputed when needed; delete them at will)",
+                file=sys.stderr,
+            )
+        return 0
+
+    @staticmethod
+    def _list(store: Store, arch: Arch | None, args: argparse.Namespace) -> None:
+        """Print the entries the options select, ranked."""
         dataset = args.dataset
         if dataset is not None:
             held = {info.dataset for info in store.index()}
@@ -144,13 +161,3 @@ class Scores(Command):
             emit(rows, columns, "json", json_payload=[{c: r[c] for c in columns} for r in rows])
         else:
             emit(rows, columns, args.format)
-        for damage in store.damaged:
-            print(f"nasnc scores: warning: skipped damaged file {damage}", file=sys.stderr)
-        if store.quarantined:
-            print(
-                f"nasnc scores: note: {store.path / 'quarantine'} holds "
-                f"{len(store.quarantined)} damaged file(s) set aside earlier (their entries "
-                "are recomputed when needed; delete them at will)",
-                file=sys.stderr,
-            )
-        return 0
