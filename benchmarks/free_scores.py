@@ -106,7 +106,13 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "aggregate + meco": (*BASE, "meco"),
     "aggregate + zico + meco": (*BASE, "zico", "meco"),
     f"aggregate + {BETA_EFF_GRAD}": (*BASE, BETA_EFF_GRAD),
+    "aggregate + −grad_norm": (*BASE, "−grad_norm"),
 }
+
+
+def with_negated(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``cols`` plus ``−name`` for each score of :data:`NEGATED` (a candidate's member)."""
+    return {**cols, **{f"−{k}": -np.asarray(cols[k], dtype=float) for k in NEGATED}}
 
 
 def fresh_sample(name: str, n: int) -> list[Arch]:
@@ -205,6 +211,7 @@ def table(args: argparse.Namespace, cols: dict[str, np.ndarray]) -> str:
         "partial τ given aggregate [95 % CI] |",
         "|---|---|---|---|---|---|",
     ]
+    cols = with_negated(cols)
     base = rank_aggregate({k: cols[k] for k in BASE}, names=BASE)
     for name in SCORES:
         x = cols[name]
@@ -261,7 +268,7 @@ def top_table(args: argparse.Namespace, cols: dict[str, np.ndarray]) -> str:
     best = truth.best(args.truth, "valid_acc")[1]
     agg = cols["space aggregate"]
     rows = {"the free aggregate (over the whole space)": agg, **{k: cols[k] for k in SCORES}}
-    rows.update({f"−{k}": -cols[k] for k in NEGATED})
+    rows.update({k: v for k, v in with_negated(cols).items() if k.startswith("−")})
 
     def gap(name: str, col: np.ndarray) -> str:
         if col is agg or not np.isfinite(col).any():

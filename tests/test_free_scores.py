@@ -51,7 +51,8 @@ def test_every_scored_name_is_a_proxy_and_candidates_extend_the_aggregate(fs: Mo
     assert set(fs.SCORES) <= set(PROXIES)
     for name, members in fs.CANDIDATES.items():
         assert members[: len(fs.BASE)] == fs.BASE
-        assert set(members) <= set(fs.SCORES)
+        assert set(members) <= set(fs.SCORES) | {f"−{k}" for k in fs.NEGATED}
+        assert set(fs.NEGATED) <= set(fs.SCORES)
         assert name == " + ".join(["aggregate", *members[len(fs.BASE) :]])
 
 
@@ -61,7 +62,7 @@ def test_pool_picks_measure_the_gap_to_each_pools_best(fs: ModuleType) -> None:
     cols = {name: rng.normal(size=200) for name in fs.SCORES}
     for name in fs.BASE:  # the aggregate's members rank by the truth itself
         cols[name] = gt.copy()
-    picks = fs.pool_picks(cols, gt, pool=50, draws=30)
+    picks = fs.pool_picks(fs.with_negated(cols), gt, pool=50, draws=30)
     top1, top10 = picks["aggregate"]
     assert top1.shape == top10.shape == (30,)
     np.testing.assert_allclose(top1, 0.0)  # a perfect aggregate picks each pool's best
