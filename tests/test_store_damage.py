@@ -296,9 +296,8 @@ def test_a_read_only_cache_is_refused_before_any_write(tmp_path: Path) -> None:
 def test_evaluate_cli_checks_the_cache_before_loading_data_or_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from nasnc_search.cli import main
-
     from nasnc.testing import make_synthetic_dataset
+    from nasnc_search.cli import main
 
     root = tmp_path / "data"
     make_synthetic_dataset(root, num_train=64, num_test=64)
