@@ -145,8 +145,8 @@ class Evaluate(Command):
             )
         p = config.proxy
         device = resolve_device(config.device)
-        if not config.download:  # missing data stops here, before the cache is made
-            locate_dataset(p.dataset, config.data_root)
+        # missing data stops here (or is downloaded), before the cache is made, as a search does
+        locate_dataset(p.dataset, config.data_root, download=config.download)
         store = Store(config.cache)  # an unwritable cache stops here, before any work
         data = load_proxy_data(
             p, config.data_root, device=device, seed=config.seed, download=config.download

@@ -208,8 +208,8 @@ class Train(Command):
         config = apply_overrides(config, flags)
         proxy = config.proxy
         device = resolve_device(config.device)
-        if not config.download:  # missing data stops here, before the cache is made
-            locate_dataset(proxy.dataset, config.data_root)
+        # missing data stops here (or is downloaded), before the cache is made, as a search does
+        locate_dataset(proxy.dataset, config.data_root, download=config.download)
         store = None if args.no_cache else Store(config.cache)  # unwritable: stop before work
         threads = config.threads or (
             _idle_cores(torch.get_num_threads()) if device.type == "cpu" else None
