@@ -173,8 +173,8 @@ class ScreenConfig:
     seed; 0 switches the stage off) are scored with ``scores`` (default: the
     members of the project's ``aggregate``, :data:`nasnc.proxies.AGGREGATES`) on the proxy
     network, ranked by their rank aggregate (:func:`nasnc.proxies.rank_aggregate`,
-    ``weights`` per score, default 1 each; NaN per ``nan``), and the
-    ``top_k`` are enqueued as the study's first trials.
+    ``weights`` per score, default 1 each, negative for lower = better; NaN per
+    ``nan``), and the ``top_k`` are enqueued as the study's first trials.
     """
 
     size: int = 0

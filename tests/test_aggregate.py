@@ -54,6 +54,20 @@ def test_aggregate_sums_weighted_log_ranks_and_is_zero_for_the_best_in_all() -> 
     )
 
 
+def test_a_negative_weight_ranks_the_negated_score_with_its_magnitude() -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=40), rng.normal(size=40)
+    b[[3, 7]] = math.nan  # a missing score stays the worst either way round
+    turned = rank_aggregate({"a": a, "b": b}, weights={"a": 1.0, "b": -0.5})
+    negated = rank_aggregate({"a": a, "nb": -b}, weights={"a": 1.0, "nb": 0.5})
+    assert turned == pytest.approx(negated)
+    assert (turned <= 0).all()  # never the old w * log(r / n), which went above zero
+    # the cell lowest on b (and not missing) gains most from the turned score
+    lone = rank_aggregate({"b": b}, weights={"b": -1.0})
+    assert np.argmax(lone) == np.nanargmin(b) and lone[np.nanargmin(b)] == 0.0
+    assert lone[3] == lone[7] == pytest.approx(np.log(1.5 / 40))
+
+
 def test_aggregate_is_invariant_to_monotone_transforms_of_a_score() -> None:
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=50), rng.normal(size=50)

@@ -143,6 +143,12 @@ def test_pool_aggregate_follows_the_screen_config(
     )
     np.testing.assert_allclose(dropped.aggregate, rank_aggregate(scores, names=SCORES[:3]))
     assert not np.allclose(dropped.aggregate, pool.aggregate)
+    # a negative weight ranks the score the other way round: the fewest FLOPs first
+    small = ScreenPool.from_result(
+        pool.result, dataclasses.replace(config.screen, scores=("flops",), weights={"flops": -1.0})
+    )
+    first_arch, _value = small.shortlist(1)[0]
+    assert pool.result.archs.index(first_arch) == int(np.argmin(scores["flops"]))
     # a missing score: the worst rank by default, NaN with nan: propagate
     holed = dataclasses.replace(
         pool.result, scores={**scores, "jacob_cov": np.r_[np.nan, scores["jacob_cov"][1:]]}

@@ -6,9 +6,15 @@ gets its rank ``r`` among the ``n`` cells of the pool (``r = n`` for the
 highest score, ``1`` for the lowest, ties averaged) and adds ``log(r / n)``;
 with weights, ``w * log(r / n)``. So a cell's value is
 
-    aggregate(cell | pool) = Σ_s w_s · log(r_s(cell) / n)   ≤ 0,
+    aggregate(cell | pool) = Σ_s |w_s| · log(r_s(cell) / n)   ≤ 0,
 
-``0`` when the cell is first in every score. Values are only comparable
+``0`` when the cell is first in every score. A **negative weight** turns the
+score round: ``r_s`` is then the rank of ``-score`` (lower = better, weight
+``|w_s|``), so ``{"naswot": 1, "grad_norm": -1}`` ranks the negated
+grad_norm exactly as a column of ``-grad_norm`` would. It does not flip the
+sign of the term: ``-log(r / n)`` would reward the cell that is *last* on
+the score with ``log n`` and leave the cell first on it at zero, the
+opposite of the veto a log-rank aggregate puts on a poor rank. Values are only comparable
 within the pool they were ranked in: the same cell in another pool gets
 another value (so they are never cached as a cell's score). AZ-NAS (Lee &
 Ham, CVPR 2024) uses this sum of log normalised ranks; on the CPU proxy
@@ -105,15 +111,16 @@ def rank_aggregate(
     names : iterable of str, optional
         The scores to combine (default: every column, or the keys of ``weights``).
     weights : mapping of str to float, optional
-        ``w_s`` per score (default 1). A zero weight leaves the score out.
+        ``w_s`` per score (default 1). A zero weight leaves the score out; a
+        negative one ranks the score the other way round (lower = better)
+        with weight ``|w_s|``.
     nan : {"worst", "propagate"}
         Missing values: see the module docstring.
 
     Returns
     -------
     ndarray
-        One value per row, ``<= 0`` (for non-negative weights); comparable
-        only within this pool.
+        One value per row, ``<= 0``; comparable only within this pool.
 
     Raises
     ------
@@ -125,6 +132,8 @@ def rank_aggregate(
     --------
     >>> rank_aggregate({"a": [1, 2, 3], "b": [3, 2, 1]}).round(3).tolist()
     [-1.099, -0.811, -1.099]
+    >>> rank_aggregate({"a": [1, 2, 3]}, weights={"a": -1}).round(3).tolist()
+    [0.0, -0.405, -1.099]
     """
     _check_nan(nan)
     if names is None:
@@ -159,7 +168,7 @@ def rank_aggregate(
                 nan,
             )
         w = 1.0 if weights is None else float(weights.get(name, 1.0))
-        total = total + w * log_rank(col, nan=nan)
+        total = total + abs(w) * log_rank(col if w > 0 else -col, nan=nan)
     return total
 
 

@@ -28,7 +28,8 @@ cells tend to be more accurate; ``nasnc compare`` reports the measured sign),
 and as an *objective* of a multi-objective study it is a cost and is
 minimised (``nasnc_search._config.COST_OBJECTIVES``). To penalise slow cells in
 a rank aggregate give it a negative weight (``pick.weights: {aggregate: 1,
-latency: -0.5}``).
+latency: -0.5}``), which ranks the fastest cell first on it
+(:func:`~nasnc.proxies.rank_aggregate`).
 
 Machine dependence. Latency is a property of the machine, not of the cell:
 the CPU or GPU model, the torch thread count (``threads`` of a study), other
