@@ -253,6 +253,40 @@ def recorded_seeds(path: Path, key: str) -> dict[int, dict]:
     return done
 
 
+def versus_picks(path: Path, seeds: range) -> tuple[dict[int, float], str | None]:
+    """The study picks another measurement (``path``: its results.jsonl) recorded for
+    ``seeds``, by seed, and its study key; its lines must be one study key."""
+    if not path.exists():
+        raise SystemExit(f"--versus: no {path}: run that measurement first")
+    rows: dict[int, dict] = {}
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line, as recorded_seeds skips it
+        if isinstance(row, dict) and int(row.get("seed", -1)) in seeds:
+            rows[int(row["seed"])] = row
+    keys = {r.get("study_key") for r in rows.values()}
+    if len(keys) > 1:
+        raise SystemExit(f"--versus: {path} holds {len(keys)} configs for these seeds, need one")
+    picks = {s: _float(r.get("pick")) for s, r in sorted(rows.items())}
+    return picks, keys.pop() if keys else None
+
+
+def key_changes(mine: str, theirs: str, prefix: str = "") -> list[str]:
+    """The dotted config keys whose values differ between two study keys (JSON)."""
+    a, b = (json.loads(k) if isinstance(k, str) else k for k in (mine, theirs))
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return [prefix.rstrip(".")] if a != b else []
+    out: list[str] = []
+    for name in sorted(set(a) | set(b)):
+        if name not in a or name not in b:
+            out.append(prefix + name)
+        elif a[name] != b[name]:
+            out.extend(key_changes(a[name], b[name], f"{prefix}{name}."))
+    return out
+
+
 def code_revision() -> str:
     """The checkout's git commit, ``+dirty`` when tracked files differ from it; nasnc's
     version where this is not a git checkout."""
@@ -863,6 +897,8 @@ def run_search_mode(args: argparse.Namespace) -> int:
             f"regret of {NEGATED_PICK} among the completed cells minus the study's pick, "
             f"paired over seeds: {mean:+.2f} [{lo:+.2f}, {hi:+.2f}] points"
         )
+    if getattr(args, "versus", None):
+        report_versus(Path(args.versus), seeds, results, space_best)
     if args.final_stage:
         seconds = [_float((f or {}).get("seconds")) for f in finals]
         print(
@@ -875,6 +911,34 @@ def run_search_mode(args: argparse.Namespace) -> int:
             mean, lo, hi = paired_regret_gap(picks, final)
             print(f"  {name:32s} {mean:+.2f} [{lo:+.2f}, {hi:+.2f}] points")
     return 0
+
+
+def report_versus(path: Path, seeds: range, results: list[dict], space_best: float) -> None:
+    """Print this measurement's pick regret minus the one under ``path``, per seed and
+    paired over the seeds both recorded (a 95 % bootstrap of seeds)."""
+    other, key = versus_picks(path / "results.jsonl", seeds)
+    mine = {int(r["seed"]): _float(r["pick"]) for r in results}
+    both = [s for s in mine if s in other]
+    missing = [s for s in mine if s not in other]
+    changed = key_changes(results[0]["study_key"], key) if key and results else []
+    print(
+        f"\nversus {path} (config differs in: {', '.join(changed) or 'nothing'}): "
+        f"{len(both)} paired seeds",
+        end="",
+    )
+    print(f"; not recorded there: {missing}" if missing else "")
+    if not both:
+        return
+    theirs = [other[s] for s in both]
+    print(
+        f"  its regret {_ms([space_best - v for v in theirs])}; per seed (this - that): "
+        + ", ".join(f"{s}: {other[s] - mine[s]:+.2f}" for s in both)
+    )
+    mean, lo, hi = paired_regret_gap(theirs, [mine[s] for s in both])
+    print(
+        f"  regret of this pick minus that pick, paired over seeds: {mean:+.2f} "
+        f"[{lo:+.2f}, {hi:+.2f}] points (95 % bootstrap; negative: this config is better)"
+    )
 
 
 def main() -> int:
@@ -931,6 +995,12 @@ def main() -> int:
         "--final-seeds", type=int, default=1, metavar="K", help="extra seeds of --final-stage"
     )
     real.add_argument("--out", default="runs/search-regret-real", help="one cold run per seed")
+    real.add_argument(
+        "--versus",
+        metavar="OUT",
+        help="another measurement's --out (another config, the same seeds): report this "
+        "config's pick regret minus that one's, paired over seeds",
+    )
     real.add_argument(
         "--signals",
         nargs="+",
