@@ -63,6 +63,14 @@ measurement used). Stage sizes are scaled to the machine: state them with
 the numbers. ``--set KEY=VALUE`` overrides any other config key (dotted into
 sections, VALUE read as YAML), e.g. ``--set proxy.epochs=1``.
 
+``--versus OUT`` compares two configs on the same seeds: beside the table it
+prints the config keys that differ from the measurement under ``OUT`` and the
+regret of this pick minus that one's, per seed and paired over the seeds both
+recorded (docs/results.md, "The search test of aggregate + −grad_norm").
+
+    python benchmarks/search_regret.py --search configs/cpu-30min.yaml --first-seed 40 \
+        --seeds 5 --set 'screen.weights={grad_norm: -1}' ... --versus runs/search-regret-r7-base
+
 With ``--signals COLUMN ...`` nothing runs: the distinct cells the studies
 under ``--out`` trained are ranked by each trajectory column's first reading,
 as a pruner's early signal would rank them, in two disjoint halves (by the
@@ -897,7 +905,7 @@ def run_search_mode(args: argparse.Namespace) -> int:
             f"regret of {NEGATED_PICK} among the completed cells minus the study's pick, "
             f"paired over seeds: {mean:+.2f} [{lo:+.2f}, {hi:+.2f}] points"
         )
-    if getattr(args, "versus", None):
+    if args.versus:
         report_versus(Path(args.versus), seeds, results, space_best)
     if args.final_stage:
         seconds = [_float((f or {}).get("seconds")) for f in finals]

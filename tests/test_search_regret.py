@@ -29,6 +29,7 @@ def _args(tmp_path: Path, **changes) -> argparse.Namespace:
     base = dict(
         search=str(CONFIG), out=str(tmp_path), data_root=str(tmp_path / "data"),
         screen_size=1000, top_k=8, n_trials=16, workers=None, timeout=None, set=None,
+        versus=None,
     )  # fmt: skip
     return argparse.Namespace(**{**base, **changes})
 
@@ -420,3 +421,40 @@ def test_a_recorded_final_stage_without_finalists_is_read_back(tmp_path, builtin
     regret.append_line(tmp_path / "results.jsonl", row)
     assert regret.run_search_mode(args) == 0  # no finalist to check against the pick
     assert "final stage (top 6, +1 seed): mean beta_eff" in capsys.readouterr().out
+
+
+def test_versus_pairs_the_picks_of_two_measurements_by_seed(tmp_path, builtin, capsys):
+    base_out, cand_out = tmp_path / "base", tmp_path / "cand"
+    base_args = _args(base_out, first_seed=0, seeds=3, final_stage=0)
+    changed = ["screen.weights={naswot: -1}"]
+    args = _args(cand_out, first_seed=0, seeds=3, final_stage=0, set=changed, versus=str(base_out))
+    arch = str(sample_archs(1, seed=0)[0])
+    for out, a, picks in [(base_out, base_args, (90.0, 89.0)), (cand_out, args, (90.5, 88.0, 91))]:
+        out.mkdir()
+        for seed, pick in enumerate(picks):
+            row = {
+                "seed": seed, "wall_s": 600.0, "screen_s": 120.0, "screened": 3000,
+                "trained": 30, "completed": 20, "pruned": 10, "train_s_median": 30.0,
+                "pick": pick, "pick_arch": arch, "best_trained": 91.0,
+                "pick_weights": {"aggregate": 1.0},
+                "by": dict.fromkeys(("aggregate", "proxy_valid_acc", "beta_eff",
+                                     "aggregate + beta_eff", "aggregate + dW"), pick),
+                "study_key": regret.study_key(regret.seed_config(a, 0)),
+                "revision": regret.code_revision(),
+                "config": {"screen_size": 3000, "top_k": 24, "n_trials": 40, "workers": 2,
+                           "timeout": 1800, "epochs": 8},
+            }  # fmt: skip
+            regret.append_line(out / "results.jsonl", row)
+    assert regret.run_search_mode(args) == 0  # everything recorded: nothing runs
+    out = capsys.readouterr().out
+    assert "config differs in: screen.weights.naswot" in out
+    assert "2 paired seeds; not recorded there: [2]" in out
+    assert "0: -0.50, 1: +1.00" in out  # regret of this pick minus that one, per seed
+    assert "paired over seeds: +0.25 [-0.50, +1.00] points" in out
+    # the other measurement must be one config for these seeds
+    other = dict(json.loads((base_out / "results.jsonl").read_text().splitlines()[0]))
+    regret.append_line(base_out / "results.jsonl", {**other, "study_key": "{}"})
+    with pytest.raises(SystemExit, match="2 configs"):
+        regret.run_search_mode(args)
+    with pytest.raises(SystemExit, match=r"no .*nowhere"):
+        regret.run_search_mode(argparse.Namespace(**{**vars(args), "versus": "nowhere"}))
