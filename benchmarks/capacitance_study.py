@@ -104,7 +104,7 @@ from nasnc.proxies import AGGREGATES, compute_proxies, gradient_beta_eff, rank_a
 from nasnc.space import Arch, sample_archs
 from nasnc.train import Budget, Report, train_proxy
 
-FREE = ("naswot", "synflow", "jacob_cov", "flops", "params")
+FREE = (*AGGREGATES["aggregate"], "params")
 COMPUTE = ("free", "init", "bench", "grad", "train", "probe", "probe0")
 TRACE_INPUT = (1, 3, 8, 8)  # the graph does not depend on resolution
 #: ``probe``: backbone epochs at which features are cached and a fresh probe is trained.

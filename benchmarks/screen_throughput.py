@@ -39,11 +39,11 @@ from torch import nn
 
 from nasnc.pipeline import ProxyConfig, load_proxy_data, screen_archs
 from nasnc.pipeline import _screen as pipeline_screen
-from nasnc.proxies import _zero_cost
+from nasnc.proxies import AGGREGATES, _zero_cost
 from nasnc.space import sample_archs
 from nasnc.store import Store
 
-SCORES = ("naswot", "synflow", "jacob_cov", "flops")
+SCORES = AGGREGATES["aggregate"]
 PROXY = {
     "dataset": "cifar10",
     "resolution": 16,

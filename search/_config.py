@@ -268,6 +268,11 @@ class PickConfig:
             )
 
 
+#: Seconds between a running trial's heartbeats, and without one before it is failed
+#: (``heartbeat_interval``, ``heartbeat_grace``; search/_storage.py).
+HEARTBEAT_INTERVAL_S = 60
+HEARTBEAT_GRACE_S = 300
+
 #: Objectives minimised by default (costs); every other objective is maximised. As
 #: proxies the same three read "higher = better" (raw size); as objectives they are costs.
 #: ``latency`` is measured on the study's machine (nasnc.proxies._latency). The same
@@ -293,8 +298,8 @@ class SearchConfig:
     proxies: tuple[str, ...] = ()
     threads: int | None = None
     download: bool = False
-    heartbeat_interval: int = 60
-    heartbeat_grace: int = 300
+    heartbeat_interval: int = HEARTBEAT_INTERVAL_S
+    heartbeat_grace: int = HEARTBEAT_GRACE_S
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)

@@ -20,7 +20,7 @@ from nasnc.pipeline import ProxyConfig, ReportPoint, evaluate_arch
 from nasnc.space import EDGES, OPS, Arch
 from nasnc.store import Entry, Store
 
-from ._config import READING_SCORES
+from ._config import HEARTBEAT_INTERVAL_S, READING_SCORES
 from ._pruner import STD_ATTR
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ class Objective:
         seed: int = 0,
         device: str | torch.device = "auto",
         proxies: tuple[str, ...] = (),
-        heartbeat_interval: float = 60.0,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
         stage: TrialStage | None = None,
     ) -> None:
         self.stage = stage

@@ -42,6 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nasnc import ConfigError, NasncError
 
+from ._config import HEARTBEAT_GRACE_S, HEARTBEAT_INTERVAL_S
 from ._objective import FAIL_REASON_ATTR, HEARTBEAT_ATTR
 from ._signals import INTERRUPTED_REASON
 
@@ -167,7 +168,11 @@ def _check_sqlite(path: Path, *, read_only: bool) -> None:
 
 
 def make_storage(
-    url: str, *, heartbeat_interval: int = 60, grace: int = 300, read_only: bool = False
+    url: str,
+    *,
+    heartbeat_interval: int = HEARTBEAT_INTERVAL_S,
+    grace: int = HEARTBEAT_GRACE_S,
+    read_only: bool = False,
 ) -> BaseStorage:
     """An Optuna storage for ``url`` (see the module docstring); creates local folders.
 

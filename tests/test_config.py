@@ -160,3 +160,22 @@ def test_the_layout_in_the_module_docstring_shows_every_key_at_its_default() -> 
         assert shown == expected, f"{where.rstrip('.')}: shown {shown!r}, default {default!r}"
 
     same(shown, defaults, "")
+
+
+def test_the_pruner_section_defaults_to_what_the_pruner_class_does() -> None:
+    """A config without ``pruner:`` options builds the pruner a user of the class gets."""
+    import dataclasses
+    import inspect
+
+    from nasnc_search import CapacitancePruner
+    from nasnc_search._config import PrunerConfig
+
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(CapacitancePruner).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    config = PrunerConfig()
+    shared = [f.name for f in dataclasses.fields(config) if f.name in defaults]
+    assert set(shared) >= {"percentile", "n_startup_trials", "n_warmup_steps", "k", "z"}
+    assert {n: getattr(config, n) for n in shared} == {n: defaults[n] for n in shared}

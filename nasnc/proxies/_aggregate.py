@@ -4,7 +4,7 @@ A rank aggregate is not a property of one network: it is computed over a
 **pool** of cells scored by the same named scores. For each score, every cell
 gets its rank ``r`` among the ``n`` cells of the pool (``r = n`` for the
 highest score, ``1`` for the lowest, ties averaged) and adds ``log(r / n)``;
-with weights, ``w * log(r / n)``. So a cell's value is
+with a weight ``w``, ``|w| * log(r / n)``. So a cell's value is
 
     aggregate(cell | pool) = Σ_s |w_s| · log(r_s(cell) / n)   ≤ 0,
 
@@ -14,7 +14,9 @@ score round: ``r_s`` is then the rank of ``-score`` (lower = better, weight
 grad_norm exactly as a column of ``-grad_norm`` would. It does not flip the
 sign of the term: ``-log(r / n)`` would reward the cell that is *last* on
 the score with ``log n`` and leave the cell first on it at zero, the
-opposite of the veto a log-rank aggregate puts on a poor rank. Values are only comparable
+opposite of the veto a log-rank aggregate puts on a poor rank.
+
+Values are only comparable
 within the pool they were ranked in: the same cell in another pool gets
 another value (so they are never cached as a cell's score). AZ-NAS (Lee &
 Ham, CVPR 2024) uses this sum of log normalised ranks; on the CPU proxy
