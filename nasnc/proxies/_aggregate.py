@@ -16,13 +16,12 @@ sign of the term: ``-log(r / n)`` would reward the cell that is *last* on
 the score with ``log n`` and leave the cell first on it at zero, the
 opposite of the veto a log-rank aggregate puts on a poor rank.
 
-Values are only comparable
-within the pool they were ranked in: the same cell in another pool gets
-another value (so they are never cached as a cell's score). AZ-NAS (Lee &
-Ham, CVPR 2024) uses this sum of log normalised ranks; on the CPU proxy
-network at initialisation the aggregate of NASWOT, synflow, jacob_cov and
-FLOPs ranked NAS-Bench-201 cells at Kendall τ +0.64 to +0.71
-(docs/results.md).
+Values are only comparable within the pool they were ranked in: the same
+cell in another pool gets another value (so they are never cached as a
+cell's score). AZ-NAS (Lee & Ham, CVPR 2024) uses this sum of log
+normalised ranks; on the CPU proxy network at initialisation the aggregate
+of NASWOT, synflow, jacob_cov and FLOPs ranked NAS-Bench-201 cells at
+Kendall τ +0.64 to +0.71 (docs/results.md).
 
 Missing values are handled explicitly by ``nan``:
 
