@@ -105,8 +105,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
+from nasnc import ConfigError
 from nasnc.bench import open_benchmark
 from nasnc.data import ProxyData
 from nasnc.metrics import STATISTICS, bootstrap_ci, kendall_tau
@@ -204,7 +204,7 @@ _PER_SEED = ("seed", "study_name", "storage", "cache", "data_root")
 
 def seed_config(args: argparse.Namespace, seed: int):
     """The study config of one seed: ``--search``'s file with the overrides applied."""
-    from nasnc_search import apply_overrides, load_config
+    from nasnc_search import apply_overrides, load_config, parse_overrides
 
     study_name, storage = seed_study(Path(args.out), seed)
     overrides = {
@@ -219,15 +219,11 @@ def seed_config(args: argparse.Namespace, seed: int):
         "workers": args.workers,
         "timeout": args.timeout,
     }
-    for pair in args.set or ():
-        key, sep, text = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE, e.g. proxy.epochs=1")
-        overrides[key] = yaml.safe_load(text)
+    config = load_config(args.search)
     try:
-        return apply_overrides(load_config(args.search), overrides)
-    except KeyError as exc:
-        raise SystemExit(f"--set: {exc.args[0]!r} is not a section of {args.search}") from None
+        return apply_overrides(config, {**overrides, **parse_overrides(args.set or ())})
+    except ConfigError as exc:  # a bad --set: named, without a traceback
+        raise SystemExit(f"{args.search} with --set {args.set}: {exc}") from None
 
 
 def study_key(config) -> str:

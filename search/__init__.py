@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         SearchConfig,
         apply_overrides,
         load_config,
+        parse_overrides,
     )
     from ._objective import (
         Objective,
@@ -50,6 +51,7 @@ _WHERE = {
     "SearchConfig": "._config",
     "apply_overrides": "._config",
     "load_config": "._config",
+    "parse_overrides": "._config",
     "SearchSummary": "._summary",
     "fail_stale_trials": "._storage",
     "make_storage": "._storage",
@@ -74,6 +76,7 @@ __all__ = [
     "load_config",
     "make_storage",
     "open_study",
+    "parse_overrides",
     "run_search",
     "summarize",
     "threads_per_worker",

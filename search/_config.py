@@ -34,14 +34,14 @@ default (configs/*.yaml are worked examples)::
 
 Unknown keys and bad values raise :class:`~nasnc.ConfigError` naming the key
 path (``proxy.epochs``) and the value. CLI options override the file through
-:func:`apply_overrides`.
+:func:`apply_overrides` (``nasnc search --set KEY=VALUE``: :func:`parse_overrides`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -71,6 +71,7 @@ __all__ = [
     "SearchConfig",
     "apply_overrides",
     "load_config",
+    "parse_overrides",
 ]
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -483,7 +484,34 @@ def apply_overrides(
             continue
         *sections, leaf = key.split(".")
         target = data
-        for section in sections:
-            target = target[section]
+        for depth, section in enumerate(sections):
+            inner = target.get(section)
+            if not isinstance(inner, dict):
+                where = ".".join(sections[:depth]) or "the config"
+                known = ", ".join(k for k, v in target.items() if isinstance(v, dict))
+                raise ConfigError(
+                    f"{key}: {section!r} is not a section of {where} (sections: {known})"
+                )
+            target = inner
         target[leaf] = value
     return from_mapping(SearchConfig, data)
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as :func:`apply_overrides` takes them: KEY dotted into
+    sections (``screen.top_k``), VALUE read as YAML (``{grad_norm: -1}``, ``null``).
+
+    >>> parse_overrides(["screen.top_k=16", "screen.weights={grad_norm: -1}"])
+    {'screen.top_k': 16, 'screen.weights': {'grad_norm': -1}}
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"an override is KEY=VALUE, e.g. screen.top_k=16, but got {pair!r}")
+        try:
+            out[key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"override {pair!r}: the value is not valid YAML") from None
+    return out

@@ -59,8 +59,29 @@ def test_search_top_must_be_positive(
 def test_an_unknown_option_shows_the_commands_usage(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    err = usage_error(capsys, ["search", str(tmp_path / "study.yaml"), "--set", "x=1"])
-    assert err.startswith("usage: nasnc search") and "unrecognized arguments: --set x=1" in err
+    err = usage_error(capsys, ["search", str(tmp_path / "study.yaml"), "--sets", "x=1"])
+    assert err.startswith("usage: nasnc search") and "unrecognized arguments: --sets x=1" in err
+
+
+@pytest.mark.parametrize(
+    ("pair", "named"),
+    [
+        ("scren.top_k=1", "'scren' is not a section"),
+        ("n_trials.x=1", "'n_trials' is not a section"),
+        ("screen.wieghts=1", "'screen.wieghts'"),
+        ("n_trials", "KEY=VALUE"),
+        ("screen.weights={a: [}", "not valid YAML"),
+        ("n_trials=0", "n_trials=0"),  # the override reaches the config's own check
+    ],
+)
+def test_search_set_names_a_bad_override_before_any_study(
+    tmp_path: Path, pair: str, named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "study.yaml"
+    config.write_text(f"storage: sqlite:///{tmp_path}/study.db\n")
+    err = usage_error(capsys, ["search", str(config), "--set", pair])
+    assert named in err
+    assert not (tmp_path / "study.db").exists()
 
 
 def test_compare_plot_onto_an_existing_file(

@@ -6,7 +6,7 @@ import pytest
 
 from nasnc import ConfigError
 from nasnc.pipeline import ProxyConfig
-from nasnc_search._config import SearchConfig, apply_overrides, load_config
+from nasnc_search._config import SearchConfig, apply_overrides, load_config, parse_overrides
 from nasnc_search._screen import pool_archs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,3 +179,21 @@ def test_the_pruner_section_defaults_to_what_the_pruner_class_does() -> None:
     shared = [f.name for f in dataclasses.fields(config) if f.name in defaults]
     assert set(shared) >= {"percentile", "n_startup_trials", "n_warmup_steps", "k", "z"}
     assert {n: getattr(config, n) for n in shared} == {n: defaults[n] for n in shared}
+
+
+def test_overrides_parse_as_yaml_and_reach_nested_sections() -> None:
+    pairs = ["screen.size=40", "screen.weights={grad_norm: -1, naswot: 2}", "timeout=null"]
+    overrides = parse_overrides(pairs)
+    assert overrides == {
+        "screen.size": 40,
+        "screen.weights": {"grad_norm": -1, "naswot": 2},
+        "timeout": None,
+    }
+    base = SearchConfig(timeout=60.0)
+    config = apply_overrides(
+        base, {**overrides, "screen.scores": ["naswot", "grad_norm"]}, keep_none=True
+    )
+    assert config.screen.weights == {"grad_norm": -1, "naswot": 2} and config.screen.size == 40
+    assert config.timeout is None and base.timeout == 60.0
+    with pytest.raises(ConfigError, match="'proxxy' is not a section"):
+        apply_overrides(base, {"proxxy.epochs": 1})

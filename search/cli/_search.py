@@ -75,13 +75,22 @@ class Search(Command):
             help="table (default), csv (the ranked trials, all their fields) or json",
         )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument(
+            "--set",
+            metavar="KEY=VALUE",
+            action="append",
+            default=[],
+            help="override any config key, dotted into sections, VALUE read as YAML, e.g. "
+            "--set screen.top_k=16 --set 'screen.weights={grad_norm: -1}' (repeatable; "
+            "applied after the options above)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         # heavy imports (torch, optuna) only when the command runs: `nasnc --help` stays fast
         import optuna
         from tqdm import tqdm
 
-        from .._config import apply_overrides, load_config
+        from .._config import apply_overrides, load_config, parse_overrides
         from .._signals import quiet_interrupts
         from .._study import n_finished, open_study, run_search
         from .._summary import summarize
@@ -104,6 +113,7 @@ class Search(Command):
                 "download": args.download,
             },
         )
+        config = apply_overrides(config, parse_overrides(args.set), keep_none=True)
         truth = None
         if config.benchmark:  # fail before hours of search, not after
             from nasnc.bench import open_benchmark
