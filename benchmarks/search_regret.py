@@ -69,7 +69,9 @@ regret of this pick minus that one's, per seed and paired over the seeds both
 recorded (docs/results.md, "The search test of aggregate + −grad_norm").
 
     python benchmarks/search_regret.py --search configs/cpu-30min.yaml --first-seed 40 \
-        --seeds 5 --set 'screen.weights={grad_norm: -1}' ... --versus runs/search-regret-r7-base
+        --seeds 5 --set 'screen.scores=[naswot, synflow, jacob_cov, flops, grad_norm]' \
+        --set 'screen.weights={grad_norm: -1}' --out runs/search-regret-r7-gn \
+        --versus runs/search-regret-r7-base
 
 With ``--signals COLUMN ...`` nothing runs: the distinct cells the studies
 under ``--out`` trained are ranked by each trajectory column's first reading,
@@ -220,8 +222,9 @@ def seed_config(args: argparse.Namespace, seed: int):
         "timeout": args.timeout,
     }
     config = load_config(args.search)
-    try:
-        return apply_overrides(config, {**overrides, **parse_overrides(args.set or ())})
+    try:  # --set after the rest, null unsetting a key (as nasnc search --set does)
+        config = apply_overrides(config, overrides)
+        return apply_overrides(config, parse_overrides(args.set or ()), keep_none=True)
     except ConfigError as exc:  # a bad --set: named, without a traceback
         raise SystemExit(f"{args.search} with --set {args.set}: {exc}") from None
 
@@ -268,8 +271,9 @@ def versus_picks(path: Path, seeds: range) -> tuple[dict[int, float], str | None
             row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a torn last line, as recorded_seeds skips it
-        if isinstance(row, dict) and int(row.get("seed", -1)) in seeds:
-            rows[int(row["seed"])] = row
+        seed = row.get("seed") if isinstance(row, dict) else None
+        if isinstance(seed, int) and seed in seeds:
+            rows[seed] = row
     keys = {r.get("study_key") for r in rows.values()}
     if len(keys) > 1:
         raise SystemExit(f"--versus: {path} holds {len(keys)} configs for these seeds, need one")
@@ -277,18 +281,21 @@ def versus_picks(path: Path, seeds: range) -> tuple[dict[int, float], str | None
     return picks, keys.pop() if keys else None
 
 
-def key_changes(mine: str, theirs: str, prefix: str = "") -> list[str]:
+def key_changes(mine: str, theirs: str) -> list[str]:
     """The dotted config keys whose values differ between two study keys (JSON)."""
-    a, b = (json.loads(k) if isinstance(k, str) else k for k in (mine, theirs))
-    if not (isinstance(a, dict) and isinstance(b, dict)):
-        return [prefix.rstrip(".")] if a != b else []
-    out: list[str] = []
-    for name in sorted(set(a) | set(b)):
-        if name not in a or name not in b:
-            out.append(prefix + name)
-        elif a[name] != b[name]:
-            out.extend(key_changes(a[name], b[name], f"{prefix}{name}."))
-    return out
+
+    def walk(a: object, b: object, prefix: str) -> list[str]:
+        if not (isinstance(a, dict) and isinstance(b, dict)):
+            return [prefix.rstrip(".")] if a != b else []
+        out: list[str] = []
+        for name in sorted(set(a) | set(b)):
+            if name not in a or name not in b:
+                out.append(prefix + name)
+            elif a[name] != b[name]:
+                out.extend(walk(a[name], b[name], f"{prefix}{name}."))
+        return out
+
+    return walk(json.loads(mine), json.loads(theirs), "")
 
 
 def code_revision() -> str:
@@ -924,10 +931,12 @@ def report_versus(path: Path, seeds: range, results: list[dict], space_best: flo
     mine = {int(r["seed"]): _float(r["pick"]) for r in results}
     both = [s for s in mine if s in other]
     missing = [s for s in mine if s not in other]
-    changed = key_changes(results[0]["study_key"], key) if key and results else []
+    if key is None or not results:
+        differs = "unknown: no rows for these seeds"
+    else:
+        differs = ", ".join(key_changes(results[0]["study_key"], key)) or "nothing"
     print(
-        f"\nversus {path} (config differs in: {', '.join(changed) or 'nothing'}): "
-        f"{len(both)} paired seeds",
+        f"\nversus {path} (config differs in: {differs}): {len(both)} paired seeds",
         end="",
     )
     print(f"; not recorded there: {missing}" if missing else "")

@@ -203,6 +203,11 @@ class ScreenConfig:
                 f"but got scores={list(self.scores)!r}"
             )
         _check_weights("weights", self.weights, self.scores)
+        if self.weights and not any(float(self.weights.get(s, 1.0)) != 0.0 for s in self.scores):
+            raise ConfigError(
+                f"weights leave no score of scores={list(self.scores)!r} in the aggregate, "
+                f"but got weights={self.weights!r}"
+            )
         if self.seed is not None and self.seed < 0:
             raise ConfigError(f"seed must be >= 0 or null, but got seed={self.seed}")
 
@@ -501,8 +506,11 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
     """``KEY=VALUE`` strings as :func:`apply_overrides` takes them: KEY dotted into
     sections (``screen.top_k``), VALUE read as YAML (``{grad_norm: -1}``, ``null``).
 
-    >>> parse_overrides(["screen.top_k=16", "screen.weights={grad_norm: -1}"])
-    {'screen.top_k': 16, 'screen.weights': {'grad_norm': -1}}
+    >>> parse_overrides(["screen.top_k=16", "pick.weights={aggregate: 1}"])
+    {'screen.top_k': 16, 'pick.weights': {'aggregate': 1}}
+
+    The value is read as a config file's are (a key twice in one mapping is
+    refused); an empty one is refused too (``null`` unsets a key).
     """
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -510,8 +518,13 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"an override is KEY=VALUE, e.g. screen.top_k=16, but got {pair!r}")
+        if not text.strip():
+            raise ConfigError(f"override {pair!r} has no value (null unsets a key)")
         try:
-            out[key] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"override {pair!r}: the value is not valid YAML") from None
+            out[key] = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise ConfigError(
+                f"override {pair!r}: the value is not valid YAML: {problem}"
+            ) from None
     return out

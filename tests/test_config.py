@@ -197,3 +197,28 @@ def test_overrides_parse_as_yaml_and_reach_nested_sections() -> None:
     assert config.timeout is None and base.timeout == 60.0
     with pytest.raises(ConfigError, match="'proxxy' is not a section"):
         apply_overrides(base, {"proxxy.epochs": 1})
+
+
+def test_overrides_refuse_a_twice_given_key_an_empty_value_and_weights_of_zero() -> None:
+    with pytest.raises(ConfigError, match="appears twice"):
+        parse_overrides(["pick.weights={aggregate: 1, aggregate: 2}"])
+    with pytest.raises(ConfigError, match="no value"):
+        parse_overrides(["benchmark="])
+    with pytest.raises(ConfigError, match="leave no score"):
+        apply_overrides(
+            SearchConfig(),
+            {"screen.weights": {"naswot": 0, "synflow": 0, "jacob_cov": 0, "flops": 0}},
+        )
+
+
+def test_nasnc_search_applies_set_after_its_options_and_null_unsets(tmp_path: Path) -> None:
+    from nasnc_search.cli._main import build_parser
+    from nasnc_search.cli._search import search_config
+
+    path = tmp_path / "study.yaml"
+    path.write_text("n_trials: 7\ntimeout: 60\nscreen: {size: 20, top_k: 4}\n")
+    argv = ["search", str(path), "--n-trials", "5", "--set", "n_trials=9", "--set", "timeout=null"]
+    config = search_config(build_parser().parse_args(argv))
+    assert config.n_trials == 9 and config.timeout is None
+    plain = search_config(build_parser().parse_args(["search", str(path), "--n-trials", "5"]))
+    assert plain.n_trials == 5 and plain.timeout == 60 and plain.screen.top_k == 4

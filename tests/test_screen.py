@@ -147,8 +147,9 @@ def test_pool_aggregate_follows_the_screen_config(
     small = ScreenPool.from_result(
         pool.result, dataclasses.replace(config.screen, scores=("flops",), weights={"flops": -1.0})
     )
-    first_arch, _value = small.shortlist(1)[0]
+    first_arch, value = small.shortlist(1)[0]
     assert pool.result.archs.index(first_arch) == int(np.argmin(scores["flops"]))
+    assert value == 0.0  # first on the turned score (w * log(r/n) gave it log n)
     # a missing score: the worst rank by default, NaN with nan: propagate
     holed = dataclasses.replace(
         pool.result, scores={**scores, "jacob_cov": np.r_[np.nan, scores["jacob_cov"][1:]]}

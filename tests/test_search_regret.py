@@ -457,3 +457,18 @@ def test_versus_pairs_the_picks_of_two_measurements_by_seed(tmp_path, builtin, c
         regret.run_search_mode(args)
     with pytest.raises(SystemExit, match=r"no .*nowhere"):
         regret.run_search_mode(argparse.Namespace(**{**vars(args), "versus": "nowhere"}))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "results.jsonl").write_text("")
+    capsys.readouterr()
+    regret.run_search_mode(argparse.Namespace(**{**vars(args), "versus": str(tmp_path / "empty")}))
+    assert (
+        "differs in: unknown: no rows for these seeds): 0 paired seeds" in capsys.readouterr().out
+    )
+
+
+def test_key_changes_names_nested_keys_of_any_value_type():
+    mine = json.dumps({"sampler": {"name": "tpe"}, "n_trials": 40, "screen": {"w": {}}})
+    theirs = json.dumps({"sampler": {"name": "random"}, "n_trials": 40, "screen": {"w": {"g": -1}}})
+    assert regret.key_changes(mine, theirs) == ["sampler.name", "screen.w.g"]
+    assert regret.key_changes(mine, mine) == []
+    assert regret.key_changes(json.dumps({"a": "[1]"}), json.dumps({"a": [1]})) == ["a"]

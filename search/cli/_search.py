@@ -12,6 +12,8 @@ from ._base import CACHE_HELP, FORMATS, Command, emit, positive_int, progress_wa
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
+    from .._config import SearchConfig
+
 
 def trial_progress(
     trials: Sequence[FrozenTrial], objectives: Sequence[str]
@@ -38,6 +40,32 @@ def trial_progress(
         value = max(best, key=lambda v: better_sign(objectives[0]) * v)
         postfix[f"best {objectives[0]}"] = f"{value:.4g}"
     return sum(map(counts_toward_n_trials, trials)), postfix
+
+
+def search_config(args: argparse.Namespace) -> SearchConfig:
+    """The study config of ``nasnc search``: the file, then the options, then ``--set``
+    (a null there unsets a key)."""
+    from .._config import apply_overrides, load_config, parse_overrides
+
+    config = load_config(args.config)
+    config = apply_overrides(
+        config,
+        {
+            "storage": args.storage,
+            "study_name": args.study_name,
+            "n_trials": args.n_trials,
+            "workers": args.workers,
+            "device": args.device,
+            "cache": args.cache,
+            "data_root": args.data_root,
+            "seed": args.seed,
+            "benchmark": args.benchmark,
+            "timeout": args.timeout,
+            "threads": args.threads,
+            "download": args.download,
+        },
+    )
+    return apply_overrides(config, parse_overrides(args.set), keep_none=True)
 
 
 class Search(Command):
@@ -81,7 +109,7 @@ class Search(Command):
             action="append",
             default=[],
             help="override any config key, dotted into sections, VALUE read as YAML, e.g. "
-            "--set screen.top_k=16 --set 'screen.weights={grad_norm: -1}' (repeatable; "
+            "--set screen.top_k=16 --set 'pick.weights={aggregate: 1}' (repeatable; "
             "applied after the options above)",
         )
 
@@ -90,30 +118,11 @@ class Search(Command):
         import optuna
         from tqdm import tqdm
 
-        from .._config import apply_overrides, load_config, parse_overrides
         from .._signals import quiet_interrupts
         from .._study import n_finished, open_study, run_search
         from .._summary import summarize
 
-        config = load_config(args.config)
-        config = apply_overrides(
-            config,
-            {
-                "storage": args.storage,
-                "study_name": args.study_name,
-                "n_trials": args.n_trials,
-                "workers": args.workers,
-                "device": args.device,
-                "cache": args.cache,
-                "data_root": args.data_root,
-                "seed": args.seed,
-                "benchmark": args.benchmark,
-                "timeout": args.timeout,
-                "threads": args.threads,
-                "download": args.download,
-            },
-        )
-        config = apply_overrides(config, parse_overrides(args.set), keep_none=True)
+        config = search_config(args)
         truth = None
         if config.benchmark:  # fail before hours of search, not after
             from nasnc.bench import open_benchmark
