@@ -117,9 +117,8 @@ def test_config_accepts_latency_in_screen_pick_and_objectives(
     tmp_path: Path, synthetic_root: Path
 ) -> None:
     ScreenConfig(size=10, top_k=2, scores=("naswot", "latency"))
-    PickConfig(
-        weights={"aggregate": 1.0, "latency": -0.5}
-    )  # a negative weight: the fastest ranks first
+    # a negative weight: the fastest cell ranks first on latency
+    PickConfig(weights={"aggregate": 1.0, "latency": -0.5})
     config = tiny_config(
         tmp_path, synthetic_root, objectives=["aggregate", "latency"], **{"screen.size": 10}
     )
