@@ -103,6 +103,7 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -186,15 +187,18 @@ def negated_pick(col: dict[str, np.ndarray], done: np.ndarray, acc: np.ndarray) 
     score = col.get(NEGATED_SCORE)
     if score is None or not np.isfinite(score[done]).any():
         return math.nan
-    values = {"a": col["aggregate"], "b": col["beta_eff"], "g": -score}
-    return _pick_among({k: v[done] for k, v in values.items()}, acc[done])
+    values = {"a": col["aggregate"], "b": col["beta_eff"], "g": score}
+    weights = {"a": 1.0, "b": 1.0, "g": -1.0}  # a negative weight: lower ranks first
+    return _pick_among({k: v[done] for k, v in values.items()}, acc[done], weights)
 
 
-def _pick_among(values: dict[str, np.ndarray], acc: np.ndarray) -> float:
+def _pick_among(
+    values: dict[str, np.ndarray], acc: np.ndarray, weights: dict[str, float] | None = None
+) -> float:
     """True accuracy of the cell with the best rank aggregate of ``values``."""
     if not acc.size:
         return math.nan
-    combined = rank_aggregate(values)
+    combined = rank_aggregate(values, weights=weights)
     if not np.isfinite(combined).any():
         return math.nan
     return float(acc[int(np.nanargmax(combined))])
@@ -237,6 +241,22 @@ def study_key(config) -> str:
     return json.dumps(data, sort_keys=True, default=str)
 
 
+def _result_rows(path: Path) -> Iterator[dict]:
+    """The rows of ``path`` (results.jsonl), in order; a line that is not a JSON
+    object (a torn last line of a killed run) is skipped with a warning."""
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            logging.getLogger(__name__).warning("%s:%d: not JSON, skipped", path, lineno)
+            continue
+        yield row
+
+
 def recorded_seeds(path: Path, key: str) -> dict[int, dict]:
     """The seeds ``path`` (results.jsonl) already holds for the study ``key``.
 
@@ -244,20 +264,13 @@ def recorded_seeds(path: Path, key: str) -> dict[int, dict]:
     a torn last line (a killed run) is skipped with a warning; a later line
     for a seed replaces an earlier one.
     """
-    done: dict[int, dict] = {}
     if not path.exists():
-        return done
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            logging.getLogger(__name__).warning("%s:%d: not JSON, skipped", path, lineno)
-            continue
-        if isinstance(row, dict) and row.get("study_key") == key and "seed" in row:
-            done[int(row["seed"])] = row
-    return done
+        return {}
+    return {
+        int(row["seed"]): row
+        for row in _result_rows(path)
+        if row.get("study_key") == key and "seed" in row
+    }
 
 
 def versus_picks(path: Path, seeds: range) -> tuple[dict[int, float], str | None]:
@@ -265,15 +278,11 @@ def versus_picks(path: Path, seeds: range) -> tuple[dict[int, float], str | None
     ``seeds``, by seed, and its study key; its lines must be one study key."""
     if not path.exists():
         raise SystemExit(f"--versus: no {path}: run that measurement first")
-    rows: dict[int, dict] = {}
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn last line, as recorded_seeds skips it
-        seed = row.get("seed") if isinstance(row, dict) else None
-        if isinstance(seed, int) and seed in seeds:
-            rows[seed] = row
+    rows = {
+        row["seed"]: row
+        for row in _result_rows(path)
+        if isinstance(row.get("seed"), int) and row["seed"] in seeds
+    }
     keys = {r.get("study_key") for r in rows.values()}
     if len(keys) > 1:
         raise SystemExit(f"--versus: {path} holds {len(keys)} configs for these seeds, need one")

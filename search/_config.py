@@ -502,7 +502,9 @@ def apply_overrides(
     return from_mapping(SearchConfig, data)
 
 
-def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
+def parse_overrides(
+    pairs: Iterable[str], *, form: str = "KEY=VALUE, e.g. screen.top_k=16"
+) -> dict[str, Any]:
     """``KEY=VALUE`` strings as :func:`apply_overrides` takes them: KEY dotted into
     sections (``screen.top_k``), VALUE read as YAML (``{grad_norm: -1}``, ``null``).
 
@@ -510,14 +512,15 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
     {'screen.top_k': 16, 'pick.weights': {'aggregate': 1}}
 
     The value is read as a config file's are (a key twice in one mapping is
-    refused); an empty one is refused too (``null`` unsets a key).
+    refused); an empty one is refused too (``null`` unsets a key). ``form``
+    is what the error for a pair without ``=`` says an override looks like.
     """
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"an override is KEY=VALUE, e.g. screen.top_k=16, but got {pair!r}")
+            raise ConfigError(f"an override is {form}, but got {pair!r}")
         if not text.strip():
             raise ConfigError(f"override {pair!r} has no value (null unsets a key)")
         try:

@@ -201,6 +201,11 @@ def test_bad_values_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "'learning_rate'" in capsys.readouterr().err
     assert main(["train", ARCH, *no_data, "--set", "lr"]) == 2
     assert "FIELD=VALUE" in capsys.readouterr().err
+    # read as nasnc search reads --set: an empty value or a key twice is refused
+    assert main(["train", ARCH, *no_data, "--set", "epochs="]) == 2
+    assert "'epochs=' has no value" in capsys.readouterr().err
+    assert main(["train", ARCH, *no_data, "--set", "probe={a: 1, a: 2}"]) == 2
+    assert "appears twice" in capsys.readouterr().err
     # --set reaches the fields that have their own flag too (a flag not given masked it)
     assert main(["train", ARCH, *no_data, "--set", "epochs=0"]) == 2
     assert "epochs=0" in capsys.readouterr().err

@@ -92,24 +92,22 @@ def load_train_config(path: str | Path | None) -> SearchConfig:
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
-    """``--set FIELD=VALUE`` pairs as ``proxy.FIELD`` overrides (VALUE read as YAML)."""
-    import yaml
+    """``--set FIELD=VALUE`` pairs as ``proxy.FIELD`` overrides, read as
+    ``nasnc search --set`` reads its pairs (VALUE as YAML, ``null`` unsets)."""
+    from .._config import parse_overrides
 
+    try:
+        values = parse_overrides(items, form="FIELD=VALUE, e.g. epochs=2")
+    except ConfigError as exc:
+        raise UsageError(f"--set: {exc}") from None
     known = _proxy_fields()
     out: dict[str, Any] = {}
-    for item in items:
-        field, sep, text = item.partition("=")
-        field = field.strip().replace("-", "_")
-        if not sep or not field:
-            raise UsageError(f"--set expects FIELD=VALUE, but got {item!r}")
+    for key, value in values.items():
+        field = key.replace("-", "_")
         if field not in known:
-            raise UsageError(
-                f"--set {item!r}: {field!r} is not a proxy field; known: {', '.join(sorted(known))}"
-            )
-        try:
-            out[f"proxy.{field}"] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise UsageError(f"--set {item!r}: the value is not valid YAML") from None
+            names = ", ".join(sorted(known))
+            raise UsageError(f"--set {key}=...: {field!r} is not a proxy field; known: {names}")
+        out[f"proxy.{field}"] = value
     return out
 
 
