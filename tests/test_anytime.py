@@ -176,7 +176,7 @@ def test_cli_report_says_when_the_screen_came_from_the_cache(
     study.set_user_attr("screen", {"size": 50, "seconds": 0.4, "cached": 50})
     assert main(["report", "--storage", url, "--study", "built"]) == 0
     out, _ = capsys.readouterr()
-    assert "0.4 s charged first (50 scores came from the cache" in out
+    assert "0.4 s charged first (the scores of 50 cells came from the cache" in out
     args = ["report", "--storage", url, "--study", "built", "--screen-cost", "60"]
     assert main([*args, "--format", "json"]) == 0
     screen = json.loads(capsys.readouterr().out)["screen"]

@@ -360,9 +360,11 @@ class Report(Command):
         screen = p["screen"]
         if screen.get("size"):
             note = ""
-            if screen.get("cached") and screen["cost_from"] == "recorded":
+            cached = screen.get("cached")
+            if cached and screen["cost_from"] == "recorded":
+                cells = "1 cell" if cached == 1 else f"{cached} cells"
                 note = (
-                    f" ({screen['cached']} scores came from the cache: a cold screen costs "
+                    f" (the scores of {cells} came from the cache: a cold screen costs "
                     "more; --screen-cost SECONDS charges it)"
                 )
             print(f"screen: {screen['size']} cells, {screen['cost_s']:.1f} s charged first{note}")
