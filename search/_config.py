@@ -176,6 +176,9 @@ class ScreenConfig:
     network, ranked by their rank aggregate (:func:`nasnc.proxies.rank_aggregate`,
     ``weights`` per score, default 1 each, negative for lower = better; NaN per
     ``nan``), and the ``top_k`` are enqueued as the study's first trials.
+    The CPU configs add ``grad_norm`` at weight −1 (it lowered the regret of
+    ``configs/cpu-30min.yaml`` on ten fresh seeds, docs/results.md); the default
+    keeps the four members, as −grad_norm was measured only on the CPU proxy network.
     """
 
     size: int = 0

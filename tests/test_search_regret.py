@@ -446,7 +446,8 @@ def test_versus_pairs_the_picks_of_two_measurements_by_seed(tmp_path, builtin, c
             regret.append_line(out / "results.jsonl", row)
     assert regret.run_search_mode(args) == 0  # everything recorded: nothing runs
     out = capsys.readouterr().out
-    assert "config differs in: screen.weights.naswot" in out
+    # --set replaces the config's screen.weights ({grad_norm: -1}) as a whole
+    assert "config differs in: screen.weights.grad_norm, screen.weights.naswot)" in out
     assert "2 paired seeds; not recorded there: [2]" in out
     assert "0: -0.50, 1: +1.00" in out  # regret of this pick minus that one, per seed
     assert "paired over seeds: +0.25 [-0.50, +1.00] points" in out
