@@ -212,6 +212,7 @@ def enqueue_shortlist(study: optuna.Study, pool: ScreenPool, k: int) -> int:
         "size": len(pool),
         "top_k": k,
         **cost,
+        "twins": pool.result.twins,  # of the cached: the same on a resume
         "config_hash": pool.result.config_hash,
         "scores": list(pool.config.scores),
         "shortlist": [a for a, _ in rows],

@@ -177,6 +177,15 @@ def test_cli_report_says_when_the_screen_came_from_the_cache(
     assert main(["report", "--storage", url, "--study", "built"]) == 0
     out, _ = capsys.readouterr()
     assert "0.4 s charged first (the scores of 50 cells came from the cache" in out
+    # twins served by their first in the pool are no saving: a cold screen serves them too
+    study.set_user_attr("screen", {"size": 50, "seconds": 0.4, "cached": 3, "twins": 2})
+    assert main(["report", "--storage", url, "--study", "built"]) == 0
+    assert (
+        "0.4 s charged first (the scores of 1 cell came from the cache" in capsys.readouterr().out
+    )
+    study.set_user_attr("screen", {"size": 50, "seconds": 0.4, "cached": 2, "twins": 2})
+    assert main(["report", "--storage", url, "--study", "built"]) == 0
+    assert "0.4 s charged first\n" in capsys.readouterr().out
     args = ["report", "--storage", url, "--study", "built", "--screen-cost", "60"]
     assert main([*args, "--format", "json"]) == 0
     screen = json.loads(capsys.readouterr().out)["screen"]

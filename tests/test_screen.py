@@ -199,6 +199,7 @@ def test_a_resumed_screen_keeps_the_first_screens_cost(
     assert enqueue_shortlist(study, first, 2) == 2
     recorded = dict(study.user_attrs[SCREEN_ATTR])
     assert recorded["scored"] == 6 and recorded["cached"] == 0 and recorded["seconds"] > 0
+    assert recorded["twins"] == first.result.twins
 
     again = run_screen(config, tiny_data, Store(tmp_path / "cache"), device="cpu")
     assert again.result.cached == 6  # the resume scored nothing
@@ -588,6 +589,7 @@ def test_twins_in_a_pool_score_alike_and_shortlist_once(
     for name in SCORES[:3]:
         assert fresh.scores[name][0] == fresh.scores[name][1], name
     assert fresh.cached == 1 and len(fresh.per_cell_s) == 2  # the twin is scored once
+    assert fresh.twins == 1
     # apart, each scores its own network under one seed: the same values, bit for bit
     alone = screen_archs([b], proxy, tiny_data, names=SCORES[:3], device="cpu")
     assert all(alone.scores[n][0] == fresh.scores[n][0] for n in SCORES[:3])
@@ -595,8 +597,10 @@ def test_twins_in_a_pool_score_alike_and_shortlist_once(
     screen_archs([a, other], proxy, tiny_data, names=SCORES[:3], store=store, device="cpu")
     again = screen_archs([b], proxy, tiny_data, names=SCORES[:3], store=store, device="cpu")
     assert again.cached == 1 and again.scores["synflow"][0] == fresh.scores["synflow"][1]
+    assert again.twins == 0  # served by the cache, not by a twin in its pool
     both = screen_archs([a, b], proxy, tiny_data, names=SCORES[:3], store=store, device="cpu")
     assert both.cached == 2 and both.scores["synflow"][1] == fresh.scores["synflow"][0]
+    assert both.twins == 1
     config = ScreenConfig(size=3, top_k=2, scores=SCORES[:3])
     pool = ScreenPool.from_result(fresh, config)
     forms = [Arch.parse(x).graph_form() for x, _ in pool.shortlist(3)]

@@ -134,7 +134,10 @@ class ScreenResult:
     scores : dict of str to ndarray
         One column per score name (NaN where a score is not finite).
     cached : int
-        Cells whose scores all came from the cache.
+        Cells whose scores all came from the cache, ``twins`` included.
+    twins : int
+        Cells served by a twin earlier in the pool (one network, one cache
+        entry): counted in ``cached``, but a cold screen scores them no more.
     seconds : float
         Wall-clock of the screen.
     """
@@ -145,6 +148,7 @@ class ScreenResult:
     cached: int = 0
     seconds: float = 0.0
     config_hash: str = ""
+    twins: int = 0
     per_cell_s: list[float] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -501,4 +505,5 @@ def screen_archs(
         seconds=seconds,
         config_hash=h,
         per_cell_s=per_cell,
+        twins=sum(len(rows) for rows in twins.values()),
     )

@@ -360,8 +360,9 @@ class Report(Command):
         screen = p["screen"]
         if screen.get("size"):
             note = ""
-            cached = screen.get("cached")
-            if cached and screen["cost_from"] == "recorded":
+            # a twin served by its first in the same pool costs a cold screen nothing
+            cached = int(screen.get("cached") or 0) - int(screen.get("twins") or 0)
+            if cached > 0 and screen["cost_from"] == "recorded":
                 cells = "1 cell" if cached == 1 else f"{cached} cells"
                 note = (
                     f" (the scores of {cells} came from the cache: a cold screen costs "
