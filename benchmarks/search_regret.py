@@ -183,7 +183,10 @@ def paired_regret_gap(
 
 def negated_pick(col: dict[str, np.ndarray], done: np.ndarray, acc: np.ndarray) -> float:
     """True accuracy of the completed cell that aggregate + βeff + −:data:`NEGATED_SCORE`
-    ranks first (equal weights); NaN when the study recorded no such score."""
+    ranks first (equal weights); NaN when the study recorded no such score.
+
+    A study whose screen already weighs −grad_norm (the CPU configs since
+    2026-12-05) counts it twice here: not comparable with seeds 30–39."""
     score = col.get(NEGATED_SCORE)
     if score is None or not np.isfinite(score[done]).any():
         return math.nan
@@ -252,7 +255,7 @@ def _result_rows(path: Path) -> Iterator[dict]:
         except json.JSONDecodeError:
             row = None
         if not isinstance(row, dict):
-            logging.getLogger(__name__).warning("%s:%d: not JSON, skipped", path, lineno)
+            logging.getLogger(__name__).warning("%s:%d: not a JSON object, skipped", path, lineno)
             continue
         yield row
 

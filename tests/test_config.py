@@ -6,7 +6,14 @@ import pytest
 
 from nasnc import ConfigError
 from nasnc.pipeline import ProxyConfig
-from nasnc_search._config import SearchConfig, apply_overrides, load_config, parse_overrides
+from nasnc.proxies import AGGREGATES
+from nasnc_search._config import (
+    ScreenConfig,
+    SearchConfig,
+    apply_overrides,
+    load_config,
+    parse_overrides,
+)
 from nasnc_search._screen import pool_archs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,6 +27,21 @@ def test_shipped_configs_load(name: str) -> None:
     if config.screen.size:  # the pool draws (a size the space cannot fill failed here)
         pool = pool_archs(config)
         assert len({a.canonical() for a in pool}) == config.screen.size
+
+
+def test_the_cpu_configs_screen_with_negated_grad_norm_and_the_rest_with_the_four() -> None:
+    """The screen's change was measured on the CPU proxy network only
+    (docs/results.md, R7/R8): the GPU configs and ScreenConfig's default keep
+    the four members of the project's aggregate."""
+    four = tuple(AGGREGATES["aggregate"])
+    for name in ("cpu-30min.yaml", "quickstart.yaml"):
+        screen = load_config(REPO / "configs" / name).screen
+        assert screen.scores == (*four, "grad_norm"), name
+        assert screen.weights == {"grad_norm": -1}, name
+    for path in sorted((REPO / "configs").glob("nb201-*.yaml")):
+        screen = load_config(path).screen
+        assert (screen.scores, screen.weights) == (four, {}), path.name
+    assert (ScreenConfig().scores, ScreenConfig().weights) == (four, {})
 
 
 def test_defaults_are_the_measured_cpu_proxy() -> None:

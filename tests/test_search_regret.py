@@ -70,11 +70,13 @@ def test_recorded_seeds_keeps_this_studys_seeds_and_skips_a_torn_line(tmp_path, 
         {"seed": 2, "pick": 89.0},  # written before the key was recorded
         {"seed": 0, "study_key": key, "pick": 90.7},  # a later run of seed 0 wins
     ]
-    log.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"seed": 3, "study')
+    lines = "".join(json.dumps(r) + "\n" for r in rows) + "[]\n"  # JSON, not a row
+    log.write_text(lines + '{"seed": 3, "study')
     done = regret.recorded_seeds(log, key)
     assert sorted(done) == [0]
     assert done[0]["pick"] == 90.7
-    assert "results.jsonl:5: not JSON" in caplog.text
+    assert "results.jsonl:5: not a JSON object" in caplog.text
+    assert "results.jsonl:6: not a JSON object" in caplog.text
     assert regret.recorded_seeds(tmp_path / "missing.jsonl", key) == {}
 
 
