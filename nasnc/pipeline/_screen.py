@@ -459,8 +459,9 @@ def screen_archs(
             cached += 1
             record(i, have)
     scoring = {task[0] for task in tasks}
-    for row, rows in twins.items():  # served by their first twin's entry: cached
-        cached += len(rows)
+    n_twins = sum(len(rows) for rows in twins.values())
+    cached += n_twins  # served by their first twin's entry: cached
+    for row, rows in twins.items():
         if row not in scoring:  # that entry is already in the cache
             for twin in rows:
                 record(twin, {n: columns[n][row] for n in wanted})
@@ -505,5 +506,5 @@ def screen_archs(
         seconds=seconds,
         config_hash=h,
         per_cell_s=per_cell,
-        twins=sum(len(rows) for rows in twins.values()),
+        twins=n_twins,
     )
