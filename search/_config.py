@@ -39,6 +39,7 @@ path (``proxy.epochs``) and the value. CLI options override the file through
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -73,6 +74,8 @@ __all__ = [
     "load_config",
     "parse_overrides",
 ]
+
+logger = logging.getLogger(__name__)
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -485,6 +488,10 @@ def apply_overrides(
     A None value means "not given" (a command-line flag left out) and is
     skipped, unless ``keep_none``: then it sets the key to None (``--set
     resolution=null``), and a key that cannot be None is refused by name.
+
+    A mapping replaces the config's mapping whole; the keys that drops are
+    logged as a warning (``screen.weights={naswot: 2}`` on a config weighing
+    ``grad_norm: -1`` turns grad_norm back to higher-is-better).
     """
     data = config.to_dict()
     for key, value in overrides.items():
@@ -501,6 +508,16 @@ def apply_overrides(
                     f"{key}: {section!r} is not a section of {where} (sections: {known})"
                 )
             target = inner
+        before = target.get(leaf)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            dropped = {k: v for k, v in before.items() if k not in value}
+            if dropped:
+                logger.warning(
+                    "%s replaces the config's mapping whole and drops %s "
+                    "(name them in the new mapping to keep them)",
+                    key,
+                    ", ".join(f"{k}: {v}" for k, v in dropped.items()),
+                )
         target[leaf] = value
     return from_mapping(SearchConfig, data)
 

@@ -221,6 +221,23 @@ def test_overrides_parse_as_yaml_and_reach_nested_sections() -> None:
         apply_overrides(base, {"proxxy.epochs": 1})
 
 
+def test_an_override_mapping_warns_of_the_keys_it_drops(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    base = load_config(REPO / "configs" / "cpu-30min.yaml")
+    assert base.screen.weights == {"grad_norm": -1}
+    with caplog.at_level("WARNING", logger="nasnc_search._config"):
+        config = apply_overrides(base, {"screen.weights": {"naswot": 2}})
+    assert config.screen.weights == {"naswot": 2}  # replaced whole, as documented
+    [record] = caplog.records
+    assert "screen.weights" in record.getMessage()
+    assert "drops grad_norm: -1" in record.getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="nasnc_search._config"):
+        apply_overrides(base, {"screen.weights": {"grad_norm": -1, "naswot": 2}, "seed": 3})
+    assert not caplog.records  # nothing dropped, nothing said
+
+
 def test_overrides_refuse_a_twice_given_key_an_empty_value_and_weights_of_zero() -> None:
     with pytest.raises(ConfigError, match="appears twice"):
         parse_overrides(["pick.weights={aggregate: 1, aggregate: 2}"])

@@ -110,7 +110,8 @@ class Search(Command):
             default=[],
             help="override any config key, dotted into sections, VALUE read as YAML, e.g. "
             "--set screen.top_k=16 --set 'pick.weights={aggregate: 1}' (repeatable; "
-            "applied after the options above; a mapping replaces the file's mapping)",
+            "applied after the options above; a mapping replaces the file's mapping, "
+            "and a warning names the keys it drops)",
         )
 
     def run(self, args: argparse.Namespace) -> int:
