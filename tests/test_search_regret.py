@@ -405,6 +405,31 @@ def test_recorded_final_stages_are_read_back_with_their_paired_gaps(tmp_path, bu
     assert "100.00 ± 0.00 s per study" in out
 
 
+def test_the_candidate_pick_is_paired_against_the_studys_pick(tmp_path, builtin, capsys):
+    """R10/R11's rule reads aggregate + proxy accuracy paired against the study's pick."""
+    args = _args(tmp_path, first_seed=0, seeds=2, final_stage=0)
+    arch = str(sample_archs(1, seed=0)[0])
+    for seed, (pick, candidate) in enumerate([(90.0, 90.5), (89.0, 89.1)]):
+        row = {
+            "seed": seed, "wall_s": 600.0, "screen_s": 120.0, "screened": 3000, "trained": 30,
+            "completed": 20, "pruned": 10, "train_s_median": 30.0, "pick": pick,
+            "pick_arch": arch, "best_trained": 91.0, "pick_weights": {"aggregate": 1.0},
+            "by": {**dict.fromkeys(("aggregate", "proxy_valid_acc", "beta_eff",
+                                    "aggregate + beta_eff", "aggregate + dW"), pick),
+                   "aggregate + proxy_valid_acc": candidate},
+            "study_key": regret.study_key(regret.seed_config(args, 0)),
+            "revision": regret.code_revision(),
+            "config": {"screen_size": 3000, "top_k": 24, "n_trials": 40, "workers": 2,
+                       "timeout": 1800, "epochs": 8},
+        }  # fmt: skip
+        regret.append_line(tmp_path / "results.jsonl", row)
+    assert regret.run_search_mode(args) == 0
+    out = capsys.readouterr().out
+    [line] = [ln for ln in out.splitlines() if ln.startswith("  aggregate + proxy accuracy")]
+    assert line.endswith(" -0.30 [-0.50, -0.10] points")  # 0.5 and 0.1 better: negative
+    assert "shortlisted" not in out.split("paired over seeds")[-1]  # no such rows, no line
+
+
 def test_a_recorded_final_stage_without_finalists_is_read_back(tmp_path, builtin, capsys):
     args = _args(tmp_path, first_seed=0, seeds=1, final_stage=6, final_seeds=1)
     row = {
