@@ -29,15 +29,17 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import sqlite3
 import time
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
 from nasnc import ConfigError, NasncError
@@ -137,6 +139,82 @@ def _check_journal(path: Path) -> None:
         )
 
 
+#: Suffix of the file a torn journal line is moved into (:func:`_mend_torn_tail`).
+TORN_SUFFIX = ".torn"
+
+
+def _last_line_start(f: BinaryIO, end: int, chunk: int = 1 << 16) -> int:
+    """Offset just past the last newline before ``end`` in binary file ``f`` (0 if none)."""
+    pos = end
+    while pos > 0:
+        step = min(chunk, pos)
+        pos -= step
+        f.seek(pos)
+        at = f.read(step).rfind(b"\n")
+        if at >= 0:
+            return pos + at + 1
+    return 0
+
+
+def _mend_torn_tail(path: Path) -> None:
+    """Move a journal's torn last line (a writer killed mid-line) out of the way.
+
+    Optuna's file backend skips a last line without its newline (a write in
+    progress) when it reads, but appends the next records right after it: the
+    torn bytes and the new record become one line it cannot parse, and the
+    study stops opening at all. Under the lock Optuna's writers hold while they
+    append (so no write is in progress), the torn bytes are appended to
+    ``PATH.torn`` and the journal is cut back to its last whole record.
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        with path.open("r+b") as f:
+            end = f.seek(0, os.SEEK_END)
+            cut = _last_line_start(f, end)
+            f.seek(cut)
+            torn = f.read()
+            if not torn or torn.endswith(b"\n"):  # mended by another process meanwhile
+                return
+            kept = path.with_name(path.name + TORN_SUFFIX)
+            with kept.open("ab") as out:
+                out.write(torn + b"\n")
+                out.flush()
+                os.fsync(out.fileno())
+            f.truncate(cut)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        lock.release()
+    logger.warning(
+        "journal %s: its last line was cut off mid-write (%d bytes; a killed process?); "
+        "moved to %s so that new records start on a line of their own",
+        path,
+        len(torn),
+        kept,
+    )
+
+
+def _bad_journal_line(path: Path) -> int | None:
+    """The number (from 1) of the first line of a journal that is not a JSON record,
+    a torn last line aside (Optuna skips it); None when every line reads."""
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.endswith(b"\n"):
+                return None
+            try:
+                json.loads(line)
+            except ValueError:
+                return number
+    return None
+
+
 def _check_sqlite(path: Path, *, read_only: bool) -> None:
     """Refuse an existing file that is not an SQLite database holding Optuna's tables.
 
@@ -188,12 +266,16 @@ def make_storage(
             raise ConfigError(f"journal storage needs a file path, but got storage={url!r}")
         _check_journal(path)
         try:
+            if not read_only:
+                _mend_torn_tail(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         except OSError as exc:  # a read-only folder, a file where a folder should be
             raise storage_error(url, exc) from exc
         except ValueError as exc:  # a damaged line (JSON or UTF-8) in the log it replays
-            raise storage_error(url, exc, kind=True) from exc
+            line = _bad_journal_line(path)
+            where = f" (line {line} of {path} is not a journal record)" if line else ""
+            raise storage_error(url, exc, kind=True, where=where) from exc
     if url.startswith("sqlite:///"):
         db = local_file(url)
         if db is not None:
@@ -221,8 +303,11 @@ def make_storage(
         raise storage_error(url, exc, kind=True) from exc
 
 
-def storage_error(url: str, exc: BaseException, *, kind: bool = False) -> NasncError:
-    """ "cannot open storage URL: why", the URL shown without its password."""
+def storage_error(
+    url: str, exc: BaseException, *, kind: bool = False, where: str = ""
+) -> NasncError:
+    """ "cannot open storage URL: why", the URL shown without its password; ``where``
+    (such as the damaged line of a journal) is appended."""
     shown = shown_url(url)
     # the driver's own error, not a wrapper (Optuna's "exception during the commit",
     # SQLAlchemy's with its [SQL: ...] and link lines): the root of the chain
@@ -234,7 +319,7 @@ def storage_error(url: str, exc: BaseException, *, kind: bool = False) -> NasncE
         cause = inner
     why = (str(cause).strip().splitlines() or [""])[0].replace(url, shown)
     return NasncError(
-        f"cannot open storage {shown!r}: {type(cause).__name__ + ': ' if kind else ''}{why}"
+        f"cannot open storage {shown!r}: {type(cause).__name__ + ': ' if kind else ''}{why}{where}"
     )
 
 

@@ -68,6 +68,35 @@ def test_a_journal_with_a_damaged_line_names_the_storage(
     err = capsys.readouterr().err
     assert status == 1 and "internal error" not in err
     assert f"cannot open storage 'journal:{path}'" in err
+    assert f"line 2 of {path} is not a journal record" in err  # the file's line, not JSON's
+
+
+def test_a_journal_torn_mid_line_is_mended_before_a_run_appends_to_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer killed mid-line leaves a last line without its newline: the next
+    record must not be glued onto it (that made the whole study unreadable)."""
+    path = tmp_path / "study.journal"
+    study = optuna.create_study(study_name="s", storage=make_storage(f"journal:{path}"))
+    study.add_trial(optuna.trial.create_trial(value=1.0, distributions={}, params={}))
+    whole = path.read_bytes()
+    torn = b'{"op_code":5,"worker_id":"49b4a590-4bf8'
+    path.write_bytes(whole + torn)
+    # a reader skips the torn line and changes nothing
+    reader = make_storage(f"journal:{path}", read_only=True)
+    assert len(optuna.load_study(study_name="s", storage=reader).trials) == 1
+    assert path.read_bytes() == whole + torn
+    with caplog.at_level("WARNING", logger="nasnc_search._storage"):
+        storage = make_storage(f"journal:{path}")
+    assert path.read_bytes() == whole  # cut back to the last whole record
+    kept = path.with_name(path.name + ".torn")
+    assert kept.read_bytes() == torn + b"\n"  # the torn bytes are kept, not lost
+    assert str(kept) in caplog.text and "cut off mid-write" in caplog.text
+    again = optuna.create_study(study_name="s", storage=storage, load_if_exists=True)
+    again.add_trial(optuna.trial.create_trial(value=2.0, distributions={}, params={}))
+    fresh = optuna.load_study(study_name="s", storage=make_storage(f"journal:{path}"))
+    assert [t.value for t in fresh.trials] == [1.0, 2.0]
+    assert not (tmp_path / "study.journal.lock").exists()  # Optuna's lock released
 
 
 # ------------------------------------------------------------------ SQLite storages
