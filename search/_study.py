@@ -113,13 +113,15 @@ def _sampler_seed(config: SearchConfig, study: optuna.Study, worker: int) -> int
     return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
-def _check_data(config: SearchConfig) -> None:
+def _check_run_inputs(config: SearchConfig) -> None:
     """Stop before a study is created when its data is not there (downloads it with
-    ``download``): a study made by a run that cannot start would keep its config and
-    refuse the corrected rerun."""
+    ``download``) or its cache cannot be used (a file, a folder of something else,
+    not writable; a usable one is created): a study made by a run that cannot start
+    would keep its config and refuse the corrected rerun."""
     from nasnc.data import locate_dataset
 
     locate_dataset(config.proxy.dataset, config.data_root, download=config.download)
+    Store(config.cache)
 
 
 def open_study(config: SearchConfig, *, worker: int = 0, to_run: bool = False) -> optuna.Study:
@@ -136,7 +138,8 @@ def _open_study(
     config: SearchConfig, worker: int, *, to_run: bool = False
 ) -> tuple[optuna.Study, BaseStorage]:
     """The study and the storage object it was opened on (Optuna may wrap the latter)."""
-    make_sampler(config.sampler, 0)  # a bad sampler kwarg stops before a study is created
+    make_sampler(config.sampler, 0)  # a bad sampler kwarg stops before a study is created,
+    pruner = make_pruner(config.pruner)  # and so does a bad pruner kwarg
     # so does a device this machine lacks (its type and precision are in every cache
     # key); a study made elsewhere may still be read here, its runs only fail to start
     run_device: str | None = None
@@ -147,7 +150,7 @@ def _open_study(
     try:
         run_device = _run_device(config)
         if no_file and to_run:
-            _check_data(config)
+            _check_run_inputs(config)
     except ConfigError as exc:
         if no_file:
             raise
@@ -161,13 +164,13 @@ def _open_study(
         if lacking is not None:
             raise lacking
         if to_run:
-            _check_data(config)
+            _check_run_inputs(config)
     try:
         study = optuna.create_study(
             storage=storage,
             study_name=config.study_name,
             directions=directions(config.objectives),
-            pruner=make_pruner(config.pruner),
+            pruner=pruner,
             load_if_exists=True,
         )
     except OSError as exc:  # a journal in a folder this process cannot write (its lock file)

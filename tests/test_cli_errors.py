@@ -84,6 +84,19 @@ def test_search_set_names_a_bad_override_before_any_study(
     assert not (tmp_path / "study.db").exists()
 
 
+@pytest.mark.parametrize("storage", ["sqlite:///{}/study.db", "journal:{}/study.db"])
+def test_a_bad_pruner_kwarg_is_named_before_any_storage_is_written(
+    tmp_path: Path, storage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It used to be reported as 'cannot open storage' (exit 1), after the file was made."""
+    config = tmp_path / "study.yaml"
+    config.write_text(f"storage: {storage.format(tmp_path)}\n")
+    argv = ["search", str(config), "--set", "pruner.name=hyperband"]
+    err = usage_error(capsys, [*argv, "--set", "pruner.kwargs={bogus: 1}"])
+    assert "pruner.kwargs.bogus" in err and "cannot open storage" not in err
+    assert not (tmp_path / "study.db").exists()
+
+
 def test_compare_plot_onto_an_existing_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

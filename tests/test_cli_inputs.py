@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nasnc import ConfigError, DataError
+from nasnc import ConfigError, DataError, StoreError
 from nasnc.space import sample_archs
 from nasnc.store import Store
 from nasnc.testing import make_entry
@@ -153,6 +153,31 @@ def test_missing_data_stops_a_search_before_its_study_exists(
     assert open_study(fixed, to_run=True).user_attrs["config"]["seed"] == 3
     # opened only to read it, a study needs no data (its summary, its report)
     assert open_study(apply_overrides(config, {"study_name": "read"})).study_name == "read"
+
+
+def test_an_unusable_cache_stops_a_search_before_its_study_exists(
+    tmp_path: Path, synthetic_root: Path
+) -> None:
+    """A cache path that is a file used to be refused only by the workers, after the
+    study and its config (with the bad path) were recorded."""
+    journal = tmp_path / "q.log"
+    a_file = tmp_path / "b.h5"
+    a_file.write_bytes(b"not a cache")
+    config = apply_overrides(
+        load_config(_config(tmp_path, f"journal:{journal}")),
+        {"data_root": str(synthetic_root), "cache": str(a_file)},
+    )
+    with pytest.raises(StoreError, match=f"cache path {a_file} is a file"):
+        open_study(config, to_run=True)
+    assert not journal.exists()
+    optuna.create_study(study_name="other", storage=make_storage(f"journal:{journal}"))
+    with pytest.raises(StoreError, match="is a file"):
+        open_study(config, to_run=True)
+    assert optuna.get_all_study_names(make_storage(f"journal:{journal}")) == ["other"]
+    assert a_file.read_bytes() == b"not a cache"
+    # a new cache folder is fine: it is created for the run
+    fresh = apply_overrides(config, {"cache": str(tmp_path / "new-cache")})
+    assert open_study(fresh, to_run=True).study_name == config.study_name
 
 
 # ------------------------------------------------------------------ train --set

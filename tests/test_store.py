@@ -541,6 +541,24 @@ def test_refuses_foreign_directory_and_file(tmp_path: Path) -> None:
         Store(empty, create=False)
 
 
+@pytest.mark.parametrize("sub", ["entries", "packs", "tmp", "quarantine"])
+@pytest.mark.parametrize("create", [True, False])
+def test_a_file_where_the_cache_keeps_a_folder_is_named(
+    tmp_path: Path, sub: str, create: bool
+) -> None:
+    """It used to surface as NotADirectoryError or "[Errno 17] File exists"."""
+    cache = tmp_path / "cache"
+    Store(cache).put(make_entry("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"))
+    if (cache / sub).is_dir():
+        for path in sorted((cache / sub).rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+        (cache / sub).rmdir()
+    (cache / sub).write_text("mine")
+    with pytest.raises(StoreError, match=f"{cache / sub} is a file"):
+        Store(cache, create=create)
+    assert (cache / sub).read_text() == "mine"
+
+
 def test_unknown_schema_version_of_the_cache(tmp_path: Path) -> None:
     Store(tmp_path)
     with h5py.File(tmp_path / "nasnc-store.h5", "r+") as f:

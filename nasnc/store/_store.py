@@ -29,6 +29,7 @@ from nasnc.store._files import (
     MARKER,
     PACK_RE,
     PACKS,
+    QUARANTINE,
     RETRIES,
     TMP,
     TMP_RE,
@@ -317,6 +318,12 @@ class Store:
                 )
             if not self.create:
                 raise StoreError(f"{path} is not a nasnc cache (no {MARKER}).")
+        for sub in (ENTRIES, PACKS, TMP, QUARANTINE):
+            if (path / sub).exists() and not (path / sub).is_dir():
+                raise StoreError(
+                    f"{path / sub} is a file; a nasnc cache keeps a folder there "
+                    "(move the file away)."
+                )
         if self.create:
             try:
                 for sub in (ENTRIES, PACKS, TMP):
