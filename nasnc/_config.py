@@ -120,10 +120,16 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        key = str(key).replace("-", "_")
+    given: dict[str, str] = {}
+    for spelled, value in data.items():
+        key = str(spelled).replace("-", "_")
         if key not in fields:
             raise _unknown_key(where, key, sorted(fields))
+        if key in kwargs:  # n_trials and n-trials: one key, given twice
+            raise ConfigError(
+                f"{_path(where, key)} is given twice (as {given[key]!r} and {str(spelled)!r})"
+            )
+        given[key] = str(spelled)
         kwargs[key] = _coerce(value, hints[key], _path(where, key))
     try:
         return cls(**kwargs)

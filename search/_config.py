@@ -208,6 +208,7 @@ class ScreenConfig:
                 f"scores must name proxies of {', '.join(PROXIES)}, "
                 f"but got scores={list(self.scores)!r}"
             )
+        _check_distinct("scores", self.scores, "(a weight counts a score more)")
         _check_weights("weights", self.weights, self.scores)
         if self.weights and not any(float(self.weights.get(s, 1.0)) != 0.0 for s in self.scores):
             raise ConfigError(
@@ -236,6 +237,17 @@ TRIAL_SCORES: tuple[str, ...] = (
     "aggregate",
     *READING_SCORES,
 )
+
+
+def _check_distinct(where: str, names: tuple[str, ...], hint: str = "") -> None:
+    """Refuse a name listed twice, naming it (an aggregate would count it twice)."""
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        listed = ", ".join(map(repr, twice))
+        raise ConfigError(
+            f"{where} lists {listed} more than once{' ' + hint if hint else ''}, "
+            f"but got {where}={list(names)!r}"
+        )
 
 
 def _check_weights(where: str, weights: Any, known: tuple[str, ...]) -> None:
@@ -357,6 +369,7 @@ class SearchConfig:
                     f"proxies: unknown proxy {unknown[0]!r}; known: "
                     f"{', '.join([*PROXIES, *AGGREGATES])}"
                 )
+            _check_distinct("proxies", self.proxies)
         names = (*TRIAL_SCORES, *PROXIES)
         bad = [o for o in self.objectives if o not in names]
         if not self.objectives or bad or len(set(self.objectives)) != len(self.objectives):
@@ -466,6 +479,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 (PyYAML) reads 1e-3 and 1.0e5 as strings (it wants a dot and a signed
+# exponent); YAML 1.2 and every user read them as numbers: weights are checked as
+# numbers, so pick.weights={beta_eff: 1e-1} would be refused as "not a number".
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def load_config(path: str | Path) -> SearchConfig:

@@ -221,6 +221,41 @@ def test_overrides_parse_as_yaml_and_reach_nested_sections() -> None:
         apply_overrides(base, {"proxxy.epochs": 1})
 
 
+def test_exponent_numbers_read_as_numbers_in_files_and_overrides(tmp_path: Path) -> None:
+    """PyYAML (YAML 1.1) reads 1e-1 as a string: weights were refused as not numbers."""
+    path = tmp_path / "study.yaml"
+    path.write_text("pick: {weights: {aggregate: 1, beta_eff: 1e-1}}\nproxy: {lr: 5E-2}\n")
+    config = load_config(path)
+    assert config.pick.weights == {"aggregate": 1, "beta_eff": 0.1}
+    assert config.proxy.lr == 0.05
+    overrides = parse_overrides(["pick.weights={aggregate: 2e0}", "study_name=e5", "seed=1e1"])
+    assert overrides == {"pick.weights": {"aggregate": 2.0}, "study_name": "e5", "seed": 10.0}
+    assert apply_overrides(config, overrides).seed == 10
+
+
+def test_a_key_given_twice_in_two_spellings_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text("n_trials: 0\nn-trials: 3\n")  # n_trials=0 would never be checked
+    with pytest.raises(
+        ConfigError, match="n_trials is given twice \\(as 'n_trials' and 'n-trials'\\)"
+    ):
+        load_config(path)
+    path.write_text("proxy: {train_subset: 0, train-subset: 100}\n")
+    with pytest.raises(ConfigError, match=r"proxy\.train_subset is given twice"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("pair", "named"),
+    [("screen.scores=[naswot, synflow, naswot]", "screen.scores lists 'naswot' more than once"),
+     ("proxies=[params, flops, params]", "proxies lists 'params' more than once")],
+)  # fmt: skip
+def test_a_score_listed_twice_is_refused(pair: str, named: str) -> None:
+    """A repeated screen score counted double in the rank aggregate without a word."""
+    with pytest.raises(ConfigError, match=named):
+        apply_overrides(SearchConfig(), parse_overrides([pair]))
+
+
 def test_an_override_mapping_warns_of_the_keys_it_drops(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
