@@ -41,6 +41,7 @@ def test_parse_archs_sample_and_file(tmp_path: Path) -> None:
         "sample:x": "expected sample:N[:SEED], but got 'sample:x'",
         "sample:0": "with N >= 1, but got 'sample:0'",
         "sample:1:2:3": "with N >= 1, but got 'sample:1:2:3'",
+        "sample:5:-1": "sample:5:-1: seed must be a non-negative integer",  # was numpy's
         str(tmp_path / "none.txt"): f"no file {str(tmp_path / 'none.txt')!r}",
     }
     for bad, message in cases.items():

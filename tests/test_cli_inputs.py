@@ -325,6 +325,31 @@ def test_an_unreachable_database_is_one_line_naming_the_drivers_error(
     assert len(err.strip().splitlines()) == 1
 
 
+def test_compare_says_the_best_cached_cell_is_over_every_proxy_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --config-hash the table is one group, the best cached cell any group's."""
+    from nasnc.testing import DEFAULT_CONFIG
+
+    store = Store(tmp_path / "cache")
+    archs = sample_archs(6, seed=5, exclude_zero=True)
+    for arch in archs[:4]:
+        store.put(make_entry(str(arch)))
+    other = {**DEFAULT_CONFIG, "epochs": 16}
+    for arch in archs[4:]:
+        store.put(make_entry(str(arch), config=other))
+    hashes = {e.config_hash for e in store.entries()}
+    assert len(hashes) == 2
+    small = next(h for h in hashes if sum(e.config_hash == h for e in store.entries()) == 2)
+    argv = ["compare", "--cache", str(tmp_path / "cache"), "--n-boot", "10"]
+    assert main([*argv, "--config-hash", small[:8]]) == 0
+    assert "best cached (over every proxy configuration): " in capsys.readouterr().out
+    one = tmp_path / "one"
+    Store(one).put(make_entry(str(archs[0])))
+    assert main(["compare", "--cache", str(one), "--n-boot", "10"]) == 0
+    assert "\nbest cached: " in capsys.readouterr().out
+
+
 def test_compare_says_when_top_k_covers_every_cell(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

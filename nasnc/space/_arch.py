@@ -376,6 +376,8 @@ def sample_archs(
     """
     if n < 0:
         raise ConfigError(f"n must be non-negative, but got {n=}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, but got {seed=}.")
     rng = np.random.default_rng(seed)
     space = all_archs()
     limit = None

@@ -422,8 +422,10 @@ class Compare(Command):
         emit(rows, columns, "table")
         regret = result.get("regret")
         if regret:
+            where = " (over every proxy configuration)" if len(result["budgets"]) > 1 else ""
             print(
-                f"\nbest cached: {regret['best_found']:.2f} ({regret['best_found_arch']}); "
+                f"\nbest cached{where}: {regret['best_found']:.2f} "
+                f"({regret['best_found_arch']}); "
                 f"best in the benchmark: {regret['space_best']:.2f}; "
                 f"regret {regret['regret']:.2f}"
             )
