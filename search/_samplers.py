@@ -72,19 +72,54 @@ def sampler_class(name: str) -> type[optuna.samplers.BaseSampler]:
 def _checked_kwargs(
     where: str, fn: Callable[..., Any], kwargs: Mapping[str, Any], reserved: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    accepted = [
-        p.name
+    params = {
+        p.name: p
         for p in inspect.signature(fn).parameters.values()
         if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    for key in kwargs:
-        if key not in accepted or key in reserved:
-            known = [a for a in accepted if a not in reserved]
+    }
+    out = dict(kwargs)
+    for key, value in kwargs.items():
+        if key not in params or key in reserved:
+            known = [a for a in params if a not in reserved]
             raise ConfigError(
                 f"{where}.kwargs.{key}: not an argument of {getattr(fn, '__qualname__', fn)} "
                 f"(Optuna {optuna.__version__}); accepted: {', '.join(known) or 'none'}"
             )
-    return dict(kwargs)
+        out[key] = _typed_kwarg(f"{where}.kwargs.{key}", params[key].annotation, value)
+    return out
+
+
+#: Annotations of Optuna's arguments a config value is checked against (others,
+#: such as callables, cannot come from a YAML file anyway and pass unchecked).
+_PLAIN_TYPES = {"int", "float", "bool", "str", "None"}
+
+
+def _typed_kwarg(where: str, annotation: Any, value: Any) -> Any:
+    """``value`` checked against an argument's plain annotation (``int``, ``float |
+    None``, ``str | int``...), so that a bad value is named at config time instead of
+    failing inside Optuna after the first trials; an integral float is taken for int."""
+    if annotation is inspect.Parameter.empty:
+        return value
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    types = {t.strip() for t in str(text).split("|")}
+    if not types <= _PLAIN_TYPES:
+        return value
+    if value is None and "None" in types:
+        return value
+    if isinstance(value, bool):
+        if "bool" in types:
+            return value
+    elif isinstance(value, int):
+        if types & {"int", "float"}:
+            return value
+    elif isinstance(value, float):
+        if "float" in types:
+            return value
+        if "int" in types and value.is_integer():
+            return int(value)
+    elif isinstance(value, str) and "str" in types:
+        return value
+    raise ConfigError(f"{where} must be {' | '.join(sorted(types))}, but got {value!r}")
 
 
 def make_sampler(config: SamplerConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -142,6 +177,12 @@ def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
         # Optuna's Hyperband accepts these and divides by them only once trials report
         for key, least in (("min_resource", 1), ("max_resource", 1), ("reduction_factor", 2)):
             value = kwargs.get(key)
+            if isinstance(value, str) and (value != "auto" or key == "reduction_factor"):
+                raise ConfigError(
+                    f"pruner.kwargs.{key} must be a number"
+                    + (" or 'auto'" if key != "reduction_factor" else "")
+                    + f", but got {key}={value!r}"
+                )
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < least:
                 raise ConfigError(
                     f"pruner.kwargs.{key} must be >= {least}"

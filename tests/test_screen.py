@@ -422,6 +422,25 @@ def test_sampler_and_pruner_options_are_checked_and_named() -> None:
                     SearchConfig, {"pruner": {"name": "hyperband", "kwargs": kwargs}}
                 ).pruner
             )
+    # a value of the wrong type used to pass, and failed inside Optuna after the
+    # startup trials (the sampler) or at the first report (the pruner)
+    for sampler_kwargs, named in (
+        (
+            {"n_ei_candidates": "abc"},
+            r"sampler\.kwargs\.n_ei_candidates must be int, but got 'abc'",
+        ),
+        ({"constant_liar": 1}, r"sampler\.kwargs\.constant_liar must be bool"),
+    ):
+        with pytest.raises(ConfigError, match=named):
+            make_sampler(SamplerConfig(kwargs=sampler_kwargs), seed=0)
+    assert make_sampler(SamplerConfig(kwargs={"n_ei_candidates": 3e1}), seed=0)  # 30.0: an int
+    for kwargs, named in (
+        ({"min_resource": "abc"}, r"pruner\.kwargs\.min_resource must be int"),
+        ({"max_resource": "most"}, r"pruner\.kwargs\.max_resource must be a number or 'auto'"),
+    ):
+        with pytest.raises(ConfigError, match=named):
+            make_pruner(PrunerConfig(name="hyperband", kwargs=kwargs))
+    assert make_pruner(PrunerConfig(name="hyperband", kwargs={"max_resource": "auto"}))
     with pytest.raises(ConfigError, match=r"screen\.top_k"):
         from_mapping(SearchConfig, {"screen": {"size": 5, "top_k": 6}})
     # the pool leaves out the cells whose output is always zero: the authors' 6,466
