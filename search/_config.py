@@ -528,7 +528,8 @@ def apply_overrides(
                 where = ".".join(sections[:depth]) or "the config"
                 known = ", ".join(k for k, v in target.items() if isinstance(v, dict))
                 raise ConfigError(
-                    f"{key}: {section!r} is not a section of {where} (sections: {known})"
+                    f"{key}: {section!r} is not a section of {where} "
+                    + (f"(sections: {known})" if known else f"({where} has no sections)")
                 )
             target = inner
         before = target.get(leaf)

@@ -109,6 +109,16 @@ def test_compare_plot_onto_an_existing_file(
     assert existing.read_bytes() == b"not a folder"
 
 
+def test_compare_on_a_missing_cache_makes_no_plot_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plots = tmp_path / "new" / "plots"
+    status = main(["compare", "--cache", str(tmp_path / "none"), "--plot", str(plots)])
+    err = capsys.readouterr().err
+    assert status != 0 and str(tmp_path / "none") in err and "internal error" not in err
+    assert not (tmp_path / "new").exists()
+
+
 def test_bench_import_into_a_missing_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

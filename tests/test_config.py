@@ -219,6 +219,8 @@ def test_overrides_parse_as_yaml_and_reach_nested_sections() -> None:
     assert config.timeout is None and base.timeout == 60.0
     with pytest.raises(ConfigError, match="'proxxy' is not a section"):
         apply_overrides(base, {"proxxy.epochs": 1})
+    with pytest.raises(ConfigError, match=r"'probe' is not a section of proxy \(proxy has no"):
+        apply_overrides(base, {"proxy.probe.0": 5})  # was "(sections: )"
 
 
 def test_exponent_numbers_read_as_numbers_in_files_and_overrides(tmp_path: Path) -> None:

@@ -237,6 +237,14 @@ def test_bare_digit_code_is_refused_naming_both_prefixes(code: str) -> None:
     assert "nb201:" in message and "naslib:" in message and code in message
 
 
+@pytest.mark.parametrize("text", ["foo:123412", "nb:012340", "NASLIB201:000000"])
+def test_an_unknown_prefix_is_named(text: str) -> None:
+    """It used to say "expected 3 nodes separated by '+'", as if a benchmark string."""
+    with pytest.raises(ArchError, match="unknown op-code prefix") as err:
+        Arch.parse(text)
+    assert repr(text.split(":")[0] + ":") in str(err.value) and "nb201:" in str(err.value)
+
+
 @pytest.mark.parametrize(
     ("text", "culprit"),
     [

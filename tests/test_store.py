@@ -530,6 +530,8 @@ def test_a_read_only_store_refuses_every_write(tmp_path: Path) -> None:
 
 
 def test_refuses_foreign_directory_and_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="the cache path is empty"):
+        Store("")  # was the working folder, turned into a cache
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(StoreError, match="not a nasnc cache"):
         Store(tmp_path)

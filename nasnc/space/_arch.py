@@ -201,6 +201,12 @@ class Arch:
                 f"a cell is a benchmark string '|op~0|+|op~0|op~1|+...' or a {NUM_EDGES}-digit "
                 f"op code prefixed {NB201_PREFIX} or {NASLIB_PREFIX}, but got {text!r}"
             )
+        prefix, colon, rest = text.partition(":")
+        if colon and "|" not in prefix and rest.strip().isdigit():  # foo:123412
+            raise ArchError(
+                f"unknown op-code prefix {prefix + ':'!r} in {text!r}; "
+                f"known: {NB201_PREFIX} (nasnc/NAS-Bench-201 order), {NASLIB_PREFIX} (NASLib order)"
+            )
         if text.isdigit():
             raise ArchError(
                 f"a bare op code is ambiguous, but got {text!r}: write "

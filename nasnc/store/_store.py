@@ -277,6 +277,8 @@ class Store:
             raise ConfigError(
                 f"min_free_bytes must be a non-negative int, but got {min_free_bytes=}."
             )
+        if not str(os.fspath(path)).strip():  # abspath('') is the working folder
+            raise ConfigError(f"the cache path is empty, but got path={path!r}.")
         self.path = Path(os.path.abspath(os.fspath(path)))
         self._writer_id = writer_id
         self.create = create

@@ -185,9 +185,9 @@ class Compare(Command):
             raise UsageError(f"--n-boot must be positive, got {args.n_boot}")
         if args.plot is not None and Path(args.plot).exists() and not Path(args.plot).is_dir():
             raise UsageError(f"--plot {args.plot} is an existing file; name a folder for the PNGs")
+        store = Store(args.cache, create=False)  # a cache that is not there: no plot folder
         if args.plot is not None:
             check_writable_folder(Path(args.plot), f"--plot {args.plot}", create=True)
-        store = Store(args.cache, create=False)
         datasets = sorted({info.dataset for info in store.index()})
         cache_ds, truth_ds = args.dataset, args.truth_dataset
         if cache_ds is not None:
