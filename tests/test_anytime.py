@@ -199,6 +199,7 @@ def test_cli_report_on_a_built_study(tmp_path: Path, builtin, capsys) -> None:
     code = main(["report", "--storage", url, "--study", "built", "--format", "json"])
     out, err = capsys.readouterr()
     assert code == 0, err
+    assert "warning" not in err  # the builtin table holds every cell
     got = json.loads(out)
     _, space_best = builtin.best("cifar10-valid", "valid")
     assert got["dataset"] == "cifar10-valid"
@@ -239,6 +240,23 @@ def test_cli_report_on_a_built_study(tmp_path: Path, builtin, capsys) -> None:
     header = out.splitlines()[0].split(",")
     assert {"cell", "cost_s", "best", "regret", "random_cost_mean", "random_cost_sd"} <= set(header)
     assert len(out.splitlines()) == 4
+
+
+def test_cli_report_warns_of_a_table_that_holds_part_of_the_space(
+    tmp_path: Path, builtin, shared_data: Path, capsys
+) -> None:
+    """With the NATS miniature (a few cells) random search drew from those alone."""
+    pytest.importorskip("nats_bench")
+    from nasnc.bench import import_table, open_benchmark
+
+    mini = open_benchmark(shared_data / "nats-bench-mini" / "NATS-tss-v1_0-3ffb9-simple")
+    table = import_table(mini, tmp_path / "mini.h5")
+    url, _, _ = _study(tmp_path, builtin)
+    main(["report", "--storage", url, "--study", "built", "--benchmark", str(table)])
+    err = capsys.readouterr().err
+    held = int(np.isfinite(open_benchmark(table).column("cifar10-valid", "valid")[1]).sum())
+    assert 0 < held < 15_625
+    assert f"for {held:,} of the space's 15,625 cells; random search draws from those" in err
 
 
 def test_cli_report_usage_errors(tmp_path: Path, builtin, capsys) -> None:
