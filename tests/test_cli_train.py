@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,6 +168,15 @@ def test_config_forms(tmp_path: Path, synthetic_root: Path) -> None:
         load_train_config(empty)
     empty.write_text("{}\n")
     assert load_train_config(empty) == SearchConfig()
+    typo = tmp_path / "typo.yaml"
+    for text, named in (
+        ("proxi: {epochs: 1}\n", "'proxi'; did you mean the study key 'proxies' or 'proxy'?"),
+        ("epochs: 1\nn_trails: 3\n", "'n_trails'; did you mean the study key 'n_trials'?"),
+        ("epoch: 1\n", "'epoch'; did you mean 'epochs'?"),  # a proxy field's typo, as before
+    ):  # a study key's typo was matched against the proxy fields only ('probe')
+        typo.write_text(text)
+        with pytest.raises(ConfigError, match=re.escape(named)):
+            load_train_config(typo)
     mixed = tmp_path / "mixed.yaml"
     mixed.write_text("epochs: 1\nseed: 3\n")
     with pytest.raises(ConfigError, match="'epochs' is a proxy field: put it under proxy:"):

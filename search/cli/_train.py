@@ -71,7 +71,7 @@ def load_train_config(path: str | Path | None) -> SearchConfig:
     path = Path(path)
     data = read_yaml(path)
     study_keys = {f.name for f in dataclasses.fields(SearchConfig)} - _proxy_fields()
-    given = set(data) if isinstance(data, dict) else set()
+    given = {str(k).replace("-", "_") for k in data} if isinstance(data, dict) else set()
     if study_keys & given:
         stray = sorted(_proxy_fields() & given)
         if stray:
@@ -85,6 +85,17 @@ def load_train_config(path: str | Path | None) -> SearchConfig:
             f"{path} must hold a study config or a mapping of proxy fields, "
             f"but holds {type(data).__name__}"
         )
+    for key in sorted(given - _proxy_fields()):  # a study key's typo: proxi:, n_trails:
+        import difflib
+
+        close = difflib.get_close_matches(key, sorted(study_keys), n=2, cutoff=0.8)
+        if close and not difflib.get_close_matches(key, sorted(_proxy_fields()), cutoff=0.8):
+            raise ConfigError(
+                f"{path}: unknown key {key!r}; did you mean the study key "
+                f"{' or '.join(map(repr, close))}? "
+                "(a file holds proxy fields, epochs: channels: ..., or a study config, "
+                "proxy: seed: ...)"
+            )
     try:
         return SearchConfig(proxy=ProxyConfig.from_mapping(data, where=""))
     except ConfigError as exc:
