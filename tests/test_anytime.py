@@ -265,6 +265,7 @@ def test_cli_report_usage_errors(tmp_path: Path, builtin, capsys) -> None:
         (["report"], "--storage and --study"),
         (["report", "--storage", url, "--study", "biult"], "did you mean 'built'"),
         (["report", "--storage", f"sqlite:///{tmp_path}/none.db", "--study", "x"], "none.db"),
+        (["report", "--storage", f"journal:{tmp_path}", "--study", "x"], "names a folder"),
         (["report", "--storage", url, "--study", "built", "--plot", "x.pdf"], ".png"),
         (["report", "--storage", url, "--study", "built", "--draw-cost", "0"], "--draw-cost"),
         (["report", "--storage", url, "--study", "built", "--draw-cost", "-1"], "--draw-cost"),

@@ -431,5 +431,7 @@ def _check_storage_exists(url: str) -> None:
     if url in ("journal:", "sqlite:///"):
         raise UsageError(f"storage {url!r} names no file")
     path = local_file(url)
+    if path is not None and path.is_dir():
+        raise UsageError(f"storage {url!r} names a folder; name the study's file")
     if path is not None and not path.is_file():
         raise UsageError(f"no study storage at {path} (from {url})")
