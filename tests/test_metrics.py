@@ -70,6 +70,8 @@ def test_hand_computed_values() -> None:
         ([1e-20, 2e-20, 1e-5, 1.0, 1e30], [1, 2, 3, 4, 5]),  # synflow spans decades
         ([0.1, 0.2, 0.3, 0.4, 0.5], [1e12, 2e12, 1.5e12, 3e12, 2.5e12]),
         ([1e-12, 2e-12, 3e-12, 4e-12, 5e-12], [80, 85, 83, 90, 88]),
+        ([1e160, 2e160, 3e160, 5e160], [1, 2, 3, 4]),  # sums of squares overflowed: 0.0
+        ([1e-170, 2e-170, 3e-170, 5e-170], [1, 2, 3, 4]),  # and underflowed: NaN
     ],
 )
 def test_pearson_of_columns_of_very_different_magnitude_is_defined(
@@ -80,6 +82,8 @@ def test_pearson_of_columns_of_very_different_magnitude_is_defined(
     assert pearson(x, y) == pytest.approx(want, rel=1e-9)
     assert pearson(y, x) == pytest.approx(want, rel=1e-9)
     assert math.isnan(pearson([1e20, 1e20, 1e20], [1, 2, 3]))  # still: constant is undefined
+    low, high = bootstrap_ci(x, y, "pearson", n_boot=50)
+    assert low <= want <= high and low > -1.0
 
 
 def test_undefined_correlations_are_nan() -> None:

@@ -113,8 +113,17 @@ def kendall_tau(x: ArrayLike, y: ArrayLike) -> float:
     return float(stats.kendalltau(xa, ya, variant="b").statistic)
 
 
+def _row_scale(a: FloatArray) -> FloatArray:
+    """Each row's largest magnitude (1 where it is 0 or not finite), for broadcasting."""
+    scale = np.abs(a).max(axis=-1, keepdims=True)
+    return np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
+
+
 def _pearson_rows(x: FloatArray, y: FloatArray) -> FloatArray:
     """Pearson's r of each row of two 2-D arrays (NaN where a row is constant)."""
+    # r does not change with scale: each row over its largest magnitude, so that
+    # sums of squares of scores near 1e160 (or 1e-170) neither overflow nor underflow
+    x, y = x / _row_scale(x), y / _row_scale(y)
     xc = x - x.mean(axis=-1, keepdims=True)
     yc = y - y.mean(axis=-1, keepdims=True)
     sxx = np.einsum("...i,...i->...", xc, xc)
