@@ -91,6 +91,16 @@ def test_bad_inputs_name_the_problem() -> None:
         rank_aggregate({"a": [1.0]}, nan="omit")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="at least one"):
         rank_aggregate({"a": [1.0]}, weights={"a": 0.0})
+    cols = {"naswot": [1.0, 2.0, 3.0], "grad_norm": [1.0, 2.0, 3.0]}
+    with pytest.raises(ConfigError, match="'grad_nrom', which is not among the scores"):
+        # the typo used to leave grad_norm at +1: the order of the intended -1 reversed
+        rank_aggregate(cols, names=["naswot", "grad_norm"], weights={"grad_nrom": -1})
+    with pytest.raises(ConfigError, match="finite numbers"):
+        rank_aggregate(cols, weights={"naswot": "x"})  # type: ignore[dict-item]
+    with pytest.raises(ConfigError, match="not one string"):
+        rank_aggregate(cols, names="naswot")
+    with pytest.raises(ConfigError, match="not one string"):
+        expand_proxies("params")  # was read as the proxies p, a, r, a, m, s
 
 
 def test_aggregate_is_a_pool_score_not_a_network_proxy() -> None:

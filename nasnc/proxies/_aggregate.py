@@ -137,13 +137,26 @@ def rank_aggregate(
     [0.0, -0.405, -1.099]
     """
     _check_nan(nan)
+    if isinstance(names, str):
+        raise ConfigError(f"names must be a list of scores, not one string, but got {names=}.")
     if names is None:
         names = list(weights) if weights else list(columns)
     wanted = [str(n) for n in names]
     if weights is not None:
-        bad = {k: v for k, v in weights.items() if not math.isfinite(float(v))}
+        bad = {
+            k: v
+            for k, v in weights.items()
+            if isinstance(v, bool)
+            or not isinstance(v, (int, float, np.integer, np.floating))
+            or not math.isfinite(float(v))
+        }
         if bad:
-            raise ConfigError(f"aggregate weights must be finite, but got {bad}.")
+            raise ConfigError(f"aggregate weights must be finite numbers, but got {bad}.")
+        stray = [k for k in weights if k not in wanted]
+        if stray:  # a typo would leave the score it meant at weight +1
+            raise ConfigError(
+                f"aggregate weights name {stray[0]!r}, which is not among the scores {wanted}."
+            )
         wanted = [n for n in wanted if float(weights.get(n, 1.0)) != 0.0]
     if not wanted:
         raise ConfigError(f"a rank aggregate needs at least one score, but got {names=}.")
@@ -202,6 +215,8 @@ def expand_proxies(names: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ..
     ``expand_proxies(["params", "aggregate"])`` is
     ``(("params", "naswot", "synflow", "jacob_cov", "flops"), ("aggregate",))``.
     """
+    if isinstance(names, str):  # "params" would be read as p, a, r, a, m, s
+        raise ConfigError(f"names must be a list of proxies, not one string, but got {names=}.")
     computed: list[str] = []
     pooled: list[str] = []
     for name in names:
