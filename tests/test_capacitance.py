@@ -200,20 +200,27 @@ def test_dtype_device_and_gradients() -> None:
 
 
 def test_validation() -> None:
-    with pytest.raises(ValueError, match="at least 2 dense layers"):
+    # ConfigError (a NasncError and a ValueError): plain ValueErrors escaped `except NasncError`
+    with pytest.raises(ConfigError, match="at least 2 dense layers"):
         beta_eff([torch.ones(3, 2)])
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ConfigError, match="at least 2"):
         line_graph([torch.ones(3, 2)])
-    with pytest.raises(ValueError, match="layer 2 takes 5 inputs but layer 1 has 4"):
+    with pytest.raises(ConfigError, match="layer 2 takes 5 inputs but layer 1 has 4"):
         beta_eff([torch.ones(3, 2), torch.ones(4, 3), torch.ones(1, 5)])
-    with pytest.raises(ValueError, match="layer 1 must be a 2-D"):
+    with pytest.raises(ConfigError, match="layer 1 must be a 2-D"):
         beta_eff([torch.ones(3, 2), torch.ones(4, 3, 1)])
-    with pytest.raises(ValueError, match="single tensor"):
+    with pytest.raises(ConfigError, match="single tensor"):
         beta_eff(torch.ones(3, 2))
     with pytest.raises(ConfigError, match="interaction='star'"):
         beta_eff([torch.ones(3, 2), torch.ones(4, 3)], "star")
-    with pytest.raises(ValueError, match="floating point"):
+    with pytest.raises(ConfigError, match="floating point"):
         beta_eff([torch.ones(3, 2), torch.ones(4, 3)], dtype=torch.int64)
+    with pytest.raises(ConfigError, match="floating point"):
+        beta_eff([torch.ones(3, 2), torch.ones(4, 3)], dtype="float64")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="layer 0 must hold real numbers"):
+        beta_eff([torch.ones(3, 2, dtype=torch.bool), torch.ones(4, 3)])
+    with pytest.raises(ConfigError, match=r"layer 1 is empty \(shape \(0, 3\)\)"):
+        beta_eff([torch.ones(3, 2), torch.ones(0, 3)])  # was NaN
 
 
 # ------------------------------------------------------------------ the probe

@@ -168,6 +168,33 @@ def test_a_refused_fit_leaves_no_half_of_the_old_fit() -> None:
             call()
 
 
+def test_a_failed_partial_fit_leaves_the_estimator_as_it_was(monkeypatch) -> None:
+    est = CapacitanceEstimator().partial_fit([1, 2], [1.0, 2.0], total_steps=10)
+    before = est.estimate()
+
+    def broken(self, taus, horizon):  # a fit that fails inside (sklearn, numerics)
+        self.mean_ = -1.0
+        raise FloatingPointError("inside the fit")
+
+    monkeypatch.setattr(CapacitanceEstimator, "_refit", broken)
+    with pytest.raises(FloatingPointError):
+        est.partial_fit([3, 4], [3.0, 4.0])
+    monkeypatch.undo()
+    assert est.steps_.tolist() == [1.0, 2.0] and est.estimate() == before
+    est.partial_fit([3], [3.0])  # it goes on from where it was
+    assert est.n_samples_seen_ == 3
+
+
+@pytest.mark.parametrize("magnitude", [1e-160, 1.0, 1e160])
+def test_the_estimate_scales_with_the_readings(magnitude: float) -> None:
+    """Readings near 1e160 gave (nan, inf): their squares overflowed."""
+    steps, betas = [1, 2, 3, 4], np.array([1.0, 2.0, 3.0, 3.5])
+    unit = CapacitanceEstimator().partial_fit(steps, betas, total_steps=10).estimate()
+    big = CapacitanceEstimator().partial_fit(steps, betas * magnitude, total_steps=10).estimate()
+    assert big[0] == pytest.approx(unit[0] * magnitude, rel=1e-6)
+    assert big[1] == pytest.approx(unit[1] * magnitude, rel=1e-6)
+
+
 def test_degenerate_trajectories() -> None:
     one = CapacitanceEstimator().partial_fit([10], [2.5])
     assert one.estimate() == (2.5, math.inf)
@@ -220,6 +247,11 @@ def test_sklearn_conventions() -> None:
         ({}, [-1, 2], [1.0, 2.0], {}, "non-negative"),
         ({}, [1, 2, 300], [1.0, 2.0, 3.0], {"total_steps": 100}, "must not exceed total_steps=100"),
         ({}, [1, 2], [1.0, 2.0], {"total_steps": 0}, "total_steps must be a positive int"),
+        ({}, [1, 2], [1.0, 2.0], {"total_steps": "abc"}, "total_steps must be a positive int"),
+        ({}, [1, 2], [1.0, 2.0], {"total_steps": math.nan}, "total_steps must be a positive"),
+        ({}, [1, 2], [1.0, 2.0], {"total_steps": math.inf}, "total_steps must be a positive"),
+        ({"horizon": "abc"}, [1, 2], [1.0, 2.0], {}, "horizon must be positive"),
+        ({"horizon": None}, [1, 2], [1.0, 2.0], {}, "horizon must be positive"),
         ({}, [1, 2], ["a", "b"], {}, "betas must be a 1-D sequence of numbers"),
         ({"horizon": 0.0}, [1, 2], [1.0, 2.0], {}, "horizon must be positive"),
         ({"taus": ()}, [1, 2], [1.0, 2.0], {}, "taus must be positive"),
@@ -228,7 +260,7 @@ def test_sklearn_conventions() -> None:
     ],
 )
 def test_estimator_rejects_bad_input(kwargs, steps, betas, fit_kwargs, match) -> None:
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=match):  # named, not numpy's or Python's own
         CapacitanceEstimator(**kwargs).partial_fit(steps, betas, **fit_kwargs)
 
 

@@ -154,23 +154,27 @@ def _check_interaction(interaction: str) -> str:
 
 def _check_weights(weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     if isinstance(weights, torch.Tensor):
-        raise ValueError(
+        raise ConfigError(
             "weights must be a sequence of 2-D weight matrices (one per layer), "
             f"but got a single tensor of shape {tuple(weights.shape)}."
         )
     ws = list(weights)
     if len(ws) < 2:
-        raise ValueError(
+        raise ConfigError(
             "beta_eff needs a chain of at least 2 dense layers (the line graph of one "
             f"layer has no adjacent weights), but got {len(ws)} layer(s)."
         )
     for idx, w in enumerate(ws):
         if not isinstance(w, torch.Tensor) or w.dim() != 2:
             shape = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
-            raise ValueError(f"layer {idx} must be a 2-D [out, in] tensor, but got {shape}.")
+            raise ConfigError(f"layer {idx} must be a 2-D [out, in] tensor, but got {shape}.")
+        if w.dtype == torch.bool or w.is_complex():
+            raise ConfigError(f"layer {idx} must hold real numbers, but got dtype {w.dtype}.")
+        if w.numel() == 0:
+            raise ConfigError(f"layer {idx} is empty (shape {tuple(w.shape)}).")
     for idx in range(1, len(ws)):
         if ws[idx].shape[1] != ws[idx - 1].shape[0]:
-            raise ValueError(
+            raise ConfigError(
                 f"layer {idx} takes {ws[idx].shape[1]} inputs but layer {idx - 1} has "
                 f"{ws[idx - 1].shape[0]} outputs (shapes {tuple(ws[idx - 1].shape)} -> "
                 f"{tuple(ws[idx].shape)}); weights must be [out, in] matrices of one chain."
@@ -180,8 +184,8 @@ def _check_weights(weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
 
 def _compute_dtype(ws: Sequence[torch.Tensor], dtype: torch.dtype | None) -> torch.dtype:
     if dtype is not None:
-        if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating point dtype, but got {dtype=}.")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ConfigError(f"dtype must be a floating point dtype, but got {dtype=}.")
         return dtype
     # The weights' dtype, promoted to at least float32 (half precision sums lose too much).
     return functools.reduce(torch.promote_types, (w.dtype for w in ws), torch.float32)
@@ -318,11 +322,10 @@ def beta_eff(
 
     Raises
     ------
-    ValueError
-        Fewer than two layers, a tensor that is not 2-D, or shapes that do not
-        chain (the message names the layer index).
     ConfigError
-        An unknown ``interaction``.
+        Fewer than two layers, a tensor that is not 2-D, empty or not real
+        numbers, shapes that do not chain (the message names the layer
+        index), or an unknown ``interaction``. A ``ValueError``, as before.
 
     Examples
     --------
@@ -362,7 +365,7 @@ def beta_eff_variants(
     for interaction, _ in variants:
         _check_interaction(interaction)
     if not variants:
-        raise ValueError(f"variants must name at least one variant, but got {variants=}.")
+        raise ConfigError(f"variants must name at least one variant, but got {variants=}.")
     ws = _check_weights(weights)
     return _variants(ws, [(i, bool(n)) for i, n in variants], _compute_dtype(ws, dtype))
 

@@ -108,12 +108,12 @@ def _as_1d(name: str, values: Any) -> np.ndarray:
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a 1-D sequence of numbers, but got {values!r}.") from err
+        raise ConfigError(f"{name} must be a 1-D sequence of numbers, but got {values!r}.") from err
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, but got an array of shape {arr.shape}.")
+        raise ConfigError(f"{name} must be 1-D, but got an array of shape {arr.shape}.")
     bad = ~np.isfinite(arr)
     if bad.any():
-        raise ValueError(
+        raise ConfigError(
             f"{name} must be finite, but got {float(arr[bad][0])!r} at index {int(np.argmax(bad))}."
         )
     return arr
@@ -214,7 +214,12 @@ class CapacitanceEstimator(BaseEstimator):
             ) from err
         if taus.size == 0 or not np.all(np.isfinite(taus)) or np.any(taus <= 0):
             raise ConfigError(f"taus must be positive finite numbers, but got taus={self.taus!r}.")
-        horizon = float(self.horizon)
+        horizon = (
+            float(self.horizon)
+            if isinstance(self.horizon, (int, float, np.integer, np.floating))
+            and not isinstance(self.horizon, bool)
+            else math.nan
+        )
         if not horizon > 0:
             raise ConfigError(
                 f"horizon must be positive (inf allowed), but got horizon={self.horizon!r}."
@@ -273,28 +278,34 @@ class CapacitanceEstimator(BaseEstimator):
         s = _as_1d("steps", steps)
         b = _as_1d("betas", betas)
         if s.shape != b.shape:
-            raise ValueError(
+            raise ConfigError(
                 f"steps and betas must have the same length, but got {s.size} and {b.size}."
             )
         if s.size == 0:
-            raise ValueError("partial_fit needs at least one (step, beta) point, but got none.")
+            raise ConfigError("partial_fit needs at least one (step, beta) point, but got none.")
         if np.any(s < 0):
-            raise ValueError(f"steps must be non-negative, but got steps={s[s < 0][0]!r}.")
+            raise ConfigError(f"steps must be non-negative, but got steps={s[s < 0][0]!r}.")
         if np.any(np.diff(s) <= 0):
-            raise ValueError(f"steps must be strictly increasing, but got steps={s.tolist()!r}.")
+            raise ConfigError(f"steps must be strictly increasing, but got steps={s.tolist()!r}.")
         prev_steps = getattr(self, "steps_", np.empty(0))
         if prev_steps.size and s[0] <= prev_steps[-1]:
-            raise ValueError(
+            raise ConfigError(
                 f"steps must continue after the last step seen ({prev_steps[-1]:g}), "
                 f"but got steps[0]={s[0]:g}."
             )
         prev_total = getattr(self, "total_steps_", None)
         if total_steps is not None:
-            if isinstance(total_steps, bool) or int(total_steps) != total_steps or total_steps < 1:
-                raise ValueError(f"total_steps must be a positive int, but got {total_steps=}.")
+            if (
+                isinstance(total_steps, bool)
+                or not isinstance(total_steps, (int, float, np.integer, np.floating))
+                or not math.isfinite(total_steps)
+                or int(total_steps) != total_steps
+                or total_steps < 1
+            ):
+                raise ConfigError(f"total_steps must be a positive int, but got {total_steps=}.")
             total_steps = int(total_steps)
             if prev_total is not None and prev_total != total_steps:
-                raise ValueError(
+                raise ConfigError(
                     f"total_steps changed from {prev_total} to {total_steps} between partial_fit "
                     "calls; use fit() to start a new trajectory."
                 )
@@ -302,13 +313,19 @@ class CapacitanceEstimator(BaseEstimator):
             total_steps = prev_total
         all_steps = np.concatenate([prev_steps, s])
         if total_steps is not None and all_steps[-1] > total_steps:
-            raise ValueError(
+            raise ConfigError(
                 f"steps must not exceed total_steps={total_steps}, but got step {all_steps[-1]:g}."
             )
-        self.steps_ = all_steps
-        self.betas_ = np.concatenate([getattr(self, "betas_", np.empty(0)), b])
-        self.total_steps_ = total_steps
-        self._refit(taus, horizon)
+        before = dict(self.__dict__)  # a fit that fails leaves the estimator as it was
+        try:
+            self.steps_ = all_steps
+            self.betas_ = np.concatenate([getattr(self, "betas_", np.empty(0)), b])
+            self.total_steps_ = total_steps
+            self._refit(taus, horizon)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
         return self
 
     def _refit(self, taus: np.ndarray, horizon: float) -> None:
@@ -324,8 +341,12 @@ class CapacitanceEstimator(BaseEstimator):
             self.mean_, self.std_, self.noise_std_ = float(betas[0]), math.inf, math.nan
             self.rho_ = 0.0
             return
-        offset = float(betas.mean())
-        scale = max(float(self.prior_scale) * abs(offset), float(betas.std()))
+        # mean and spread over the largest magnitude first: squares of readings near
+        # 1e160 overflow (the estimate came out as (nan, inf))
+        magnitude = float(np.abs(betas).max()) or 1.0
+        offset = float((betas / magnitude).mean()) * magnitude
+        spread = float((betas / magnitude).std()) * magnitude
+        scale = max(float(self.prior_scale) * abs(offset), spread)
         if not scale > 0:  # every reading exactly 0
             scale = 1.0
         phi = self._basis(steps / self.time_scale_, taus)
@@ -393,7 +414,7 @@ class CapacitanceEstimator(BaseEstimator):
         check_is_fitted(self, "mean_")
         s = np.atleast_1d(np.asarray(steps, dtype=np.float64))
         if s.ndim != 1:
-            raise ValueError(f"steps must be 1-D, as fit takes them, but got shape {s.shape}.")
+            raise ConfigError(f"steps must be 1-D, as fit takes them, but got shape {s.shape}.")
         mean, std = self._curve(s / self.time_scale_)
         return (mean, std) if return_std else mean
 
@@ -415,7 +436,7 @@ def trajectory_features(
     s = _as_1d("steps", steps)
     b = _as_1d("betas", betas)
     if s.size == 0 or s.shape != b.shape:
-        raise ValueError(
+        raise ConfigError(
             f"need equal, non-empty steps and betas, but got {s.size} and {b.size} points."
         )
     est = estimator if estimator is not None else CapacitanceEstimator()
@@ -484,7 +505,7 @@ class CapacitanceCalibrator(RegressorMixin, BaseEstimator):
         _check_iterations(self.max_iter, self.tol)
         x, target = validate_data(self, X, y, y_numeric=True)
         if target.size < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"fit needs at least 2 architectures (samples), but got n_samples = {target.size}."
             )
         model = Pipeline(

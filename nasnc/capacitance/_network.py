@@ -115,12 +115,12 @@ class CouplingGraph:
     def __post_init__(self) -> None:
         n = len(self.shapes)
         if len(self.names) != n:
-            raise ValueError(f"need one name per layer, but got {len(self.names)} for {n} shapes.")
+            raise ConfigError(f"need one name per layer, but got {len(self.names)} for {n} shapes.")
         for m, t in self.edges:
             if not (0 <= m < n and 0 <= t < n) or m == t:
-                raise ValueError(f"edge {(m, t)} must join two different layers of {n}.")
+                raise ConfigError(f"edge {(m, t)} must join two different layers of {n}.")
             if self.shapes[m][0] != self.shapes[t][1]:
-                raise ValueError(
+                raise ConfigError(
                     f"layer {m} ({self.names[m]}) has {self.shapes[m][0]} output channels but "
                     f"feeds layer {t} ({self.names[t]}) with {self.shapes[t][1]} inputs."
                 )
@@ -302,10 +302,10 @@ def _check(graph: CouplingGraph, weights: Sequence[torch.Tensor]) -> None:
     if not isinstance(graph, CouplingGraph):
         raise ConfigError(f"graph must be a CouplingGraph, but got {type(graph).__name__}.")
     if len(weights) != len(graph):
-        raise ValueError(f"need one weight per layer ({len(graph)}), but got {len(weights)}.")
+        raise ConfigError(f"need one weight per layer ({len(graph)}), but got {len(weights)}.")
     for k, (w, shape) in enumerate(zip(weights, graph.shapes)):
         if w.dim() < 2 or (int(w.shape[0]), int(w.shape[1])) != shape:
-            raise ValueError(
+            raise ConfigError(
                 f"weight {k} ({graph.names[k]}) has shape {tuple(w.shape)}, expected {shape} "
                 "for its [out, in] channels."
             )
@@ -365,7 +365,7 @@ def network_beta_eff(
     """
     variants = [(_check_interaction(i), bool(n)) for i, n in variants]
     if not variants:
-        raise ValueError(f"variants must name at least one variant, but got {variants=}.")
+        raise ConfigError(f"variants must name at least one variant, but got {variants=}.")
     _check(graph, weights)
     if len(graph) == 0:
         return torch.full((len(variants),), math.nan, dtype=dtype or torch.float32)
