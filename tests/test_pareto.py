@@ -93,6 +93,15 @@ def test_table_lists_the_front_by_cost_with_truth_and_regret() -> None:
         pareto_table(archs, columns, truth, score="s", cost="flops")
     with pytest.raises(ConfigError, match=r"differ, but got score='lat'"):
         pareto_table(archs, columns, truth, score="lat", cost="lat")
+    # a truth or archs of another length gave a best cached cell of no row, or IndexError
+    for bad_archs, bad_truth in (
+        (archs, np.append(truth, 99.0)),
+        ([*archs, "e"], truth),
+        (archs[:1], truth),
+        (archs, np.float64(5.0)),
+    ):
+        with pytest.raises(ConfigError, match="one value per cell each"):
+            pareto_table(bad_archs, columns, bad_truth, score="s", cost="lat")
 
 
 # ------------------------------------------------------------------ compare

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -235,6 +236,26 @@ def test_bare_digit_code_is_refused_naming_both_prefixes(code: str) -> None:
         Arch.parse(code)
     message = str(err.value)
     assert "nb201:" in message and "naslib:" in message and code in message
+
+
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (lambda: Arch.from_indices([3.9, 0, 1, 4, 0, 2]), "must be integers, but got 3.9"),
+        (lambda: Arch.from_naslib([0.7] * 6), "must be integers, but got 0.7"),  # was all-skip
+        (lambda: Arch.from_indices(["a"] * 6), "must be integers, but got 'a'"),
+        (lambda: Arch.parse("nb201:\u00b2" * 1 + "\u00b2" * 5), "6 digits"),  # int() failed
+    ],
+)
+def test_op_indices_that_are_not_integers_are_refused(make, named: str) -> None:
+    with pytest.raises(ArchError, match=named):
+        make()
+
+
+@pytest.mark.parametrize("n", [2.5, True, "3", math.nan])
+def test_sample_size_must_be_an_integer(n: object) -> None:
+    with pytest.raises(ConfigError, match="n must be a non-negative integer"):
+        sample_archs(n, seed=0)  # type: ignore[arg-type]  # 2.5 drew 3 cells, nan none
 
 
 @pytest.mark.parametrize("text", ["foo:123412", "nb:012340", "NASLIB201:000000"])

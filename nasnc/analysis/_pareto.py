@@ -125,8 +125,9 @@ def pareto_table(
     Raises
     ------
     ConfigError
-        When ``score`` or ``cost`` is not a column (naming those there are), or
-        both name the same column.
+        When ``score`` or ``cost`` is not a column (naming those there are),
+        both name the same column, or ``archs``, the two columns and ``truth``
+        differ in shape.
     """
     if score == cost:
         raise ConfigError(f"a front needs a score and a cost that differ, but got {score=}.")
@@ -139,6 +140,13 @@ def pareto_table(
     s = np.asarray(columns[score], dtype=np.float64)
     c = np.asarray(columns[cost], dtype=np.float64)
     y = np.asarray(truth, dtype=np.float64)
+    shapes = {"archs": (len(archs),), score: s.shape, cost: c.shape, "truth": y.shape}
+    if len(set(shapes.values())) > 1:  # a longer truth gave a best cached cell of no row
+        raise ConfigError(
+            "archs, the score, the cost and truth need one value per cell each, but got "
+            + ", ".join(f"{k} {v}" for k, v in shapes.items())
+            + "."
+        )
     mask = pareto_mask(s, c)
     on = np.flatnonzero(mask)
     rows = [int(i) for i in on[np.lexsort((-s[on], c[on]))]]

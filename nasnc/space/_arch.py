@@ -151,9 +151,7 @@ class Arch:
     @classmethod
     def from_indices(cls, indices: Sequence[int]) -> Arch:
         """Build from six op indices into :data:`OPS` (the benchmark's digit code)."""
-        idx = tuple(int(i) for i in indices)
-        if len(idx) != NUM_EDGES:
-            raise ArchError(f"{NUM_EDGES} op indices are needed, got {len(idx)}: {idx!r}")
+        idx = _digits(indices, "nb201")
         bad = [i for i in idx if not 0 <= i < len(OPS)]
         if bad:
             raise ArchError(f"op index {bad[0]} is out of range 0..{len(OPS) - 1} in {idx!r}")
@@ -315,10 +313,16 @@ class Arch:
 def _digits(value: Sequence[int] | str, convention: str) -> tuple[int, ...]:
     """Six op indices from a sequence of ints or a digit string; ArchError otherwise."""
     if isinstance(value, str):
-        if len(value) != NUM_EDGES or not value.isdigit():
+        if len(value) != NUM_EDGES or not (value.isascii() and value.isdigit()):
             raise ArchError(f"a {convention} op code is {NUM_EDGES} digits, but got {value!r}")
         return tuple(int(c) for c in value)
-    idx = tuple(int(i) for i in value)
+    items = list(value)
+    odd = [i for i in items if isinstance(i, bool) or not isinstance(i, (int, np.integer))]
+    if odd:  # 3.9 was truncated to 3, "a" failed inside int()
+        raise ArchError(
+            f"{convention} op indices must be integers, but got {odd[0]!r} in {items!r}"
+        )
+    idx = tuple(int(i) for i in items)
     if len(idx) != NUM_EDGES:
         raise ArchError(f"{NUM_EDGES} {convention} op indices are needed, got {len(idx)}: {idx!r}")
     return idx
@@ -380,8 +384,8 @@ def sample_archs(
     so that the draw stays uniform over cells). ``exclude_zero`` drops cells
     whose output is always zero (no path from input to output).
     """
-    if n < 0:
-        raise ConfigError(f"n must be non-negative, but got {n=}.")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ConfigError(f"n must be a non-negative integer, but got {n=}.")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, but got {seed=}.")
     rng = np.random.default_rng(seed)
