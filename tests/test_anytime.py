@@ -114,6 +114,18 @@ def test_anytime_regret_same_cells_and_same_seconds() -> None:
         anytime_regret([1.0], [80.0], truth, draw_cost=0.0)
     with pytest.raises(ConfigError, match="draw_cost"):
         anytime_regret([], [], truth)
+    # inconsistent inputs are named, not turned into negative regrets or blamed elsewhere
+    cases = [
+        ({"space_best": 90.0}, [10.0], [91.0], truth, "below the best accuracy the table"),
+        ({"space_best": 95.0}, [10.0], [96.0], truth, "below the best accuracy the search"),
+        ({}, [10.0], [80.0], np.append(truth, math.inf), "truth must be finite or NaN"),
+        ({"space_best": "91"}, [10.0], [80.0], truth, "space_best must be a finite number"),
+        ({"seed": -1}, [10.0], [80.0], truth, "seed must be a non-negative integer"),
+        ({}, [10.0], [80.0], truth.reshape(2, 2), "accuracy must be 1-D"),
+    ]
+    for kwargs, costs, accs, table, named in cases:
+        with pytest.raises(ConfigError, match=named):
+            anytime_regret(costs, accs, table, n_seeds=2, **kwargs)
 
 
 def test_plot_anytime_writes_a_png(tmp_path: Path) -> None:

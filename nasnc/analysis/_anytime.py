@@ -201,9 +201,18 @@ def random_search(
     n_seeds, seed : int
         Runs, and the seed their independent streams are spawned from.
     """
-    acc = np.asarray(accuracy, dtype=np.float64).ravel()
+    acc = np.asarray(accuracy, dtype=np.float64)
+    if acc.ndim != 1:  # a 2-D table was flattened without a word
+        raise ConfigError(f"accuracy must be 1-D (one value per cell), but got shape {acc.shape}.")
+    if np.isinf(acc).any():
+        at = int(np.flatnonzero(np.isinf(acc))[0])
+        raise ConfigError(
+            f"accuracy must be finite or NaN (missing), but got {acc[at]} at row {at}."
+        )
     n_draws = _check_count("n_draws", n_draws)
     n_seeds = _check_count("n_seeds", n_seeds)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, but got {seed=}.")
     labels = None
     if groups is not None:
         labels = np.asarray(groups).ravel()
@@ -319,11 +328,31 @@ def anytime_regret(
         draw_cost = float(np.median(np.asarray(costs, dtype=np.float64)))
     per_draw = _check_seconds("draw_cost", draw_cost, positive=True)
     table = np.asarray(truth, dtype=np.float64)
+    if np.isinf(table).any():  # blamed on space_best=None before
+        at = int(np.flatnonzero(np.isinf(table))[0])
+        raise ConfigError(
+            f"truth must be finite or NaN (missing), but got {table[at]} at row {at}."
+        )
     best = space_best
     if best is None and np.isfinite(table).any():
         best = float(np.nanmax(table))
-    if best is None or not math.isfinite(best):
-        raise ConfigError(f"space_best must be finite, but got {space_best=}.")
+    if (
+        best is None
+        or isinstance(best, bool)
+        or not isinstance(best, (int, float, np.integer, np.floating))
+        or not math.isfinite(best)
+    ):
+        raise ConfigError(f"space_best must be a finite number, but got {space_best=}.")
+    found = [
+        ("the table", float(np.nanmax(table)) if np.isfinite(table).any() else -math.inf),
+        ("the search", float(curve.best.max()) if len(curve) else -math.inf),
+    ]
+    for where, value in found:  # a regret below zero is a space_best of another table
+        if value > best + 1e-9 * max(1.0, abs(best)):
+            raise ConfigError(
+                f"space_best={best} is below the best accuracy {where} holds ({value}); "
+                "it must be the best of the space the search and the table draw from."
+            )
     # a tolerance so that 3 draws of 10/3 s fit into 10 s
     same_cost = np.floor(curve.cost / per_draw * (1 + 1e-9)).astype(np.int64)
     n_draws = max(1, len(curve), int(same_cost.max()) if same_cost.size else 0)
