@@ -117,6 +117,9 @@ def test_builtin_says_what_it_lacks(builtin: BuiltinBenchmark) -> None:
     assert builtin.get(INDEX0, "cifar10-valid", epochs=12) is None  # no curves
     assert builtin.get(INDEX0, "cifar10-valid", epochs=200) is not None  # the end
     assert builtin.get(INDEX0, "cifar10-valid", seed=1234) is None
+    for seed in (777.9, True, "777"):  # 777.9 was read as seed 777, True as seed 1
+        with pytest.raises(ConfigError, match="seed must be an integer or None"):
+            builtin.get(INDEX0, "cifar10-valid", seed=seed)  # type: ignore[arg-type]
     with pytest.raises(BenchmarkError, match="cifar10-valid"):
         builtin.query(INDEX0, "cifar10", "valid")
     with pytest.raises(BenchmarkError, match="no test"):

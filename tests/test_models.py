@@ -110,6 +110,13 @@ def test_builder_validates() -> None:
         build_network(THREE[0], channels=0)
     with pytest.raises(ConfigError, match="widths"):
         CapacitanceProbe(8, 10, hidden=(0,))
+    # 4.5 channels was built as 4; arch_params counted 0 or -1 cells per stage
+    with pytest.raises(ConfigError, match=r"channels must be a positive integer.*4\.5"):
+        build_network(THREE[0], channels=4.5)  # type: ignore[arg-type]
+    for kwargs in ({"cells_per_stage": 0}, {"cells_per_stage": -1}, {"num_classes": 0},
+                   {"channels": 0}, {"channels": 4.5}):  # fmt: skip
+        with pytest.raises(ConfigError, match=next(iter(kwargs))):
+            arch_params(THREE[0], **kwargs)  # type: ignore[arg-type]
 
 
 def _swap_1_2(name: str) -> str:

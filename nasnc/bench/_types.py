@@ -243,6 +243,9 @@ class GroundTruth(ABC):
         if metric.is_accuracy:
             if seed is None:
                 value = self._accuracy_mean(row, dataset, metric, schedule, epoch)
+            elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+                # 777.9 was read as seed 777, True as seed 1
+                raise ConfigError(f"seed must be an integer or None, but got {seed=}.")
             else:
                 value = self._seeds(row, dataset, metric, schedule, epoch).get(int(seed))
         else:

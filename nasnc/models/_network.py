@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -126,13 +127,7 @@ def build_network(
     under ``torch.random.fork_rng``); the probe never depends on it.
     """
     arch = Arch.parse(arch)
-    for name, value in (
-        ("channels", channels),
-        ("cells_per_stage", cells_per_stage),
-        ("num_classes", num_classes),
-    ):
-        if int(value) < 1:
-            raise ConfigError(f"{name} must be positive, but got {name}={value}.")
+    _check_sizes(channels=channels, cells_per_stage=cells_per_stage, num_classes=num_classes)
     return Network(
         arch,
         channels=int(channels),
@@ -206,6 +201,13 @@ def _fixed_params(channels: int, cells_per_stage: int, num_classes: int) -> int:
     return total + 2 * c + c * num_classes + num_classes
 
 
+def _check_sizes(**sizes: object) -> None:
+    """Each size a positive integer (4.5 channels was built as 4, 0 cells counted)."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, but got {name}={value!r}.")
+
+
 def arch_params(
     arch: Arch | str, *, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10
 ) -> int:
@@ -216,6 +218,7 @@ def arch_params(
     parity check against the benchmark over all 15,625 cells.
     """
     arch = Arch.parse(arch)
+    _check_sizes(channels=channels, cells_per_stage=cells_per_stage, num_classes=num_classes)
     total = _fixed_params(channels, cells_per_stage, num_classes)
     for stage in range(3):
         c = channels * 2**stage
