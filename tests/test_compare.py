@@ -134,6 +134,19 @@ def test_budgets_and_config_choice(builtin, five) -> None:
     assert chosen["n"] == 4 and chosen["scores"]["beta_eff"]["kendall_tau"] == pytest.approx(-1.0)
     with pytest.raises(ConfigError, match="config hash"):
         compare_scores(entries, builtin, config_hash="zzzz")
+    with pytest.raises(ConfigError, match=r"config_hash must be a hash prefix \(str\)"):
+        compare_scores(entries, builtin, config_hash=5)  # type: ignore[arg-type]
+    assert compare_scores(iter(entries), builtin, n_boot=50)["n"] == 5  # a generator, read once
+
+
+def test_entries_of_several_datasets_are_refused_with_a_dataset_given_too(builtin, five) -> None:
+    """The main group was the largest, whatever its dataset: cifar100 proxy scores were
+    correlated with cifar10-valid accuracy."""
+    entries = [make_entry(a) for a, _ in five[:2]]
+    entries += [make_entry(a, dataset="cifar100") for a, _ in five]
+    for dataset in (None, "cifar10-valid"):
+        with pytest.raises(ConfigError, match=r"several datasets \(cifar10, cifar100\)"):
+            compare_scores(entries, builtin, dataset, n_boot=50)
 
 
 def test_by_epoch_and_plots(builtin, five, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -321,7 +321,7 @@ def calibrate(
 
 
 def compare_scores(
-    entries: Sequence[EntryLike],
+    entries: Iterable[EntryLike],
     truth: GroundTruth,
     dataset: Dataset | str | None = None,
     metric: Metric | str = Metric.VALID_ACC,
@@ -400,16 +400,19 @@ def compare_scores(
     me = Metric.parse(metric)
     if not me.is_accuracy:
         raise ConfigError(f"compare ranks accuracies (valid or test), but got {metric=}.")
+    entries = list(entries)  # read more than once (a generator was read once)
+    if config_hash is not None and not isinstance(config_hash, str):
+        raise ConfigError(f"config_hash must be a hash prefix (str), but got {config_hash=}.")
     cache_datasets = sorted({str(e.dataset) for e in entries})
+    mapped = {truth_dataset_for(d) for d in cache_datasets}
+    if len(mapped) > 1:  # with a dataset given too: the main group could be another's
+        raise ConfigError(
+            f"entries of several datasets ({', '.join(cache_datasets)}); "
+            "filter them by dataset first"
+        )
     if dataset is None:
         if not cache_datasets:
             raise ConfigError("no entries and no dataset: pass the benchmark dataset")
-        mapped = {truth_dataset_for(d) for d in cache_datasets}
-        if len(mapped) > 1:
-            raise ConfigError(
-                f"entries of several datasets ({', '.join(cache_datasets)}); "
-                "filter them by dataset first"
-            )
         ds = mapped.pop()
     else:
         ds = Dataset.parse(dataset)
