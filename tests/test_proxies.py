@@ -450,6 +450,13 @@ def test_batch_validation(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         compute_proxies(net, x, y.float())
     with pytest.raises(ConfigError, match=r"nn\.Module"):
         compute_proxies("net", x, y)  # type: ignore[arg-type]
+    wide = torch.cat([x, x], dim=-1)  # H x 2H: flops was counted at 2H x 2H
+    with pytest.raises(ConfigError, match="flops needs square images"):
+        compute_proxies(net, wide, y, names=["flops"])
+    assert compute_proxies(net, wide, y, names=["params"])  # the others take any shape
+    for seed in (1.7, 2**70, -1):  # 1.7 was read as 1; 2**70 overflowed inside torch
+        with pytest.raises(ConfigError, match="seed must be an integer"):
+            compute_proxies(net, x, y, names=["params"], seed=seed)  # type: ignore[arg-type]
 
 
 # -------------------------------------------------------------------- tse
@@ -463,3 +470,6 @@ def test_tse_is_minus_the_sum(caplog: pytest.LogCaptureFixture) -> None:
         tse([])
     with pytest.raises(ConfigError, match="1-D"):
         tse(np.ones((2, 2)))
+    for bad in (3.0, {1: 2.0}, "1.0"):  # a dict summed its keys
+        with pytest.raises(ConfigError, match="sequence of losses"):
+            tse(bad)  # type: ignore[arg-type]

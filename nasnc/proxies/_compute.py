@@ -174,7 +174,13 @@ def compute_proxies(
     """
     wanted = _resolve_names(names)
     images, labels = _check_batch(model, images, labels)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed must be an integer in [0, 2**63), but got {seed=}.")
     seed = int(seed)
+    if "flops" in wanted and images.dim() == 4 and images.shape[-1] != images.shape[-2]:
+        raise ConfigError(  # counted at W x W: a 8x16 batch gave the FLOPs of 16x16
+            f"flops needs square images (H == W), but got shape={tuple(images.shape)}."
+        )
     devices = [images.device] if images.device.type == "cuda" else []
     results: dict[str, float] = {}
     grouped = [n for n in wanted if n in _GRADIENT_GROUP]
@@ -211,6 +217,13 @@ def tse(train_losses: Iterable[float] | np.ndarray) -> float:
     ConfigError
         When ``train_losses`` is empty or not one-dimensional.
     """
+    if isinstance(train_losses, (Mapping, str, bytes)) or not isinstance(
+        train_losses, (Iterable, np.ndarray)
+    ):  # a dict summed its keys; a number failed as "not iterable"
+        raise ConfigError(
+            "train_losses must be a non-empty 1-D sequence of losses, "
+            f"but got {type(train_losses).__name__}."
+        )
     losses = np.asarray(
         list(train_losses) if not isinstance(train_losses, np.ndarray) else train_losses,
         dtype=np.float64,
