@@ -99,6 +99,11 @@ def test_shape_errors_name_the_shapes() -> None:
         kendall_tau([1, 2, 3], [1, 2])
     with pytest.raises(ConfigError, match="1-D"):
         pearson(np.ones((2, 2)), np.ones((2, 2)))
+    with pytest.raises(ConfigError, match="must be numbers"):
+        kendall_tau(["a", "b"], [1, 2])  # numpy's ValueError before
+    for kwargs in ({"seed": -1}, {"seed": 1.5}, {"level": "0.9"}):
+        with pytest.raises(ConfigError, match=next(iter(kwargs))):
+            bootstrap_ci([1, 2, 3, 4], [1, 3, 2, 4], **kwargs)  # type: ignore[arg-type]
 
 
 def test_top_k_precision() -> None:
@@ -134,6 +139,10 @@ def test_regret() -> None:
     assert regret([91.6], 91.6) == 0.0
     assert math.isnan(regret([np.nan], 91.6))
     assert math.isnan(regret([], 91.6))
+    with pytest.raises(ConfigError, match="below an accuracy the search found"):
+        regret([95.0], 90.0)  # was -5.0
+    with pytest.raises(ConfigError, match="must be numbers"):
+        regret([1.0, 2.0], "abc")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("n", [12, 250])  # vectorised pair-sign form / scipy loop

@@ -63,8 +63,11 @@ def drop_nan_pairs(x: ArrayLike, y: ArrayLike) -> tuple[FloatArray, FloatArray, 
     ConfigError
         If the inputs are not 1-D or their lengths differ.
     """
-    xa = np.asarray(x, dtype=np.float64)
-    ya = np.asarray(y, dtype=np.float64)
+    try:
+        xa = np.asarray(x, dtype=np.float64)
+        ya = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:  # numpy's "could not convert string to float"
+        raise ConfigError(f"scores and truth must be numbers: {exc}.") from None
     if xa.ndim != 1 or ya.ndim != 1:
         raise ConfigError(f"scores and truth must be 1-D, but got {xa.shape=} and {ya.shape=}.")
     if xa.shape != ya.shape:
@@ -195,11 +198,22 @@ def regret(found: ArrayLike, space_best: float) -> float:
         ``space_best - max(found)``, in the unit of the inputs; 0 means the
         search found the best architecture. NaN when nothing finite was found.
     """
-    fa = np.asarray(found, dtype=np.float64).ravel()
+    try:
+        fa = np.asarray(found, dtype=np.float64).ravel()
+        best = float(space_best)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"found and space_best must be numbers, but got {space_best=} and {found!r}."
+        ) from None
     fa = fa[np.isfinite(fa)]
-    if fa.size == 0 or not math.isfinite(float(space_best)):
+    if fa.size == 0 or not math.isfinite(best):
         return math.nan
-    return float(space_best) - float(fa.max())
+    if fa.max() > best + 1e-9 * max(1.0, abs(best)):  # a regret below zero: another space
+        raise ConfigError(
+            f"space_best={best} is below an accuracy the search found ({fa.max()}); "
+            "it must be the best of the space the search drew from."
+        )
+    return best - float(fa.max())
 
 
 # ---------------------------------------------------------------- bootstrap
@@ -281,8 +295,14 @@ def bootstrap_ci(
         raise ConfigError(f"statistic must be one of {sorted(STATISTICS)}, but got {statistic=}.")
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ConfigError(f"n_boot must be a positive integer, but got {n_boot=}.")
-    if not 0.0 < level < 1.0:
+    if (
+        isinstance(level, bool)
+        or not isinstance(level, (int, float, np.integer, np.floating))
+        or not 0.0 < level < 1.0
+    ):
         raise ConfigError(f"level must lie strictly between 0 and 1, but got {level=}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, but got {seed=}.")
     xa, ya, _ = _ranked_pairs(x, y)
     n = xa.size
     if n < 3:
