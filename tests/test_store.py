@@ -152,6 +152,9 @@ def test_make_key_rejects_a_bad_cell() -> None:
         ((ARCH, "cifar10", {"lr": float("nan")}, 0), "JSON"),
         ((ARCH, "cifar10", {"f": object()}, 0), "JSON"),
         ((ARCH, "cifar10", [1, 2], 0), "mapping"),
+        # JSON turned 1 into "1": {1: "a"} and {"1": "a"} shared one key
+        ((ARCH, "cifar10", {1: "a"}, 0), "config keys must be strings, but got 1"),
+        ((ARCH, "cifar10", {"p": [{True: 1}]}, 0), r"config\.p\[0\] keys must be strings"),
     ],
 )
 def test_make_key_rejects_bad_input(args: tuple, match: str) -> None:
@@ -276,6 +279,12 @@ def _bad(kind: str) -> Entry:
         e.summary["flops"] = 2**63
     elif kind == "padded name":
         e.scores["loss "] = 1.0
+    elif kind == "version NUL":
+        e = dataclasses.replace(e, nasnc_version="a\x00b")
+    elif kind == "version surrogate":
+        e = dataclasses.replace(e, nasnc_version="\udc80")
+    elif kind == "huge score":
+        e.scores["synflow"] = 10**400  # type: ignore[assignment]
     return e
 
 
@@ -290,6 +299,9 @@ def _bad(kind: str) -> Entry:
         ("summary type", "'beta_eff'"),
         ("summary range", r"'flops' must fit in a 64-bit"),
         ("padded name", r"surrounding spaces.*'loss '"),
+        ("version NUL", r"nasnc_version must be UTF-8 text without NUL"),  # h5py's errors
+        ("version surrogate", r"nasnc_version must be UTF-8 text"),
+        ("huge score", r"'synflow' is beyond a float's range"),  # was OverflowError
     ],
 )
 def test_put_rejects_malformed_entries_naming_the_field(

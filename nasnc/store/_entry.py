@@ -86,6 +86,19 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable: {value!r}")
 
 
+def _check_keys(value: Any, where: str) -> None:
+    """Every mapping key in ``value`` a str: JSON turns 1 and True into "1" and "true",
+    so {1: "a"} and {"1": "a"} would share one key and one cache entry."""
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{where} keys must be strings, but got {key!r}.")
+            _check_keys(inner, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, inner in enumerate(value):
+            _check_keys(inner, f"{where}[{i}]")
+
+
 def canonical_json(config: Mapping[str, Any]) -> str:
     """The canonical JSON text of ``config``: sorted keys, no spaces, no NaN.
 
@@ -100,6 +113,7 @@ def canonical_json(config: Mapping[str, Any]) -> str:
     """
     if not isinstance(config, Mapping):
         raise ConfigError(f"a config must be a mapping, but got {type(config).__name__}.")
+    _check_keys(config, "config")
     try:
         return json.dumps(
             config,
@@ -327,6 +341,15 @@ class _Checked:
     snapshots: Snapshots | None = None
 
 
+def _utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (a lone surrogate such as '\\udc80' does not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check(entry: Entry) -> _Checked:
     """Validate ``entry`` at the public boundary (``Store.put``) and normalise it."""
     if not isinstance(entry, Entry):
@@ -341,8 +364,12 @@ def _check(entry: Entry) -> _Checked:
         )
     key = entry.key
     where = f"entry {key} ({entry.arch}, {entry.dataset}, seed {entry.seed})"
-    if "\x00" in entry.dataset:
-        raise StoreError(f"cannot store {where}: dataset contains NUL, got {entry.dataset!r}.")
+    for name in ("dataset", "nasnc_version"):
+        value = getattr(entry, name)
+        if isinstance(value, str) and ("\x00" in value or not _utf8(value)):
+            raise StoreError(  # h5py's own errors named neither field nor entry
+                f"cannot store {where}: {name} must be UTF-8 text without NUL, got {value!r}."
+            )
     text = canonical_json(entry.config)
 
     if not isinstance(entry.trajectory, Mapping):
@@ -407,7 +434,12 @@ def _check(entry: Entry) -> _Checked:
             raise StoreError(
                 f"cannot store {where}: score {name!r} must be a float, got {value!r}."
             )
-        scores[name] = float(value)
+        try:
+            scores[name] = float(value)
+        except OverflowError:  # an int beyond a float's range
+            raise StoreError(
+                f"cannot store {where}: score {name!r} is beyond a float's range, got {value!r}."
+            ) from None
 
     created = entry.created
     if isinstance(created, bool) or not isinstance(created, (int, float)):
