@@ -236,8 +236,9 @@ def test_plot_folders_are_checked_before_the_work(
 ) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
+    Store(tmp_path / "cache")  # empty: the plot folder is checked before it is read
     err = usage_error(
-        capsys, ["compare", "--cache", str(tmp_path), "--plot", str(blocker / "plots")]
+        capsys, ["compare", "--cache", str(tmp_path / "cache"), "--plot", str(blocker / "plots")]
     )
     assert f"--plot {blocker / 'plots'}: cannot write in" in err
 
