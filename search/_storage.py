@@ -35,7 +35,7 @@ import sqlite3
 import time
 import warnings
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -128,6 +128,8 @@ def _check_journal(path: Path) -> None:
         return
     with path.open("rb") as f:
         first = f.readline()
+    if not first.endswith(b"\n") and first.startswith(b'{"op_code":'):
+        return  # a journal whose one line a killed writer tore: mended at the next append
     try:
         record = json.loads(first.decode("utf-8"))
     except ValueError:  # UnicodeDecodeError and JSONDecodeError both are
@@ -139,7 +141,7 @@ def _check_journal(path: Path) -> None:
         )
 
 
-#: Suffix of the file a torn journal line is moved into (:func:`_mend_torn_tail`).
+#: Suffix of the file a torn journal line is moved into (:func:`_cut_torn_tail`).
 TORN_SUFFIX = ".torn"
 
 
@@ -156,42 +158,30 @@ def _last_line_start(f: BinaryIO, end: int, chunk: int = 1 << 16) -> int:
     return 0
 
 
-def _mend_torn_tail(path: Path) -> None:
-    """Move a journal's torn last line (a writer killed mid-line) out of the way.
+def _cut_torn_tail(path: Path) -> None:
+    """Move a journal's torn last line (a writer killed mid-line) to ``PATH.torn``.
 
-    Optuna's file backend skips a last line without its newline (a write in
-    progress) when it reads, but appends the next records right after it: the
-    torn bytes and the new record become one line it cannot parse, and the
-    study stops opening at all. Under the lock Optuna's writers hold while they
-    append (so no write is in progress), the torn bytes are appended to
-    ``PATH.torn`` and the journal is cut back to its last whole record.
+    Call it holding the lock Optuna's writers hold while they append, so that no
+    write is in progress and a last line without its newline is torn for good.
     """
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    with path.open("rb") as f:
-        f.seek(-1, os.SEEK_END)
+    with path.open("r+b") as f:
+        end = f.seek(0, os.SEEK_END)
+        if end == 0:
+            return
+        f.seek(end - 1)
         if f.read(1) == b"\n":
             return
-    lock = JournalFileSymlinkLock(str(path))
-    lock.acquire()
-    try:
-        with path.open("r+b") as f:
-            end = f.seek(0, os.SEEK_END)
-            cut = _last_line_start(f, end)
-            f.seek(cut)
-            torn = f.read()
-            if not torn or torn.endswith(b"\n"):  # mended by another process meanwhile
-                return
-            kept = path.with_name(path.name + TORN_SUFFIX)
-            with kept.open("ab") as out:
-                out.write(torn + b"\n")
-                out.flush()
-                os.fsync(out.fileno())
-            f.truncate(cut)
-            f.flush()
-            os.fsync(f.fileno())
-    finally:
-        lock.release()
+        cut = _last_line_start(f, end)
+        f.seek(cut)
+        torn = f.read()
+        kept = path.with_name(path.name + TORN_SUFFIX)
+        with kept.open("ab") as out:
+            out.write(torn + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        f.truncate(cut)
+        f.flush()
+        os.fsync(f.fileno())
     logger.warning(
         "journal %s: its last line was cut off mid-write (%d bytes; a killed process?); "
         "moved to %s so that new records start on a line of their own",
@@ -199,6 +189,38 @@ def _mend_torn_tail(path: Path) -> None:
         len(torn),
         kept,
     )
+
+
+class _MendingJournalBackend(JournalFileBackend):
+    """Optuna's journal file, each append of which first moves a torn last line aside.
+
+    Optuna's reader skips a last line without its newline (a write in
+    progress), but its writer appends the next records right after it: the
+    torn bytes of a killed writer and the next record of any process, a
+    worker still running included, become one line no reader can parse, and
+    the study stops opening at all. Here every append takes the lock Optuna's
+    writers take, cuts a torn tail (:func:`_cut_torn_tail`), then writes the
+    records as Optuna does: one compact JSON object per line, fsynced.
+    """
+
+    def __init__(self, path: Path) -> None:
+        # an absolute path: Optuna's symlink lock points at the path as given, and a
+        # relative one resolves against the lock's folder (a lock never released)
+        self._file = path.resolve()
+        self._append_lock = JournalFileSymlinkLock(str(self._file))
+        super().__init__(str(self._file), lock_obj=self._append_lock)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
+        self._append_lock.acquire()
+        try:
+            _cut_torn_tail(self._file)
+            with self._file.open("ab") as f:
+                f.write(text.encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            self._append_lock.release()
 
 
 def _bad_journal_line(path: Path) -> int | None:
@@ -266,10 +288,8 @@ def make_storage(
             raise ConfigError(f"journal storage needs a file path, but got storage={url!r}")
         _check_journal(path)
         try:
-            if not read_only:
-                _mend_torn_tail(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(path)))
+            return JournalStorage(_MendingJournalBackend(path))
         except OSError as exc:  # a read-only folder, a file where a folder should be
             raise storage_error(url, exc) from exc
         except ValueError as exc:  # a damaged line (JSON or UTF-8) in the log it replays

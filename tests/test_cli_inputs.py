@@ -71,32 +71,39 @@ def test_a_journal_with_a_damaged_line_names_the_storage(
     assert f"line 2 of {path} is not a journal record" in err  # the file's line, not JSON's
 
 
-def test_a_journal_torn_mid_line_is_mended_before_a_run_appends_to_it(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_a_journal_torn_mid_line_is_mended_at_the_next_append(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A writer killed mid-line leaves a last line without its newline: the next
-    record must not be glued onto it (that made the whole study unreadable)."""
-    path = tmp_path / "study.journal"
-    study = optuna.create_study(study_name="s", storage=make_storage(f"journal:{path}"))
+    """A writer killed mid-line leaves a last line without its newline: the next record,
+    of a new run or of a worker still running, must not be glued onto it (that made the
+    whole study unreadable)."""
+    monkeypatch.chdir(tmp_path)  # a relative path: Optuna's lock must still find the file
+    path = Path("runs") / "study.journal"
+    running = make_storage(f"journal:{path}")  # a worker that keeps running
+    study = optuna.create_study(study_name="s", storage=running)
     study.add_trial(optuna.trial.create_trial(value=1.0, distributions={}, params={}))
     whole = path.read_bytes()
     torn = b'{"op_code":5,"worker_id":"49b4a590-4bf8'
-    path.write_bytes(whole + torn)
+    with path.open("ab") as f:  # another worker, killed mid-write
+        f.write(torn)
     # a reader skips the torn line and changes nothing
     reader = make_storage(f"journal:{path}", read_only=True)
     assert len(optuna.load_study(study_name="s", storage=reader).trials) == 1
     assert path.read_bytes() == whole + torn
     with caplog.at_level("WARNING", logger="nasnc_search._storage"):
-        storage = make_storage(f"journal:{path}")
-    assert path.read_bytes() == whole  # cut back to the last whole record
+        study.add_trial(optuna.trial.create_trial(value=2.0, distributions={}, params={}))
     kept = path.with_name(path.name + ".torn")
     assert kept.read_bytes() == torn + b"\n"  # the torn bytes are kept, not lost
     assert str(kept) in caplog.text and "cut off mid-write" in caplog.text
-    again = optuna.create_study(study_name="s", storage=storage, load_if_exists=True)
-    again.add_trial(optuna.trial.create_trial(value=2.0, distributions={}, params={}))
+    assert path.read_bytes().startswith(whole) and path.read_bytes().endswith(b"\n")
     fresh = optuna.load_study(study_name="s", storage=make_storage(f"journal:{path}"))
     assert [t.value for t in fresh.trials] == [1.0, 2.0]
-    assert not (tmp_path / "study.journal.lock").exists()  # Optuna's lock released
+    assert not Path(f"{path}.lock").exists()  # Optuna's lock released
+    # a journal whose only line was torn is a journal, not a foreign file
+    lone = Path("lone.journal")
+    lone.write_bytes(whole.split(b"\n")[0][:30])
+    optuna.create_study(study_name="t", storage=make_storage(f"journal:{lone}"))
+    assert optuna.get_all_study_names(make_storage(f"journal:{lone}")) == ["t"]
 
 
 # ------------------------------------------------------------------ SQLite storages
