@@ -61,6 +61,7 @@ import torch
 from scipy import stats
 from torch import nn
 
+from nasnc.metrics import bootstrap_ci
 from nasnc.models import Cell, build_network
 from nasnc.models._ops import ResidualReduction
 from nasnc.proxies import PROXIES, compute_proxies, fisher, synflow
@@ -281,19 +282,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def bootstrap_ci(
-    x: np.ndarray, y: np.ndarray, seed: int, n_boot: int = 1000
-) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    rx, ry = stats.rankdata(x), stats.rankdata(y)
-    vals = []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(x), len(x))
-        vals.append(stats.spearmanr(rx[i], ry[i]).statistic)
-    lo, hi = np.nanpercentile(vals, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
 def report(
     rows: Sequence[dict[str, str]],
     proxies: Sequence[str],
@@ -324,7 +312,7 @@ def report(
             print(f"{p:<14}{'n/a':>8}")
             continue
         rho = float(stats.spearmanr(v[ok], acc[ok]).statistic)
-        lo, hi = bootstrap_ci(v[ok], acc[ok], args.seed)
+        lo, hi = bootstrap_ci(v[ok], acc[ok], "spearman", n_boot=1000, seed=args.seed)
         pub_key = PUBLISHED_AS.get(p, p)
         pub = PUBLISHED.get(pub_key)
         pub_s = f"{pub:.3f}" if pub is not None else "-"

@@ -104,7 +104,12 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         return out
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{path} must be a string, but got {value!r}")
+            hint = (  # study_name: 1e5 is read by YAML as the number 100000.0
+                "; YAML reads an unquoted 1e5, 12 or true as a number or a flag: quote it"
+                if isinstance(value, (int, float))
+                else ""
+            )
+            raise ConfigError(f"{path} must be a string, but got {value!r}{hint}")
         return value
     return value  # pragma: no cover - unsupported annotations pass through
 

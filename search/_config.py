@@ -215,8 +215,8 @@ class ScreenConfig:
                 f"weights leave no score of scores={list(self.scores)!r} in the aggregate, "
                 f"but got weights={self.weights!r}"
             )
-        if self.seed is not None and self.seed < 0:
-            raise ConfigError(f"seed must be >= 0 or null, but got seed={self.seed}")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed must be in [0, 2**63) or null, but got seed={self.seed}")
 
 
 #: The last reading of the whole network's βeff of W - W0 that every proxy run records
@@ -348,8 +348,8 @@ class SearchConfig:
             )
         if self.n_trials < 1:
             raise ConfigError(f"n_trials must be >= 1, but got n_trials={self.n_trials}")
-        if self.seed < 0:  # numpy and Optuna seeds are non-negative
-            raise ConfigError(f"seed must be >= 0, but got seed={self.seed}")
+        if not 0 <= self.seed < 2**63:  # numpy, torch and Optuna seeds: a signed 64-bit int
+            raise ConfigError(f"seed must be in [0, 2**63), but got seed={self.seed}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, but got workers={self.workers}")
         if self.timeout is not None and self.timeout <= 0:

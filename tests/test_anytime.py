@@ -118,10 +118,12 @@ def test_anytime_regret_same_cells_and_same_seconds() -> None:
     cases = [
         ({"space_best": 90.0}, [10.0], [91.0], truth, "below the best accuracy the table"),
         ({"space_best": 95.0}, [10.0], [96.0], truth, "below the best accuracy the search"),
+        ({"space_best": 95.0}, [10.0, 10.0], [math.nan, 96.0], truth, "the search holds"),
         ({}, [10.0], [80.0], np.append(truth, math.inf), "truth must be finite or NaN"),
         ({"space_best": "91"}, [10.0], [80.0], truth, "space_best must be a finite number"),
         ({"seed": -1}, [10.0], [80.0], truth, "seed must be a non-negative integer"),
-        ({}, [10.0], [80.0], truth.reshape(2, 2), "accuracy must be 1-D"),
+        ({}, [10.0], [80.0], truth.reshape(2, 2), "truth must be 1-D"),
+        ({}, [10.0], [80.0], np.array([[80.0, math.inf]]), "truth must be 1-D"),
     ]
     for kwargs, costs, accs, table, named in cases:
         with pytest.raises(ConfigError, match=named):

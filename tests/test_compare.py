@@ -147,6 +147,13 @@ def test_entries_of_several_datasets_are_refused_with_a_dataset_given_too(builti
     for dataset in (None, "cifar10-valid"):
         with pytest.raises(ConfigError, match=r"several datasets \(cifar10, cifar100\)"):
             compare_scores(entries, builtin, dataset, n_boot=50)
+    # a dataset the catalogue does not know is compared once a benchmark dataset is given
+    own = [make_entry(a, dataset="mnist") for a, _ in five]
+    assert compare_scores(own, builtin, "cifar10-valid", n_boot=50)["n"] == 5
+    with pytest.raises(ConfigError, match="pass the benchmark dataset explicitly"):
+        compare_scores(own, builtin, n_boot=50)
+    with pytest.raises(ConfigError, match=r"several datasets \(cifar10, mnist\)"):
+        compare_scores([*own, *entries[:2]], builtin, "cifar10-valid", n_boot=50)
 
 
 def test_by_epoch_and_plots(builtin, five, tmp_path: Path) -> None:

@@ -233,6 +233,12 @@ def test_exponent_numbers_read_as_numbers_in_files_and_overrides(tmp_path: Path)
     overrides = parse_overrides(["pick.weights={aggregate: 2e0}", "study_name=e5", "seed=1e1"])
     assert overrides == {"pick.weights": {"aggregate": 2.0}, "study_name": "e5", "seed": 10.0}
     assert apply_overrides(config, overrides).seed == 10
+    with pytest.raises(ConfigError, match=r"study_name must be a string.*quote it"):
+        apply_overrides(config, parse_overrides(["study_name=1e5"]))  # read as 100000.0
+    with pytest.raises(ConfigError, match=r"seed must be in \[0, 2\*\*63\)"):
+        apply_overrides(config, {"seed": 2**63})  # failed at the first trial, in torch
+    with pytest.raises(ConfigError, match=r"screen\.seed must be in \[0, 2\*\*63\)"):
+        apply_overrides(config, {"screen.seed": 2**63})
 
 
 def test_a_key_given_twice_in_two_spellings_is_refused(tmp_path: Path) -> None:

@@ -328,6 +328,8 @@ def anytime_regret(
         draw_cost = float(np.median(np.asarray(costs, dtype=np.float64)))
     per_draw = _check_seconds("draw_cost", draw_cost, positive=True)
     table = np.asarray(truth, dtype=np.float64)
+    if table.ndim != 1:
+        raise ConfigError(f"truth must be 1-D (one value per cell), but got shape {table.shape}.")
     if np.isinf(table).any():  # blamed on space_best=None before
         at = int(np.flatnonzero(np.isinf(table))[0])
         raise ConfigError(
@@ -345,7 +347,10 @@ def anytime_regret(
         raise ConfigError(f"space_best must be a finite number, but got {space_best=}.")
     found = [
         ("the table", float(np.nanmax(table)) if np.isfinite(table).any() else -math.inf),
-        ("the search", float(curve.best.max()) if len(curve) else -math.inf),
+        (  # NaN until the search finds a cell (a pruned first trial)
+            "the search",
+            float(np.nanmax(curve.best)) if np.isfinite(curve.best).any() else -math.inf,
+        ),
     ]
     for where, value in found:  # a regret below zero is a space_best of another table
         if value > best + 1e-9 * max(1.0, abs(best)):

@@ -404,8 +404,13 @@ def compare_scores(
     if config_hash is not None and not isinstance(config_hash, str):
         raise ConfigError(f"config_hash must be a hash prefix (str), but got {config_hash=}.")
     cache_datasets = sorted({str(e.dataset) for e in entries})
-    mapped = {truth_dataset_for(d) for d in cache_datasets}
-    if len(mapped) > 1:  # with a dataset given too: the main group could be another's
+    kinds = set()
+    for name in cache_datasets:  # one benchmark dataset, or a dataset of its own
+        try:
+            kinds.add(str(truth_dataset_for(name).value))
+        except ConfigError:  # not in the catalogue: compared with a dataset given
+            kinds.add(name)
+    if len(kinds) > 1:  # with a dataset given too: the main group could be another's
         raise ConfigError(
             f"entries of several datasets ({', '.join(cache_datasets)}); "
             "filter them by dataset first"
@@ -413,7 +418,7 @@ def compare_scores(
     if dataset is None:
         if not cache_datasets:
             raise ConfigError("no entries and no dataset: pass the benchmark dataset")
-        ds = mapped.pop()
+        ds = truth_dataset_for(cache_datasets[0])
     else:
         ds = Dataset.parse(dataset)
     if not truth.supports(ds, me):
