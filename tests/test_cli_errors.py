@@ -44,14 +44,19 @@ def test_space_show_non_positive_sizes(
     assert f"argument {option}" in err and repr(value) in err
 
 
+def _study_yaml(tmp_path: Path, storage: str = "sqlite:///{}/study.db") -> Path:
+    """A study config naming only its storage (``{}``: tmp_path)."""
+    config = tmp_path / "study.yaml"
+    config.write_text(f"storage: {storage.format(tmp_path)}\n")
+    return config
+
+
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_search_top_must_be_positive(
     tmp_path: Path, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``--top -1`` used to drop the last row of the summary without a word."""
-    config = tmp_path / "study.yaml"
-    config.write_text(f"storage: sqlite:///{tmp_path}/study.db\n")
-    err = usage_error(capsys, ["search", str(config), "--top", value])
+    err = usage_error(capsys, ["search", str(_study_yaml(tmp_path)), "--top", value])
     assert "argument --top" in err and repr(value) in err
     assert not (tmp_path / "study.db").exists()  # refused before any study is opened
 
@@ -77,9 +82,7 @@ def test_an_unknown_option_shows_the_commands_usage(
 def test_search_set_names_a_bad_override_before_any_study(
     tmp_path: Path, pair: str, named: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = tmp_path / "study.yaml"
-    config.write_text(f"storage: sqlite:///{tmp_path}/study.db\n")
-    err = usage_error(capsys, ["search", str(config), "--set", pair])
+    err = usage_error(capsys, ["search", str(_study_yaml(tmp_path)), "--set", pair])
     assert named in err
     assert not (tmp_path / "study.db").exists()
 
@@ -89,9 +92,7 @@ def test_a_bad_pruner_kwarg_is_named_before_any_storage_is_written(
     tmp_path: Path, storage: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """It used to be reported as 'cannot open storage' (exit 1), after the file was made."""
-    config = tmp_path / "study.yaml"
-    config.write_text(f"storage: {storage.format(tmp_path)}\n")
-    argv = ["search", str(config), "--set", "pruner.name=hyperband"]
+    argv = ["search", str(_study_yaml(tmp_path, storage)), "--set", "pruner.name=hyperband"]
     err = usage_error(capsys, [*argv, "--set", "pruner.kwargs={bogus: 1}"])
     assert "pruner.kwargs.bogus" in err and "cannot open storage" not in err
     assert not (tmp_path / "study.db").exists()

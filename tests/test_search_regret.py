@@ -33,6 +33,26 @@ def _args(tmp_path: Path, **changes) -> argparse.Namespace:
     return argparse.Namespace(**{**base, **changes})
 
 
+#: The picks search_seed records under a row's "by" (the older rows' set).
+_READINGS = ("aggregate", "proxy_valid_acc", "beta_eff", "aggregate + beta_eff", "aggregate + dW")
+
+
+def _recorded_row(args: argparse.Namespace, seed: int, pick: float, arch: str, **fields) -> dict:
+    """A results.jsonl row as search_seed writes it, every pick at ``pick``; ``fields``
+    replace keys."""
+    row = {
+        "seed": seed, "wall_s": 600.0, "screen_s": 120.0, "screened": 3000, "trained": 30,
+        "completed": 20, "pruned": 10, "train_s_median": 30.0, "pick": pick,
+        "pick_arch": arch, "best_trained": 91.0, "pick_weights": {"aggregate": 1.0},
+        "by": dict.fromkeys(_READINGS, pick),
+        "study_key": regret.study_key(regret.seed_config(args, 0)),
+        "revision": regret.code_revision(),
+        "config": {"screen_size": 3000, "top_k": 24, "n_trials": 40, "workers": 2,
+                   "timeout": 1800, "epochs": 8},
+    }  # fmt: skip
+    return {**row, **fields}
+
+
 def test_seeds_of_one_measurement_share_a_key_and_a_changed_stage_size_does_not(tmp_path):
     args = _args(tmp_path)
     key0 = regret.study_key(regret.seed_config(args, 0))
@@ -373,19 +393,12 @@ def test_final_stage_retrains_a_recorded_studys_finalists_once(tmp_path, synthet
 
 def test_recorded_final_stages_are_read_back_with_their_paired_gaps(tmp_path, builtin, capsys):
     args = _args(tmp_path, first_seed=0, seeds=2, final_stage=6, final_seeds=1)
-    key = regret.study_key(regret.seed_config(args, 0))
     arch = str(sample_archs(1, seed=0)[0])
     by = {"aggregate": 90.0, "proxy_valid_acc": 90.0, "beta_eff": 90.0}
     for seed, (pick, final) in enumerate([(90.0, 90.5), (89.0, 89.3)]):
-        row = {
-            "seed": seed, "wall_s": 600.0, "screen_s": 120.0, "screened": 3000, "trained": 30,
-            "completed": 20, "pruned": 10, "train_s_median": 30.0, "pick": pick,
-            "pick_arch": arch, "best_trained": 91.0, "pick_weights": {"aggregate": 1.0},
-            "by": {**by, "aggregate + beta_eff": pick, "aggregate + dW": pick},
-            "study_key": key, "revision": regret.code_revision(),
-            "config": {"screen_size": 3000, "top_k": 24, "n_trials": 40, "workers": 2,
-                       "timeout": 1800, "epochs": 8},
-        }  # fmt: skip
+        row = _recorded_row(
+            args, seed, pick, arch, by={**by, "aggregate + beta_eff": pick, "aggregate + dW": pick}
+        )
         regret.append_line(tmp_path / "results.jsonl", row)  # the study, before its final stage
         picks = dict(zip(regret.FINAL_ROWS, [final, pick, pick, math.nan, 91.0], strict=True))
         final_row = {"m": 6, "extra_seeds": 1, "seconds": 100.0, "finalists": [arch], "by": picks}
@@ -410,18 +423,8 @@ def test_the_candidate_pick_is_paired_against_the_studys_pick(tmp_path, builtin,
     args = _args(tmp_path, first_seed=0, seeds=2, final_stage=0)
     arch = str(sample_archs(1, seed=0)[0])
     for seed, (pick, candidate) in enumerate([(90.0, 90.5), (89.0, 89.1)]):
-        row = {
-            "seed": seed, "wall_s": 600.0, "screen_s": 120.0, "screened": 3000, "trained": 30,
-            "completed": 20, "pruned": 10, "train_s_median": 30.0, "pick": pick,
-            "pick_arch": arch, "best_trained": 91.0, "pick_weights": {"aggregate": 1.0},
-            "by": {**dict.fromkeys(("aggregate", "proxy_valid_acc", "beta_eff",
-                                    "aggregate + beta_eff", "aggregate + dW"), pick),
-                   "aggregate + proxy_valid_acc": candidate},
-            "study_key": regret.study_key(regret.seed_config(args, 0)),
-            "revision": regret.code_revision(),
-            "config": {"screen_size": 3000, "top_k": 24, "n_trials": 40, "workers": 2,
-                       "timeout": 1800, "epochs": 8},
-        }  # fmt: skip
+        by = {**dict.fromkeys(_READINGS, pick), "aggregate + proxy_valid_acc": candidate}
+        row = _recorded_row(args, seed, pick, arch, by=by)
         regret.append_line(tmp_path / "results.jsonl", row)
     assert regret.run_search_mode(args) == 0
     out = capsys.readouterr().out
@@ -432,18 +435,9 @@ def test_the_candidate_pick_is_paired_against_the_studys_pick(tmp_path, builtin,
 
 def test_a_recorded_final_stage_without_finalists_is_read_back(tmp_path, builtin, capsys):
     args = _args(tmp_path, first_seed=0, seeds=1, final_stage=6, final_seeds=1)
-    row = {
-        "seed": 0, "wall_s": 600.0, "screen_s": 120.0, "screened": 3000, "trained": 30,
-        "completed": 0, "pruned": 30, "train_s_median": 30.0, "pick": 90.0,
-        "pick_arch": str(sample_archs(1, seed=0)[0]), "best_trained": 91.0,
-        "pick_weights": {"aggregate": 1.0}, "revision": regret.code_revision(),
-        "by": dict.fromkeys(("aggregate", "proxy_valid_acc", "beta_eff", "aggregate + beta_eff",
-                             "aggregate + dW"), 90.0),
-        "study_key": regret.study_key(regret.seed_config(args, 0)),
-        "config": {"screen_size": 3000, "top_k": 24, "n_trials": 40, "workers": 2,
-                   "timeout": 1800, "epochs": 8},
-        "final": {"m": 6, "extra_seeds": 1, "seconds": 0.0, "finalists": [], "by": {}},
-    }  # fmt: skip
+    final = {"m": 6, "extra_seeds": 1, "seconds": 0.0, "finalists": [], "by": {}}
+    arch = str(sample_archs(1, seed=0)[0])
+    row = _recorded_row(args, 0, 90.0, arch, completed=0, pruned=30, final=final)
     regret.append_line(tmp_path / "results.jsonl", row)
     assert regret.run_search_mode(args) == 0  # no finalist to check against the pick
     assert "final stage (top 6, +1 seed): mean beta_eff" in capsys.readouterr().out
@@ -458,19 +452,7 @@ def test_versus_pairs_the_picks_of_two_measurements_by_seed(tmp_path, builtin, c
     for out, a, picks in [(base_out, base_args, (90.0, 89.0)), (cand_out, args, (90.5, 88.0, 91))]:
         out.mkdir()
         for seed, pick in enumerate(picks):
-            row = {
-                "seed": seed, "wall_s": 600.0, "screen_s": 120.0, "screened": 3000,
-                "trained": 30, "completed": 20, "pruned": 10, "train_s_median": 30.0,
-                "pick": pick, "pick_arch": arch, "best_trained": 91.0,
-                "pick_weights": {"aggregate": 1.0},
-                "by": dict.fromkeys(("aggregate", "proxy_valid_acc", "beta_eff",
-                                     "aggregate + beta_eff", "aggregate + dW"), pick),
-                "study_key": regret.study_key(regret.seed_config(a, 0)),
-                "revision": regret.code_revision(),
-                "config": {"screen_size": 3000, "top_k": 24, "n_trials": 40, "workers": 2,
-                           "timeout": 1800, "epochs": 8},
-            }  # fmt: skip
-            regret.append_line(out / "results.jsonl", row)
+            regret.append_line(out / "results.jsonl", _recorded_row(a, seed, pick, arch))
     assert regret.run_search_mode(args) == 0  # everything recorded: nothing runs
     out = capsys.readouterr().out
     # --set replaces the config's screen.weights ({grad_norm: -1}) as a whole
