@@ -141,6 +141,13 @@ def test_predict_is_the_fitted_curve_as_in_sklearn() -> None:
     assert mean.shape == std.shape == steps.shape
     assert np.sqrt(np.mean((mean - betas) ** 2)) < 3 * est.noise_std_
     assert mean[-1] == pytest.approx(est.estimate()[0])
+    # the predictive std of a reading, as BayesianRidge's: the noise is in it (it was the
+    # curve's std alone, far below the readings' own scatter)
+    assert np.all(std >= est.noise_std_)
+    at_end = est.predict([BUDGET], return_std=True)[1][0]
+    assert at_end == pytest.approx(math.hypot(est.estimate()[1], est.noise_std_))
+    one = CapacitanceEstimator().partial_fit([1], [2.0])
+    assert one.predict([1], return_std=True)[1][0] == math.inf  # one reading: no noise known
 
 
 def test_a_fitted_estimator_keeps_its_basis_until_the_next_fit() -> None:

@@ -95,6 +95,18 @@ class Custom(nn.Module):
         return new
 
 
+def test_the_hook_dicts_a_copy_empties_are_every_forward_and_backward_hook_dict() -> None:
+    """The fast copy empties torch's private hook dicts by name: a dict a later torch
+    adds would be copied, and the caller's hooks would fire inside the proxies."""
+    from nasnc.proxies._zero_cost import _MODULE_HOOKS
+
+    installed = {
+        k for k in nn.Module().__dict__ if "hook" in k and ("forward" in k or "backward" in k)
+    }
+    installed.discard("_is_full_backward_hook")  # a flag, not a dict of hooks
+    assert installed == set(_MODULE_HOOKS)
+
+
 def test_clone_matches_deepcopy_structure_sharing_and_values() -> None:
     torch.manual_seed(0)
     net = Tied()

@@ -205,7 +205,7 @@ class CapacitanceEstimator(BaseEstimator):
         self.correct_autocorrelation = correct_autocorrelation
 
     # -------------------------------------------------------------- validation
-    def _validate_params(self) -> tuple[np.ndarray, float]:
+    def _checked_params(self) -> tuple[np.ndarray, float]:
         try:
             taus = np.asarray(self.taus, dtype=np.float64).ravel()
         except (TypeError, ValueError) as err:
@@ -274,7 +274,7 @@ class CapacitanceEstimator(BaseEstimator):
         -------
         self
         """
-        taus, horizon = self._validate_params()
+        taus, horizon = self._checked_params()
         s = _as_1d("steps", steps)
         b = _as_1d("betas", betas)
         if s.shape != b.shape:
@@ -397,7 +397,8 @@ class CapacitanceEstimator(BaseEstimator):
     def predict(
         self, steps: Any, return_std: bool = False
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """The fitted curve at ``steps`` (e.g. to plot it); with ``return_std`` also its std.
+        """The fitted curve at ``steps`` (e.g. to plot it); with ``return_std`` also the
+        predictive std of a reading there.
 
         Parameters
         ----------
@@ -409,14 +410,19 @@ class CapacitanceEstimator(BaseEstimator):
         -------
         mean : ndarray of shape (n,)
         std : ndarray of shape (n,)
-            Only with ``return_std=True``.
+            Only with ``return_std=True``: as ``BayesianRidge.predict``'s, the
+            curve's uncertainty and the noise of one reading (``noise_std_``)
+            together. :meth:`estimate`'s std is the curve's alone.
         """
         check_is_fitted(self, "mean_")
         s = np.atleast_1d(np.asarray(steps, dtype=np.float64))
         if s.ndim != 1:
             raise ConfigError(f"steps must be 1-D, as fit takes them, but got shape {s.shape}.")
         mean, std = self._curve(s / self.time_scale_)
-        return (mean, std) if return_std else mean
+        if not return_std:
+            return mean
+        noise = self.noise_std_ if math.isfinite(self.noise_std_) else 0.0  # one reading: none
+        return mean, np.sqrt(std**2 + noise**2)
 
 
 def trajectory_features(

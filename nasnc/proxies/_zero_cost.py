@@ -84,6 +84,10 @@ def _finite(name: str, value: float) -> float:
     return math.nan
 
 
+#: The dicts of ``torch.nn.Module.__dict__`` that hold the forward and backward hooks
+#: a copy must not keep (torch's private fields: there is no public way to clone a
+#: module without its hooks; tests/test_proxy_copy.py checks this list against the
+#: installed torch, so a hook dict a later torch adds fails a test, not a user).
 _MODULE_HOOKS = (
     "_forward_hooks",
     "_forward_hooks_with_kwargs",
