@@ -42,7 +42,8 @@ __all__ = [
     "sample_archs",
 ]
 
-#: The five candidate operations, in the benchmark's order (op index = position).
+#: The five candidate operations, in the benchmark's order (op index = position):
+#: ``NAS_BENCH_201`` in D-X-Y/AutoDL-Projects, ``xautodl/models/cell_searchs/genotypes.py``.
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: The six edges as ``(target, source)`` node pairs, in the benchmark's order.
 EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
@@ -60,7 +61,8 @@ NUM_UNIQUE_NONZERO = 6461
 #: the 125 symmetric ones: 12,500 + (3,125 + 125) / 2.
 NUM_GRAPHS = 14125
 
-#: NASLib's op order (its ``OP_NAMES_NB201``): a NASLib op index is a position here.
+#: NASLib's op order (``OP_NAMES_NB201`` in automl/NASLib,
+#: ``naslib/search_spaces/nasbench201/conversions.py``): a NASLib op index is a position.
 NASLIB_OPS: tuple[str, ...] = (
     "skip_connect",
     "none",
@@ -68,7 +70,7 @@ NASLIB_OPS: tuple[str, ...] = (
     "nor_conv_1x1",
     "avg_pool_3x3",
 )
-#: NASLib's edge order (``EDGE_LIST`` 1-2, 1-3, 1-4, 2-3, 2-4, 3-4 with 1-based nodes)
+#: NASLib's edge order (``EDGE_LIST`` of the same file: 1-2, 1-3, 1-4, 2-3, 2-4, 3-4, 1-based)
 #: as ``(target, source)`` pairs of :data:`EDGES`.
 NASLIB_EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (3, 0), (2, 1), (3, 1), (3, 2))
 #: Prefixes of the two digit codes accepted by :meth:`Arch.parse`.
@@ -150,7 +152,8 @@ class Arch:
 
     @classmethod
     def from_indices(cls, indices: Sequence[int]) -> Arch:
-        """Build from six op indices into :data:`OPS` (the benchmark's digit code)."""
+        """Build from six op indices into :data:`OPS`, in :data:`EDGES`' order (the
+        ``nb201:`` code's digits)."""
         idx = _digits(indices, "nb201")
         bad = [i for i in idx if not 0 <= i < len(OPS)]
         if bad:
