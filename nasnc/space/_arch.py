@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: The five candidate operations, in the benchmark's order (op index = position):
-#: ``NAS_BENCH_201`` in D-X-Y/AutoDL-Projects, ``xautodl/models/cell_searchs/genotypes.py``.
+#: ``NAS_BENCH_201`` in D-X-Y/AutoDL-Projects, ``xautodl/models/cell_operations.py``.
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: The six edges as ``(target, source)`` node pairs, in the benchmark's order.
 EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
