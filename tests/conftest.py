@@ -25,7 +25,8 @@ import pytest
 from nasnc.testing import make_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("NASNC_SHARED_DATA", REPO.parent / "shared" / "data"))
+# an empty NASNC_SHARED_DATA is unset (Path("") would be the working folder)
+SHARED_DATA = Path(os.environ.get("NASNC_SHARED_DATA") or REPO.parent / "shared" / "data")
 REQUIRE_ENV = "NASNC_REQUIRE_REAL_DATA"
 
 #: Fixtures that read ../shared/data: a test requesting one (even through
