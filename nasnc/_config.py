@@ -13,19 +13,44 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, TypeGuard, TypeVar, get_args, get_origin, get_type_hints
 
 from nasnc._errors import ConfigError
 
-__all__ = ["DEFAULT_CACHE", "from_mapping", "to_mapping"]
+__all__ = ["DEFAULT_CACHE", "check_int", "from_mapping", "is_real", "to_mapping"]
 
 #: Where the HDF5 trajectory cache lives unless a config or ``--cache`` says otherwise.
 DEFAULT_CACHE = "runs/cache"
 
 T = TypeVar("T")
+
+
+def is_real(value: object) -> TypeGuard[float]:
+    """Whether ``value`` is a real number (Python's or numpy's), a bool not counted."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: object, *, low: int = 0, high: int | None = None) -> int:
+    """``value`` as an int when it is an integer (Python's or numpy's, not a bool) in
+    ``[low, high)``; a :class:`ConfigError` naming ``name`` and the value otherwise
+    (2.5 is not truncated to 2, nor True read as 1)."""
+    number = (
+        int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else None
+    )
+    if number is None or number < low or (high is not None and number >= high):
+        if high is not None:
+            big_power = high > 2**20 and high & (high - 1) == 0  # a seed's 2**63, as written
+            kind = f"an integer in [{low}, {f'2**{high.bit_length() - 1}' if big_power else high})"
+        else:
+            kind = {0: "a non-negative integer", 1: "a positive integer"}.get(
+                low, f"an integer >= {low}"
+            )
+        raise ConfigError(f"{name} must be {kind}, but got {name}={value!r}.")
+    return number
 
 
 def _unknown_key(where: str, key: str, known: list[str]) -> ConfigError:

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nasnc import ConfigError
+from nasnc._config import check_int, is_real
 from nasnc.pipeline import ProxyConfig
 from nasnc.proxies import AGGREGATES
 from nasnc_search._config import (
@@ -304,3 +306,23 @@ def test_nasnc_search_applies_set_after_its_options_and_null_unsets(tmp_path: Pa
     assert config.n_trials == 9 and config.timeout is None
     plain = search_config(build_parser().parse_args(["search", str(path), "--n-trials", "5"]))
     assert plain.n_trials == 5 and plain.timeout == 60 and plain.screen.top_k == 4
+
+
+def test_check_int_takes_integers_in_range_and_names_the_rest() -> None:
+    assert check_int("n", np.int64(3)) == 3 and type(check_int("n", np.int64(3))) is int
+    assert check_int("seed", 2**63 - 1, high=2**63) == 2**63 - 1
+    cases = [
+        ({"value": 2.5}, "n must be a non-negative integer, but got n=2.5."),  # not 2
+        ({"value": True}, "n must be a non-negative integer, but got n=True."),  # not 1
+        ({"value": "3"}, "n must be a non-negative integer, but got n='3'."),
+        ({"value": 0, "low": 1}, "n must be a positive integer, but got n=0."),
+        ({"value": 1, "low": 2}, "n must be an integer >= 2, but got n=1."),
+        ({"value": 2**63, "high": 2**63}, "n must be an integer in [0, 2**63), but got n="),
+        ({"value": 5, "high": 3}, "n must be an integer in [0, 3), but got n=5."),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ConfigError) as err:
+            check_int("n", **kwargs)
+        assert str(err.value).startswith(message)
+    assert is_real(1) and is_real(np.float32(0.5)) and is_real(float("inf"))
+    assert not is_real(True) and not is_real("1") and not is_real(None)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from nasnc._config import check_int, is_real
 from nasnc._errors import ConfigError
 
 __all__ = [
@@ -88,10 +89,17 @@ class AnytimeCurve:
         return int(self.cells.size)
 
 
-def _check_count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, but got {name}={value!r}.")
-    return int(value)
+def _accuracy_table(name: str, values: ArrayLike) -> NDArray[np.float64]:
+    """One accuracy per cell, 1-D, each finite or NaN (a missing cell); named otherwise."""
+    table = np.asarray(values, dtype=np.float64)
+    if table.ndim != 1:  # a 2-D table was flattened without a word
+        raise ConfigError(f"{name} must be 1-D (one value per cell), but got shape {table.shape}.")
+    if np.isinf(table).any():
+        at = int(np.flatnonzero(np.isinf(table))[0])
+        raise ConfigError(
+            f"{name} must be finite or NaN (missing), but got {table[at]} at row {at}."
+        )
+    return table
 
 
 def _check_seconds(name: str, value: Any, *, positive: bool = False) -> float:
@@ -201,18 +209,10 @@ def random_search(
     n_seeds, seed : int
         Runs, and the seed their independent streams are spawned from.
     """
-    acc = np.asarray(accuracy, dtype=np.float64)
-    if acc.ndim != 1:  # a 2-D table was flattened without a word
-        raise ConfigError(f"accuracy must be 1-D (one value per cell), but got shape {acc.shape}.")
-    if np.isinf(acc).any():
-        at = int(np.flatnonzero(np.isinf(acc))[0])
-        raise ConfigError(
-            f"accuracy must be finite or NaN (missing), but got {acc[at]} at row {at}."
-        )
-    n_draws = _check_count("n_draws", n_draws)
-    n_seeds = _check_count("n_seeds", n_seeds)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, but got {seed=}.")
+    acc = _accuracy_table("accuracy", accuracy)
+    n_draws = check_int("n_draws", n_draws, low=1)
+    n_seeds = check_int("n_seeds", n_seeds, low=1)
+    seed = check_int("seed", seed)
     labels = None
     if groups is not None:
         labels = np.asarray(groups).ravel()
@@ -327,33 +327,16 @@ def anytime_regret(
             raise ConfigError("an empty search has no cost per cell: pass draw_cost.")
         draw_cost = float(np.median(np.asarray(costs, dtype=np.float64)))
     per_draw = _check_seconds("draw_cost", draw_cost, positive=True)
-    table = np.asarray(truth, dtype=np.float64)
-    if table.ndim != 1:
-        raise ConfigError(f"truth must be 1-D (one value per cell), but got shape {table.shape}.")
-    if np.isinf(table).any():  # blamed on space_best=None before
-        at = int(np.flatnonzero(np.isinf(table))[0])
-        raise ConfigError(
-            f"truth must be finite or NaN (missing), but got {table[at]} at row {at}."
-        )
-    best = space_best
-    if best is None and np.isfinite(table).any():
-        best = float(np.nanmax(table))
-    if (
-        best is None
-        or isinstance(best, bool)
-        or not isinstance(best, (int, float, np.integer, np.floating))
-        or not math.isfinite(best)
-    ):
+    table = _accuracy_table("truth", truth)  # an inf was blamed on space_best=None before
+    found = {  # the best of each; None where none is finite (a search pruned so far)
+        where: float(np.nanmax(values)) if np.isfinite(values).any() else None
+        for where, values in (("the table", table), ("the search", curve.best))
+    }
+    best = found["the table"] if space_best is None else space_best
+    if not is_real(best) or not math.isfinite(best):
         raise ConfigError(f"space_best must be a finite number, but got {space_best=}.")
-    found = [
-        ("the table", float(np.nanmax(table)) if np.isfinite(table).any() else -math.inf),
-        (  # NaN until the search finds a cell (a pruned first trial)
-            "the search",
-            float(np.nanmax(curve.best)) if np.isfinite(curve.best).any() else -math.inf,
-        ),
-    ]
-    for where, value in found:  # a regret below zero is a space_best of another table
-        if value > best + 1e-9 * max(1.0, abs(best)):
+    for where, value in found.items():  # a regret below zero is a space_best of another table
+        if value is not None and value > best + 1e-9 * max(1.0, abs(best)):
             raise ConfigError(
                 f"space_best={best} is below the best accuracy {where} holds ({value}); "
                 "it must be the best of the space the search and the table draw from."

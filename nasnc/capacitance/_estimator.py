@@ -94,6 +94,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from nasnc._config import is_real
 from nasnc._errors import ConfigError
 
 __all__ = ["CapacitanceCalibrator", "CapacitanceEstimator", "trajectory_features"]
@@ -214,12 +215,7 @@ class CapacitanceEstimator(BaseEstimator):
             ) from err
         if taus.size == 0 or not np.all(np.isfinite(taus)) or np.any(taus <= 0):
             raise ConfigError(f"taus must be positive finite numbers, but got taus={self.taus!r}.")
-        horizon = (
-            float(self.horizon)
-            if isinstance(self.horizon, (int, float, np.integer, np.floating))
-            and not isinstance(self.horizon, bool)
-            else math.nan
-        )
+        horizon = float(self.horizon) if is_real(self.horizon) else math.nan
         if not horizon > 0:
             raise ConfigError(
                 f"horizon must be positive (inf allowed), but got horizon={self.horizon!r}."
@@ -296,8 +292,7 @@ class CapacitanceEstimator(BaseEstimator):
         prev_total = getattr(self, "total_steps_", None)
         if total_steps is not None:
             if (
-                isinstance(total_steps, bool)
-                or not isinstance(total_steps, (int, float, np.integer, np.floating))
+                not is_real(total_steps)
                 or not math.isfinite(total_steps)
                 or int(total_steps) != total_steps
                 or total_steps < 1

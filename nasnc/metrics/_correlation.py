@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from nasnc._config import check_int, is_real
 from nasnc._errors import ConfigError
 
 __all__ = [
@@ -293,16 +294,10 @@ def bootstrap_ci(
     """
     if statistic not in STATISTICS:
         raise ConfigError(f"statistic must be one of {sorted(STATISTICS)}, but got {statistic=}.")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ConfigError(f"n_boot must be a positive integer, but got {n_boot=}.")
-    if (
-        isinstance(level, bool)
-        or not isinstance(level, (int, float, np.integer, np.floating))
-        or not 0.0 < level < 1.0
-    ):
+    n_boot = check_int("n_boot", n_boot, low=1)
+    if not is_real(level) or not 0.0 < level < 1.0:
         raise ConfigError(f"level must lie strictly between 0 and 1, but got {level=}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, but got {seed=}.")
+    seed = check_int("seed", seed)
     xa, ya, _ = _ranked_pairs(x, y)
     n = xa.size
     if n < 3:

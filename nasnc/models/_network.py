@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
-import numpy as np
 import torch
 from torch import nn
 
-from nasnc._errors import ConfigError
+from nasnc._config import check_int
 from nasnc.capacitance._probe import CapacitanceProbe
 from nasnc.models._ops import ResidualReduction, make_op
 from nasnc.space import Arch
@@ -204,8 +203,7 @@ def _fixed_params(channels: int, cells_per_stage: int, num_classes: int) -> int:
 def _check_sizes(**sizes: object) -> None:
     """Each size a positive integer (4.5 channels was built as 4, 0 cells counted)."""
     for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, but got {name}={value!r}.")
+        check_int(name, value, low=1)
 
 
 def arch_params(

@@ -44,6 +44,7 @@ from typing import Literal
 import numpy as np
 from scipy.stats import rankdata
 
+from nasnc._config import is_real
 from nasnc._errors import ConfigError
 
 __all__ = [
@@ -143,13 +144,7 @@ def rank_aggregate(
         names = list(weights) if weights else list(columns)
     wanted = [str(n) for n in names]
     if weights is not None:
-        bad = {
-            k: v
-            for k, v in weights.items()
-            if isinstance(v, bool)
-            or not isinstance(v, (int, float, np.integer, np.floating))
-            or not math.isfinite(float(v))
-        }
+        bad = {k: v for k, v in weights.items() if not is_real(v) or not math.isfinite(v)}
         if bad:
             raise ConfigError(f"aggregate weights must be finite numbers, but got {bad}.")
         stray = [k for k in weights if k not in wanted]

@@ -25,6 +25,7 @@ from functools import cache, lru_cache
 
 import numpy as np
 
+from nasnc._config import check_int
 from nasnc._errors import ArchError, ConfigError
 
 __all__ = [
@@ -387,10 +388,7 @@ def sample_archs(
     so that the draw stays uniform over cells). ``exclude_zero`` drops cells
     whose output is always zero (no path from input to output).
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ConfigError(f"n must be a non-negative integer, but got {n=}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, but got {seed=}.")
+    n, seed = check_int("n", n), check_int("seed", seed)
     rng = np.random.default_rng(seed)
     space = all_archs()
     limit = None
