@@ -21,10 +21,13 @@ from typing import Any, TypeGuard, TypeVar, get_args, get_origin, get_type_hints
 
 from nasnc._errors import ConfigError
 
-__all__ = ["DEFAULT_CACHE", "check_int", "from_mapping", "is_real", "to_mapping"]
+__all__ = ["DEFAULT_CACHE", "SEED_BOUND", "check_int", "from_mapping", "is_real", "to_mapping"]
 
 #: Where the HDF5 trajectory cache lives unless a config or ``--cache`` says otherwise.
 DEFAULT_CACHE = "runs/cache"
+
+#: Seeds lie in ``[0, SEED_BOUND)``: numpy, torch and Optuna take a signed 64-bit int.
+SEED_BOUND = 2**63
 
 T = TypeVar("T")
 

@@ -49,7 +49,7 @@ from typing import Any, Literal
 
 import yaml
 
-from nasnc._config import DEFAULT_CACHE, from_mapping, to_mapping
+from nasnc._config import DEFAULT_CACHE, SEED_BOUND, from_mapping, to_mapping
 from nasnc._errors import ConfigError
 from nasnc.analysis import PARETO_COSTS
 from nasnc.capacitance import (
@@ -215,7 +215,7 @@ class ScreenConfig:
                 f"weights leave no score of scores={list(self.scores)!r} in the aggregate, "
                 f"but got weights={self.weights!r}"
             )
-        if self.seed is not None and not 0 <= self.seed < 2**63:
+        if self.seed is not None and not 0 <= self.seed < SEED_BOUND:
             raise ConfigError(f"seed must be in [0, 2**63) or null, but got seed={self.seed}")
 
 
@@ -348,7 +348,7 @@ class SearchConfig:
             )
         if self.n_trials < 1:
             raise ConfigError(f"n_trials must be >= 1, but got n_trials={self.n_trials}")
-        if not 0 <= self.seed < 2**63:  # numpy, torch and Optuna seeds: a signed 64-bit int
+        if not 0 <= self.seed < SEED_BOUND:
             raise ConfigError(f"seed must be in [0, 2**63), but got seed={self.seed}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, but got workers={self.workers}")

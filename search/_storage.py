@@ -158,30 +158,28 @@ def _last_line_start(f: BinaryIO, end: int, chunk: int = 1 << 16) -> int:
     return 0
 
 
-def _cut_torn_tail(path: Path) -> None:
-    """Move a journal's torn last line (a writer killed mid-line) to ``PATH.torn``.
+def _cut_torn_tail(f: BinaryIO, path: Path) -> None:
+    """Move the torn last line (a writer killed mid-line) of journal ``f``, open at
+    ``path`` for reading and writing, to ``PATH.torn``.
 
     Call it holding the lock Optuna's writers hold while they append, so that no
     write is in progress and a last line without its newline is torn for good.
     """
-    with path.open("r+b") as f:
-        end = f.seek(0, os.SEEK_END)
-        if end == 0:
-            return
-        f.seek(end - 1)
-        if f.read(1) == b"\n":
-            return
-        cut = _last_line_start(f, end)
-        f.seek(cut)
-        torn = f.read()
-        kept = path.with_name(path.name + TORN_SUFFIX)
-        with kept.open("ab") as out:
-            out.write(torn + b"\n")
-            out.flush()
-            os.fsync(out.fileno())
-        f.truncate(cut)
-        f.flush()
-        os.fsync(f.fileno())
+    end = f.seek(0, os.SEEK_END)
+    if end == 0:
+        return
+    f.seek(end - 1)
+    if f.read(1) == b"\n":
+        return
+    cut = _last_line_start(f, end)
+    f.seek(cut)
+    torn = f.read()
+    kept = path.with_name(path.name + TORN_SUFFIX)
+    with kept.open("ab") as out:
+        out.write(torn + b"\n")
+        out.flush()
+        os.fsync(out.fileno())
+    f.truncate(cut)
     logger.warning(
         "journal %s: its last line was cut off mid-write (%d bytes; a killed process?); "
         "moved to %s so that new records start on a line of their own",
@@ -214,11 +212,12 @@ class _MendingJournalBackend(JournalFileBackend):
         text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
         self._append_lock.acquire()
         try:
-            _cut_torn_tail(self._file)
-            with self._file.open("ab") as f:
+            with self._file.open("r+b") as f:  # Optuna's __init__ made the file
+                _cut_torn_tail(f, self._file)
+                f.seek(0, os.SEEK_END)
                 f.write(text.encode("utf-8"))
                 f.flush()
-                os.fsync(f.fileno())
+                os.fsync(f.fileno())  # the cut and the records together
         finally:
             self._append_lock.release()
 

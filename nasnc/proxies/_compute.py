@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nasnc._config import check_int
+from nasnc._config import SEED_BOUND, check_int
 from nasnc._errors import ConfigError
 from nasnc.proxies._aggregate import AGGREGATES
 from nasnc.proxies._latency import latency
@@ -175,7 +175,7 @@ def compute_proxies(
     """
     wanted = _resolve_names(names)
     images, labels = _check_batch(model, images, labels)
-    seed = check_int("seed", seed, high=2**63)  # torch's seeds are 64-bit
+    seed = check_int("seed", seed, high=SEED_BOUND)
     if "flops" in wanted and images.dim() == 4 and images.shape[-1] != images.shape[-2]:
         raise ConfigError(  # counted at W x W: a 8x16 batch gave the FLOPs of 16x16
             f"flops needs square images (H == W), but got shape={tuple(images.shape)}."

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import math
 import os
 import sys
@@ -86,8 +87,6 @@ def load_train_config(path: str | Path | None) -> SearchConfig:
             f"but holds {type(data).__name__}"
         )
     for key in sorted(given - _proxy_fields()):  # a study key's typo: proxi:, n_trails:
-        import difflib
-
         close = difflib.get_close_matches(key, sorted(study_keys), n=2, cutoff=0.8)
         if close and not difflib.get_close_matches(key, sorted(_proxy_fields()), cutoff=0.8):
             raise ConfigError(
